@@ -1,0 +1,3 @@
+module github.com/dockca/dockca
+
+go 1.26.8
