@@ -1,0 +1,199 @@
+package ca
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/config"
+	"github.com/smallstep/certificates/authority/provisioner"
+
+	"github.com/dockca/dockca/store"
+)
+
+// Authority is an unlocked dockca CA: it can sign, revoke and publish CRLs.
+type Authority struct {
+	st           *store.Store
+	rec          *store.CA
+	root         *x509.Certificate
+	intermediate *x509.Certificate
+	step         *authority.Authority
+	actor        string
+	crl          bool
+}
+
+// OpenOptions configure Open.
+type OpenOptions struct {
+	// Password decrypts the intermediate key (ignored for a CA created
+	// with --no-password).
+	Password []byte
+	// Actor is recorded as the issuer of every certificate ("cli:root@host").
+	Actor string
+	// CRL turns on smallstep's CRL machinery (generation on start, on
+	// revoke and on a timer). Commands that only issue leave it off so they
+	// do not rewrite the CRL on every run.
+	CRL bool
+	// DNSNames are the names the authority answers to; they set the audience
+	// of one-time tokens. Default: localhost.
+	DNSNames []string
+}
+
+// LoadCertificates returns the root and intermediate without unlocking any
+// key; enough for fingerprints, chains and verification.
+func LoadCertificates(ctx context.Context, st *store.Store) (rec *store.CA, root, intermediate *x509.Certificate, err error) {
+	rec, err = st.CA(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if root, err = x509.ParseCertificate(rec.RootDER); err != nil {
+		return nil, nil, nil, fmt.Errorf("parse root: %w", err)
+	}
+	if intermediate, err = x509.ParseCertificate(rec.IntermediateDER); err != nil {
+		return nil, nil, nil, fmt.Errorf("parse intermediate: %w", err)
+	}
+	return rec, root, intermediate, nil
+}
+
+// Open unlocks the intermediate key and starts the embedded authority.
+func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, error) {
+	rec, root, inter, err := LoadCertificates(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	var pw []byte
+	if rec.Encrypted {
+		pw = o.Password
+	}
+	signer, err := DecryptKey(rec.IntermediateKey, pw)
+	if err != nil {
+		return nil, fmt.Errorf("unlock intermediate key: %w", err)
+	}
+	a := &Authority{st: st, rec: rec, root: root, intermediate: inter, actor: o.Actor, crl: o.CRL}
+	if a.actor == "" {
+		a.actor = "dockca"
+	}
+	dnsNames := o.DNSNames
+	if len(dnsNames) == 0 {
+		dnsNames = []string{"localhost"}
+	}
+	cfg := &config.Config{
+		DNSNames:        dnsNames,
+		AuthorityConfig: &config.AuthConfig{},
+	}
+	if o.CRL {
+		cfg.CRL = &config.CRLConfig{Enabled: true, GenerateOnRevoke: true}
+	}
+	signingService, err := newSigningService(inter, signer)
+	if err != nil {
+		return nil, err
+	}
+	step, err := authority.NewEmbedded(
+		authority.WithConfig(cfg),
+		authority.WithX509RootCerts(root),
+		authority.WithX509Signer(inter, signer),
+		authority.WithX509CAService(signingService),
+		authority.WithDatabase(st.AuthDB(a.record)),
+		authority.WithQuietInit(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("start authority: %w", err)
+	}
+	a.step = step
+	return a, nil
+}
+
+// Close stops the embedded authority's background work. The store stays
+// open: its owner closes it.
+func (a *Authority) Close() error {
+	if a == nil || a.step == nil {
+		return nil
+	}
+	return a.step.Shutdown()
+}
+
+// Root returns the root certificate.
+func (a *Authority) Root() *x509.Certificate { return a.root }
+
+// Intermediate returns the intermediate that signs every leaf.
+func (a *Authority) Intermediate() *x509.Certificate { return a.intermediate }
+
+// Store returns the store the authority persists to.
+func (a *Authority) Store() *store.Store { return a.st }
+
+// Step exposes the embedded smallstep authority (for token provisioners).
+func (a *Authority) Step() *authority.Authority { return a.step }
+
+// record turns a just-signed leaf into dockca's record; it runs inside the
+// authority's store call, so the record is written with the certificate.
+func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (*store.Certificate, error) {
+	kind := kindOf(leaf)
+	actor := a.actor
+	if prov != nil {
+		if id := prov.GetID(); strings.HasPrefix(id, identityPrefix) {
+			kind = store.Kind(strings.TrimPrefix(id, identityPrefix))
+		}
+		actor = prov.GetName()
+	}
+	rec := &store.Certificate{
+		Serial:      store.FormatSerial(leaf.SerialNumber),
+		Name:        leaf.Subject.CommonName,
+		Kind:        kind,
+		Role:        RoleOf(leaf),
+		SANs:        sanStrings(leaf),
+		NotBefore:   leaf.NotBefore.UTC(),
+		NotAfter:    leaf.NotAfter.UTC(),
+		IssuedAt:    time.Now().UTC(),
+		IssuedBy:    actor,
+		Fingerprint: Fingerprint(leaf),
+		DER:         leaf.Raw,
+	}
+	if kind != store.KindClient {
+		rec.Role = ""
+	}
+	return rec, nil
+}
+
+func kindOf(leaf *x509.Certificate) store.Kind {
+	for _, u := range leaf.ExtKeyUsage {
+		if u == x509.ExtKeyUsageServerAuth {
+			return store.KindDaemon
+		}
+	}
+	return store.KindClient
+}
+
+// RoleOf reads the role a dockca client certificate carries: its single
+// Subject OU. Empty when there is none.
+func RoleOf(cert *x509.Certificate) string {
+	if len(cert.Subject.OrganizationalUnit) != 1 {
+		return ""
+	}
+	return cert.Subject.OrganizationalUnit[0]
+}
+
+func sanStrings(c *x509.Certificate) []string {
+	var out []string
+	out = append(out, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		out = append(out, ip.String())
+	}
+	return out
+}
+
+// VerifyChain checks that leaf chains to this CA's root for usage at now.
+func VerifyChain(root, intermediate, leaf *x509.Certificate, usage x509.ExtKeyUsage, now time.Time) error {
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	inters := x509.NewCertPool()
+	if intermediate != nil {
+		inters.AddCert(intermediate)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{usage}, CurrentTime: now})
+	return err
+}
+
+var errNotOpen = errors.New("the authority is not unlocked")

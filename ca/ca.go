@@ -1,0 +1,71 @@
+// Package ca is dockca's certificate authority: it creates the root and the
+// intermediate that signs every leaf, holds the issuance profiles (daemon,
+// client) and the policy that names and lifetimes must pass, and revokes
+// certificates and publishes the CRL.
+//
+// Signing, one-time-token checks, revocation and CRL generation are done by
+// smallstep's authority, embedded (its HTTP server is never run) and given
+// its persistence through the store's AuthDB, so every certificate it signs
+// lands in dockca's bbolt file in the same transaction as dockca's own
+// record of it.
+package ca
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"strings"
+)
+
+var (
+	// ErrWrongPassword means the CA password does not decrypt the keys.
+	ErrWrongPassword = errors.New("wrong CA password")
+	// ErrPolicy is matched by every refusal of the issuance policy.
+	ErrPolicy = errors.New("refused by policy")
+	// ErrBadCSR means a CSR could not be parsed or its signature is wrong.
+	ErrBadCSR = errors.New("invalid certificate request")
+)
+
+// Fingerprint is the SHA-256 of a certificate's DER, 64 lowercase hex
+// digits, as `openssl x509 -fingerprint -sha256` prints it without colons.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// NormalizeFingerprint accepts a fingerprint with or without colons, in any
+// case, and returns it in Fingerprint's form.
+func NormalizeFingerprint(s string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+}
+
+// PEMCert encodes one certificate.
+func PEMCert(cert *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+}
+
+// PEMChain encodes certificates in order.
+func PEMChain(certs ...*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, PEMCert(c)...)
+	}
+	return out
+}
+
+func pemBlock(b []byte, types ...string) []byte {
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return nil
+		}
+		for _, t := range types {
+			if blk.Type == t {
+				return blk.Bytes
+			}
+		}
+	}
+}

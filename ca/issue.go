@@ -1,0 +1,314 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"time"
+
+	"github.com/smallstep/certificates/authority/provisioner"
+	"go.step.sm/crypto/x509util"
+
+	"github.com/dockca/dockca/store"
+)
+
+// The issuance profiles, as x509util templates. The subject and names come
+// from dockca's validated request, never straight from a CSR, so a CSR
+// cannot smuggle in names or extensions the policy did not see.
+const (
+	clientTemplate = `{
+	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "organizationalUnit": {{ toJson .Role }}, "organization": {{ toJson .Org }}},
+	"keyUsage": ["digitalSignature"],
+	"extKeyUsage": ["clientAuth"]
+}`
+	daemonTemplate = `{
+	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "organization": {{ toJson .Org }}},
+	"sans": {{ toJson .SANs }},
+{{- if .RSA }}
+	"keyUsage": ["digitalSignature", "keyEncipherment"],
+{{- else }}
+	"keyUsage": ["digitalSignature"],
+{{- end }}
+	"extKeyUsage": ["serverAuth"]
+}`
+)
+
+// Request asks for one certificate.
+type Request struct {
+	Kind store.Kind
+	// Name is the client name or the daemon's host (CN and first SAN).
+	// With a CSR it may be empty: the CSR's names are used.
+	Name string
+	// Role of a client certificate; empty means admin.
+	Role string
+	// SANs are extra daemon names (DNS or IP).
+	SANs []string
+	// TTL; zero means the kind's default.
+	TTL time.Duration
+	// CSR, when set, is signed as is (its key never reaches the CA);
+	// otherwise dockca generates a key of KeyType (default ec-p256).
+	CSR     *x509.CertificateRequest
+	KeyType KeyType
+}
+
+// Issued is a signed certificate with what a client needs to use it.
+type Issued struct {
+	Record *store.Certificate
+	Leaf   *x509.Certificate
+	// Chain is leaf then intermediate: the cert.pem docker expects.
+	Chain []*x509.Certificate
+	Root  *x509.Certificate
+	// Key is nil when the request carried a CSR.
+	Key crypto.Signer
+}
+
+// ChainPEM is the leaf followed by the intermediate.
+func (i *Issued) ChainPEM() []byte { return PEMChain(i.Chain...) }
+
+// KeyPEM is the unencrypted private key, or nil for CSR issuance.
+func (i *Issued) KeyPEM() ([]byte, error) {
+	if i.Key == nil {
+		return nil, nil
+	}
+	return MarshalPrivateKey(i.Key)
+}
+
+// identity is the smallstep "provisioner" dockca passes with its own
+// issuances; the store's record function reads the kind from its ID and the
+// issuer from its name. Only the methods the signing path calls are real.
+type identity struct {
+	provisioner.Interface
+	kind  store.Kind
+	actor string
+}
+
+const identityPrefix = "dockca:"
+
+func (i identity) GetID() string             { return identityPrefix + string(i.kind) }
+func (i identity) GetIDForToken() string     { return i.GetID() }
+func (i identity) GetName() string           { return i.actor }
+func (i identity) GetType() provisioner.Type { return provisioner.TypeJWK }
+
+type templateOption struct {
+	text string
+	data x509util.TemplateData
+}
+
+func (t templateOption) Options(provisioner.SignOptions) []x509util.Option {
+	return []x509util.Option{x509util.WithTemplate(t.text, t.data)}
+}
+
+// Normalized is a request after policy: the exact subject, names, role and
+// validity the certificate will have.
+type Normalized struct {
+	Kind      store.Kind
+	Name      string
+	Role      string
+	SANs      []SAN
+	NotBefore time.Time
+	NotAfter  time.Time
+}
+
+// Check applies the policy to r without signing anything; Issue calls it
+// first, and the CLI can call it before it touches any file.
+func (a *Authority) Check(r Request) (*Normalized, error) {
+	return check(r, a.intermediate, time.Now())
+}
+
+func check(r Request, issuer *x509.Certificate, now time.Time) (*Normalized, error) {
+	if _, err := ParseKind(string(r.Kind)); err != nil {
+		return nil, err
+	}
+	n := &Normalized{Kind: r.Kind, Name: r.Name}
+	if r.CSR != nil {
+		if err := r.CSR.CheckSignature(); err != nil {
+			return nil, fmt.Errorf("%w: signature does not verify: %v", ErrBadCSR, err)
+		}
+		if len(r.CSR.EmailAddresses) > 0 || len(r.CSR.URIs) > 0 {
+			return nil, fmt.Errorf("the CSR asks for e-mail or URI names, which dockca does not issue: %w", ErrPolicy)
+		}
+	}
+	switch r.Kind {
+	case store.KindClient:
+		if r.CSR != nil {
+			if len(r.CSR.DNSNames) > 0 || len(r.CSR.IPAddresses) > 0 {
+				return nil, fmt.Errorf("client certificates carry no host names, but the CSR asks for some: %w", ErrPolicy)
+			}
+			if n.Name == "" {
+				n.Name = r.CSR.Subject.CommonName
+			} else if n.Name != r.CSR.Subject.CommonName {
+				return nil, fmt.Errorf("the CSR names %q, not %q: %w", r.CSR.Subject.CommonName, n.Name, ErrPolicy)
+			}
+		}
+		if err := CheckClientName(n.Name); err != nil {
+			return nil, err
+		}
+		n.Role = r.Role
+		if n.Role == "" {
+			n.Role = RoleAdmin
+		}
+		if err := CheckRole(n.Role); err != nil {
+			return nil, err
+		}
+		if len(r.SANs) > 0 {
+			return nil, fmt.Errorf("client certificates carry no host names: %w", ErrPolicy)
+		}
+	case store.KindDaemon:
+		if r.Role != "" {
+			return nil, fmt.Errorf("daemon certificates carry no role: %w", ErrPolicy)
+		}
+		extra := append([]string(nil), r.SANs...)
+		if r.CSR != nil {
+			csrNames := append([]string(nil), r.CSR.DNSNames...)
+			for _, ip := range r.CSR.IPAddresses {
+				csrNames = append(csrNames, ip.String())
+			}
+			if n.Name == "" {
+				n.Name = r.CSR.Subject.CommonName
+				if n.Name == "" && len(csrNames) > 0 {
+					n.Name = csrNames[0]
+				}
+			} else if cn := r.CSR.Subject.CommonName; cn != "" && cn != n.Name {
+				return nil, fmt.Errorf("the CSR names %q, not %q: %w", cn, n.Name, ErrPolicy)
+			}
+			extra = append(extra, csrNames...)
+		}
+		if n.Name == "" {
+			return nil, fmt.Errorf("the daemon host name is empty: %w", ErrPolicy)
+		}
+		sans, err := daemonSANs(n.Name, extra)
+		if err != nil {
+			return nil, err
+		}
+		n.SANs = sans
+		n.Name = sans[0].String()
+	}
+	ttl, err := TTLFor(r.Kind, r.TTL)
+	if err != nil {
+		return nil, err
+	}
+	n.NotBefore = now.Add(-clockSkew).UTC().Truncate(time.Second)
+	n.NotAfter = now.Add(ttl).UTC().Truncate(time.Second)
+	if issuer != nil && n.NotAfter.After(issuer.NotAfter) {
+		return nil, fmt.Errorf("a %s certificate would outlive the intermediate CA, which expires %s: %w",
+			FormatTTL(ttl), issuer.NotAfter.Format(time.DateOnly), ErrPolicy)
+	}
+	return n, nil
+}
+
+// Issue applies the policy, signs and stores one certificate. The store
+// write happens inside the signing call, in one transaction: either the
+// certificate exists and is recorded, or neither.
+func (a *Authority) Issue(ctx context.Context, r Request) (*Issued, error) {
+	if a.step == nil {
+		return nil, errNotOpen
+	}
+	n, err := a.Check(r)
+	if err != nil {
+		return nil, err
+	}
+	csr := r.CSR
+	var key crypto.Signer
+	if csr == nil {
+		kt := r.KeyType
+		if kt == "" {
+			kt = KeyECP256
+		}
+		if key, err = GenerateKey(kt); err != nil {
+			return nil, err
+		}
+		if csr, err = newCSR(n, key); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	chain, err := a.step.SignWithContext(ctx, csr, provisioner.SignOptions{},
+		identity{kind: n.Kind, actor: a.actor},
+		a.profile(n, csr.PublicKey),
+		finalize(n.NotBefore, n.NotAfter),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	rec, err := a.st.Certificate(ctx, chain[0].SerialNumber)
+	if err != nil {
+		return nil, fmt.Errorf("read back issued certificate: %w", err)
+	}
+	return &Issued{Record: rec, Leaf: chain[0], Chain: chain, Root: a.root, Key: key}, nil
+}
+
+func (a *Authority) profile(n *Normalized, pub crypto.PublicKey) templateOption {
+	sans := make([]string, len(n.SANs))
+	for i, s := range n.SANs {
+		sans[i] = s.String()
+	}
+	data := x509util.CreateTemplateData(n.Name, sans)
+	data.Set("Org", a.rec.Name)
+	data.Set("RSA", isRSA(pub))
+	text := daemonTemplate
+	if n.Kind == store.KindClient {
+		data.Set("Role", n.Role)
+		data.SetSANs(nil)
+		text = clientTemplate
+	}
+	return templateOption{text: text, data: data}
+}
+
+// finalize sets what dockca decides rather than smallstep's defaults: the
+// lifetime (backdated for clock skew), a serial of more than 128 random
+// bits and the subject key identifier RFC 5280 asks for.
+func finalize(notBefore, notAfter time.Time) provisioner.CertificateModifierFunc {
+	return func(cert *x509.Certificate, _ provisioner.SignOptions) error {
+		cert.NotBefore, cert.NotAfter = notBefore, notAfter
+		serial, err := RandomSerial()
+		if err != nil {
+			return err
+		}
+		cert.SerialNumber = serial
+		if cert.SubjectKeyId == nil {
+			skid, err := subjectKeyID(cert.PublicKey)
+			if err != nil {
+				return err
+			}
+			cert.SubjectKeyId = skid
+		}
+		return nil
+	}
+}
+
+func newCSR(n *Normalized, key crypto.Signer) (*x509.CertificateRequest, error) {
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: n.Name}}
+	for _, s := range n.SANs {
+		if s.IP != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, s.IP)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, s.DNS)
+		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return nil, fmt.Errorf("create request: %w", err)
+	}
+	return x509.ParseCertificateRequest(der)
+}
+
+// ParseCSR reads a PEM or DER certificate request and checks its signature.
+func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
+	der := b
+	if blk := pemBlock(b, "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"); blk != nil {
+		der = blk
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: signature does not verify", ErrBadCSR)
+	}
+	return csr, nil
+}

@@ -1,0 +1,109 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.step.sm/crypto/keyutil"
+	"go.step.sm/crypto/pemutil"
+)
+
+// KeyType names the key algorithms dockca can create.
+type KeyType string
+
+const (
+	KeyECP256  KeyType = "ec-p256"
+	KeyECP384  KeyType = "ec-p384"
+	KeyRSA3072 KeyType = "rsa-3072"
+	KeyEd25519 KeyType = "ed25519"
+)
+
+// KeyTypes lists the accepted --key-type values.
+var KeyTypes = []KeyType{KeyECP256, KeyECP384, KeyRSA3072, KeyEd25519}
+
+// ParseKeyType validates a --key-type value.
+func ParseKeyType(s string) (KeyType, error) {
+	for _, k := range KeyTypes {
+		if string(k) == s {
+			return k, nil
+		}
+	}
+	names := make([]string, len(KeyTypes))
+	for i, k := range KeyTypes {
+		names[i] = string(k)
+	}
+	return "", fmt.Errorf("unknown key type %q (use one of %s)", s, strings.Join(names, ", "))
+}
+
+// GenerateKey creates a new private key of type t.
+func GenerateKey(t KeyType) (crypto.Signer, error) {
+	switch t {
+	case KeyECP256:
+		return keyutil.GenerateSigner("EC", "P-256", 0)
+	case KeyECP384:
+		return keyutil.GenerateSigner("EC", "P-384", 0)
+	case KeyRSA3072:
+		return keyutil.GenerateSigner("RSA", "", 3072)
+	case KeyEd25519:
+		return keyutil.GenerateSigner("OKP", "Ed25519", 0)
+	}
+	return nil, fmt.Errorf("unknown key type %q", t)
+}
+
+// EncryptKey serialises key as PKCS#8 PEM, encrypted under password when it
+// is not empty.
+func EncryptKey(key crypto.Signer, password []byte) ([]byte, error) {
+	opts := []pemutil.Options{pemutil.WithPKCS8(true)}
+	if len(password) > 0 {
+		opts = append(opts, pemutil.WithPassword(password))
+	}
+	block, err := pemutil.Serialize(key, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("encode key: %w", err)
+	}
+	return pem.EncodeToMemory(block), nil
+}
+
+// DecryptKey parses a PEM key written by EncryptKey. A password that does
+// not decrypt it gives ErrWrongPassword rather than a crypto error.
+func DecryptKey(pemBytes, password []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, errors.New("decode key: not PEM")
+	}
+	encrypted := block.Type == "ENCRYPTED PRIVATE KEY"
+	if encrypted && len(password) == 0 {
+		return nil, fmt.Errorf("the CA keys are encrypted and no password was given: %w", ErrWrongPassword)
+	}
+	var opts []pemutil.Options
+	if encrypted {
+		opts = append(opts, pemutil.WithPassword(password))
+	}
+	key, err := pemutil.ParseKey(pemBytes, opts...)
+	if err != nil {
+		if encrypted {
+			return nil, ErrWrongPassword
+		}
+		return nil, fmt.Errorf("decode key: %w", err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("decode key: %T is not a signing key", key)
+	}
+	return signer, nil
+}
+
+// MarshalPrivateKey writes an unencrypted PKCS#8 PEM key, the form dockerd
+// and the docker CLI read.
+func MarshalPrivateKey(key crypto.Signer) ([]byte, error) {
+	return EncryptKey(key, nil)
+}
+
+func isRSA(pub crypto.PublicKey) bool {
+	_, ok := pub.(*rsa.PublicKey)
+	return ok
+}

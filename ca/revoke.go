@@ -1,0 +1,149 @@
+package ca
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/provisioner"
+
+	"github.com/dockca/dockca/store"
+)
+
+// Reason is an RFC 5280 revocation reason dockca accepts.
+type Reason struct {
+	Name string
+	Code int
+}
+
+// Reasons lists the accepted --reason values with their RFC 5280 codes.
+var Reasons = []Reason{
+	{"unspecified", 0},
+	{"key-compromise", 1},
+	{"affiliation-changed", 3},
+	{"superseded", 4},
+	{"cessation-of-operation", 5},
+}
+
+// ParseReason validates a --reason value.
+func ParseReason(s string) (Reason, error) {
+	for _, r := range Reasons {
+		if r.Name == s {
+			return r, nil
+		}
+	}
+	names := make([]string, len(Reasons))
+	for i, r := range Reasons {
+		names[i] = r.Name
+	}
+	return Reason{}, fmt.Errorf("unknown revocation reason %q (use one of %s): %w", s, strings.Join(names, ", "), ErrPolicy)
+}
+
+// ReasonName maps a reason code back to its name.
+func ReasonName(code int) string {
+	for _, r := range Reasons {
+		if r.Code == code {
+			return r.Name
+		}
+	}
+	return fmt.Sprintf("reason-%d", code)
+}
+
+// RevokeResult says what a revocation did.
+type RevokeResult struct {
+	Record *store.Certificate
+	// Already is true when the certificate had been revoked before; the
+	// first revocation is kept and nothing changes.
+	Already bool
+}
+
+// Revoke revokes one certificate issued by this CA and regenerates the CRL.
+// Revoking a revoked certificate is not an error: Already says so.
+func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason Reason) (*RevokeResult, error) {
+	if a.step == nil || !a.crl {
+		return nil, errNotOpen
+	}
+	rec, err := a.st.Certificate(ctx, serial)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("revoke %s: no certificate with that serial was issued by this CA: %w", store.FormatSerial(serial), store.ErrNotFound)
+		}
+		return nil, fmt.Errorf("revoke %s: %w", store.FormatSerial(serial), err)
+	}
+	if rec.Revocation != nil {
+		return &RevokeResult{Record: rec, Already: true}, nil
+	}
+	cert, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", rec.Serial, err)
+	}
+	rctx := provisioner.NewContextWithMethod(ctx, provisioner.RevokeMethod)
+	err = a.step.Revoke(rctx, &authority.RevokeOptions{
+		Serial: serial.String(), Reason: reason.Name, ReasonCode: reason.Code, MTLS: true, Crt: cert,
+	})
+	if err != nil {
+		// A concurrent revocation of the same serial lost the race; the
+		// result is the same.
+		if again, gerr := a.st.Certificate(ctx, serial); gerr == nil && again.Revocation != nil {
+			return &RevokeResult{Record: again, Already: true}, nil
+		}
+		return nil, fmt.Errorf("revoke %s: %w", rec.Serial, err)
+	}
+	rec, err = a.st.Certificate(ctx, serial)
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", store.FormatSerial(serial), err)
+	}
+	return &RevokeResult{Record: rec}, nil
+}
+
+// CRLFreshFor is how long before its nextUpdate a stored CRL is still
+// handed out as is; closer than that, it is regenerated first.
+const CRLFreshFor = time.Hour
+
+// CurrentCRL returns the stored CRL when it is fresh, without unlocking any
+// key. It returns (nil, nil) when a new CRL must be generated.
+func CurrentCRL(ctx context.Context, st *store.Store, now time.Time) (*store.CRL, error) {
+	crl, err := st.CRL(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if now.Add(CRLFreshFor).After(crl.NextUpdate) || crlOutdated(ctx, st, crl) {
+		return nil, nil
+	}
+	return crl, nil
+}
+
+// crlOutdated reports a revocation recorded after the CRL was made: a
+// crash between the two transactions of a revocation leaves exactly that,
+// and the next CRL request repairs it.
+func crlOutdated(ctx context.Context, st *store.Store, crl *store.CRL) bool {
+	revs, err := st.Revocations(ctx)
+	if err != nil {
+		return true
+	}
+	for _, r := range revs {
+		if r.RevokedAt.After(crl.ThisUpdate) {
+			return true
+		}
+	}
+	return false
+}
+
+// GenerateCRL signs and stores a new CRL with the next CRL number.
+func (a *Authority) GenerateCRL(ctx context.Context) (*store.CRL, error) {
+	if a.step == nil || !a.crl {
+		return nil, errNotOpen
+	}
+	if err := a.step.GenerateCertificateRevocationList(); err != nil {
+		return nil, fmt.Errorf("generate crl: %w", err)
+	}
+	return a.st.CRL(ctx)
+}

@@ -1,0 +1,58 @@
+package ca
+
+import (
+	"context"
+	"crypto/x509"
+	"testing"
+
+	zx509 "github.com/zmap/zcrypto/x509"
+	"github.com/zmap/zlint/v3"
+	"github.com/zmap/zlint/v3/lint"
+
+	"github.com/dockca/dockca/store"
+)
+
+// Every profile, and the CA certificates themselves, must pass zlint's RFC
+// 5280 lints with no error or warning.
+func TestProfilesPassZlintRFC5280(t *testing.T) {
+	registry, err := lint.GlobalRegistry().Filter(lint.FilterOptions{IncludeSources: lint.SourceList{lint.RFC5280}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(registry.Names()) < 50 {
+		t.Fatalf("only %d RFC 5280 lints registered", len(registry.Names()))
+	}
+	for _, kt := range KeyTypes {
+		t.Run(string(kt), func(t *testing.T) {
+			_, a := newCA(t, kt, "")
+			ctx := context.Background()
+			client, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "alice@example", Role: RoleOperator})
+			if err != nil {
+				t.Fatal(err)
+			}
+			daemon, err := a.Issue(ctx, Request{Kind: store.KindDaemon, Name: "docker1.example.com", SANs: []string{"10.0.0.7", "::1", "docker1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ipDaemon, err := a.Issue(ctx, Request{Kind: store.KindDaemon, Name: "127.0.0.1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, cert := range map[string]*x509.Certificate{
+				"root": a.Root(), "intermediate": a.Intermediate(),
+				"client": client.Leaf, "daemon": daemon.Leaf, "daemon-ip": ipDaemon.Leaf,
+			} {
+				zc, err := zx509.ParseCertificate(cert.Raw)
+				if err != nil {
+					t.Fatalf("%s: zcrypto parse: %v", name, err)
+				}
+				rs := zlint.LintCertificateEx(zc, registry)
+				for lintName, r := range rs.Results {
+					if r.Status == lint.Error || r.Status == lint.Warn || r.Status == lint.Fatal {
+						t.Errorf("%s: %s: %s %s", name, lintName, r.Status, r.Details)
+					}
+				}
+			}
+		})
+	}
+}

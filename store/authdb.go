@@ -1,0 +1,266 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/smallstep/certificates/authority/provisioner"
+	"github.com/smallstep/certificates/db"
+	"github.com/smallstep/nosql/database"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/crypto/ssh"
+)
+
+var keyCRL = []byte("crl")
+
+// RecordFunc turns a certificate the authority has just signed into
+// dockca's record of it. The ca package owns the profiles, so it decides
+// what kind, name and role a certificate has; prov is the provisioner
+// smallstep passed along (dockca's issuing identity), possibly nil.
+type RecordFunc func(leaf *x509.Certificate, prov provisioner.Interface) (*Certificate, error)
+
+// AuthDB adapts the store to smallstep's persistence interfaces
+// (db.AuthDB, db.CertificateRevocationListDB and the certificate-chain
+// storer the authority looks for), so the embedded authority keeps its
+// certificates, revocations, used tokens and CRL in the same bbolt file and
+// transactionally with dockca's own records.
+type AuthDB struct {
+	s      *Store
+	record RecordFunc
+}
+
+// AuthDB returns the adapter for the embedded authority.
+func (s *Store) AuthDB(record RecordFunc) *AuthDB {
+	return &AuthDB{s: s, record: record}
+}
+
+var (
+	_ db.AuthDB                      = (*AuthDB)(nil)
+	_ db.CertificateRevocationListDB = (*AuthDB)(nil)
+)
+
+// smallstep passes serials as decimal strings.
+func decimalSerial(sn string) (*big.Int, error) {
+	n, ok := new(big.Int).SetString(sn, 10)
+	if !ok || n.Sign() <= 0 {
+		return nil, fmt.Errorf("%q is not a serial number", sn)
+	}
+	return n, nil
+}
+
+// IsRevoked implements db.AuthDB.
+func (a *AuthDB) IsRevoked(sn string) (bool, error) {
+	n, err := decimalSerial(sn)
+	if err != nil {
+		return false, err
+	}
+	rev, err := a.s.Revocation(context.Background(), n)
+	return rev != nil, err
+}
+
+// Revoke implements db.AuthDB; a second revocation of a serial returns
+// db.ErrAlreadyExists as smallstep expects.
+func (a *AuthDB) Revoke(rci *db.RevokedCertificateInfo) error {
+	n, err := decimalSerial(rci.Serial)
+	if err != nil {
+		return err
+	}
+	err = a.s.Revoke(context.Background(), n, &Revocation{
+		ReasonCode: rci.ReasonCode, Reason: rci.Reason, RevokedAt: rci.RevokedAt.UTC(),
+		ExpiresAt: rci.ExpiresAt, ProvisionerID: rci.ProvisionerID, TokenID: rci.TokenID, MTLS: rci.MTLS,
+	})
+	if errors.Is(err, ErrAlreadyRevoked) {
+		return db.ErrAlreadyExists
+	}
+	return err
+}
+
+// GetCertificate implements db.AuthDB.
+func (a *AuthDB) GetCertificate(sn string) (*x509.Certificate, error) {
+	n, err := decimalSerial(sn)
+	if err != nil {
+		return nil, err
+	}
+	c, err := a.s.Certificate(context.Background(), n)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(c.DER)
+}
+
+// StoreCertificateChain is what the authority calls after signing; the
+// record and its index are written in one batched transaction.
+func (a *AuthDB) StoreCertificateChain(prov provisioner.Interface, chain ...*x509.Certificate) error {
+	if len(chain) == 0 {
+		return errors.New("store certificate: empty chain")
+	}
+	rec, err := a.record(chain[0], prov)
+	if err != nil {
+		return err
+	}
+	return a.s.PutCertificate(context.Background(), rec)
+}
+
+// UseToken implements db.AuthDB: it returns true the first time a token ID
+// is seen and false ever after. Only a hash of the token is kept, so the
+// database never holds a usable credential.
+func (a *AuthDB) UseToken(id, tok string) (bool, error) {
+	sum := sha256.Sum256([]byte(tok))
+	err := a.s.MarkTokenUsed(context.Background(), id, hex.EncodeToString(sum[:]))
+	switch {
+	case errors.Is(err, ErrTokenUsed):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// GetRevokedCertificates implements db.CertificateRevocationListDB.
+func (a *AuthDB) GetRevokedCertificates() (*[]db.RevokedCertificateInfo, error) {
+	revs, err := a.s.Revocations(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]db.RevokedCertificateInfo, 0, len(revs))
+	for _, r := range revs {
+		n, err := ParseSerial(r.Serial)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, db.RevokedCertificateInfo{
+			Serial: n.String(), ReasonCode: r.ReasonCode, Reason: r.Reason, RevokedAt: r.RevokedAt,
+			ExpiresAt: r.ExpiresAt, ProvisionerID: r.ProvisionerID, TokenID: r.TokenID, MTLS: r.MTLS,
+		})
+	}
+	return &out, nil
+}
+
+// GetCRL implements db.CertificateRevocationListDB; a missing CRL matches
+// nosql's not-found error, which is what the authority checks for.
+func (a *AuthDB) GetCRL() (*db.CertificateRevocationListInfo, error) {
+	crl, err := a.s.CRL(context.Background())
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("crl: %w", database.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &db.CertificateRevocationListInfo{Number: crl.Number, ExpiresAt: crl.NextUpdate, Duration: crl.Duration, DER: crl.DER}, nil
+}
+
+// StoreCRL implements db.CertificateRevocationListDB.
+func (a *AuthDB) StoreCRL(info *db.CertificateRevocationListInfo) error {
+	return a.s.PutCRL(context.Background(), &CRL{
+		Number: info.Number, NextUpdate: info.ExpiresAt, Duration: info.Duration, DER: info.DER, ThisUpdate: time.Now().UTC(),
+	})
+}
+
+// The SSH half of smallstep's interface is not used by dockca: it refuses
+// rather than pretends.
+
+// IsSSHRevoked implements db.AuthDB.
+func (a *AuthDB) IsSSHRevoked(string) (bool, error) { return false, db.ErrNotImplemented }
+
+// RevokeSSH implements db.AuthDB.
+func (a *AuthDB) RevokeSSH(*db.RevokedCertificateInfo) error { return db.ErrNotImplemented }
+
+// IsSSHHost implements db.AuthDB.
+func (a *AuthDB) IsSSHHost(string) (bool, error) { return false, db.ErrNotImplemented }
+
+// GetSSHHostPrincipals implements db.AuthDB.
+func (a *AuthDB) GetSSHHostPrincipals() ([]string, error) { return nil, db.ErrNotImplemented }
+
+// StoreSSHCertificate satisfies db.CertificateStorer.
+func (a *AuthDB) StoreSSHCertificate(*ssh.Certificate) error { return db.ErrNotImplemented }
+
+// Shutdown implements db.AuthDB. The store's owner closes the file; the
+// authority shutting down must not pull it from under other users.
+func (a *AuthDB) Shutdown() error { return nil }
+
+// CRL is the current certificate revocation list.
+type CRL struct {
+	Number     int64         `json:"number"`
+	ThisUpdate time.Time     `json:"this_update"`
+	NextUpdate time.Time     `json:"next_update"`
+	Duration   time.Duration `json:"duration"`
+	DER        []byte        `json:"der"`
+}
+
+// CRL returns the stored CRL or an error matching ErrNotFound.
+func (s *Store) CRL(ctx context.Context) (*CRL, error) {
+	var crl CRL
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCRL).Get(keyCRL)
+		if v == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(v, &crl)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read crl: %w", err)
+	}
+	return &crl, nil
+}
+
+// PutCRL replaces the stored CRL. A CRL whose number is not above the
+// stored one is refused: CRL numbers only ever increase.
+func (s *Store) PutCRL(ctx context.Context, crl *CRL) error {
+	b, err := json.Marshal(crl)
+	if err != nil {
+		return fmt.Errorf("store crl: %w", err)
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		bucket := tx.Bucket(bucketCRL)
+		if v := bucket.Get(keyCRL); v != nil {
+			var old CRL
+			if err := json.Unmarshal(v, &old); err == nil && crl.Number <= old.Number && old.Number > 0 {
+				return fmt.Errorf("store crl: number %d is not above the stored %d", crl.Number, old.Number)
+			}
+		}
+		return bucket.Put(keyCRL, b)
+	})
+}
+
+// UsedToken is the record of a one-time token that has been spent.
+type UsedToken struct {
+	ID     string    `json:"id"`
+	SHA256 string    `json:"sha256"`
+	UsedAt time.Time `json:"used_at"`
+}
+
+// MarkTokenUsed records a token ID as spent, or returns ErrTokenUsed.
+func (s *Store) MarkTokenUsed(ctx context.Context, id, sha string) error {
+	b, err := json.Marshal(&UsedToken{ID: id, SHA256: sha, UsedAt: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		bucket := tx.Bucket(bucketTokens)
+		if bucket.Get([]byte(id)) != nil {
+			return ErrTokenUsed
+		}
+		return bucket.Put([]byte(id), b)
+	})
+}
+
+// TokenUsed reports whether a token ID has been spent.
+func (s *Store) TokenUsed(ctx context.Context, id string) (*UsedToken, error) {
+	var t *UsedToken
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketTokens).Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		t = new(UsedToken)
+		return json.Unmarshal(v, t)
+	})
+	return t, err
+}

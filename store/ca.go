@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var keyCA = []byte("ca")
+
+// CA is the authority's own material. Keys are PEM, PKCS#8, encrypted under
+// the CA password unless Encrypted is false (init --no-password).
+type CA struct {
+	Name             string    `json:"name"`
+	KeyType          string    `json:"key_type"`
+	RootDER          []byte    `json:"root_der"`
+	IntermediateDER  []byte    `json:"intermediate_der"`
+	RootKeyPEM       []byte    `json:"root_key_pem"`
+	IntermediateKey  []byte    `json:"intermediate_key_pem"`
+	Encrypted        bool      `json:"encrypted"`
+	CreatedAt        time.Time `json:"created_at"`
+	RootFingerprint  string    `json:"root_sha256"`
+	ProvisionerJWK   []byte    `json:"provisioner_jwk,omitempty"`
+	ProvisionerKeyID string    `json:"provisioner_kid,omitempty"`
+}
+
+// CA returns the stored authority, or ErrNoCA.
+func (s *Store) CA(ctx context.Context) (*CA, error) {
+	var ca CA
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyCA)
+		if v == nil {
+			return ErrNoCA
+		}
+		return json.Unmarshal(v, &ca)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read ca: %w", err)
+	}
+	return &ca, nil
+}
+
+// InitCA stores a new authority; it refuses with ErrCAExists when one is
+// already there, so an existing CA can never be overwritten.
+func (s *Store) InitCA(ctx context.Context, ca *CA) error {
+	b, err := json.Marshal(ca)
+	if err != nil {
+		return fmt.Errorf("store ca: %w", err)
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyCA) != nil {
+			return ErrCAExists
+		}
+		return meta.Put(keyCA, b)
+	})
+}
+
+// UpdateCA replaces the stored authority record (for example to add the
+// token provisioner key); fn edits a copy inside the transaction.
+func (s *Store) UpdateCA(ctx context.Context, fn func(*CA) error) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		v := meta.Get(keyCA)
+		if v == nil {
+			return ErrNoCA
+		}
+		var ca CA
+		if err := json.Unmarshal(v, &ca); err != nil {
+			return err
+		}
+		if err := fn(&ca); err != nil {
+			return err
+		}
+		b, err := json.Marshal(&ca)
+		if err != nil {
+			return err
+		}
+		return meta.Put(keyCA, b)
+	})
+}
+
+// Setting returns a small named value kept beside the CA (nil when unset).
+func (s *Store) Setting(ctx context.Context, key string) ([]byte, error) {
+	var out []byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketSettings).Get([]byte(key)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetSetting stores a small named value.
+func (s *Store) SetSetting(ctx context.Context, key string, value []byte) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSettings).Put([]byte(key), value)
+	})
+}

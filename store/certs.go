@@ -1,0 +1,311 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"sort"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Kind is what a certificate is for.
+type Kind string
+
+const (
+	KindClient  Kind = "client"  // presented by docker CLIs (EKU clientAuth)
+	KindDaemon  Kind = "daemon"  // presented by dockerd (EKU serverAuth)
+	KindService Kind = "service" // dockca serve's own HTTPS certificate
+)
+
+// Status is derived from the record, the revocation bucket and the clock;
+// it is never stored, so it can never go stale.
+type Status string
+
+const (
+	StatusValid   Status = "valid"
+	StatusRevoked Status = "revoked"
+	StatusExpired Status = "expired"
+)
+
+// Certificate is dockca's record of one issued certificate.
+type Certificate struct {
+	Serial      string      `json:"serial"` // lowercase hex, see FormatSerial
+	Name        string      `json:"name"`
+	Kind        Kind        `json:"kind"`
+	Role        string      `json:"role,omitempty"`
+	SANs        []string    `json:"sans,omitempty"`
+	NotBefore   time.Time   `json:"not_before"`
+	NotAfter    time.Time   `json:"not_after"`
+	IssuedAt    time.Time   `json:"issued_at"`
+	IssuedBy    string      `json:"issued_by"`
+	Fingerprint string      `json:"sha256"`
+	DER         []byte      `json:"der"`
+	Revocation  *Revocation `json:"-"` // filled on reads, kept in its own bucket
+}
+
+// Status reports the certificate's status at now.
+func (c *Certificate) Status(now time.Time) Status {
+	switch {
+	case c.Revocation != nil:
+		return StatusRevoked
+	case !now.Before(c.NotAfter):
+		return StatusExpired
+	default:
+		return StatusValid
+	}
+}
+
+// Revocation records why and when a certificate was revoked.
+type Revocation struct {
+	Serial        string    `json:"serial"`
+	ReasonCode    int       `json:"reason_code"`
+	Reason        string    `json:"reason"`
+	RevokedAt     time.Time `json:"revoked_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	ProvisionerID string    `json:"provisioner_id,omitempty"`
+	TokenID       string    `json:"token_id,omitempty"`
+	MTLS          bool      `json:"mtls,omitempty"`
+}
+
+// FormatSerial renders a serial the way openssl's -serial does, in lower
+// case: hex digits, an even number of them.
+func FormatSerial(n *big.Int) string {
+	return hex.EncodeToString(n.Bytes())
+}
+
+// ParseSerial accepts a serial as openssl prints it: hex in any case, with
+// or without colons and leading zeros.
+func ParseSerial(s string) (*big.Int, error) {
+	t := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	t = strings.TrimPrefix(strings.TrimPrefix(t, "0x"), "0X")
+	if t == "" || len(t) > 80 {
+		return nil, fmt.Errorf("%q is not a serial number", s)
+	}
+	n, ok := new(big.Int).SetString(t, 16)
+	if !ok || n.Sign() <= 0 {
+		return nil, fmt.Errorf("%q is not a serial number", s)
+	}
+	return n, nil
+}
+
+func serialKey(n *big.Int) []byte { return n.Bytes() }
+
+func serialKeyFromHex(s string) ([]byte, error) {
+	n, err := ParseSerial(s)
+	if err != nil {
+		return nil, err
+	}
+	return serialKey(n), nil
+}
+
+func nameKey(name string, serial []byte) []byte {
+	k := make([]byte, 0, len(name)+1+len(serial))
+	k = append(k, name...)
+	k = append(k, 0)
+	return append(k, serial...)
+}
+
+// PutCertificate stores a newly issued certificate and its name index in one
+// transaction, grouped with concurrent callers into one fsync. Storing the
+// same serial twice is refused.
+func (s *Store) PutCertificate(ctx context.Context, c *Certificate) error {
+	key, err := serialKeyFromHex(c.Serial)
+	if err != nil {
+		return fmt.Errorf("store certificate: %w", err)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("store certificate %s: %w", c.Serial, err)
+	}
+	err = s.batch(ctx, func(tx *bolt.Tx) error {
+		certs := tx.Bucket(bucketCerts)
+		if old := certs.Get(key); old != nil {
+			if bytes.Equal(old, b) {
+				return nil // a retried batch
+			}
+			return fmt.Errorf("serial %s is already stored", c.Serial)
+		}
+		if err := certs.Put(key, b); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketByName).Put(nameKey(c.Name, key), nil)
+	})
+	if err != nil {
+		return fmt.Errorf("store certificate %s: %w", c.Serial, err)
+	}
+	return nil
+}
+
+// Certificate returns the record for serial, or an error matching
+// ErrNotFound.
+func (s *Store) Certificate(ctx context.Context, serial *big.Int) (*Certificate, error) {
+	var c *Certificate
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		c, err = getCert(tx, serialKey(serial))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", FormatSerial(serial), err)
+	}
+	return c, nil
+}
+
+func getCert(tx *bolt.Tx, key []byte) (*Certificate, error) {
+	v := tx.Bucket(bucketCerts).Get(key)
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	var c Certificate
+	if err := json.Unmarshal(v, &c); err != nil {
+		return nil, fmt.Errorf("decode record: %w", err)
+	}
+	if r := tx.Bucket(bucketRevoked).Get(key); r != nil {
+		var rev Revocation
+		if err := json.Unmarshal(r, &rev); err != nil {
+			return nil, fmt.Errorf("decode revocation: %w", err)
+		}
+		c.Revocation = &rev
+	}
+	return &c, nil
+}
+
+// CertificatesByName returns every certificate issued to name, oldest
+// first; an empty result is not an error.
+func (s *Store) CertificatesByName(ctx context.Context, name string) ([]*Certificate, error) {
+	var out []*Certificate
+	prefix := append([]byte(name), 0)
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucketByName).Cursor()
+		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			c, err := getCert(tx, k[len(prefix):])
+			if err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("certificates of %s: %w", name, err)
+	}
+	sortByIssue(out)
+	return out, nil
+}
+
+// Filter selects certificates in List. Zero values select everything.
+type Filter struct {
+	Kind           Kind
+	Status         Status
+	ExpiringWithin time.Duration // unexpired, unrevoked, NotAfter within this
+	Now            time.Time     // zero means time.Now()
+}
+
+// List returns the certificates matching f, oldest issuance first.
+func (s *Store) List(ctx context.Context, f Filter) ([]*Certificate, error) {
+	now := f.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var out []*Certificate
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCerts).ForEach(func(k, _ []byte) error {
+			c, err := getCert(tx, k)
+			if err != nil {
+				return err
+			}
+			if f.Kind != "" && c.Kind != f.Kind {
+				return nil
+			}
+			st := c.Status(now)
+			if f.Status != "" && st != f.Status {
+				return nil
+			}
+			if f.ExpiringWithin > 0 && (st != StatusValid || c.NotAfter.After(now.Add(f.ExpiringWithin))) {
+				return nil
+			}
+			out = append(out, c)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list certificates: %w", err)
+	}
+	sortByIssue(out)
+	return out, nil
+}
+
+func sortByIssue(cs []*Certificate) {
+	sort.SliceStable(cs, func(i, j int) bool {
+		if !cs[i].IssuedAt.Equal(cs[j].IssuedAt) {
+			return cs[i].IssuedAt.Before(cs[j].IssuedAt)
+		}
+		return cs[i].Serial < cs[j].Serial
+	})
+}
+
+// Revoke records a revocation. It returns ErrAlreadyRevoked when the serial
+// was revoked before (the first record is kept).
+func (s *Store) Revoke(ctx context.Context, serial *big.Int, r *Revocation) error {
+	r.Serial = FormatSerial(serial)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("revoke %s: %w", r.Serial, err)
+	}
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		key := serialKey(serial)
+		bucket := tx.Bucket(bucketRevoked)
+		if bucket.Get(key) != nil {
+			return ErrAlreadyRevoked
+		}
+		return bucket.Put(key, b)
+	})
+	if err != nil {
+		return fmt.Errorf("revoke %s: %w", r.Serial, err)
+	}
+	return nil
+}
+
+// Revocation returns the revocation of serial, or nil when it is not
+// revoked. It is the hot path of the authorization plugin's local mode:
+// one B+tree lookup in a read transaction.
+func (s *Store) Revocation(ctx context.Context, serial *big.Int) (*Revocation, error) {
+	var rev *Revocation
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRevoked).Get(serialKey(serial))
+		if v == nil {
+			return nil
+		}
+		rev = new(Revocation)
+		return json.Unmarshal(v, rev)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("revocation of %s: %w", FormatSerial(serial), err)
+	}
+	return rev, nil
+}
+
+// Revocations returns every revocation, for CRL generation.
+func (s *Store) Revocations(ctx context.Context) ([]*Revocation, error) {
+	var out []*Revocation
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRevoked).ForEach(func(_, v []byte) error {
+			var r Revocation
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, &r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list revocations: %w", err)
+	}
+	return out, nil
+}
