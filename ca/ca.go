@@ -69,3 +69,12 @@ func pemBlock(b []byte, types ...string) []byte {
 		}
 	}
 }
+
+func pemOf(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// PEMCRL encodes a DER CRL as PEM.
+func PEMCRL(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+}

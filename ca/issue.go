@@ -118,6 +118,14 @@ func (a *Authority) Check(r Request) (*Normalized, error) {
 	return check(r, a.intermediate, time.Now())
 }
 
+// Precheck applies the policy without the CA (so without the check that
+// the certificate would not outlive the intermediate): commands call it
+// before asking for the CA password, so bad input fails fast.
+func Precheck(r Request) error {
+	_, err := check(r, nil, time.Now())
+	return err
+}
+
 func check(r Request, issuer *x509.Certificate, now time.Time) (*Normalized, error) {
 	if _, err := ParseKind(string(r.Kind)); err != nil {
 		return nil, err

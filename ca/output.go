@@ -1,0 +1,168 @@
+package ca
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/store"
+)
+
+// File names of the two layouts dockca writes. The client layout is what
+// the docker CLI reads from DOCKER_CERT_PATH; the daemon layout is the one
+// Docker's documentation uses for dockerd.
+const (
+	FileCA         = "ca.pem"
+	FileClientCert = "cert.pem"
+	FileClientKey  = "key.pem"
+	FileServerCert = "server-cert.pem"
+	FileServerKey  = "server-key.pem"
+	FileDaemonJSON = "daemon.json"
+)
+
+// DaemonTLSConfig is the TLS part of dockerd's daemon.json.
+type DaemonTLSConfig struct {
+	TLSVerify bool   `json:"tlsverify"`
+	TLSCACert string `json:"tlscacert"`
+	TLSCert   string `json:"tlscert"`
+	TLSKey    string `json:"tlskey"`
+}
+
+// Files returns what to write into dir for an issued certificate: the root,
+// the chain (leaf then intermediate) and the key, named for the kind, plus
+// a daemon.json fragment for daemons. dir must be absolute so the fragment
+// names absolute paths.
+func (i *Issued) Files(dir string) ([]atomicfile.File, error) {
+	keyPEM, err := i.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	certName, keyName := FileClientCert, FileClientKey
+	if i.Record.Kind == store.KindDaemon {
+		certName, keyName = FileServerCert, FileServerKey
+	}
+	files := []atomicfile.File{
+		{Path: filepath.Join(dir, FileCA), Data: PEMCert(i.Root), Mode: 0o644},
+		{Path: filepath.Join(dir, certName), Data: i.ChainPEM(), Mode: 0o644},
+	}
+	if keyPEM != nil {
+		files = append(files, atomicfile.File{Path: filepath.Join(dir, keyName), Data: keyPEM, Mode: 0o600})
+	}
+	if i.Record.Kind == store.KindDaemon {
+		frag, err := json.MarshalIndent(DaemonTLSConfig{
+			TLSVerify: true,
+			TLSCACert: filepath.Join(dir, FileCA),
+			TLSCert:   filepath.Join(dir, FileServerCert),
+			TLSKey:    filepath.Join(dir, FileServerKey),
+		}, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, atomicfile.File{Path: filepath.Join(dir, FileDaemonJSON), Data: append(frag, '\n'), Mode: 0o644})
+	}
+	return files, nil
+}
+
+// ListEntry is the JSON form of a certificate in ls and show.
+type ListEntry struct {
+	Serial      string     `json:"serial"`
+	Name        string     `json:"name"`
+	Kind        store.Kind `json:"kind"`
+	Role        string     `json:"role,omitempty"`
+	SANs        []string   `json:"sans,omitempty"`
+	NotBefore   time.Time  `json:"not_before"`
+	NotAfter    time.Time  `json:"not_after"`
+	Status      string     `json:"status"`
+	IssuedAt    time.Time  `json:"issued_at"`
+	IssuedBy    string     `json:"issued_by"`
+	Fingerprint string     `json:"sha256"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	Reason      string     `json:"revocation_reason,omitempty"`
+	PEM         string     `json:"pem,omitempty"`
+}
+
+// Entry converts a record for output at now.
+func Entry(c *store.Certificate, now time.Time) ListEntry {
+	e := ListEntry{
+		Serial: c.Serial, Name: c.Name, Kind: c.Kind, Role: c.Role, SANs: c.SANs,
+		NotBefore: c.NotBefore, NotAfter: c.NotAfter, Status: string(c.Status(now)),
+		IssuedAt: c.IssuedAt, IssuedBy: c.IssuedBy, Fingerprint: c.Fingerprint,
+	}
+	if r := c.Revocation; r != nil {
+		t := r.RevokedAt
+		e.RevokedAt, e.Reason = &t, r.Reason
+	}
+	return e
+}
+
+// WriteList prints certificates as a table or, with asJSON, as a JSON
+// array (an empty array when there are none).
+func WriteList(w io.Writer, certs []*store.Certificate, asJSON bool, now time.Time) error {
+	if asJSON {
+		entries := make([]ListEntry, 0, len(certs))
+		for _, c := range certs {
+			entries = append(entries, Entry(c, now))
+		}
+		return writeJSON(w, entries)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tROLE\tSERIAL\tNOT AFTER\tSTATUS")
+	for _, c := range certs {
+		role := c.Role
+		if role == "" {
+			role = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Kind, role, c.Serial,
+			c.NotAfter.UTC().Format(time.RFC3339), c.Status(now))
+	}
+	return tw.Flush()
+}
+
+// WriteShow prints one certificate in detail (or as JSON / PEM).
+func WriteShow(w io.Writer, c *store.Certificate, asJSON, withPEM bool, now time.Time) error {
+	e := Entry(c, now)
+	var pemText string
+	if withPEM {
+		pemText = string(pemOf(c.DER))
+	}
+	if asJSON {
+		e.PEM = pemText
+		return writeJSON(w, e)
+	}
+	if withPEM && !asJSON {
+		_, err := io.WriteString(w, pemText)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("Name", e.Name)
+	row("Kind", string(e.Kind))
+	if e.Role != "" {
+		row("Role", e.Role)
+	}
+	row("Serial", e.Serial)
+	for _, s := range e.SANs {
+		row("SAN", s)
+	}
+	row("Not before", e.NotBefore.UTC().Format(time.RFC3339))
+	row("Not after", e.NotAfter.UTC().Format(time.RFC3339))
+	row("Status", e.Status)
+	if e.RevokedAt != nil {
+		row("Revoked at", e.RevokedAt.UTC().Format(time.RFC3339))
+		row("Reason", e.Reason)
+	}
+	row("Issued at", e.IssuedAt.UTC().Format(time.RFC3339))
+	row("Issued by", e.IssuedBy)
+	row("SHA-256", e.Fingerprint)
+	return tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+// env is everything a command may touch of its process, so tests can run
+// the whole app in-process with captured output and a fake environment.
+type env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+	// IsTerminal reports whether stdin is an interactive terminal.
+	IsTerminal func() bool
+	// ReadPassword reads a line without echo from the terminal.
+	ReadPassword func(prompt string) ([]byte, error)
+}
+
+func newSystemEnv() *env {
+	return &env{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv,
+		IsTerminal: func() bool { return term.IsTerminal(int(os.Stdin.Fd())) },
+		ReadPassword: func(prompt string) ([]byte, error) {
+			fmt.Fprint(os.Stderr, prompt)
+			pw, err := term.ReadPassword(int(os.Stdin.Fd()))
+			fmt.Fprintln(os.Stderr)
+			return pw, err
+		},
+	}
+}
+
+// usageError marks a malformed command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// run builds the app, runs it on args and returns the exit status. Errors
+// are printed once, here, as one line on stderr.
+func run(ctx context.Context, args []string, e *env) int {
+	app := newApp(e)
+	err := app.RunContext(ctx, reorderArgs(app, args))
+	if err == nil {
+		return exitOK
+	}
+	msg := err.Error()
+	msg = strings.TrimSuffix(strings.TrimSpace(msg), ".")
+	fmt.Fprintf(e.Stderr, "dockca: %s\n", msg)
+	var ue *usageError
+	var ec cli.ExitCoder
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(e.Stderr, "Run 'dockca --help' or 'dockca COMMAND --help' for usage.\n")
+		return exitUsage
+	case errors.As(err, &ec) && ec.ExitCode() != 0:
+		return ec.ExitCode()
+	}
+	return exitError
+}
+
+func newApp(e *env) *cli.App {
+	app := &cli.App{
+		Name:  "dockca",
+		Usage: "a certificate authority for the Docker Engine API over mutual TLS",
+		Description: "dockca issues and revokes daemon (server) and client certificates for dockerd and the docker CLI,\n" +
+			"keeps every one of them in one bbolt database under --home, and publishes a CRL.\n\n" +
+			"Exit status: 0 success, 1 error, 2 usage error.",
+		Reader:          e.Stdin,
+		Writer:          e.Stdout,
+		ErrWriter:       e.Stderr,
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "home",
+				Usage:   "dockca's home `DIR`, holding dockca.db (default $XDG_DATA_HOME/dockca, i.e. ~/.local/share/dockca)",
+				EnvVars: []string{"DOCKCA_HOME"},
+			},
+			&cli.StringFlag{
+				Name:    "password-file",
+				Usage:   "read the CA password from `FILE` (else $DOCKCA_PASSWORD, else a prompt on a terminal)",
+				EnvVars: []string{"DOCKCA_PASSWORD_FILE"},
+			},
+		},
+		Commands: []*cli.Command{
+			newInitCommand(e),
+			newIssueCommand(e),
+			newSignCommand(e),
+			newListCommand(e),
+			newShowCommand(e),
+			newRevokeCommand(e),
+			newCRLCommand(e),
+			newBackupCommand(e),
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+		CommandNotFound: func(c *cli.Context, name string) {
+			// Reported by the Action below, which urfave calls next.
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) },
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() > 0 {
+				return usagef("unknown command %q", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+	}
+	setUsageErrors(app.Commands)
+	return app
+}
+
+// setUsageErrors makes every command report flag errors as usage errors
+// (exit 2, one line) instead of urfave's help dump.
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) }
+		if c.Action == nil && len(c.Subcommands) > 0 {
+			c.Action = func(c *cli.Context) error {
+				if c.Args().Len() > 0 {
+					return usagef("unknown command %q for %q", c.Args().First(), cmdName(c))
+				}
+				return usagef("%q needs a subcommand (see 'dockca %s --help')", cmdName(c), cmdName(c))
+			}
+		}
+		setUsageErrors(c.Subcommands)
+	}
+}
+
+// reorderArgs lets flags follow positional arguments, as docker's CLI
+// allows (dockca issue client alice --role readonly): urfave/cli v2 stops
+// at the first positional argument. It walks the command path and moves
+// every flag (with its value, for flags that take one) in front of the
+// positionals; global flags move to the front. "--" ends flag parsing.
+func reorderArgs(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	globals := flagTable(app.Flags)
+	var global, path, flags, positional []string
+	cmds := app.Commands
+	var leaf map[string]bool
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			name, hasValue := flagName(a)
+			takes, isLeaf := leaf[name]
+			target := &flags
+			if !isLeaf {
+				if g, ok := globals[name]; ok {
+					takes, target = g, &global
+				}
+			}
+			*target = append(*target, a)
+			if takes && !hasValue && i+1 < len(args) {
+				i++
+				*target = append(*target, args[i])
+			}
+			continue
+		}
+		if len(positional) == 0 {
+			if c := findCommand(cmds, a); c != nil {
+				path = append(path, a)
+				cmds = c.Subcommands
+				leaf = flagTable(c.Flags)
+				continue
+			}
+		}
+		positional = append(positional, a)
+	}
+	out := []string{args[0]}
+	out = append(out, global...)
+	out = append(out, path...)
+	out = append(out, flags...)
+	if len(positional) > 0 && positional[0] != "--" && strings.HasPrefix(positional[0], "-") {
+		out = append(out, "--")
+	}
+	return append(out, positional...)
+}
+
+func flagName(a string) (name string, hasValue bool) {
+	n := strings.TrimLeft(a, "-")
+	if i := strings.IndexByte(n, '='); i >= 0 {
+		return n[:i], true
+	}
+	return n, false
+}
+
+// flagTable maps every flag name and alias to whether it takes a value.
+func flagTable(flags []cli.Flag) map[string]bool {
+	t := map[string]bool{"help": false, "h": false}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			t[n] = !isBool
+		}
+	}
+	return t
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.Name == name {
+			return c
+		}
+		for _, a := range c.Aliases {
+			if a == name {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// homeDir resolves --home, $DOCKCA_HOME, $XDG_DATA_HOME/dockca or
+// ~/.local/share/dockca, in that order.
+func homeDir(c *cli.Context, e *env) (string, error) {
+	if h := c.String("home"); h != "" {
+		return filepath.Abs(h)
+	}
+	if x := e.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "dockca"), nil
+	}
+	h := e.Getenv("HOME")
+	if h == "" {
+		var err error
+		if h, err = os.UserHomeDir(); err != nil {
+			return "", fmt.Errorf("find home directory: %w (set --home or DOCKCA_HOME)", err)
+		}
+	}
+	return filepath.Join(h, ".local", "share", "dockca"), nil
+}
+
+// argsExactly checks the positional argument count.
+func argsExactly(c *cli.Context, n int, what string) error {
+	switch got := c.Args().Len(); {
+	case got < n:
+		return usagef("%s: missing %s", cmdName(c), what)
+	case got > n:
+		return usagef("%s: unexpected argument %q", cmdName(c), c.Args().Get(n))
+	}
+	return nil
+}
+
+// cmdName is the command path without the program name ("issue client").
+func cmdName(c *cli.Context) string {
+	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+}

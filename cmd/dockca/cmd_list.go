@@ -1,0 +1,137 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/store"
+)
+
+func newListCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "ls",
+		Usage:     "list issued certificates",
+		UsageText: "dockca ls [--kind client|daemon] [--status valid|revoked|expired] [--expiring-within D] [--json]",
+		Description: "Prints a table (name, kind, role, serial, not-after, status), oldest first; --json prints an\n" +
+			"array of objects with serial, name, kind, role, not_after, status and more.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "kind", Usage: "only certificates of `KIND` client or daemon"},
+			&cli.StringFlag{Name: "status", Usage: "only certificates whose `STATUS` is valid, revoked or expired"},
+			&cli.StringFlag{Name: "expiring-within", Usage: "only valid certificates expiring within `D` (e.g. 7d)"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := argsExactly(c, 0, ""); err != nil {
+				return err
+			}
+			var f store.Filter
+			if c.IsSet("kind") {
+				k, err := ca.ParseKind(c.String("kind"))
+				if err != nil {
+					return usagef("ls: %v", err)
+				}
+				f.Kind = k
+			}
+			if c.IsSet("status") {
+				switch s := store.Status(c.String("status")); s {
+				case store.StatusValid, store.StatusRevoked, store.StatusExpired:
+					f.Status = s
+				default:
+					return usagef("ls: unknown status %q (use valid, revoked or expired)", c.String("status"))
+				}
+			}
+			if c.IsSet("expiring-within") {
+				d, err := ca.ParseTTL(c.String("expiring-within"))
+				if err != nil || d <= 0 {
+					return usagef("ls: --expiring-within: %q is not a positive duration", c.String("expiring-within"))
+				}
+				f.ExpiringWithin = d
+			}
+			st, err := openStore(c, e, true)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			certs, err := st.List(c.Context, f)
+			if err != nil {
+				return err
+			}
+			return ca.WriteList(c.App.Writer, certs, c.Bool("json"), time.Now())
+		},
+	}
+}
+
+func newShowCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "show",
+		Usage:     "show one certificate (by serial) or every certificate of a name",
+		UsageText: "dockca show [--json] [--pem] SERIAL|NAME",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print JSON (with --pem, the PEM is included)"},
+			&cli.BoolFlag{Name: "pem", Usage: "print the certificate as PEM"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := argsExactly(c, 1, "SERIAL or NAME"); err != nil {
+				return err
+			}
+			st, err := openStore(c, e, true)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			certs, err := resolve(c, st, c.Args().First(), false)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			for i, cert := range certs {
+				if i > 0 && !c.Bool("pem") && !c.Bool("json") {
+					fmt.Fprintln(c.App.Writer)
+				}
+				if err := ca.WriteShow(c.App.Writer, cert, c.Bool("json"), c.Bool("pem"), now); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// resolve finds the certificates an argument names: the one with that
+// serial if there is one, else every certificate of that name (only the
+// unexpired ones when unexpiredOnly).
+func resolve(c *cli.Context, st *store.Store, arg string, unexpiredOnly bool) ([]*store.Certificate, error) {
+	if n, err := store.ParseSerial(arg); err == nil {
+		cert, err := st.Certificate(c.Context, n)
+		if err == nil {
+			return []*store.Certificate{cert}, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	all, err := st.CertificatesByName(c.Context, arg)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var out []*store.Certificate
+	for _, cert := range all {
+		if unexpiredOnly && !now.Before(cert.NotAfter) {
+			continue
+		}
+		out = append(out, cert)
+	}
+	if len(out) == 0 {
+		if len(all) > 0 {
+			return nil, fmt.Errorf("every certificate of %q has expired", arg)
+		}
+		return nil, fmt.Errorf("no certificate with serial or name %q", arg)
+	}
+	return out, nil
+}
+

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/store"
+)
+
+func newRevokeCommand(e *env) *cli.Command {
+	names := make([]string, len(ca.Reasons))
+	for i, r := range ca.Reasons {
+		names[i] = r.Name
+	}
+	return &cli.Command{
+		Name:      "revoke",
+		Usage:     "revoke certificates by serial or by name, and regenerate the CRL",
+		UsageText: "dockca revoke [--reason " + strings.Join(names, "|") + "] SERIAL|NAME...",
+		Description: "A SERIAL is hex as openssl prints it (any case, colons and leading zeros optional). A NAME revokes\n" +
+			"every unexpired certificate of that name, each listed. Every argument is resolved before anything is\n" +
+			"revoked, so one unknown argument revokes nothing. Revoking a revoked certificate is not an error.\n\n" +
+			"dockerd itself never checks revocation: run 'dockca authz' on the daemon to enforce it.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "RFC 5280 `REASON`: " + strings.Join(names, ", ")},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() == 0 {
+				return usagef("revoke: missing SERIAL or NAME")
+			}
+			reason, err := ca.ParseReason(c.String("reason"))
+			if err != nil {
+				return usagef("revoke: %v", err)
+			}
+			st, err := openStore(c, e, false)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			var targets []*store.Certificate
+			seen := map[string]bool{}
+			for _, arg := range c.Args().Slice() {
+				certs, err := resolve(c, st, arg, true)
+				if err != nil {
+					return fmt.Errorf("revoke: %w", err)
+				}
+				for _, cert := range certs {
+					if !seen[cert.Serial] {
+						seen[cert.Serial] = true
+						targets = append(targets, cert)
+					}
+				}
+			}
+			a, err := unlock(c.Context, c, e, st, true)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			return runRevoke(c.Context, a, targets, reason, c.App.Writer)
+		},
+	}
+}
+
+func runRevoke(ctx context.Context, a *ca.Authority, targets []*store.Certificate, reason ca.Reason, w io.Writer) error {
+	for _, t := range targets {
+		serial, err := store.ParseSerial(t.Serial)
+		if err != nil {
+			return err
+		}
+		res, err := a.Revoke(ctx, serial, reason)
+		if err != nil {
+			return err
+		}
+		r := res.Record
+		if res.Already {
+			fmt.Fprintf(w, "already revoked  %s  %s %s (at %s, %s)\n", r.Serial, r.Kind, r.Name,
+				r.Revocation.RevokedAt.Format(time.RFC3339), r.Revocation.Reason)
+			continue
+		}
+		fmt.Fprintf(w, "revoked          %s  %s %s (%s)\n", r.Serial, r.Kind, r.Name, reason.Name)
+	}
+	return nil
+}
+
+func newCRLCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "crl",
+		Usage:     "print the current certificate revocation list",
+		UsageText: "dockca crl [--pem] [--out FILE]",
+		Description: "The CRL is signed by the intermediate, has an increasing CRL number and a nextUpdate one day\n" +
+			"after it was made. A stored CRL that is still fresh is printed without the CA password; otherwise\n" +
+			"a new one is generated (which needs the password). DER by default.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "pem", Usage: "print PEM instead of DER"},
+			&cli.StringFlag{Name: "out", Usage: "write to `FILE` instead of standard output"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := argsExactly(c, 0, ""); err != nil {
+				return err
+			}
+			st, err := openStore(c, e, false)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			crl, err := ca.CurrentCRL(c.Context, st, time.Now())
+			if err != nil {
+				return fmt.Errorf("crl: %w", err)
+			}
+			if crl == nil {
+				a, err := unlock(c.Context, c, e, st, true)
+				if err != nil {
+					return err
+				}
+				// Opening with CRL support generates a fresh one.
+				a.Close()
+				if crl, err = st.CRL(c.Context); err != nil {
+					return fmt.Errorf("crl: %w", err)
+				}
+			}
+			data := crl.DER
+			if c.Bool("pem") {
+				data = ca.PEMCRL(crl.DER)
+			}
+			if out := c.String("out"); out != "" && out != "-" {
+				return atomicfile.Write(out, data, 0o644)
+			}
+			_, err = c.App.Writer.Write(data)
+			return err
+		},
+	}
+}
+
+func newBackupCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "backup",
+		Usage:     "write a consistent copy of the database to FILE",
+		UsageText: "dockca backup FILE",
+		Description: "Copies dockca.db in one read transaction while other readers continue. A home directory holding\n" +
+			"the copy as dockca.db is a working dockca home. The copy holds the encrypted CA keys: keep it safe.\n" +
+			"Refuses to overwrite an existing FILE.",
+		Action: func(c *cli.Context) error {
+			if err := argsExactly(c, 1, "FILE"); err != nil {
+				return err
+			}
+			out := c.Args().First()
+			if _, err := os.Lstat(out); err == nil {
+				return fmt.Errorf("backup: %s already exists", out)
+			}
+			st, err := openStore(c, e, true)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return runBackup(c.Context, st, out, c.App.Writer)
+		},
+	}
+}
+
+func runBackup(ctx context.Context, st *store.Store, out string, w io.Writer) error {
+	var buf strings.Builder
+	n, err := st.Backup(ctx, &buf)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := atomicfile.WriteAll([]atomicfile.File{{Path: out, Data: []byte(buf.String()), Mode: 0o600}}, false); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	fmt.Fprintf(w, "Wrote %d bytes to %s\n", n, out)
+	return nil
+}
+
