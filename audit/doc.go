@@ -14,16 +14,18 @@
 // connections are in flight; every connection (dial, handshake, request)
 // has Options.Timeout; and the whole run has Options.Deadline.
 //
-// For every open port the audit runs at most four connections:
+// For every open port the audit makes at most four connections, one after
+// another:
 //
-//  1. a TLS handshake without a client certificate (TLS 1.0 to 1.3), then
-//     GET /_ping and GET /version if the server lets it through;
-//  2. if the server is not TLS, the same two requests in plain HTTP;
+//  1. plain HTTP: GET /_ping, then GET /version on the same connection;
+//  2. unless that found a plain HTTP server, a TLS handshake (TLS 1.0 to
+//     1.3) without a client certificate, then the same two requests if the
+//     server lets them through;
 //  3. if the server required a client certificate, a TLS handshake with a
 //     throwaway self-signed ECDSA P-256 client certificate made in memory
-//     once per run, then GET /_ping;
-//  4. a TLS handshake limited to TLS 1.0 and 1.1, which is only checked for
-//     whether the server agreed to the old version.
+//     once per run, then the same two requests;
+//  4. for TLS servers, a handshake limited to TLS 1.0 and 1.1, which only
+//     checks whether the server agrees to the old version.
 //
 // Findings and their severities:
 //

@@ -148,14 +148,17 @@ func (s *scanner) tlsProbe(ctx context.Context, ep Endpoint, clientCert *tls.Cer
 	return out, nil
 }
 
-// plainProbe sends GET /_ping and GET /version in plain HTTP.
-func (s *scanner) plainProbe(ctx context.Context, ep Endpoint) (*answer, error) {
+// plainProbe sends GET /_ping and GET /version in plain HTTP. dialErr is
+// set when there was no connection at all; httpErr when the other side did
+// not answer in HTTP.
+func (s *scanner) plainProbe(ctx context.Context, ep Endpoint) (ans *answer, httpErr, dialErr error) {
 	conn, _, done, err := s.connect(ctx, ep)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer done()
-	return askDocker(conn, ep)
+	ans, err = askDocker(conn, ep)
+	return ans, err, nil
 }
 
 // maxBody bounds what is read from a server: /version is well under this.

@@ -157,7 +157,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	counts := r.Counts()
-	parts := []string{strconv.Itoa(len(r.Targets)) + " endpoints"}
+	noun := " endpoints"
+	if len(r.Targets) == 1 {
+		noun = " endpoint"
+	}
+	parts := []string{strconv.Itoa(len(r.Targets)) + noun}
 	for _, s := range []string{StateOpen, StateClosed, StateFiltered, StateUnreachable, StateError, StateSkipped} {
 		if counts[s] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"syscall"
 	"time"
@@ -94,6 +95,13 @@ type scanner struct {
 	roots     []*x509.Certificate
 	probeCert *tls.Certificate
 	now       func() time.Time
+	deadline  time.Time
+}
+
+// over reports whether the run's deadline has passed. ctx.Err() alone lags
+// the deadline by however late its timer fires.
+func (s *scanner) over(ctx context.Context) bool {
+	return ctx.Err() != nil || !s.now().Before(s.deadline)
 }
 
 // Run audits endpoints (from ParseTargets) and returns the report. The
@@ -109,8 +117,8 @@ func Run(ctx context.Context, endpoints []Endpoint, o Options) (*Report, error) 
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	s := &scanner{timeout: o.Timeout, roots: o.Roots, probeCert: probeCert, now: time.Now}
-	ctx, cancel := context.WithTimeout(ctx, o.Deadline)
+	s := &scanner{timeout: o.Timeout, roots: o.Roots, probeCert: probeCert, now: time.Now, deadline: time.Now().Add(o.Deadline)}
+	ctx, cancel := context.WithDeadline(ctx, s.deadline)
 	defer cancel()
 
 	results := make([]TargetResult, len(endpoints))
@@ -124,11 +132,16 @@ func Run(ctx context.Context, endpoints []Endpoint, o Options) (*Report, error) 
 		wg.Go(func() {
 			for i := range jobs {
 				ep := endpoints[i]
-				if ctx.Err() != nil {
-					results[i] = TargetResult{Target: ep.Host, Port: ep.Port, State: StateSkipped, Error: "overall deadline reached"}
+				if s.over(ctx) {
+					results[i] = TargetResult{Target: ep.Host, Port: ep.Port, State: StateSkipped, Error: deadlineMsg(ctx)}
 					continue
 				}
 				results[i], findings[i] = s.scan(ctx, ep)
+				// Probes cut short by the deadline prove nothing; what
+				// was found stays, but the endpoint counts as not audited.
+				if s.over(ctx) && results[i].State == StateOpen {
+					results[i].State, results[i].Error = StateError, deadlineMsg(ctx)
+				}
 			}
 		})
 	}
@@ -144,55 +157,61 @@ func Run(ctx context.Context, endpoints []Endpoint, o Options) (*Report, error) 
 	}
 	r.sort()
 	counts := r.Counts()
-	if n := counts[StateError] + counts[StateSkipped]; n > 0 || ctx.Err() != nil {
+	if n := counts[StateError] + counts[StateSkipped]; n > 0 {
 		why := ""
-		if ctx.Err() != nil {
-			why = fmt.Sprintf(" (%v after %s)", context.Cause(ctx), o.Deadline)
+		if s.over(ctx) {
+			why = fmt.Sprintf(" (%s after %s)", deadlineMsg(ctx), o.Deadline)
 		}
 		return r, fmt.Errorf("audit: %w: %d of %d endpoints not audited%s", ErrIncomplete, n, len(endpoints), why)
 	}
 	return r, nil
 }
 
-// scan audits one endpoint: TLS first (a plain HTTP server answers a TLS
-// ClientHello with an HTTP error, which is unambiguous), plain HTTP if the
-// other side did not speak TLS.
+// scan audits one endpoint. Plain HTTP goes first because it tells the two
+// protocols apart at once: a TLS server rejects "GET" within five bytes
+// (Go's even answers with an HTTP 400), while a plain HTTP server can sit on
+// a TLS ClientHello waiting for a newline until the timeout.
 func (s *scanner) scan(ctx context.Context, ep Endpoint) (TargetResult, []Finding) {
 	res := TargetResult{Target: ep.Host, Port: ep.Port}
-	first, err := s.tlsProbe(ctx, ep, nil, tls.VersionTLS13, true)
+	plain, plainErr, err := s.plainProbe(ctx, ep)
 	if err != nil {
-		res.State, res.Error = dialState(ctx, err)
+		res.State, res.Error = dialState(s.over(ctx), err)
 		return res, nil
 	}
 	res.State = StateOpen
-	if first.sawCert || spokeTLS(first.handshakeErr) {
-		return s.scanTLS(ctx, ep, res, first)
+	if plain != nil && (plain.docker || plain.pingStatus != http.StatusBadRequest) {
+		return plainResult(ep, res, plain)
 	}
-	return s.scanPlain(ctx, ep, res, first)
+	first, err := s.tlsProbe(ctx, ep, nil, tls.VersionTLS13, true)
+	switch {
+	case err == nil && (first.sawCert || spokeTLS(first.handshakeErr)):
+		return s.scanTLS(ctx, ep, res, first)
+	case plain != nil:
+		return plainResult(ep, res, plain)
+	}
+	res.Protocol = ProtoUnknown
+	tlsErr := "connect: " + fmt.Sprint(err)
+	if err == nil {
+		tlsErr = first.failure()
+	}
+	res.Error = fmt.Sprintf("no HTTP answer (%v) and no TLS (%s)", plainErr, tlsErr)
+	return res, nil
 }
 
-func (s *scanner) scanPlain(ctx context.Context, ep Endpoint, res TargetResult, first *tlsOutcome) (TargetResult, []Finding) {
-	ans, err := s.plainProbe(ctx, ep)
-	if err != nil {
-		res.Protocol = ProtoUnknown
-		res.Error = fmt.Sprintf("no TLS (%s) and no HTTP answer (%v)", first.failure(), err)
-		if ctx.Err() != nil {
-			res.State = StateError
-		}
-		return res, nil
-	}
+// plainResult reports a plain-HTTP endpoint: a Docker API there is
+// unencrypted, and usable by anyone if it answers.
+func plainResult(ep Endpoint, res TargetResult, ans *answer) (TargetResult, []Finding) {
 	res.Protocol = ProtoHTTP
 	res.Docker, res.Engine = ans.docker, ans.engine
 	if !ans.docker {
 		return res, nil
 	}
-	f := Finding{Target: ep.Host, Port: ep.Port}
+	f := Finding{Target: ep.Host, Port: ep.Port, Detail: ans.describe()}
 	if ans.ok() {
 		f.Severity, f.ID, f.Finding = Critical, "plain-http-api", "plain-HTTP Docker API answers without authentication"
 	} else {
 		f.Severity, f.ID, f.Finding = High, "plain-http-unencrypted", "plain-HTTP Docker API (unencrypted)"
 	}
-	f.Detail = ans.describe()
 	return res, []Finding{f}
 }
 
@@ -287,10 +306,10 @@ func (s *scanner) scanTLS(ctx context.Context, ep Endpoint, res TargetResult, fi
 // dialState tells closed from filtered from unreachable: only an error
 // that stops the audit of a target the admin named (a name that does not
 // resolve, the overall deadline) makes the run incomplete.
-func dialState(ctx context.Context, err error) (string, string) {
+func dialState(over bool, err error) (string, string) {
 	var dnsErr *net.DNSError
 	switch {
-	case ctx.Err() != nil:
+	case over:
 		return StateError, "overall deadline reached"
 	case errors.As(err, &dnsErr):
 		return StateError, err.Error()
@@ -300,4 +319,13 @@ func dialState(ctx context.Context, err error) (string, string) {
 		return StateFiltered, ""
 	}
 	return StateUnreachable, err.Error()
+}
+
+// deadlineMsg says why an endpoint was not audited: the deadline, or the
+// caller cancelling the run.
+func deadlineMsg(ctx context.Context) string {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return "audit cancelled"
+	}
+	return "overall deadline reached"
 }
