@@ -223,3 +223,25 @@ func TestGoServers(t *testing.T) {
 		})
 	}
 }
+
+// TestHostNameTarget audits by name: the certificate is checked against
+// the name the admin typed, not the address it resolved to.
+func TestHostNameTarget(t *testing.T) {
+	ca := newTestCA(t, "dockca test")
+	rec := &recorder{docker: true}
+	ep := serve(t, rec, &tls.Config{Certificates: []tls.Certificate{ca.serverLeaf(t)},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool()})
+	eps, err := ParseTargets([]string{"localhost:" + strconv.Itoa(ep.Port)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := auditOne(t, eps[0], Options{Roots: []*x509.Certificate{ca.root}})
+	want := []string{"high cert-name-mismatch", "info mtls-ok"}
+	if got := findingIDs(r.Findings); !slices.Equal(got, want) {
+		t.Fatalf("findings = %q, want %q", got, want)
+	}
+	if d := r.Findings[0].Detail; d != "target localhost; certificate names 127.0.0.1" {
+		t.Errorf("detail = %q", d)
+	}
+	rec.onlyReads(t)
+}
