@@ -18,11 +18,11 @@ func Example() {
 		os.Exit(audit.ExitError)
 	}
 	endpoints, err := audit.ParseTargets([]string{"127.0.0.1"}, audit.DefaultPorts) // TARGET..., --ports
-	if err != nil { // errors.Is(err, audit.ErrRangeTooLarge) for a range over a /16
+	if err != nil {                                                                 // errors.Is(err, audit.ErrRangeTooLarge) for a range over a /16
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(audit.ExitError)
 	}
-	var roots []byte // the dockca root PEM from the CA home or --ca-url, if any
+	var roots []byte                                              // the dockca root PEM from the CA home or --ca-url, if any
 	o := audit.Options{Timeout: 3 * time.Second, Concurrency: 64} // --timeout, --concurrency
 	if roots != nil {
 		if o.Roots, err = audit.ParseRootsPEM(roots); err != nil {
