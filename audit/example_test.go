@@ -18,7 +18,8 @@ func Example() {
 		os.Exit(audit.ExitError)
 	}
 	endpoints, err := audit.ParseTargets([]string{"127.0.0.1"}, audit.DefaultPorts) // TARGET..., --ports
-	if err != nil {                                                                 // errors.Is(err, audit.ErrRangeTooLarge) for a range over a /16
+	// A range over a /16 gives an error matching audit.ErrRangeTooLarge.
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(audit.ExitError)
 	}
