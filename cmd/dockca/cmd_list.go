@@ -134,4 +134,3 @@ func resolve(c *cli.Context, st *store.Store, arg string, unexpiredOnly bool) ([
 	}
 	return out, nil
 }
-

@@ -176,4 +176,3 @@ func runBackup(ctx context.Context, st *store.Store, out string, w io.Writer) er
 	fmt.Fprintf(w, "Wrote %d bytes to %s\n", n, out)
 	return nil
 }
-
