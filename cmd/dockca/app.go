@@ -39,6 +39,12 @@ func newSystemEnv() *env {
 	}
 }
 
+// exitStatus ends the process with a status and no message of its own
+// (for example dockca audit's 3: the report already said it all).
+type exitStatus struct{ code int }
+
+func (e *exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
 // usageError marks a malformed command line: exit status 2.
 type usageError struct{ msg string }
 
@@ -63,6 +69,10 @@ func run(ctx context.Context, args []string, e *env) int {
 	if err == nil {
 		return exitOK
 	}
+	var es *exitStatus
+	if errors.As(err, &es) {
+		return es.code
+	}
 	msg := err.Error()
 	msg = strings.TrimSuffix(strings.TrimSpace(msg), ".")
 	fmt.Fprintf(e.Stderr, "dockca: %s\n", msg)
@@ -70,7 +80,6 @@ func run(ctx context.Context, args []string, e *env) int {
 	var ec cli.ExitCoder
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(e.Stderr, "Run 'dockca --help' or 'dockca COMMAND --help' for usage.\n")
 		return exitUsage
 	case errors.As(err, &ec) && ec.ExitCode() != 0:
 		return ec.ExitCode()
@@ -110,6 +119,7 @@ func newApp(e *env) *cli.App {
 			newRevokeCommand(e),
 			newCRLCommand(e),
 			newBackupCommand(e),
+			newAuditCommand(e),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		CommandNotFound: func(c *cli.Context, name string) {
