@@ -118,6 +118,10 @@ func Open(path string, o *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, classifyOpenError(err))
 	}
+	// Group commits wait at most this long for company: long enough for
+	// concurrent issuances to share an fsync, short enough that a lone
+	// issuance is not held back.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &Store{db: db, path: path}
 	if err := s.prepare(o.ReadOnly); err != nil {
 		db.Close()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what dockca's tests need on a Debian machine: a real dockerd
+# (Debian's docker.io), the docker CLI and openssl. Fails loudly when it
+# cannot: end-to-end tests must run, never silently skip.
+set -euo pipefail
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v docker >/dev/null 2>&1 || need+=(docker.io)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v containerd >/dev/null 2>&1 || need+=(docker.io)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+# Deduplicate.
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test-deps: missing ${need[*]}; run as root to install them (apt-get install ${need[*]})" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "test-deps: missing ${need[*]} and apt-get is not available; install them by hand" >&2
+  exit 1
+fi
+echo "test-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+for c in dockerd docker containerd openssl; do
+  command -v "$c" >/dev/null 2>&1 || { echo "test-deps: $c is still missing after installing ${need[*]}" >&2; exit 1; }
+done
