@@ -149,6 +149,9 @@ func add(ctx context.Context, o AddOptions, iss Issuer, w io.Writer) error {
 		Name: o.Name, Host: host, Description: o.Description,
 		Marker: &Marker{Serial: m.Serial, NotAfter: m.NotAfter, Client: m.Client, Role: m.Role, CAURL: o.CAURL},
 	}
+	if o.TTL != 0 {
+		rec.Marker.TTL = o.TTL.String()
+	}
 	if rec.Marker.Client == "" {
 		rec.Marker.Client = client
 	}

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	dcontext "github.com/docker/cli/cli/context"
 	"github.com/docker/cli/cli/config"
+	dcontext "github.com/docker/cli/cli/context"
 	"github.com/docker/cli/cli/context/store"
 
 	"github.com/dockca/dockca/tlsbundle"
@@ -106,6 +106,17 @@ type Marker struct {
 	Client   string    `json:"client"`
 	Role     string    `json:"role,omitempty"`
 	CAURL    string    `json:"ca_url,omitempty"`
+	// TTL is the lifetime asked for at add (Go duration text, empty for the
+	// CA's default); renew asks for the same.
+	TTL string `json:"ttl,omitempty"`
+}
+
+func (m *Marker) ttl() time.Duration {
+	d, err := time.ParseDuration(m.TTL)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 // contextMeta is the context-level metadata. The docker CLI reads

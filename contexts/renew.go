@@ -24,7 +24,8 @@ type RenewOptions struct {
 	// Within, when positive, renews only certificates that expire within
 	// this duration; the others are reported as not due.
 	Within time.Duration
-	// TTL is the new lifetime; zero keeps the current certificate's.
+	// TTL is the new lifetime, remembered for later renewals; zero keeps
+	// the lifetime the context was created with.
 	TTL time.Duration
 }
 
@@ -68,12 +69,10 @@ func Renew(ctx context.Context, o RenewOptions, iss Issuer, w io.Writer) error {
 
 func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec record, iss Issuer, w io.Writer) error {
 	now := o.now()
-	notAfter, lifetime := rec.Marker.NotAfter, time.Duration(0)
-	oldSerial := rec.Marker.Serial
+	notAfter, oldSerial := rec.Marker.NotAfter, rec.Marker.Serial
 	if b, err := readTLS(st, rec.Name); err == nil {
 		if leaf, err := tlsbundle.Leaf(b.Cert); err == nil {
-			notAfter, lifetime = leaf.NotAfter, leaf.NotAfter.Sub(leaf.NotBefore)
-			oldSerial = tlsbundle.SerialHex(leaf.SerialNumber)
+			notAfter, oldSerial = leaf.NotAfter, tlsbundle.SerialHex(leaf.SerialNumber)
 		}
 	}
 	if o.Within > 0 && notAfter.Sub(now) > o.Within {
@@ -82,7 +81,9 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 	}
 	ttl := o.TTL
 	if ttl == 0 {
-		ttl = lifetime.Round(time.Minute)
+		ttl = rec.Marker.ttl()
+	} else {
+		rec.Marker.TTL = ttl.String()
 	}
 	m, err := iss.IssueClient(ctx, rec.Marker.Client, rec.Marker.Role, ttl)
 	if err != nil {
