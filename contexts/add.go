@@ -121,13 +121,15 @@ func add(ctx context.Context, o AddOptions, iss Issuer, w io.Writer) error {
 		}
 		return fmt.Errorf("%w (use renew for a new certificate, or --force to replace it)", ErrExists)
 	}
+	// The docker CLI makes its config dir 0700 (config.json may hold
+	// credentials); create it the same way if it is missing.
+	if err := atomicfile.CheckWritable(o.configDir(), 0o700); err != nil {
+		return err
+	}
 	if err := atomicfile.CheckWritable(o.storeDir(), 0o755); err != nil {
 		return err
 	}
 	if o.Use {
-		if err := atomicfile.CheckWritable(o.configDir(), 0o700); err != nil {
-			return err
-		}
 		if err := checkConfigFile(o.configDir()); err != nil {
 			return err
 		}

@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // written.
 func TestAddRefusesBadInput(t *testing.T) {
 	ctx := context.Background()
-	c := ca{testca.New(t)}
+	c := testca.New(t)
 	closed := "tcp://" + closedPort(t)
 	tests := []struct {
 		name, host string
@@ -83,7 +83,7 @@ func TestParseHostNormalises(t *testing.T) {
 
 func TestAddRefusesUnwritableConfig(t *testing.T) {
 	ctx := context.Background()
-	c := ca{testca.New(t)}
+	c := testca.New(t)
 	notADir := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notADir, []byte("x"), 0o600)
 	dirs := map[string]string{"path under a file": filepath.Join(notADir, "docker")}
@@ -109,7 +109,7 @@ func TestAddRefusesUnwritableConfig(t *testing.T) {
 
 func TestUseRefusesMalformedConfigJSON(t *testing.T) {
 	ctx := context.Background()
-	c := ca{testca.New(t)}
+	c := testca.New(t)
 	cfg := t.TempDir()
 	bad := []byte(`{"auths": {`)
 	os.WriteFile(filepath.Join(cfg, "config.json"), bad, 0o600)
@@ -127,7 +127,7 @@ func TestUseRefusesMalformedConfigJSON(t *testing.T) {
 
 func TestRemoveAndRenewRefuse(t *testing.T) {
 	ctx := context.Background()
-	c := ca{testca.New(t)}
+	c := testca.New(t)
 	o := contexts.Options{DockerConfigDir: t.TempDir()}
 	if err := contexts.Add(ctx, contexts.AddOptions{Options: o, Name: "prod", Host: "tcp://127.0.0.1:2376", SkipHostCheck: true}, c, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestRemoveAndRenewRefuse(t *testing.T) {
 // Statuses follow the certificate file and the clock.
 func TestListStatus(t *testing.T) {
 	ctx := context.Background()
-	c := ca{testca.New(t)}
+	c := testca.New(t)
 	o := contexts.Options{DockerConfigDir: t.TempDir()}
 	for name, ttl := range map[string]time.Duration{"long": 30 * 24 * time.Hour, "short": 3 * 24 * time.Hour} {
 		if err := contexts.Add(ctx, contexts.AddOptions{Options: o, Name: name, Host: "tcp://127.0.0.1:2376", SkipHostCheck: true, TTL: ttl}, c, &bytes.Buffer{}); err != nil {

@@ -73,7 +73,7 @@ func serverVersion(t *testing.T, cfg string, args ...string) {
 // dockerd with the real docker CLI reading what the package wrote.
 func TestAgainstDockerd(t *testing.T) {
 	ctx := context.Background()
-	c := ca{testca.New(t)}
+	c := testca.New(t)
 	d := tlsDaemon(t, c)
 	host := "tcp://" + d.Addr
 	cfg := t.TempDir()
@@ -328,7 +328,7 @@ func TestAgainstDockerd(t *testing.T) {
 		if err != nil || len(infos) != 1 || infos[0].Name != "prod" || infos[0].Host != host {
 			t.Fatalf("%+v %v", infos, err)
 		}
-		c.CA.Revoke(infos[0].Serial)
+		c.RevokeSerial(infos[0].Serial)
 		infos, _ = contexts.List(ctx, o, c)
 		if infos[0].Status != contexts.StatusRevoked {
 			t.Fatalf("status %s", infos[0].Status)

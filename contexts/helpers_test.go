@@ -1,7 +1,6 @@
 package contexts_test
 
 import (
-	"context"
 	"crypto/x509"
 	"net"
 	"os"
@@ -12,27 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/internal/dockerdtest"
 	"github.com/dockca/dockca/internal/testca"
 )
 
-// ca adapts the test CA to the interfaces the lead's core implements.
-type ca struct{ *testca.CA }
-
-func (c ca) IssueClient(_ context.Context, client, role string, ttl time.Duration) (*contexts.Material, error) {
-	b, err := c.Issue(testca.Request{CommonName: client, Role: role, Usage: x509.ExtKeyUsageClientAuth, TTL: ttl})
-	if err != nil {
-		return nil, err
-	}
-	return &contexts.Material{Bundle: *b, Client: client, Role: role}, nil
-}
-
-func (c ca) Revoke(_ context.Context, serial string) error { return c.CA.Revoke(serial) }
-
-func (c ca) Revoked(_ context.Context, serial string) (bool, error) {
-	return c.IsRevoked(serial), nil
-}
+// ca is the test CA; it implements Issuer, Revoker and StatusChecker.
+type ca = *testca.CA
 
 // tlsDaemon starts a real dockerd that requires client certificates from c.
 func tlsDaemon(t *testing.T, c ca) *dockerdtest.Daemon {

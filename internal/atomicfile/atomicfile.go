@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteFile atomically replaces path with data, created with perm. An
@@ -71,7 +73,7 @@ func SyncDir(dir string) error {
 // it holds private keys, so a pre-existing looser directory is tightened
 // rather than trusted.
 func MkdirPrivate(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	fi, err := os.Stat(dir)
@@ -86,22 +88,37 @@ func MkdirPrivate(dir string) error {
 	return nil
 }
 
-// CheckWritable fails when files cannot be created in dir (creating dir if
-// needed). Callers use it before asking the CA for a certificate, so that a
-// read-only or misconfigured target does not leave an issued certificate
-// that was never stored anywhere.
+// CheckWritable fails when files cannot be created in dir. Callers use it
+// before asking the CA for a certificate, so that a read-only or
+// misconfigured target does not leave an issued certificate that was never
+// stored anywhere. An existing dir is checked with access(2), which reports
+// a read-only filesystem even to root, so the check itself changes nothing
+// (idempotent runs must not even touch directory mtimes); a missing dir is
+// created with perm (parents 0755), since a write into it is coming anyway.
 func CheckWritable(dir string, perm os.FileMode) error {
-	if err := os.MkdirAll(dir, perm); err != nil {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not writable: not a directory", dir)
+		}
+		if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+			return fmt.Errorf("%s is not writable: %w", dir, err)
+		}
+		return nil
+	}
+	if err := mkdir(dir, perm); err != nil {
 		return fmt.Errorf("%s is not writable: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, ".dockca-probe-*")
-	if err != nil {
-		return fmt.Errorf("%s is not writable: %w", dir, err)
+	return nil
+}
+
+// mkdir creates dir with perm and any missing parents with 0755, so that a
+// private leaf directory does not make /etc/docker private too.
+func mkdir(dir string, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
 	}
-	name := f.Name()
-	f.Close()
-	if err := os.Remove(name); err != nil {
-		return fmt.Errorf("%s is not writable: %w", dir, err)
+	if err := os.Mkdir(dir, perm); err != nil && !os.IsExist(err) {
+		return err
 	}
 	return nil
 }

@@ -8,6 +8,7 @@
 package testca
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/tlsbundle"
 )
 
@@ -152,8 +154,8 @@ func (c *CA) Issued() int {
 	return c.issued
 }
 
-// Revoke records serial as revoked.
-func (c *CA) Revoke(serial string) error {
+// RevokeSerial records serial as revoked.
+func (c *CA) RevokeSerial(serial string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if serial == "" {
@@ -172,3 +174,38 @@ func (c *CA) IsRevoked(serial string) bool {
 
 // SetClock makes the CA issue as if now were the given function's answer.
 func (c *CA) SetClock(now func() time.Time) { c.now = now }
+
+// The methods below implement the interfaces contexts and daemonsetup
+// define for the core CA, so tests can hand a *CA to either.
+
+// IssueClient implements contexts.Issuer.
+func (c *CA) IssueClient(_ context.Context, client, role string, ttl time.Duration) (*contexts.Material, error) {
+	b, err := c.Issue(Request{CommonName: client, Role: role, Usage: x509.ExtKeyUsageClientAuth, TTL: ttl})
+	if err != nil {
+		return nil, err
+	}
+	return &contexts.Material{Bundle: *b, Client: client, Role: role}, nil
+}
+
+// Revoke implements contexts.Revoker.
+func (c *CA) Revoke(_ context.Context, serial string) error { return c.RevokeSerial(serial) }
+
+// Revoked implements contexts.StatusChecker.
+func (c *CA) Revoked(_ context.Context, serial string) (bool, error) { return c.IsRevoked(serial), nil }
+
+// CACertificate implements daemonsetup.Issuer.
+func (c *CA) CACertificate(context.Context) ([]byte, error) { return c.RootPEM, nil }
+
+// IssueDaemon implements daemonsetup.Issuer: host and sans become IP or
+// DNS SANs.
+func (c *CA) IssueDaemon(_ context.Context, host string, sans []string, ttl time.Duration) (*tlsbundle.Bundle, error) {
+	r := Request{CommonName: host, Usage: x509.ExtKeyUsageServerAuth, TTL: ttl}
+	for _, n := range append([]string{host}, sans...) {
+		if ip := net.ParseIP(n); ip != nil {
+			r.IPs = append(r.IPs, ip)
+		} else {
+			r.DNSNames = append(r.DNSNames, n)
+		}
+	}
+	return c.Issue(r)
+}
