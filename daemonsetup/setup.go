@@ -396,15 +396,18 @@ func validName(s string) error {
 // when it can.
 func needsIssue(dir string, root []byte, want []string, now time.Time) (string, error) {
 	var b tlsbundle.Bundle
-	for name, dst := range map[string]*[]byte{CAFile: &b.CA, CertFile: &b.Cert, KeyFile: &b.Key} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
+	for _, f := range []struct {
+		name string
+		dst  *[]byte
+	}{{CAFile, &b.CA}, {CertFile, &b.Cert}, {KeyFile, &b.Key}} {
+		data, err := os.ReadFile(filepath.Join(dir, f.name))
 		if errors.Is(err, os.ErrNotExist) {
-			return "no " + name + " yet", nil
+			return "no " + f.name + " yet", nil
 		}
 		if err != nil {
 			return "", err
 		}
-		*dst = data
+		*f.dst = data
 	}
 	if !tlsbundle.SameCA(b.CA, root) {
 		return "ca.pem is not the CA's current root", nil
