@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 )
 
@@ -61,7 +62,7 @@ func Decode(data []byte) (*Object, error) {
 	if _, err := dec.Token(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotObject, err)
 	}
-	if _, err := dec.Token(); err == nil {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: trailing data after the object", ErrNotObject)
 	}
 	return o, nil
