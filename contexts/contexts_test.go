@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,11 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/internal/golden"
+
 	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/internal/testca"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // Bad input must be refused before the CA is asked and before anything is
 // written.
@@ -214,21 +213,6 @@ func TestWritersGolden(t *testing.T) {
 		if err := write(&b); err != nil {
 			t.Fatal(err)
 		}
-		golden(t, file, b.Bytes())
-	}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		os.WriteFile(path, got, 0o644)
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+		golden.Assert(t, file, b.Bytes())
 	}
 }

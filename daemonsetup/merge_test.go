@@ -3,16 +3,15 @@ package daemonsetup_test
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dockca/dockca/internal/golden"
+
 	"github.com/dockca/dockca/daemonsetup"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // The authz plugin edit the lead will run through MergeDaemonConfig.
 func addAuthz(cfg map[string]json.RawMessage) error {
@@ -64,7 +63,7 @@ func TestMergeGolden(t *testing.T) {
 			for _, c := range changes {
 				report.WriteString(c.String() + "\n")
 			}
-			golden(t, "merge-"+name+".golden", append(got, []byte("--- changes\n"+report.String())...))
+			golden.Assert(t, "merge-"+name+".golden", append(got, []byte("--- changes\n"+report.String())...))
 			if orig != nil {
 				bak, _ := os.ReadFile(path + ".bak")
 				if string(bak) != string(orig) {
@@ -156,20 +155,5 @@ func TestParseListen(t *testing.T) {
 		if _, err := daemonsetup.ParseListen(bad); !errors.Is(err, daemonsetup.ErrInvalidListen) {
 			t.Errorf("%q accepted: %v", bad, err)
 		}
-	}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		os.WriteFile(path, got, 0o644)
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
 	}
 }
