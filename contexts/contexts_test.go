@@ -216,3 +216,26 @@ func TestWritersGolden(t *testing.T) {
 		golden.Assert(t, file, b.Bytes())
 	}
 }
+
+// Without RENAME_EXCHANGE the old directory is moved aside first; the
+// result must still be exactly the new, matching pair and no leftovers.
+func TestSwapFallback(t *testing.T) {
+	ctx := context.Background()
+	c := testca.New(t)
+	o := contexts.Options{DockerConfigDir: t.TempDir()}
+	if err := contexts.Add(ctx, contexts.AddOptions{Options: o, Name: "prod", Host: "tcp://127.0.0.1:2376", SkipHostCheck: true, TTL: month}, c, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	defer contexts.SetNoExchange()()
+	if err := contexts.Renew(ctx, contexts.RenewOptions{Options: o, Names: []string{"prod"}}, c, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := contexts.List(ctx, o, c)
+	if err != nil || len(infos) != 1 || infos[0].Status != contexts.StatusValid || c.Issued() != 2 {
+		t.Fatalf("%+v %v", infos, err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(o.DockerConfigDir, "contexts", "tls"))
+	if len(entries) != 1 {
+		t.Fatalf("leftovers beside the context's TLS dir: %v", entries)
+	}
+}

@@ -9,6 +9,13 @@ func SetHookBeforeSwap(f func(stage string) error) (reset func()) {
 	return func() { testHookBeforeSwap = nil }
 }
 
+// SetNoExchange forces the fallback swap for filesystems without
+// RENAME_EXCHANGE.
+func SetNoExchange() (reset func()) {
+	testNoExchange = true
+	return func() { testNoExchange = false }
+}
+
 // InstallTLSOnly does the first half of a renewal — the swap — and not the
 // metadata update, as a process killed between the two would.
 func InstallTLSOnly(o Options, name string, m *Material) error {

@@ -23,6 +23,10 @@ const stagePrefix = ".dockca-stage-"
 // is the moment a crash would do the most damage to a naive writer.
 var testHookBeforeSwap func(stage string) error
 
+// testNoExchange makes swap take the path for filesystems without
+// RENAME_EXCHANGE.
+var testNoExchange bool
+
 // tlsFiles is the docker CLI's layout of one endpoint's TLS material.
 func tlsFiles(b *Material) map[string][]byte {
 	return map[string][]byte{"ca.pem": b.CA, "cert.pem": b.Cert, "key.pem": b.Key}
@@ -74,7 +78,10 @@ func swap(stage, target string) error {
 	if _, err := os.Lstat(target); errors.Is(err, os.ErrNotExist) {
 		return os.Rename(stage, target)
 	}
-	err := unix.Renameat2(unix.AT_FDCWD, stage, unix.AT_FDCWD, target, unix.RENAME_EXCHANGE)
+	err := error(unix.EINVAL)
+	if !testNoExchange {
+		err = unix.Renameat2(unix.AT_FDCWD, stage, unix.AT_FDCWD, target, unix.RENAME_EXCHANGE)
+	}
 	if err == nil {
 		return nil
 	}
