@@ -130,7 +130,7 @@ func newCRLCommand(e *env) *cli.Command {
 				data = ca.PEMCRL(crl.DER)
 			}
 			if out := c.String("out"); out != "" && out != "-" {
-				return atomicfile.Write(out, data, 0o644)
+				return atomicfile.WriteFile(out, data, 0o644)
 			}
 			_, err = c.App.Writer.Write(data)
 			return err

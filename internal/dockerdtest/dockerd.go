@@ -44,6 +44,12 @@ type Options struct {
 	Args []string
 	// Host is the loopback address to listen on; default 127.0.0.1.
 	Host string
+	// Socket, if set, is a unix socket path that ConfigFile's "hosts" lists.
+	// The harness then passes no -H flag at all (dockerd refuses "hosts"
+	// given both as a flag and in the file, so this is how a test runs a
+	// daemon.json with hosts as written) and waits on this socket. It
+	// implies NoTCP: the file's hosts decide every listener.
+	Socket string
 }
 
 // Daemon is a running dockerd.
@@ -111,6 +117,10 @@ func Start(t testing.TB, o Options) *Daemon {
 	Require(t)
 	dir := ShortTempDir(t)
 	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "docker.sock"), logBuf: &lockedBuffer{}, done: make(chan struct{})}
+	if o.Socket != "" {
+		d.Socket = o.Socket
+		o.NoTCP = true
+	}
 	host := o.Host
 	if host == "" {
 		host = "127.0.0.1"
@@ -118,7 +128,10 @@ func Start(t testing.TB, o Options) *Daemon {
 	args := []string{
 		"--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
 		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", filepath.Join(dir, "pid"), "-H", "unix://" + d.Socket,
+		"--pidfile", filepath.Join(dir, "pid"),
+	}
+	if o.Socket == "" {
+		args = append(args, "-H", "unix://"+d.Socket)
 	}
 	if o.ConfigFile != "" {
 		args = append(args, "--config-file", o.ConfigFile)

@@ -1,0 +1,200 @@
+// Package contexts writes, lists, renews and removes Docker CLI contexts
+// that reach a dockca-protected daemon over mutual TLS. It uses the docker
+// CLI's own context store, so the files are exactly the ones `docker
+// context` and `docker --context` read; dockca's bookkeeping (serial,
+// expiry, client name, role) rides in the context metadata under the
+// "dockca" key, which is also how dockca recognises its own contexts and
+// refuses to touch anybody else's. Certificates come from the caller through
+// the Issuer interface, so this package needs no CA of its own. TLS material
+// is only ever replaced as a whole directory by an atomic rename, so a
+// context never holds a certificate and key that do not belong together.
+package contexts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/docker/cli/cli/config"
+	dcontext "github.com/docker/cli/cli/context"
+	"github.com/docker/cli/cli/context/store"
+
+	"github.com/dockca/dockca/tlsbundle"
+)
+
+// Endpoint is the context-store endpoint name the docker CLI reads.
+const Endpoint = "docker"
+
+// ExpiringWindow is how close to expiry a certificate is reported as
+// "expiring" by List.
+const ExpiringWindow = 7 * 24 * time.Hour
+
+// Sentinel errors for callers (the CLI) that branch on the failure.
+var (
+	ErrInvalidName = errors.New("invalid context name")
+	ErrInvalidHost = errors.New("invalid host")
+	ErrUnreachable = errors.New("host unreachable")
+	ErrExists      = errors.New("context already exists")
+	ErrForeign     = errors.New("context was not written by dockca")
+	ErrNotFound    = errors.New("context not found")
+	ErrNoRevoker   = errors.New("revocation is not available")
+)
+
+// Material is a client certificate issued for a context.
+type Material struct {
+	tlsbundle.Bundle
+	// Client and Role are the identity the certificate carries, as the CA
+	// recorded them.
+	Client, Role string
+}
+
+// Issuer issues client certificates. A ttl of zero means the CA's default.
+type Issuer interface {
+	IssueClient(ctx context.Context, client, role string, ttl time.Duration) (*Material, error)
+}
+
+// Revoker revokes a certificate by serial (lowercase hex).
+type Revoker interface {
+	Revoke(ctx context.Context, serial string) error
+}
+
+// StatusChecker tells whether the CA has revoked a serial.
+type StatusChecker interface {
+	Revoked(ctx context.Context, serial string) (bool, error)
+}
+
+// Options select the docker CLI configuration to work on.
+type Options struct {
+	// DockerConfigDir is the docker CLI configuration directory
+	// (--docker-config). Empty means what the docker CLI itself uses:
+	// $DOCKER_CONFIG, else ~/.docker.
+	DockerConfigDir string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o Options) configDir() string {
+	if o.DockerConfigDir != "" {
+		return o.DockerConfigDir
+	}
+	return config.Dir()
+}
+
+func (o Options) storeDir() string { return filepath.Join(o.configDir(), "contexts") }
+
+// envDir is where Env materialises TLS files; Remove and Renew keep it in
+// step so that no stale key copy outlives its context.
+func (o Options) envDir(name string) string {
+	return filepath.Join(o.configDir(), "dockca", "env", name)
+}
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// Marker is dockca's record inside a context's metadata. Its presence is
+// what makes a context dockca's.
+type Marker struct {
+	Serial   string    `json:"serial"`
+	NotAfter time.Time `json:"not_after"`
+	Client   string    `json:"client"`
+	Role     string    `json:"role,omitempty"`
+	CAURL    string    `json:"ca_url,omitempty"`
+	// TTL is the lifetime asked for at add (Go duration text, empty for the
+	// CA's default); renew asks for the same.
+	TTL string `json:"ttl,omitempty"`
+}
+
+func (m *Marker) ttl() time.Duration {
+	d, err := time.ParseDuration(m.TTL)
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
+// contextMeta is the context-level metadata. The docker CLI reads
+// Description and keeps other keys (ours) as additional fields, so `docker
+// context ls` shows the description and `docker context inspect` shows the
+// marker.
+type contextMeta struct {
+	Description string  `json:",omitempty"`
+	Dockca      *Marker `json:"dockca,omitempty"`
+}
+
+func openStore(o Options) *store.ContextStore {
+	return store.New(o.storeDir(), store.NewConfig(
+		func() any { return &contextMeta{} },
+		store.EndpointTypeGetter(Endpoint, func() any { return &dcontext.EndpointMetaBase{} }),
+	))
+}
+
+// record is one context as dockca sees it.
+type record struct {
+	Name        string
+	Host        string
+	Description string
+	Marker      *Marker // nil for a foreign context
+}
+
+func fromMetadata(m store.Metadata) record {
+	r := record{Name: m.Name}
+	if cm, ok := m.Metadata.(contextMeta); ok {
+		r.Description = cm.Description
+		r.Marker = cm.Dockca
+	}
+	if ep, ok := m.Endpoints[Endpoint].(dcontext.EndpointMetaBase); ok {
+		r.Host = ep.Host
+	}
+	return r
+}
+
+// lookup reads one context; found is false when it does not exist.
+func lookup(st *store.ContextStore, name string) (rec record, found bool, err error) {
+	m, err := st.GetMetadata(name)
+	if errdefs.IsNotFound(err) {
+		return record{}, false, nil
+	}
+	if err != nil {
+		return record{}, false, err
+	}
+	return fromMetadata(m), true, nil
+}
+
+// lookupOwned reads a context that must exist and be dockca's.
+func lookupOwned(st *store.ContextStore, name string) (record, error) {
+	rec, found, err := lookup(st, name)
+	switch {
+	case err != nil:
+		return record{}, err
+	case !found:
+		return record{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+	case rec.Marker == nil:
+		return record{}, fmt.Errorf("%w: %s", ErrForeign, name)
+	}
+	return rec, nil
+}
+
+func writeMeta(st *store.ContextStore, rec record) error {
+	return st.CreateOrUpdate(store.Metadata{
+		Name:     rec.Name,
+		Metadata: contextMeta{Description: rec.Description, Dockca: rec.Marker},
+		Endpoints: map[string]any{
+			Endpoint: dcontext.EndpointMetaBase{Host: rec.Host},
+		},
+	})
+}
+
+// ValidateName applies the docker CLI's own rule for context names.
+func ValidateName(name string) error {
+	if err := store.ValidateContextName(name); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidName, err)
+	}
+	return nil
+}

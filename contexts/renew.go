@@ -1,0 +1,116 @@
+package contexts
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/docker/cli/cli/context/store"
+
+	"github.com/dockca/dockca/tlsbundle"
+)
+
+// RenewOptions select the contexts to renew.
+type RenewOptions struct {
+	Options
+	// Names are the contexts to renew; exclusive with All.
+	Names []string
+	// All renews every dockca context.
+	All bool
+	// Within, when positive, renews only certificates that expire within
+	// this duration; the others are reported as not due.
+	Within time.Duration
+	// TTL is the new lifetime, remembered for later renewals; zero keeps
+	// the lifetime the context was created with.
+	TTL time.Duration
+}
+
+// Renew issues a new certificate for the same client and role and swaps it
+// into each selected context atomically. Named contexts are all checked
+// before anything is issued; with All, a failure on one context does not
+// stop the others and all failures are returned together.
+func Renew(ctx context.Context, o RenewOptions, iss Issuer, w io.Writer) error {
+	if o.All == (len(o.Names) > 0) {
+		return errors.New("renew contexts: name contexts or use --all, not both or neither")
+	}
+	st := openStore(o.Options)
+	var recs []record
+	if o.All {
+		all, err := st.List()
+		if err != nil {
+			return fmt.Errorf("renew contexts: %w", err)
+		}
+		for _, m := range all {
+			if rec := fromMetadata(m); rec.Marker != nil {
+				recs = append(recs, rec)
+			}
+		}
+	} else {
+		for _, name := range o.Names {
+			rec, err := lookupOwned(st, name)
+			if err != nil {
+				return fmt.Errorf("renew context %s: %w", name, err)
+			}
+			recs = append(recs, rec)
+		}
+	}
+	var errs []error
+	for _, rec := range recs {
+		if err := renew(ctx, o, st, rec, iss, w); err != nil {
+			errs = append(errs, fmt.Errorf("renew context %s: %w", rec.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec record, iss Issuer, w io.Writer) error {
+	now := o.now()
+	notAfter, oldSerial := rec.Marker.NotAfter, rec.Marker.Serial
+	if b, err := readTLS(st, rec.Name); err == nil {
+		if leaf, err := tlsbundle.Leaf(b.Cert); err == nil {
+			notAfter, oldSerial = leaf.NotAfter, tlsbundle.SerialHex(leaf.SerialNumber)
+		}
+	}
+	if o.Within > 0 && notAfter.Sub(now) > o.Within {
+		fmt.Fprintf(w, "context %s: not due, expires %s\n", rec.Name, notAfter.UTC().Format(time.RFC3339))
+		return nil
+	}
+	ttl := o.TTL
+	if ttl == 0 {
+		ttl = rec.Marker.ttl()
+	} else {
+		rec.Marker.TTL = ttl.String()
+	}
+	m, err := iss.IssueClient(ctx, rec.Marker.Client, rec.Marker.Role, ttl)
+	if err != nil {
+		return fmt.Errorf("issue client certificate: %w", err)
+	}
+	if _, err := m.Check(now, x509.ExtKeyUsageClientAuth); err != nil {
+		return fmt.Errorf("issued certificate: %w", err)
+	}
+	if (m.Client != "" && m.Client != rec.Marker.Client) || (m.Role != "" && m.Role != rec.Marker.Role) {
+		return fmt.Errorf("the CA issued %s for client %q role %q, not %q role %q; nothing installed",
+			m.Serial, m.Client, m.Role, rec.Marker.Client, rec.Marker.Role)
+	}
+	if err := installTLS(st, rec.Name, m); err != nil {
+		return fmt.Errorf("write TLS material (certificate %s was issued): %w", m.Serial, err)
+	}
+	// From here the context presents the new certificate; the metadata only
+	// catches up, and List reads the file, so a crash now misleads nobody.
+	rec.Marker.Serial, rec.Marker.NotAfter = m.Serial, m.NotAfter
+	if err := writeMeta(st, rec); err != nil {
+		return fmt.Errorf("write metadata: %w", err)
+	}
+	if _, err := os.Stat(o.envDir(rec.Name)); err == nil {
+		if err := materialise(o.envDir(rec.Name), m.Bundle); err != nil {
+			return fmt.Errorf("refresh env copy: %w", err)
+		}
+	}
+	fmt.Fprintf(w, "context %s: renewed, certificate %s replaces %s, expires %s\n",
+		rec.Name, m.Serial, oldSerial, m.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
