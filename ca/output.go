@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/store"
 )
 
@@ -165,4 +166,14 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// Bundle is the hand-off to the packages that install TLS material
+// (contexts, daemonsetup): root, chain and key as PEM.
+func (i *Issued) Bundle() (*tlsbundle.Bundle, error) {
+	key, err := i.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	return &tlsbundle.Bundle{CA: PEMCert(i.Root), Cert: i.ChainPEM(), Key: key, Serial: i.Record.Serial, NotAfter: i.Record.NotAfter}, nil
 }

@@ -22,7 +22,7 @@ import (
 	dcontext "github.com/docker/cli/cli/context"
 	"github.com/docker/cli/cli/context/store"
 
-	"github.com/dockca/dockca/tlsbundle"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // Endpoint is the context-store endpoint name the docker CLI reads.

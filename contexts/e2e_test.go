@@ -14,7 +14,7 @@ import (
 
 	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/internal/testca"
-	"github.com/dockca/dockca/tlsbundle"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // inspected is the part of `docker context inspect` the tests read.

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/dockca/dockca/tlsbundle"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // EnvOptions select the context Env prints variables for.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/docker/cli/cli/context/store"
 
-	"github.com/dockca/dockca/tlsbundle"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // Status is the state of a context's certificate.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/docker/cli/cli/context/store"
 
-	"github.com/dockca/dockca/tlsbundle"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // RemoveOptions name the contexts to remove.

@@ -42,7 +42,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/atomicfile"
-	"github.com/dockca/dockca/tlsbundle"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // Defaults for SetupOptions, the stock Debian/Ubuntu/Docker CE layout.

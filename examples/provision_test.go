@@ -13,11 +13,10 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/dockerdtest"
-	"github.com/dockca/dockca/internal/testca"
 )
 
-// buildDockca builds the stand-in dockca (real daemonsetup, test CA kept
-// in DOCKCA_HOME). When the real CLI is wired, build it here instead.
+// buildDockca builds the real dockca binary (with the build tags the
+// Makefile uses) so the example runs exactly as an operator would run it.
 func buildDockca(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -25,7 +24,7 @@ func buildDockca(t *testing.T) string {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	bin := filepath.Join(t.TempDir(), "dockca")
-	out, err := exec.Command(goBin, "build", "-o", bin, "github.com/dockca/dockca/internal/testca/fakedockca").CombinedOutput()
+	out, err := exec.Command(goBin, "build", "-tags", "nobadger,nomysql,nopgx", "-o", bin, "github.com/dockca/dockca/cmd/dockca").CombinedOutput()
 	if err != nil {
 		t.Fatalf("build dockca: %v\n%s", err, out)
 	}
@@ -59,6 +58,9 @@ func TestProvisionDaemon(t *testing.T) {
 	os.WriteFile(config, []byte(`{"hosts": ["unix://`+sock+`"]}`), 0o644)
 	env := []string{"ROOT=" + root, "DOCKCA=" + dockca, "DOCKCA_HOME=" + home, "LISTEN=" + tcp}
 
+	if out, err := exec.Command(dockca, "--home", home, "init", "--no-password").CombinedOutput(); err != nil {
+		t.Fatalf("dockca init: %v\n%s", err, out)
+	}
 	out, err := provision(t, env, "127.0.0.1", "localhost")
 	if err != nil || !strings.Contains(out, "would run: systemctl daemon-reload && systemctl restart docker") {
 		t.Fatalf("first run: %v\n%s", err, out)
@@ -87,17 +89,9 @@ func TestProvisionDaemon(t *testing.T) {
 	}
 
 	dockerdtest.Start(t, dockerdtest.Options{ConfigFile: config, Socket: sock})
-	ca, err := testca.LoadOrCreate(home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := ca.IssueClient(context.Background(), "ops", "admin", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs := t.TempDir()
-	for name, data := range map[string][]byte{"ca.pem": m.CA, "cert.pem": m.Cert, "key.pem": m.Key} {
-		os.WriteFile(filepath.Join(certs, name), data, 0o600)
+	certs := filepath.Join(t.TempDir(), "ops")
+	if out, err := exec.Command(dockca, "--home", home, "issue", "client", "ops", "--ttl", "1h", "--out", certs).CombinedOutput(); err != nil {
+		t.Fatalf("dockca issue client: %v\n%s", err, out)
 	}
 	vout, err := dockerdtest.Docker(t, []string{"DOCKER_CONFIG=" + t.TempDir(), "DOCKER_HOST=" + tcp, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + certs},
 		"version", "--format", "{{.Server.Os}}")

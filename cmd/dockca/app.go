@@ -119,6 +119,8 @@ func newApp(e *env) *cli.App {
 			newRevokeCommand(e),
 			newCRLCommand(e),
 			newBackupCommand(e),
+			newContextCommand(e),
+			newDaemonCommand(e),
 			newAuditCommand(e),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -15,18 +15,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dockca/dockca/contexts"
-	"github.com/dockca/dockca/tlsbundle"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // CA is a root and an intermediate kept in memory.
@@ -211,58 +208,4 @@ func (c *CA) IssueDaemon(_ context.Context, host string, sans []string, ttl time
 		}
 	}
 	return c.Issue(r)
-}
-
-// LoadOrCreate keeps a test CA in dir (created 0700) so that separate
-// processes — a stand-in dockca run twice by a shell script — share it.
-func LoadOrCreate(dir string) (*CA, error) {
-	paths := map[string]string{"root": filepath.Join(dir, "root.pem"), "inter": filepath.Join(dir, "inter.pem"), "key": filepath.Join(dir, "inter-key.pem")}
-	if _, err := os.Stat(paths["key"]); errors.Is(err, os.ErrNotExist) {
-		c, err := newCA()
-		if err != nil {
-			return nil, err
-		}
-		keyDER, err := x509.MarshalECPrivateKey(c.interKey)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, err
-		}
-		for name, data := range map[string][]byte{
-			"root": c.RootPEM, "inter": c.interPEM,
-			"key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-		} {
-			if err := os.WriteFile(paths[name], data, 0o600); err != nil {
-				return nil, err
-			}
-		}
-		return c, nil
-	}
-	c := &CA{revoked: map[string]bool{}, now: time.Now}
-	var err error
-	if c.RootPEM, err = os.ReadFile(paths["root"]); err != nil {
-		return nil, err
-	}
-	if c.interPEM, err = os.ReadFile(paths["inter"]); err != nil {
-		return nil, err
-	}
-	keyPEM, err := os.ReadFile(paths["key"])
-	if err != nil {
-		return nil, err
-	}
-	if c.root, err = tlsbundle.Leaf(c.RootPEM); err != nil {
-		return nil, err
-	}
-	if c.inter, err = tlsbundle.Leaf(c.interPEM); err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(keyPEM)
-	if block == nil {
-		return nil, errors.New("testca: no key PEM")
-	}
-	if c.interKey, err = x509.ParseECPrivateKey(block.Bytes); err != nil {
-		return nil, err
-	}
-	return c, nil
 }

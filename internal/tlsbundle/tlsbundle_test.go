@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/testca"
-	"github.com/dockca/dockca/tlsbundle"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 func TestCheck(t *testing.T) {

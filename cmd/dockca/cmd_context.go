@@ -1,0 +1,164 @@
+package main
+
+import (
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/contexts"
+)
+
+func dockerConfigFlag() cli.Flag {
+	return &cli.StringFlag{Name: "docker-config", Usage: "the docker CLI's configuration `DIR` (default $DOCKER_CONFIG, else ~/.docker)"}
+}
+
+func contextOptions(c *cli.Context) contexts.Options {
+	return contexts.Options{DockerConfigDir: c.String("docker-config")}
+}
+
+func newContextCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "context",
+		Usage: "write and manage docker CLI contexts that use dockca client certificates",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "issue a client certificate and create a docker context with it",
+				UsageText: "dockca context add NAME --host tcp://HOST:PORT [--client NAME] [--role R] [--ttl D] [--description TEXT] [--use] [--force]",
+				Description: "Creates docker context NAME (as 'docker context create' would) whose endpoint is --host with TLS\n" +
+					"verification: ca.pem = the dockca root, cert.pem = a new client certificate (leaf then intermediate),\n" +
+					"key.pem = its key. The client name defaults to NAME. --use makes it the current context, keeping every\n" +
+					"other key of config.json. Refuses a NAME docker rejects, an existing context unless --force, and a\n" +
+					"--host that is malformed or does not accept TCP connections (skip that check with --no-check).",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "host", Usage: "the daemon's `URL`, tcp://HOST:PORT"},
+					&cli.StringFlag{Name: "client", Usage: "client `NAME` in the certificate (default: the context name)"},
+					&cli.StringFlag{Name: "role", Value: ca.RoleAdmin, Usage: "`ROLE` of the certificate: readonly, operator or admin"},
+					&cli.StringFlag{Name: "ttl", Usage: "certificate lifetime `D` (default 30d, at most 90d)"},
+					&cli.StringFlag{Name: "description", Usage: "`TEXT` shown by 'docker context ls'"},
+					&cli.BoolFlag{Name: "use", Usage: "make it the current docker context"},
+					&cli.BoolFlag{Name: "force", Usage: "replace an existing context of that name, even one dockca did not write"},
+					&cli.BoolFlag{Name: "no-check", Usage: "do not check that --host accepts connections"},
+					dockerConfigFlag(),
+				},
+				Action: func(c *cli.Context) error {
+					if err := argsExactly(c, 1, "NAME"); err != nil {
+						return err
+					}
+					if !c.IsSet("host") {
+						return usagef("context add: --host tcp://HOST:PORT is required")
+					}
+					if err := ca.CheckRole(c.String("role")); err != nil {
+						return usagef("context add: %v", err)
+					}
+					ttl, err := ttlFlag(c)
+					if err != nil {
+						return err
+					}
+					o := contexts.AddOptions{
+						Options: contextOptions(c), Name: c.Args().First(), Host: c.String("host"),
+						Client: c.String("client"), Role: c.String("role"), TTL: ttl,
+						Description: c.String("description"), Use: c.Bool("use"), Force: c.Bool("force"),
+						SkipHostCheck: c.Bool("no-check"),
+					}
+					l := newLocalCA(c, e)
+					defer l.Close()
+					return contexts.Add(c.Context, o, l, c.App.Writer)
+				},
+			},
+			{
+				Name:      "ls",
+				Usage:     "list the docker contexts dockca wrote",
+				UsageText: "dockca context ls [--json]",
+				Description: "Name, host, client, role, expiry and status: valid, expiring (within 7 days), expired, or revoked\n" +
+					"(when this machine holds the CA), and invalid when the TLS files are missing or do not match.",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}, dockerConfigFlag()},
+				Action: func(c *cli.Context) error {
+					if err := argsExactly(c, 0, ""); err != nil {
+						return err
+					}
+					sc, done, err := openRevocationView(c, e)
+					if err != nil {
+						return err
+					}
+					defer done()
+					infos, err := contexts.List(c.Context, contextOptions(c), sc)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return contexts.WriteJSON(c.App.Writer, infos)
+					}
+					return contexts.WriteTable(c.App.Writer, infos)
+				},
+			},
+			{
+				Name:      "rm",
+				Usage:     "remove docker contexts dockca wrote (and optionally revoke their certificates)",
+				UsageText: "dockca context rm [--revoke] NAME...",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "revoke", Usage: "also revoke each context's certificate (needs the CA)"}, dockerConfigFlag()},
+				Action: func(c *cli.Context) error {
+					if c.Args().Len() == 0 {
+						return usagef("context rm: missing NAME")
+					}
+					o := contexts.RemoveOptions{Options: contextOptions(c), Names: c.Args().Slice(), Revoke: c.Bool("revoke")}
+					var rv contexts.Revoker
+					if o.Revoke {
+						l := newLocalCA(c, e)
+						defer l.Close()
+						rv = l
+					}
+					return contexts.Remove(c.Context, o, rv, c.App.Writer)
+				},
+			},
+			{
+				Name:      "renew",
+				Usage:     "give dockca contexts new certificates for the same client and role",
+				UsageText: "dockca context renew [--within D] [--ttl D] NAME...|--all",
+				Description: "The TLS material is swapped in with one atomic rename, so a context never holds a certificate and a\n" +
+					"key that do not match, even if dockca dies midway. With --within only certificates expiring within D\n" +
+					"are renewed.",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "all", Usage: "renew every dockca context"},
+					&cli.StringFlag{Name: "within", Usage: "only certificates expiring within `D`"},
+					&cli.StringFlag{Name: "ttl", Usage: "new lifetime `D` (default: the one the context was created with)"},
+					dockerConfigFlag(),
+				},
+				Action: func(c *cli.Context) error {
+					if c.Bool("all") == (c.Args().Len() > 0) {
+						return usagef("context renew: name contexts or use --all, not both or neither")
+					}
+					ttl, err := ttlFlag(c)
+					if err != nil {
+						return err
+					}
+					var within time.Duration
+					if c.IsSet("within") {
+						if within, err = ca.ParseTTL(c.String("within")); err != nil || within <= 0 {
+							return usagef("context renew: --within: %q is not a positive duration", c.String("within"))
+						}
+					}
+					o := contexts.RenewOptions{Options: contextOptions(c), Names: c.Args().Slice(), All: c.Bool("all"), Within: within, TTL: ttl}
+					l := newLocalCA(c, e)
+					defer l.Close()
+					return contexts.Renew(c.Context, o, l, c.App.Writer)
+				},
+			},
+			{
+				Name:      "env",
+				Usage:     "print DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH exports for a dockca context",
+				UsageText: "dockca context env NAME",
+				Description: "For tools that do not read docker contexts: the context's three TLS files are copied to a private\n" +
+					"directory (0700, files 0600) and the exports printed, ready for eval \"$(dockca context env NAME)\".",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "dir", Usage: "materialise the files in `DIR` instead"}, dockerConfigFlag()},
+				Action: func(c *cli.Context) error {
+					if err := argsExactly(c, 1, "NAME"); err != nil {
+						return err
+					}
+					return contexts.Env(c.Context, contexts.EnvOptions{Options: contextOptions(c), Name: c.Args().First(), Dir: c.String("dir")}, c.App.Writer)
+				},
+			},
+		},
+	}
+}

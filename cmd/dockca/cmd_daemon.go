@@ -1,0 +1,55 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/dockca/dockca/daemonsetup"
+)
+
+func newDaemonCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "daemon",
+		Usage: "set up dockerd for mutual TLS (for provisioning scripts)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "setup",
+				Usage:     "issue the daemon certificate and configure dockerd to require dockca client certificates",
+				UsageText: "dockca daemon setup HOST [--san DNS-or-IP]... [--listen tcp://0.0.0.0:2376]... [--tls-dir /etc/docker/tls] [--config /etc/docker/daemon.json] [--systemd-dir /etc/systemd/system/docker.service.d] [--dry-run]",
+				Description: "Writes ca.pem, server-cert.pem and server-key.pem (0600) into --tls-dir (0700); merges tlsverify,\n" +
+					"tlscacert, tlscert, tlskey and hosts (existing hosts plus each --listen; the local unix socket is kept)\n" +
+					"into daemon.json, keeping every other key and the previous file as daemon.json.bak; and writes the\n" +
+					"systemd drop-in dockca.conf that clears the stock unit's '-H fd://' (dockerd refuses hosts given both\n" +
+					"as a flag and in daemon.json). A certificate already in place is kept while it is valid for HOST and\n" +
+					"the SANs and has more than a third of its lifetime left, so a second run changes nothing.\n" +
+					"dockerd must be restarted afterwards: it does not reload TLS material on SIGHUP.",
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "san", Usage: "an extra DNS name or IP `ADDRESS` for the certificate (repeatable)"},
+					&cli.StringSliceFlag{Name: "listen", Usage: "a `URL` for dockerd to listen on (repeatable; default " + daemonsetup.DefaultListen + ")"},
+					&cli.StringFlag{Name: "tls-dir", Value: daemonsetup.DefaultTLSDir, Usage: "`DIR` for the TLS files"},
+					&cli.StringFlag{Name: "config", Value: daemonsetup.DefaultConfigPath, Usage: "dockerd's daemon.json `FILE`"},
+					&cli.StringFlag{Name: "systemd-dir", Value: daemonsetup.DefaultSystemdDir, Usage: "docker.service drop-in `DIR`"},
+					&cli.StringFlag{Name: "ttl", Usage: "certificate lifetime `D` (default 90d, at most 365d)"},
+					&cli.BoolFlag{Name: "dry-run", Usage: "print what would change and write nothing"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := argsExactly(c, 1, "HOST"); err != nil {
+						return err
+					}
+					ttl, err := ttlFlag(c)
+					if err != nil {
+						return err
+					}
+					o := daemonsetup.SetupOptions{
+						Host: c.Args().First(), SANs: c.StringSlice("san"), Listen: c.StringSlice("listen"),
+						TLSDir: c.String("tls-dir"), ConfigPath: c.String("config"), SystemdDir: c.String("systemd-dir"),
+						TTL: ttl, DryRun: c.Bool("dry-run"),
+					}
+					l := newLocalCA(c, e)
+					defer l.Close()
+					_, err = daemonsetup.Setup(c.Context, o, l, c.App.Writer)
+					return err
+				},
+			},
+		},
+	}
+}
