@@ -3,15 +3,15 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/big"
 	"sort"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/dockca/dockca/internal/serial"
 )
 
 // Kind is what a certificate is for.
@@ -73,26 +73,11 @@ type Revocation struct {
 	MTLS          bool      `json:"mtls,omitempty"`
 }
 
-// FormatSerial renders a serial the way openssl's -serial does, in lower
-// case: hex digits, an even number of them.
-func FormatSerial(n *big.Int) string {
-	return hex.EncodeToString(n.Bytes())
-}
+// FormatSerial renders a serial the dockca way (see package serial).
+func FormatSerial(n *big.Int) string { return serial.Format(n) }
 
-// ParseSerial accepts a serial as openssl prints it: hex in any case, with
-// or without colons and leading zeros.
-func ParseSerial(s string) (*big.Int, error) {
-	t := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
-	t = strings.TrimPrefix(strings.TrimPrefix(t, "0x"), "0X")
-	if t == "" || len(t) > 80 {
-		return nil, fmt.Errorf("%q is not a serial number", s)
-	}
-	n, ok := new(big.Int).SetString(t, 16)
-	if !ok || n.Sign() <= 0 {
-		return nil, fmt.Errorf("%q is not a serial number", s)
-	}
-	return n, nil
-}
+// ParseSerial reads a serial as openssl prints it (see package serial).
+func ParseSerial(s string) (*big.Int, error) { return serial.Parse(s) }
 
 func serialKey(n *big.Int) []byte { return n.Bytes() }
 

@@ -11,6 +11,8 @@
 package tlsbundle
 
 import (
+	"github.com/dockca/dockca/internal/serial"
+
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
@@ -40,7 +42,7 @@ var ErrInvalid = errors.New("invalid TLS material")
 
 // SerialHex formats a certificate serial the way dockca prints and stores
 // it everywhere: lowercase hex, no separators.
-func SerialHex(n *big.Int) string { return fmt.Sprintf("%x", n) }
+func SerialHex(n *big.Int) string { return serial.Format(n) }
 
 // Check verifies that the bundle is coherent and valid at now for usage
 // (x509.ExtKeyUsageClientAuth or ExtKeyUsageServerAuth), and returns the
