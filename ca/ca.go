@@ -42,9 +42,7 @@ func NormalizeFingerprint(s string) string {
 }
 
 // PEMCert encodes one certificate.
-func PEMCert(cert *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
-}
+func PEMCert(cert *x509.Certificate) []byte { return pemOf(cert.Raw) }
 
 // PEMChain encodes certificates in order.
 func PEMChain(certs ...*x509.Certificate) []byte {

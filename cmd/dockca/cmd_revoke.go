@@ -165,12 +165,13 @@ func newBackupCommand(e *env) *cli.Command {
 }
 
 func runBackup(ctx context.Context, st *store.Store, out string, w io.Writer) error {
-	var buf strings.Builder
-	n, err := st.Backup(ctx, &buf)
+	var n int64
+	err := atomicfile.Create(out, 0o600, func(w io.Writer) error {
+		var err error
+		n, err = st.Backup(ctx, w)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	if err := atomicfile.WriteAll([]atomicfile.File{{Path: out, Data: []byte(buf.String()), Mode: 0o600}}, false); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	fmt.Fprintf(w, "Wrote %d bytes to %s\n", n, out)

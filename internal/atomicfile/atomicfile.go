@@ -10,6 +10,7 @@ package atomicfile
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -178,6 +179,43 @@ func WriteAll(files []File, overwrite bool) error {
 		}
 	}
 	return nil
+}
+
+// Create writes the file path by streaming into fill, atomically, and
+// refuses (changing nothing) when path exists. For content too large to
+// hold in memory, such as a database backup.
+func Create(path string, mode fs.FileMode, fill func(io.Writer) error) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s: %w", path, ErrExists)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	name := tmp.Name()
+	err = func() error {
+		if err := tmp.Chmod(mode); err != nil {
+			return err
+		}
+		if err := fill(tmp); err != nil {
+			return err
+		}
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
+		return tmp.Close()
+	}()
+	if err == nil {
+		// Link, not rename: it fails if path appeared meanwhile, so an
+		// existing file is never replaced.
+		err = os.Link(name, path)
+	}
+	tmp.Close()
+	os.Remove(name)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return SyncDir(filepath.Dir(path))
 }
 
 func stage(f File) (string, error) {
