@@ -34,6 +34,12 @@ type result struct {
 
 func (r *cliRunner) run(args ...string) result {
 	r.t.Helper()
+	return r.runRaw(append([]string{"--home", r.home()}, args...)...)
+}
+
+// runRaw runs without the --home the runner normally adds.
+func (r *cliRunner) runRaw(args ...string) result {
+	r.t.Helper()
 	var out, errOut bytes.Buffer
 	e := &env{
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut,
@@ -41,7 +47,7 @@ func (r *cliRunner) run(args ...string) result {
 		IsTerminal:   func() bool { return false },
 		ReadPassword: func(string) ([]byte, error) { return nil, errors.New("no terminal in tests") },
 	}
-	code := run(context.Background(), append([]string{"dockca", "--home", r.home()}, args...), e)
+	code := run(context.Background(), append([]string{"dockca"}, args...), e)
 	return result{out: out.String(), err: errOut.String(), code: code}
 }
 

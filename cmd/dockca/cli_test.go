@@ -431,3 +431,22 @@ func TestBackupIsAWorkingHome(t *testing.T) {
 	}
 	r2.ok("issue", "client", "grace", "--out", filepath.Join(t.TempDir(), "g"))
 }
+
+func TestDefaultHome(t *testing.T) {
+	r := newCLI(t)
+	xdg := t.TempDir()
+	r.env["XDG_DATA_HOME"] = xdg
+	if res := r.runRaw("init"); res.code != 0 {
+		t.Fatalf("init: %+v", res)
+	}
+	if !store.Exists(filepath.Join(xdg, "dockca")) {
+		t.Fatal("init without --home did not use $XDG_DATA_HOME/dockca")
+	}
+	delete(r.env, "XDG_DATA_HOME")
+	if res := r.runRaw("init"); res.code != 0 {
+		t.Fatalf("init: %+v", res)
+	}
+	if !store.Exists(filepath.Join(r.env["HOME"], ".local", "share", "dockca")) {
+		t.Fatal("init without --home or XDG_DATA_HOME did not use ~/.local/share/dockca")
+	}
+}
