@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
+	"github.com/dockca/dockca/internal/golden"
+)
 
 func TestParseSeverity(t *testing.T) {
 	for in, want := range map[string]Severity{"critical": Critical, "HIGH": High, " medium ": Medium, "info": Info, "none": None} {
@@ -77,35 +74,18 @@ func sampleReport() *Report {
 	return r
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file:\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
-	}
-}
-
 func TestWriteTableGolden(t *testing.T) {
 	var buf bytes.Buffer
 	if err := sampleReport().WriteTable(&buf); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "report.txt", buf.Bytes())
+	golden.Assert(t, "report.txt", buf.Bytes())
 
 	buf.Reset()
 	if err := (&Report{Targets: []TargetResult{{Target: "127.0.0.1", Port: 2375, State: StateClosed}}}).WriteTable(&buf); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "empty.txt", buf.Bytes())
+	golden.Assert(t, "empty.txt", buf.Bytes())
 }
 
 func TestWriteJSONGolden(t *testing.T) {
@@ -113,7 +93,7 @@ func TestWriteJSONGolden(t *testing.T) {
 	if err := sampleReport().WriteJSON(&buf); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "report.json", buf.Bytes())
+	golden.Assert(t, "report.json", buf.Bytes())
 
 	var back Report
 	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
