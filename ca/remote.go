@@ -11,6 +11,7 @@ import (
 
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/provisioner"
+	"go.step.sm/crypto/jose"
 
 	"github.com/dockca/dockca/store"
 )
@@ -56,13 +57,25 @@ func (a *Authority) VerifyToken(ctx context.Context, tok string, method provisio
 	if len(tok) > 8192 {
 		return nil, fmt.Errorf("%w: token too long", ErrTokenInvalid)
 	}
-	vctx := authority.NewContextWithSkipTokenReuse(provisioner.NewContextWithMethod(ctx, method))
-	if _, err := a.step.Authorize(vctx, tok); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrTokenInvalid, tokenReason(err))
+	// smallstep reports an unknown key and a wrong audience alike
+	// ("provisioner not found or invalid audience"); telling them apart
+	// first gives the client a useful reason.
+	jwt, err := jose.ParseSigned(tok)
+	if err != nil || len(jwt.Headers) != 1 {
+		return nil, fmt.Errorf("%w: malformed token", ErrTokenInvalid)
 	}
 	c, err := PeekToken(tok)
 	if err != nil {
 		return nil, err
+	}
+	p, perr := a.step.LoadProvisionerByName(TokenProvisionerName)
+	jwk, isJWK := p.(*provisioner.JWK)
+	if perr != nil || !isJWK || c.Issuer != TokenProvisionerName || jwt.Headers[0].KeyID != jwk.Key.KeyID {
+		return nil, fmt.Errorf("%w: the token was not signed by this CA", ErrTokenInvalid)
+	}
+	vctx := authority.NewContextWithSkipTokenReuse(provisioner.NewContextWithMethod(ctx, method))
+	if _, err := a.step.Authorize(vctx, tok); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrTokenInvalid, tokenReason(err))
 	}
 	if c.ID == "" {
 		return nil, fmt.Errorf("%w: no token ID (jti)", ErrTokenInvalid)
@@ -83,8 +96,8 @@ func tokenReason(err error) string {
 		return "malformed token"
 	case strings.Contains(msg, "audience"):
 		return "the token is for another CA address or another operation"
-	case strings.Contains(msg, "provisioner not found"), strings.Contains(msg, "cryptographic primitive"),
-		strings.Contains(msg, "error parsing jwk claims"), strings.Contains(msg, "issuer"):
+	case strings.Contains(msg, "cryptographic primitive"), strings.Contains(msg, "error parsing jwk claims"),
+		strings.Contains(msg, "issuer"):
 		return "the token was not signed by this CA"
 	}
 	return "the token does not verify"
