@@ -110,6 +110,7 @@ func newApp(e *env) *cli.App {
 			newRevokeCommand(e),
 			newCRLCommand(e),
 			newBackupCommand(e),
+			newServeCommand(e), newTokenCommand(e), newEnrollCommand(e), newRenewCommand(e),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		CommandNotFound: func(c *cli.Context, name string) {
