@@ -93,19 +93,7 @@ func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
 	}}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Timeout: requestTimeout, Transport: tr}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+api.PathRoots, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch CA root: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch CA root: HTTP %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := get(ctx, hc, base+api.PathRoots, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("fetch CA root: %w", err)
 	}
@@ -238,23 +226,28 @@ func (c *Client) RevokeWithToken(ctx context.Context, token, reason string) (*ap
 // CRL fetches the current CRL (DER) and checks its signature against the
 // intermediate that signs certificates.
 func (c *Client) CRL(ctx context.Context) (*x509.RevocationList, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+api.PathCRL, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch CRL: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch CRL: HTTP %d", resp.StatusCode)
-	}
-	der, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	der, err := get(ctx, c.hc, c.url+api.PathCRL, 16<<20)
 	if err != nil {
 		return nil, fmt.Errorf("fetch CRL: %w", err)
 	}
 	return x509.ParseRevocationList(der)
+}
+
+// get fetches url, reading at most limit bytes of a 200 answer.
+func get(ctx context.Context, hc *http.Client, url string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, limit))
 }
 
 func (c *Client) result(resp api.CertResponse, key crypto.Signer) (*Result, error) {

@@ -151,13 +151,9 @@ func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) error
 	if len(req.Targets) == 0 {
 		return errorf(http.StatusBadRequest, "no serial or name to revoke")
 	}
-	reasonName := req.Reason
-	if reasonName == "" {
-		reasonName = "unspecified"
-	}
-	reason, err := ca.ParseReason(reasonName)
+	reason, err := parseReason(req.Reason)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "%v", err)
+		return err
 	}
 	targets, err := resolveAll(r.Context(), s.st, req.Targets)
 	if err != nil {

@@ -230,13 +230,9 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r.Body, &req, false); err != nil {
 		return err
 	}
-	reasonName := req.Reason
-	if reasonName == "" {
-		reasonName = "unspecified"
-	}
-	reason, err := ca.ParseReason(reasonName)
+	reason, err := parseReason(req.Reason)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "%v", err)
+		return err
 	}
 	var res *ca.RevokeResult
 	switch peer := peerCert(r); {
@@ -263,6 +259,18 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		"reason", reason.Name, "already", res.Already, "by_token", req.Token != "")
 	writeJSON(w, http.StatusOK, revokeResponse(res))
 	return nil
+}
+
+// parseReason reads a revocation reason; empty means unspecified.
+func parseReason(name string) (ca.Reason, error) {
+	if name == "" {
+		name = "unspecified"
+	}
+	reason, err := ca.ParseReason(name)
+	if err != nil {
+		return reason, errorf(http.StatusBadRequest, "%v", err)
+	}
+	return reason, nil
 }
 
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
