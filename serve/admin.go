@@ -26,7 +26,7 @@ import (
 
 // listenAdmin listens on path, replacing a stale socket left by a crash.
 // A live one cannot exist: its owner would hold the database lock.
-func listenAdmin(path string) (net.Listener, error) {
+func listenAdmin(path string, log *slog.Logger) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("admin socket %s exists and is not a socket", path)
@@ -48,13 +48,14 @@ func listenAdmin(path string) (net.Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	return &credListener{UnixListener: ln.(*net.UnixListener), uid: os.Getuid()}, nil
+	return &credListener{UnixListener: ln.(*net.UnixListener), uid: os.Getuid(), log: log}, nil
 }
 
 // credListener accepts only connections from uid or root.
 type credListener struct {
 	*net.UnixListener
 	uid int
+	log *slog.Logger
 }
 
 func (l *credListener) Accept() (net.Conn, error) {
@@ -67,7 +68,7 @@ func (l *credListener) Accept() (net.Conn, error) {
 		if err == nil && (uid == l.uid || uid == 0) {
 			return c, nil
 		}
-		slog.Warn("admin socket: refused a connection", "peer_uid", uid, "err", err)
+		l.log.Warn("admin socket: refused a connection", "peer_uid", uid, "err", err)
 		c.Close()
 	}
 }

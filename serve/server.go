@@ -77,11 +77,14 @@ type Server struct {
 	url     string
 	rootPEM []byte
 	cert    atomic.Pointer[tls.Certificate]
-	ln      net.Listener
-	adminLn net.Listener
-	https   *http.Server
-	admin   *http.Server
-	wg      sync.WaitGroup
+	// certRenewAt is the fraction of the service certificate's lifetime
+	// at which it is renewed (2/3; tests lower it).
+	certRenewAt float64
+	ln          net.Listener
+	adminLn     net.Listener
+	https       *http.Server
+	admin       *http.Server
+	wg          sync.WaitGroup
 }
 
 // Names returns the certificate names and the URL that o describes. The
@@ -159,7 +162,7 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	s := &Server{a: a, st: st, minter: minter, o: o, log: o.Logger, names: names,
-		m: newMetrics(), limiter: newIPLimiter(o.SignRate, o.SignBurst), rootPEM: ca.PEMCert(a.Root())}
+		m: newMetrics(), limiter: newIPLimiter(o.SignRate, o.SignBurst), rootPEM: ca.PEMCert(a.Root()), certRenewAt: 2.0 / 3}
 	defer func() {
 		if err != nil {
 			s.closeListeners()
@@ -182,7 +185,7 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	if o.Home != "" {
-		if s.adminLn, err = listenAdmin(filepath.Join(o.Home, api.SocketName)); err != nil {
+		if s.adminLn, err = listenAdmin(filepath.Join(o.Home, api.SocketName), s.log); err != nil {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
 	}
@@ -258,7 +261,7 @@ func (s *Server) renewServiceCert(ctx context.Context) error {
 func (s *Server) keepServiceCertFresh(ctx context.Context) {
 	for {
 		leaf := s.cert.Load().Leaf
-		at := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
+		at := leaf.NotBefore.Add(time.Duration(float64(leaf.NotAfter.Sub(leaf.NotBefore)) * s.certRenewAt))
 		select {
 		case <-ctx.Done():
 			return
