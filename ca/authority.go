@@ -84,6 +84,9 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 		DNSNames:        dnsNames,
 		AuthorityConfig: &config.AuthConfig{},
 	}
+	if err := configureTokens(ctx, st, cfg); err != nil {
+		return nil, err
+	}
 	if o.CRL {
 		cfg.CRL = &config.CRLConfig{Enabled: true, GenerateOnRevoke: true}
 	}
@@ -112,7 +115,10 @@ func (a *Authority) Close() error {
 	if a == nil || a.step == nil {
 		return nil
 	}
-	return a.step.Shutdown()
+	// smallstep's Shutdown panics when called twice.
+	step := a.step
+	a.step = nil
+	return step.Shutdown()
 }
 
 // Root returns the root certificate.
@@ -154,6 +160,7 @@ func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (
 	if kind != store.KindClient {
 		rec.Role = ""
 	}
+	rec.TokenID = tokenIDOfActor(actor)
 	return rec, nil
 }
 

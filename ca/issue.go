@@ -211,12 +211,32 @@ func check(r Request, issuer *x509.Certificate, now time.Time) (*Normalized, err
 // write happens inside the signing call, in one transaction: either the
 // certificate exists and is recorded, or neither.
 func (a *Authority) Issue(ctx context.Context, r Request) (*Issued, error) {
+	return a.issue(ctx, r, issueExtra{})
+}
+
+// issueExtra is what the service's issuance paths (remote.go) add to a
+// plain Issue: who is recorded as the issuer, the kind to record, and a
+// public key to certify instead of the CSR's.
+type issueExtra struct {
+	actor  string
+	kind   store.Kind
+	pubKey crypto.PublicKey
+}
+
+func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued, error) {
 	if a.step == nil {
 		return nil, errNotOpen
 	}
 	n, err := a.Check(r)
 	if err != nil {
 		return nil, err
+	}
+	actor, kind := a.actor, n.Kind
+	if x.actor != "" {
+		actor = x.actor
+	}
+	if x.kind != "" {
+		kind = x.kind
 	}
 	csr := r.CSR
 	var key crypto.Signer
@@ -235,11 +255,15 @@ func (a *Authority) Issue(ctx context.Context, r Request) (*Issued, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	chain, err := a.step.SignWithContext(ctx, csr, provisioner.SignOptions{},
-		identity{kind: n.Kind, actor: a.actor},
-		a.profile(n, csr.PublicKey),
+	opts := []provisioner.SignOption{
+		identity{kind: kind, actor: actor},
+		a.profile(n, certifiedKey(csr, x.pubKey)),
 		finalize(n.NotBefore, n.NotAfter),
-	)
+	}
+	if x.pubKey != nil {
+		opts = append(opts, withPublicKey(x.pubKey))
+	}
+	chain, err := a.step.SignWithContext(ctx, csr, provisioner.SignOptions{}, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}

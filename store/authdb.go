@@ -234,6 +234,8 @@ type UsedToken struct {
 	ID     string    `json:"id"`
 	SHA256 string    `json:"sha256"`
 	UsedAt time.Time `json:"used_at"`
+	// Serial is the certificate the token was spent on, when known.
+	Serial string `json:"serial,omitempty"`
 }
 
 // MarkTokenUsed records a token ID as spent, or returns ErrTokenUsed.

@@ -47,6 +47,9 @@ type Certificate struct {
 	Fingerprint string      `json:"sha256"`
 	DER         []byte      `json:"der"`
 	Revocation  *Revocation `json:"-"` // filled on reads, kept in its own bucket
+
+	// TokenID is the one-time token spent with this record (tokens.go).
+	TokenID string `json:"token_id,omitempty"`
 }
 
 // Status reports the certificate's status at now.
@@ -115,6 +118,11 @@ func (s *Store) PutCertificate(ctx context.Context, c *Certificate) error {
 				return nil // a retried batch
 			}
 			return fmt.Errorf("serial %s is already stored", c.Serial)
+		}
+		if c.TokenID != "" {
+			if err := spendToken(tx, c.TokenID, c.Serial); err != nil {
+				return err
+			}
 		}
 		if err := certs.Put(key, b); err != nil {
 			return err

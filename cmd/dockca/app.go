@@ -122,6 +122,10 @@ func newApp(e *env) *cli.App {
 			newContextCommand(e),
 			newDaemonCommand(e),
 			newAuditCommand(e),
+			newServeCommand(e),
+			newTokenCommand(e),
+			newEnrollCommand(e),
+			newRenewCommand(e),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		CommandNotFound: func(c *cli.Context, name string) {

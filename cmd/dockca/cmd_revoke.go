@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,6 +41,9 @@ func newRevokeCommand(e *env) *cli.Command {
 				return usagef("revoke: %v", err)
 			}
 			st, err := openStore(c, e, false)
+			if errors.Is(err, store.ErrLocked) {
+				return revokeViaService(c, e, err, reason) // dockca serve holds the database
+			}
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,143 @@
+// Package api holds the wire format of `dockca serve`: the JSON bodies of
+// its HTTPS API under /v1 and of the admin API on its unix socket, shared by
+// the server (package serve) and its clients (package enroll, the CLI), so
+// the two cannot drift apart.
+//
+// HTTPS API (TLS 1.2+, JSON, errors as {"error": "..."} with a 4xx/5xx):
+//
+//	POST /v1/sign    SignRequest -> CertResponse; the token authorizes
+//	POST /v1/renew   RenewRequest (may be empty) -> CertResponse; mutual TLS
+//	POST /v1/revoke  RevokeRequest -> RevokeResponse; mutual TLS (own
+//	                 certificate) or an admin revoke token (any serial)
+//	GET  /v1/crl     DER (?format=pem for PEM), with ETag and Cache-Control
+//	GET  /v1/roots   the root certificate, PEM
+//	GET  /healthz    "ok"
+//	GET  /metrics    Prometheus text format
+//
+// Admin API, plain HTTP on <home>/serve.sock (0600; the server also checks
+// that the peer's uid is its own or root):
+//
+//	POST /admin/v1/tokens  TokenRequest -> TokenResponse
+//	GET  /admin/v1/tokens  -> []TokenInfo
+//	POST /admin/v1/revoke  AdminRevokeRequest -> AdminRevokeResponse
+package api
+
+import "time"
+
+// Paths of the HTTPS API.
+const (
+	PathSign    = "/v1/sign"
+	PathRenew   = "/v1/renew"
+	PathRevoke  = "/v1/revoke"
+	PathCRL     = "/v1/crl"
+	PathRoots   = "/v1/roots"
+	PathHealthz = "/healthz"
+	PathMetrics = "/metrics"
+
+	PathAdminTokens = "/admin/v1/tokens"
+	PathAdminRevoke = "/admin/v1/revoke"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 64 << 10
+
+// SocketName is the admin socket's file name inside the dockca home.
+const SocketName = "serve.sock"
+
+// SignRequest enrolls with a one-time token.
+type SignRequest struct {
+	CSR   string `json:"csr"`   // PEM
+	Token string `json:"token"` // JWT from `dockca token create`
+}
+
+// RenewRequest optionally carries a CSR for a new key; empty renews the key
+// of the presented certificate.
+type RenewRequest struct {
+	CSR string `json:"csr,omitempty"`
+}
+
+// CertResponse is an issued certificate.
+type CertResponse struct {
+	Cert  string `json:"cert"`  // the leaf, PEM
+	Chain string `json:"chain"` // leaf then intermediate, PEM: what dockerd and docker read as cert.pem
+	CA    string `json:"ca"`    // the root, PEM
+	// Record fields, for display.
+	Serial   string    `json:"serial"`
+	Kind     string    `json:"kind"`
+	Name     string    `json:"name"`
+	Role     string    `json:"role,omitempty"`
+	SANs     []string  `json:"sans,omitempty"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// RevokeRequest revokes one certificate. Over mutual TLS without a token,
+// the presented certificate is revoked (Serial, if set, must be its
+// serial). With Token (an admin revoke token), the token's serial is.
+type RevokeRequest struct {
+	Serial string `json:"serial,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	Token  string `json:"token,omitempty"`
+}
+
+// RevokeResponse says what was revoked.
+type RevokeResponse struct {
+	Serial    string    `json:"serial"`
+	Kind      string    `json:"kind"`
+	Name      string    `json:"name"`
+	Reason    string    `json:"reason"`
+	RevokedAt time.Time `json:"revoked_at"`
+	// Already is true when it had been revoked before.
+	Already bool `json:"already,omitempty"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// TokenRequest asks the running service for a token (admin socket).
+type TokenRequest struct {
+	Kind    string   `json:"kind"`
+	Name    string   `json:"name"`
+	Role    string   `json:"role,omitempty"`
+	SANs    []string `json:"sans,omitempty"`
+	CertTTL string   `json:"cert_ttl,omitempty"` // dockca duration: 30d, 12h
+	TTL     string   `json:"ttl,omitempty"`      // token lifetime, Go duration
+	CAURL   string   `json:"ca_url,omitempty"`   // default: the service's --address
+	By      string   `json:"by,omitempty"`       // recorded as the creator
+}
+
+// TokenResponse is a minted token.
+type TokenResponse struct {
+	Token           string    `json:"token"`
+	Info            TokenInfo `json:"info"`
+	CAURL           string    `json:"ca_url"`
+	RootFingerprint string    `json:"root_fingerprint"`
+}
+
+// TokenInfo describes a token without the token.
+type TokenInfo struct {
+	ID        string     `json:"id"`
+	Kind      string     `json:"kind"`
+	Name      string     `json:"name"`
+	Role      string     `json:"role,omitempty"`
+	SANs      []string   `json:"sans,omitempty"`
+	CertTTL   string     `json:"cert_ttl,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	CreatedBy string     `json:"created_by,omitempty"`
+	UsedAt    *time.Time `json:"used_at,omitempty"`
+	Serial    string     `json:"serial,omitempty"`
+}
+
+// AdminRevokeRequest revokes by serial or name, like `dockca revoke`.
+// Every target is resolved before anything is revoked.
+type AdminRevokeRequest struct {
+	Targets []string `json:"targets"`
+	Reason  string   `json:"reason,omitempty"`
+}
+
+// AdminRevokeResponse lists what each target revoked, in order.
+type AdminRevokeResponse struct {
+	Results []RevokeResponse `json:"results"`
+}

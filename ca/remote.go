@@ -1,0 +1,310 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/provisioner"
+	"go.step.sm/crypto/jose"
+
+	"github.com/dockca/dockca/store"
+)
+
+// The issuance paths of `dockca serve`: a CSR with a one-time token, a
+// renewal over mutual TLS, revocation by the holder or with an admin token,
+// and the service's own certificate.
+
+var (
+	// ErrNotRenewable means a presented certificate is not one this CA
+	// issued and still vouches for (foreign, expired or unknown).
+	ErrNotRenewable = errors.New("the certificate was not issued by this CA or is no longer valid")
+	// ErrRevoked means the presented certificate has been revoked.
+	ErrRevoked = errors.New("the certificate has been revoked")
+)
+
+const (
+	tokenActorPrefix = "token:"
+	renewActorPrefix = "renew:"
+)
+
+// tokenIDOfActor returns the token ID an issuance was made for, from the
+// actor IssueWithToken records, so the store spends the token in the
+// transaction that stores the certificate.
+func tokenIDOfActor(actor string) string {
+	if id, ok := strings.CutPrefix(actor, tokenActorPrefix); ok {
+		return id
+	}
+	return ""
+}
+
+// VerifyToken checks a token with smallstep's JWK provisioner (signature,
+// issuer, audience for method, nbf/exp) without spending it; the caller
+// spends it together with what it buys.
+func (a *Authority) VerifyToken(ctx context.Context, tok string, method provisioner.Method) (*TokenClaims, error) {
+	if a.step == nil {
+		return nil, errNotOpen
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return nil, fmt.Errorf("%w: no token", ErrTokenInvalid)
+	}
+	if len(tok) > 8192 {
+		return nil, fmt.Errorf("%w: token too long", ErrTokenInvalid)
+	}
+	// smallstep reports an unknown key and a wrong audience alike
+	// ("provisioner not found or invalid audience"); telling them apart
+	// first gives the client a useful reason.
+	jwt, err := jose.ParseSigned(tok)
+	if err != nil || len(jwt.Headers) != 1 {
+		return nil, fmt.Errorf("%w: malformed token", ErrTokenInvalid)
+	}
+	c, err := PeekToken(tok)
+	if err != nil {
+		return nil, err
+	}
+	p, perr := a.step.LoadProvisionerByName(TokenProvisionerName)
+	jwk, isJWK := p.(*provisioner.JWK)
+	if perr != nil || !isJWK || c.Issuer != TokenProvisionerName || jwt.Headers[0].KeyID != jwk.Key.KeyID {
+		return nil, fmt.Errorf("%w: the token was not signed by this CA", ErrTokenInvalid)
+	}
+	vctx := authority.NewContextWithSkipTokenReuse(provisioner.NewContextWithMethod(ctx, method))
+	if _, err := a.step.Authorize(vctx, tok); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrTokenInvalid, tokenReason(err))
+	}
+	if c.ID == "" {
+		return nil, fmt.Errorf("%w: no token ID (jti)", ErrTokenInvalid)
+	}
+	return c, nil
+}
+
+// tokenReason turns smallstep's layered error into one short reason that
+// is safe to show a client.
+func tokenReason(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "expired"):
+		return "the token has expired"
+	case strings.Contains(msg, "not valid yet"):
+		return "the token is not valid yet"
+	case strings.Contains(msg, "error parsing token"), strings.Contains(msg, "error parsing jwk token"):
+		return "malformed token"
+	case strings.Contains(msg, "audience"):
+		return "the token is for another CA address or another operation"
+	case strings.Contains(msg, "cryptographic primitive"), strings.Contains(msg, "error parsing jwk claims"),
+		strings.Contains(msg, "issuer"):
+		return "the token was not signed by this CA"
+	}
+	return "the token does not verify"
+}
+
+// IssueWithToken signs csr under the binding of a one-time token. The
+// CSR's names must be the token's; the certificate gets dockca's profile
+// for the token's kind, name, role and lifetime, and the token is spent in
+// the transaction that stores the certificate.
+func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.CertificateRequest) (*Issued, error) {
+	c, err := a.VerifyToken(ctx, tok, provisioner.SignMethod)
+	if err != nil {
+		return nil, err
+	}
+	kind, err := ParseKind(c.Dockca.Kind)
+	if err != nil {
+		return nil, fmt.Errorf("%w: this token does not enroll certificates (kind %q)", ErrTokenInvalid, c.Dockca.Kind)
+	}
+	if used, err := a.st.TokenUsed(ctx, c.ID); err != nil {
+		return nil, err
+	} else if used != nil {
+		return nil, ErrTokenUsed
+	}
+	if csr == nil {
+		return nil, fmt.Errorf("%w: a CSR is required", ErrBadCSR)
+	}
+	r := Request{Kind: kind, Name: c.Subject, Role: c.Dockca.Role, TTL: time.Duration(c.Dockca.TTL) * time.Second, CSR: csr}
+	allowed := map[string]bool{}
+	if kind == store.KindDaemon {
+		for _, s := range append([]string{c.Subject}, c.SANs...) {
+			san, err := ParseSAN(s)
+			if err != nil {
+				return nil, fmt.Errorf("%w: bad SAN claim", ErrTokenInvalid)
+			}
+			allowed[san.String()] = true
+			if s != c.Subject {
+				r.SANs = append(r.SANs, s)
+			}
+		}
+		if err := csrNamesWithin(csr, allowed); err != nil {
+			return nil, err
+		}
+	}
+	iss, err := a.issue(ctx, r, issueExtra{actor: tokenActorPrefix + c.ID})
+	if errors.Is(err, store.ErrTokenUsed) {
+		return nil, ErrTokenUsed
+	}
+	return iss, err
+}
+
+// csrNamesWithin refuses a CSR asking for a name outside allowed.
+func csrNamesWithin(csr *x509.CertificateRequest, allowed map[string]bool) error {
+	names := append([]string(nil), csr.DNSNames...)
+	for _, ip := range csr.IPAddresses {
+		names = append(names, ip.String())
+	}
+	for _, n := range names {
+		san, err := ParseSAN(n)
+		if err != nil {
+			return fmt.Errorf("the CSR asks for %q: %w", n, err)
+		}
+		if !allowed[san.String()] {
+			return fmt.Errorf("the CSR asks for %q, which this authorization does not cover: %w", n, ErrPolicy)
+		}
+	}
+	return nil
+}
+
+// Holder checks that cert, as presented over mutual TLS, is a valid,
+// unrevoked certificate of this CA and returns its record.
+func (a *Authority) Holder(ctx context.Context, cert *x509.Certificate, now time.Time) (*store.Certificate, error) {
+	if cert == nil {
+		return nil, fmt.Errorf("%w: no client certificate", ErrNotRenewable)
+	}
+	if err := VerifyChain(a.root, a.intermediate, cert, x509.ExtKeyUsageAny, now); err != nil {
+		return nil, ErrNotRenewable
+	}
+	rec, err := a.st.Certificate(ctx, cert.SerialNumber)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotRenewable
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.Fingerprint != Fingerprint(cert) || (rec.Kind != store.KindClient && rec.Kind != store.KindDaemon) {
+		return nil, ErrNotRenewable
+	}
+	if rec.Revocation != nil {
+		return nil, ErrRevoked
+	}
+	return rec, nil
+}
+
+// Renew issues a new certificate with the identity, kind, role, names and
+// lifetime of the presented one. With csr the key changes (its names must
+// be within the old certificate's); without, the old public key is
+// certified again.
+func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509.CertificateRequest) (*Issued, error) {
+	rec, err := a.Holder(ctx, cert, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	limit := MaxClientTTL
+	if rec.Kind == store.KindDaemon {
+		limit = MaxDaemonTTL
+	}
+	ttl := rec.NotAfter.Sub(rec.NotBefore) - clockSkew
+	ttl = min(max(ttl, MinTTL), limit)
+	r := Request{Kind: rec.Kind, Name: rec.Name, TTL: ttl.Round(time.Second)}
+	if rec.Kind == store.KindClient {
+		r.Role = rec.Role
+	} else {
+		for _, s := range rec.SANs {
+			if s != rec.Name {
+				r.SANs = append(r.SANs, s)
+			}
+		}
+	}
+	x := issueExtra{actor: renewActorPrefix + rec.Serial}
+	if csr != nil {
+		if rec.Kind == store.KindDaemon {
+			allowed := map[string]bool{}
+			for _, s := range rec.SANs {
+				allowed[s] = true
+			}
+			if err := csrNamesWithin(csr, allowed); err != nil {
+				return nil, err
+			}
+		}
+		r.CSR = csr
+	} else {
+		// smallstep signs CSRs only: a throwaway key makes one with the
+		// right names, and the certificate is made for the old key.
+		n, err := a.Check(r)
+		if err != nil {
+			return nil, err
+		}
+		tmp, err := GenerateKey(KeyECP256)
+		if err != nil {
+			return nil, err
+		}
+		if r.CSR, err = newCSR(n, tmp); err != nil {
+			return nil, err
+		}
+		x.pubKey = cert.PublicKey
+	}
+	return a.issue(ctx, r, x)
+}
+
+// RevokeHolder revokes the certificate presented over mutual TLS.
+func (a *Authority) RevokeHolder(ctx context.Context, cert *x509.Certificate, reason Reason) (*RevokeResult, error) {
+	if _, err := a.Holder(ctx, cert, time.Now()); err != nil {
+		return nil, err
+	}
+	return a.Revoke(ctx, cert.SerialNumber, reason)
+}
+
+// RevokeWithToken revokes the serial an admin revoke token names; the
+// token is spent first, so a failure after that fails closed.
+func (a *Authority) RevokeWithToken(ctx context.Context, tok string, reason Reason) (*RevokeResult, error) {
+	c, err := a.VerifyToken(ctx, tok, provisioner.RevokeMethod)
+	if err != nil {
+		return nil, err
+	}
+	if c.Dockca.Kind != TokenKindRevoke {
+		return nil, fmt.Errorf("%w: not a revoke token", ErrTokenInvalid)
+	}
+	serial, err := store.ParseSerial(c.Subject)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bad serial claim", ErrTokenInvalid)
+	}
+	if err := a.st.MarkTokenUsed(ctx, c.ID, ""); err != nil {
+		if errors.Is(err, store.ErrTokenUsed) {
+			return nil, ErrTokenUsed
+		}
+		return nil, err
+	}
+	return a.Revoke(ctx, serial, reason)
+}
+
+// IssueService issues the service's own HTTPS certificate (a server
+// profile, recorded with kind service) for names; the key is generated
+// here, as it never leaves the service.
+func (a *Authority) IssueService(ctx context.Context, names []string, ttl time.Duration) (*Issued, error) {
+	if len(names) == 0 {
+		return nil, fmt.Errorf("service certificate: no names: %w", ErrPolicy)
+	}
+	return a.issue(ctx, Request{Kind: store.KindDaemon, Name: names[0], SANs: names[1:], TTL: ttl},
+		issueExtra{kind: store.KindService, actor: "serve"})
+}
+
+// withPublicKey certifies pub instead of the CSR's key (after finalize,
+// so the subject key identifier is the new key's).
+func withPublicKey(pub crypto.PublicKey) provisioner.CertificateModifierFunc {
+	return func(cert *x509.Certificate, _ provisioner.SignOptions) error {
+		skid, err := subjectKeyID(pub)
+		if err != nil {
+			return err
+		}
+		cert.PublicKey, cert.SubjectKeyId = pub, skid
+		return nil
+	}
+}
+
+func certifiedKey(csr *x509.CertificateRequest, pub crypto.PublicKey) crypto.PublicKey {
+	if pub != nil {
+		return pub
+	}
+	return csr.PublicKey
+}

@@ -1,0 +1,297 @@
+package ca
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/smallstep/certificates/authority/config"
+	"github.com/smallstep/certificates/authority/provisioner"
+	"go.step.sm/crypto/jose"
+
+	"github.com/dockca/dockca/store"
+)
+
+// One-time enrollment tokens are JWTs signed by a JWK provisioner of the
+// embedded smallstep authority, the way `step ca token` makes them: the
+// standard claims (iss = provisioner name, aud = the CA's sign or revoke
+// URL, sub = the name, sans, jti, nbf, exp) plus a "dockca" claim binding
+// the token to a kind, a role and a certificate lifetime. smallstep checks
+// signature, issuer, audience and validity; dockca checks the binding and
+// spends the jti in the transaction that stores the certificate.
+
+// TokenProvisionerName is the issuer (iss) of every dockca token.
+const TokenProvisionerName = "dockca-tokens"
+
+// Token lifetimes.
+const (
+	DefaultTokenTTL = time.Hour
+	MaxTokenTTL     = 24 * time.Hour
+	MinTokenTTL     = time.Minute
+)
+
+// TokenKindRevoke is the kind of an admin token that revokes one serial.
+const TokenKindRevoke = "revoke"
+
+var (
+	// ErrTokenInvalid means a token failed verification: signature,
+	// issuer, audience, validity or dockca's binding.
+	ErrTokenInvalid = errors.New("invalid token")
+	// ErrTokenUsed means the token was spent before.
+	ErrTokenUsed = store.ErrTokenUsed
+)
+
+// TokenClaims are the claims of a dockca token.
+type TokenClaims struct {
+	jose.Claims
+	SANs   []string     `json:"sans,omitempty"`
+	Dockca DockcaClaims `json:"dockca"`
+}
+
+// DockcaClaims bind a token to what it may be used for.
+type DockcaClaims struct {
+	Kind string `json:"kind"` // client, daemon or revoke
+	Role string `json:"role,omitempty"`
+	// TTL is the certificate lifetime in seconds; 0 means the kind's default.
+	TTL int64 `json:"ttl,omitempty"`
+}
+
+// TokenRequest asks for one token.
+type TokenRequest struct {
+	Kind string // client, daemon or revoke
+	// Name is the client name, the daemon host, or the serial to revoke.
+	Name    string
+	Role    string
+	SANs    []string
+	CertTTL time.Duration
+	// TTL of the token itself; 0 means DefaultTokenTTL.
+	TTL time.Duration
+	// CAURL is the URL clients reach the service at; it sets the audience.
+	CAURL string
+	// CreatedBy is recorded with the token.
+	CreatedBy string
+}
+
+// TokenMinter holds the unlocked token key.
+type TokenMinter struct {
+	name string
+	key  *jose.JSONWebKey
+}
+
+// EnsureTokenKey creates the token key pair on first use, its private half
+// encrypted under the CA password like the CA keys (a JWE, as step stores
+// provisioner keys). The password is checked against the intermediate key
+// first, so a mistyped password can never lock the token key away.
+func EnsureTokenKey(ctx context.Context, st *store.Store, password []byte) (*store.TokenProvisioner, error) {
+	if p, err := st.TokenProvisioner(ctx); err == nil {
+		return p, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	rec, err := st.CA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !rec.Encrypted {
+		password = nil
+	}
+	if _, err := DecryptKey(rec.IntermediateKey, password); err != nil {
+		return nil, err
+	}
+	jwk, err := jose.GenerateJWK("EC", "P-256", "ES256", "sig", "", 0)
+	if err != nil {
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	pub := jwk.Public()
+	pubJSON, err := json.Marshal(&pub)
+	if err != nil {
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	var priv []byte
+	if len(password) > 0 {
+		jwe, err := jose.EncryptJWK(jwk, password)
+		if err != nil {
+			return nil, fmt.Errorf("token key: %w", err)
+		}
+		s, err := jwe.CompactSerialize()
+		if err != nil {
+			return nil, fmt.Errorf("token key: %w", err)
+		}
+		priv = []byte(s)
+	} else if priv, err = json.Marshal(jwk); err != nil {
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	return st.EnsureTokenProvisioner(ctx, &store.TokenProvisioner{
+		Name: TokenProvisionerName, KeyID: jwk.KeyID, PublicJWK: pubJSON, PrivateJWK: priv,
+		Encrypted: len(password) > 0, CreatedAt: time.Now().UTC(),
+	})
+}
+
+// UnlockTokenKey decrypts the token key (creating it when there is none).
+func UnlockTokenKey(ctx context.Context, st *store.Store, password []byte) (*TokenMinter, error) {
+	p, err := EnsureTokenKey(ctx, st, password)
+	if err != nil {
+		return nil, err
+	}
+	data := p.PrivateJWK
+	if p.Encrypted {
+		if len(password) == 0 {
+			return nil, fmt.Errorf("the token key is encrypted and no password was given: %w", ErrWrongPassword)
+		}
+		if data, err = jose.Decrypt(data, jose.WithPassword(password)); err != nil {
+			return nil, ErrWrongPassword
+		}
+	}
+	var key jose.JSONWebKey
+	if err := json.Unmarshal(data, &key); err != nil {
+		return nil, fmt.Errorf("decode token key: %w", err)
+	}
+	if key.IsPublic() || key.KeyID != p.KeyID {
+		return nil, errors.New("decode token key: stored key does not match its public half")
+	}
+	return &TokenMinter{name: p.Name, key: &key}, nil
+}
+
+// configureTokens adds the token provisioner, when there is one, to the
+// embedded authority's configuration. Tokens outlive service restarts, so
+// smallstep's "issued before the authority started" check is off; expiry
+// and the used-ID record are what bound a token.
+func configureTokens(ctx context.Context, st *store.Store, cfg *config.Config) error {
+	cfg.AuthorityConfig.DisableIssuedAtCheck = true
+	p, err := st.TokenProvisioner(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var pub jose.JSONWebKey
+	if err := json.Unmarshal(p.PublicJWK, &pub); err != nil {
+		return fmt.Errorf("decode token key: %w", err)
+	}
+	cfg.AuthorityConfig.Provisioners = append(cfg.AuthorityConfig.Provisioners,
+		&provisioner.JWK{Type: "JWK", Name: p.Name, Key: &pub})
+	return nil
+}
+
+// NormalizeCAURL checks a service URL (https, a host, nothing else) and
+// returns it without a trailing slash.
+func NormalizeCAURL(s string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.Hostname() == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("CA URL %q must look like https://ca.example:8443: %w", s, ErrPolicy)
+	}
+	return "https://" + u.Host, nil
+}
+
+// CheckTokenRequest validates r and fills its defaults.
+func CheckTokenRequest(r *TokenRequest) error {
+	if r.TTL == 0 {
+		r.TTL = DefaultTokenTTL
+	}
+	if r.TTL < MinTokenTTL || r.TTL > MaxTokenTTL {
+		return fmt.Errorf("token TTL %s must be between %s and %s: %w", r.TTL, MinTokenTTL, MaxTokenTTL, ErrPolicy)
+	}
+	caURL, err := NormalizeCAURL(r.CAURL)
+	if err != nil {
+		return err
+	}
+	r.CAURL = caURL
+	if r.Kind == TokenKindRevoke {
+		n, err := store.ParseSerial(r.Name)
+		if err != nil {
+			return fmt.Errorf("a revoke token names a serial: %v: %w", err, ErrPolicy)
+		}
+		if r.Role != "" || len(r.SANs) > 0 || r.CertTTL != 0 {
+			return fmt.Errorf("a revoke token takes no role, SANs or TTL: %w", ErrPolicy)
+		}
+		r.Name = store.FormatSerial(n)
+		return nil
+	}
+	kind, err := ParseKind(r.Kind)
+	if err != nil {
+		return err
+	}
+	n, err := check(Request{Kind: kind, Name: r.Name, Role: r.Role, SANs: r.SANs, TTL: r.CertTTL}, nil, time.Now())
+	if err != nil {
+		return err
+	}
+	r.Name, r.Role = n.Name, n.Role
+	r.SANs = nil
+	for _, s := range n.SANs {
+		r.SANs = append(r.SANs, s.String())
+	}
+	return nil
+}
+
+// Mint checks r, signs a token and returns it with the record to store.
+func (m *TokenMinter) Mint(r TokenRequest, now time.Time) (string, *store.Token, error) {
+	if err := CheckTokenRequest(&r); err != nil {
+		return "", nil, err
+	}
+	var idb [16]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return "", nil, fmt.Errorf("token id: %w", err)
+	}
+	id := hex.EncodeToString(idb[:])
+	path := "/1.0/sign"
+	if r.Kind == TokenKindRevoke {
+		path = "/1.0/revoke"
+	}
+	now = now.UTC().Truncate(time.Second)
+	exp := now.Add(r.TTL)
+	claims := TokenClaims{
+		Claims: jose.Claims{
+			ID: id, Issuer: m.name, Subject: r.Name, Audience: jose.Audience{r.CAURL + path},
+			NotBefore: jose.NewNumericDate(now), IssuedAt: jose.NewNumericDate(now), Expiry: jose.NewNumericDate(exp),
+		},
+		SANs:   r.SANs,
+		Dockca: DockcaClaims{Kind: r.Kind, Role: r.Role, TTL: int64(r.CertTTL / time.Second)},
+	}
+	so := new(jose.SignerOptions).WithType("JWT").WithHeader("kid", m.key.KeyID)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(m.key.Algorithm), Key: m.key.Key}, so)
+	if err != nil {
+		return "", nil, fmt.Errorf("token signer: %w", err)
+	}
+	tok, err := jose.Signed(signer).Claims(claims).CompactSerialize()
+	if err != nil {
+		return "", nil, fmt.Errorf("sign token: %w", err)
+	}
+	rec := &store.Token{ID: id, Kind: r.Kind, Name: r.Name, Role: r.Role, SANs: r.SANs, CertTTL: r.CertTTL,
+		CreatedAt: now, ExpiresAt: exp, CreatedBy: r.CreatedBy}
+	return tok, rec, nil
+}
+
+// CreateToken mints a token and records it; the token is only returned
+// once its record is stored.
+func CreateToken(ctx context.Context, st *store.Store, m *TokenMinter, r TokenRequest) (string, *store.Token, error) {
+	tok, rec, err := m.Mint(r, time.Now())
+	if err != nil {
+		return "", nil, err
+	}
+	if err := st.PutToken(ctx, rec); err != nil {
+		return "", nil, err
+	}
+	return tok, rec, nil
+}
+
+// PeekToken decodes a token's claims without verifying it: clients use it
+// to learn what to put in their CSR; the service never trusts it.
+func PeekToken(tok string) (*TokenClaims, error) {
+	jwt, err := jose.ParseSigned(strings.TrimSpace(tok))
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a JWT", ErrTokenInvalid)
+	}
+	var c TokenClaims
+	if err := jwt.UnsafeClaimsWithoutVerification(&c); err != nil {
+		return nil, fmt.Errorf("%w: unreadable claims", ErrTokenInvalid)
+	}
+	return &c, nil
+}

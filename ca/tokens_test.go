@@ -1,0 +1,203 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/dockca/dockca/store"
+)
+
+// openWithTokens makes a CA with a token key and reopens the authority so
+// the embedded smallstep authority knows the token provisioner.
+func openWithTokens(t *testing.T) (*store.Store, *Authority, *TokenMinter) {
+	t.Helper()
+	st, a := newCA(t, KeyECP256, "password1")
+	m, err := UnlockTokenKey(context.Background(), st, []byte("password1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	a, err = Open(context.Background(), st, OpenOptions{Password: []byte("password1"), CRL: true, DNSNames: []string{"ca.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return st, a, m
+}
+
+func testCSR(t *testing.T, cn string, dns []string, ips []net.IP) *x509.CertificateRequest {
+	t.Helper()
+	key, err := GenerateKey(KeyECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: dns, IPAddresses: ips}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
+}
+
+func TestTokenKeyWrongPasswordAndEncryptedAtRest(t *testing.T) {
+	st, _ := newCA(t, KeyECP256, "password1")
+	ctx := context.Background()
+	if _, err := UnlockTokenKey(ctx, st, []byte("wrong-password")); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := st.TokenProvisioner(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a wrong password must not create the key: %v", err)
+	}
+	if _, err := UnlockTokenKey(ctx, st, []byte("password1")); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.TokenProvisioner(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Encrypted || len(p.PrivateJWK) == 0 || p.PrivateJWK[0] == '{' {
+		t.Fatalf("token key not stored as a JWE: %q", p.PrivateJWK[:20])
+	}
+	if _, err := UnlockTokenKey(ctx, st, []byte("wrong-password")); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("wrong password on an existing key: %v", err)
+	}
+}
+
+func TestIssueWithToken(t *testing.T) {
+	st, a, m := openWithTokens(t)
+	ctx := context.Background()
+	mint := func(r TokenRequest) string {
+		t.Helper()
+		r.CAURL = "https://ca.test:8443"
+		tok, _, err := CreateToken(ctx, st, m, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+
+	tok := mint(TokenRequest{Kind: "client", Name: "alice", Role: RoleReadonly, CertTTL: 2 * time.Hour})
+	iss, err := a.IssueWithToken(ctx, tok, testCSR(t, "alice", nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if RoleOf(iss.Leaf) != RoleReadonly || iss.Record.TokenID == "" || iss.Leaf.NotAfter.Sub(iss.Leaf.NotBefore) > 2*time.Hour+2*time.Minute {
+		t.Fatalf("unexpected certificate: role %q, token %q, life %s", RoleOf(iss.Leaf), iss.Record.TokenID, iss.Leaf.NotAfter.Sub(iss.Leaf.NotBefore))
+	}
+	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "alice", nil, nil)); !errors.Is(err, ErrTokenUsed) {
+		t.Fatalf("replay: %v", err)
+	}
+	toks, err := st.Tokens(ctx)
+	if err != nil || len(toks) != 1 || toks[0].UsedAt == nil || toks[0].Serial != iss.Record.Serial {
+		t.Fatalf("token list: %v %+v", err, toks)
+	}
+
+	// The CSR's names must be the token's.
+	tok = mint(TokenRequest{Kind: "client", Name: "bob"})
+	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "mallory", nil, nil)); !errors.Is(err, ErrPolicy) {
+		t.Fatalf("wrong CN: %v", err)
+	}
+	tok = mint(TokenRequest{Kind: "daemon", Name: "host1.test", SANs: []string{"10.0.0.1"}})
+	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "host1.test", []string{"evil.test"}, nil)); !errors.Is(err, ErrPolicy) {
+		t.Fatalf("extra SAN: %v", err)
+	}
+	// Refusals leave the token unspent.
+	d, err := a.IssueWithToken(ctx, tok, testCSR(t, "", []string{"host1.test"}, []net.IP{net.ParseIP("10.0.0.1")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Record.Kind != store.KindDaemon || len(d.Leaf.IPAddresses) != 1 || d.Leaf.DNSNames[0] != "host1.test" {
+		t.Fatalf("daemon record %+v", d.Record)
+	}
+
+	// A revoke token does not enroll; an enroll token does not revoke.
+	rtok := mint(TokenRequest{Kind: TokenKindRevoke, Name: d.Record.Serial})
+	if _, err := a.IssueWithToken(ctx, rtok, testCSR(t, "alice", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("revoke token used to enroll: %v", err)
+	}
+	etok := mint(TokenRequest{Kind: "client", Name: "carol"})
+	if _, err := a.RevokeWithToken(ctx, etok, Reasons[0]); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("enroll token used to revoke: %v", err)
+	}
+	if res, err := a.RevokeWithToken(ctx, rtok, Reasons[0]); err != nil || res.Record.Revocation == nil {
+		t.Fatalf("revoke with token: %v", err)
+	}
+	if _, err := a.RevokeWithToken(ctx, rtok, Reasons[0]); !errors.Is(err, ErrTokenUsed) {
+		t.Fatalf("revoke token replay: %v", err)
+	}
+
+	// Expired, foreign-signed and wrong-audience tokens.
+	expired, _, err := m.Mint(TokenRequest{Kind: "client", Name: "dave", CAURL: "https://ca.test"}, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.IssueWithToken(ctx, expired, testCSR(t, "dave", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("expired: %v", err)
+	}
+	other, _, _ := openWithTokens(t)
+	om, err := UnlockTokenKey(ctx, other, []byte("password1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _, err := om.Mint(TokenRequest{Kind: "client", Name: "eve", CAURL: "https://ca.test"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.IssueWithToken(ctx, foreign, testCSR(t, "eve", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("foreign: %v", err)
+	}
+	elsewhere, _, err := m.Mint(TokenRequest{Kind: "client", Name: "frank", CAURL: "https://other.test"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.IssueWithToken(ctx, elsewhere, testCSR(t, "frank", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("audience: %v", err)
+	}
+}
+
+func TestRenew(t *testing.T) {
+	_, a := newCA(t, KeyECP256, "pw")
+	ctx := context.Background()
+	iss, err := a.Issue(ctx, Request{Kind: store.KindDaemon, Name: "h.test", SANs: []string{"127.0.0.1"}, TTL: 48 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := a.Renew(ctx, iss.Leaf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !same.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(iss.Leaf.PublicKey) || same.Record.Kind != store.KindDaemon ||
+		len(same.Leaf.IPAddresses) != 1 || same.Leaf.SerialNumber.Cmp(iss.Leaf.SerialNumber) == 0 {
+		t.Fatalf("renewal without CSR: %+v", same.Record)
+	}
+	if err := VerifyChain(a.Root(), a.Intermediate(), same.Leaf, x509.ExtKeyUsageServerAuth, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Renew(ctx, iss.Leaf, testCSR(t, "h.test", []string{"other.test"}, nil)); !errors.Is(err, ErrPolicy) {
+		t.Fatalf("renew widening names: %v", err)
+	}
+	if _, err := a.Revoke(ctx, iss.Leaf.SerialNumber, Reasons[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Renew(ctx, iss.Leaf, nil); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("renew revoked: %v", err)
+	}
+	_, other := newCA(t, KeyECP256, "pw")
+	foreign, err := other.Issue(ctx, Request{Kind: store.KindClient, Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Renew(ctx, foreign.Leaf, nil); !errors.Is(err, ErrNotRenewable) {
+		t.Fatalf("renew foreign: %v", err)
+	}
+}

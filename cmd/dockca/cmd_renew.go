@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/enroll"
+)
+
+func newRenewCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "renew",
+		Usage:     "renew a certificate directory against dockca serve over mutual TLS",
+		UsageText: "dockca renew --cert-dir DIR [--watch] [--exec CMD] [--rekey] [--ca-url URL]",
+		Description: "Without --watch, renews now. With --watch, keeps renewing at two thirds of each certificate's\n" +
+			"lifetime (with jitter), retrying with backoff while the CA is unreachable, until stopped; it exits\n" +
+			"with an error only when renewal cannot succeed any more (revoked or expired: enroll again).\n" +
+			"--exec runs CMD with /bin/sh after each renewal (e.g. 'systemctl restart docker'). DIR is what\n" +
+			"'dockca enroll' wrote: ca.pem with cert.pem/key.pem or server-cert.pem/server-key.pem.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "cert-dir", Required: true, EnvVars: []string{"DOCKCA_CERT_DIR"}, Usage: "certificate `DIR`"},
+			&cli.BoolFlag{Name: "watch", Usage: "keep the certificate fresh until stopped"},
+			&cli.StringFlag{Name: "exec", Usage: "shell `CMD` to run after each renewal"},
+			&cli.BoolFlag{Name: "rekey", Usage: "generate a new key with each renewal"},
+			&cli.StringFlag{Name: "ca-url", EnvVars: []string{"DOCKCA_CA_URL"}, Usage: "the service `URL` (default: recorded in DIR)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := argsExactly(c, 0, ""); err != nil {
+				return err
+			}
+			dir, err := filepath.Abs(c.String("cert-dir"))
+			if err != nil {
+				return err
+			}
+			o := enroll.WatchOptions{Dir: dir, CAURL: c.String("ca-url"), Exec: c.String("exec"), Rekey: c.Bool("rekey"),
+				Logger: slog.New(slog.NewTextHandler(e.Stderr, nil)), Stdout: e.Stdout, Stderr: e.Stderr}
+			if c.Bool("watch") {
+				return enroll.Watch(c.Context, o)
+			}
+			res, err := enroll.RenewDir(c.Context, o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "Renewed %s %s: serial %s, valid until %s\n", res.Resp.Kind, res.Resp.Name, res.Resp.Serial, res.Leaf.NotAfter.Format("2006-01-02 15:04 MST"))
+			return nil
+		},
+	}
+}
+
+func newEnrollCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "enroll",
+		Usage:     "get a certificate from dockca serve with a one-time token, into a directory",
+		UsageText: "dockca enroll --ca-url URL --token T [--fingerprint SHA256] --cert-dir DIR [--key-type T]",
+		Description: "Generates the key here (it never leaves this machine), checks the CA's root against --fingerprint\n" +
+			"(without it, shows the fingerprint and asks on a terminal; refuses otherwise), sends a CSR with the\n" +
+			"token's names and writes ca.pem plus cert.pem/key.pem (client) or server-cert.pem/server-key.pem\n" +
+			"(daemon) and dockca-enroll.json into DIR, ready for 'dockca renew --cert-dir DIR'. No dockca.db\n" +
+			"is created.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "ca-url", Required: true, EnvVars: []string{"DOCKCA_CA_URL"}, Usage: "the service `URL`"},
+			&cli.StringFlag{Name: "token", Required: true, EnvVars: []string{"DOCKCA_TOKEN"}, Usage: "one-time `TOKEN` from 'dockca token create'"},
+			&cli.StringFlag{Name: "fingerprint", EnvVars: []string{"DOCKCA_FINGERPRINT"}, Usage: "the root's `SHA256` fingerprint"},
+			&cli.StringFlag{Name: "cert-dir", Required: true, Usage: "`DIR` to write into"},
+			&cli.StringFlag{Name: "key-type", Value: string(ca.KeyECP256), Usage: "key `TYPE`: ec-p256, ec-p384, rsa-3072 or ed25519"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := argsExactly(c, 0, ""); err != nil {
+				return err
+			}
+			kt, err := ca.ParseKeyType(c.String("key-type"))
+			if err != nil {
+				return usagef("enroll: %v", err)
+			}
+			dir, err := filepath.Abs(c.String("cert-dir"))
+			if err != nil {
+				return err
+			}
+			cl, err := trustCA(c.Context, e, c.String("ca-url"), c.String("fingerprint"))
+			if err != nil {
+				return fmt.Errorf("enroll: %w", err)
+			}
+			res, err := cl.Enroll(c.Context, c.String("token"), kt)
+			if err != nil {
+				return fmt.Errorf("enroll: %w", err)
+			}
+			if err := enroll.WriteDir(dir, cl, res); err != nil {
+				return fmt.Errorf("enroll: %w", err)
+			}
+			fmt.Fprintf(c.App.Writer, "Enrolled %s %s: serial %s, valid until %s, written to %s\n",
+				res.Resp.Kind, res.Resp.Name, res.Resp.Serial, res.Leaf.NotAfter.Format("2006-01-02 15:04 MST"), dir)
+			return nil
+		},
+	}
+}
+
+// trustCA bootstraps trust in the service at caURL: by fingerprint when
+// given, else by showing the root's fingerprint and asking on a terminal.
+// Without a terminal and without a fingerprint it fails: trust is never
+// assumed. (For remote 'context add' and 'daemon setup' too.)
+func trustCA(ctx context.Context, e *env, caURL, fingerprint string) (*enroll.Client, error) {
+	if fingerprint != "" {
+		return enroll.Bootstrap(ctx, caURL, fingerprint)
+	}
+	if !e.IsTerminal() {
+		return nil, errors.New("no --fingerprint given and no terminal to confirm the CA's root fingerprint on")
+	}
+	root, err := enroll.FetchRoot(ctx, caURL)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(e.Stderr, "The CA at %s presents the root %q\nwith SHA-256 fingerprint %s\nTrust it? [y/N] ",
+		caURL, root.Subject.CommonName, ca.Fingerprint(root))
+	line, _ := bufio.NewReader(e.Stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		return nil, errors.New("the CA's root was not confirmed")
+	}
+	return enroll.New(caURL, root)
+}

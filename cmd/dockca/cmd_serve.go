@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/serve"
+	"github.com/dockca/dockca/store"
+)
+
+func newServeCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "run the CA as an HTTPS service: one-time-token enrollment, renewal, revocation, CRL",
+		UsageText: "dockca serve [--listen 127.0.0.1:8443] [--address https://ca.example:8443] [--no-password]",
+		Description: "Unlocks the CA keys once (password from --password-file, DOCKCA_PASSWORD_FILE, DOCKCA_PASSWORD or a\n" +
+			"prompt) and serves the API under /v1 over HTTPS with a certificate issued for the names in --address\n" +
+			"and --listen. On first start in an empty home the CA is initialised (the password is required unless\n" +
+			"--no-password, which stores the keys UNENCRYPTED, for development only).\n\n" +
+			"While it runs, the service holds dockca.db exclusively: 'dockca token create', 'token ls' and\n" +
+			"'revoke' then go through its admin socket <home>/serve.sock (owner only). SIGTERM or SIGINT stops\n" +
+			"it after in-flight requests finish.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: serve.DefaultListen, EnvVars: []string{"DOCKCA_LISTEN"}, Usage: "`HOST:PORT` to listen on"},
+			&cli.StringFlag{Name: "address", EnvVars: []string{"DOCKCA_ADDRESS"}, Usage: "the `URL` clients reach the service at (default https://<listen>)"},
+			&cli.StringFlag{Name: "cert-ttl", Value: "7d", Usage: "lifetime `D` of the service's own certificate (renewed at two thirds)"},
+			&cli.Float64Flag{Name: "sign-rate", Value: serve.DefaultSignRate, Usage: "signing requests per second allowed per client IP (`N`)"},
+			&cli.IntFlag{Name: "sign-burst", Value: serve.DefaultSignBurst, Usage: "burst `N` of signing requests per client IP"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log `FORMAT`: text or json (on stderr)"},
+			&cli.BoolFlag{Name: "no-password", Usage: "on first start, store the CA keys UNENCRYPTED (development only)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := argsExactly(c, 0, ""); err != nil {
+				return err
+			}
+			certTTL, err := ca.ParseTTL(c.String("cert-ttl"))
+			if err != nil {
+				return usagef("serve: --cert-ttl: %v", err)
+			}
+			var h slog.Handler
+			switch c.String("log-format") {
+			case "text":
+				h = slog.NewTextHandler(e.Stderr, nil)
+			case "json":
+				h = slog.NewJSONHandler(e.Stderr, nil)
+			default:
+				return usagef("serve: --log-format must be text or json")
+			}
+			o := serve.Options{Listen: c.String("listen"), Address: c.String("address"), CertTTL: certTTL,
+				SignRate: c.Float64("sign-rate"), SignBurst: c.Int("sign-burst"), Logger: slog.New(h)}
+			if _, _, err := serve.Names(o); err != nil {
+				return usagef("serve: %v", err)
+			}
+			return runServe(c, e, o)
+		},
+	}
+}
+
+func runServe(c *cli.Context, e *env, o serve.Options) error {
+	home, err := homeDir(c, e)
+	if err != nil {
+		return err
+	}
+	o.Home = home
+	var pw []byte
+	if !store.Exists(home) {
+		if pw, err = firstStartInit(c, e, home); err != nil {
+			return err
+		}
+	}
+	st, err := store.Open(store.Path(home), nil)
+	if errors.Is(err, store.ErrLocked) {
+		return fmt.Errorf("serve: %w (is dockca serve already running for %s?)", err, home)
+	}
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer st.Close()
+	rec, err := st.CA(c.Context)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if rec.Encrypted && pw == nil {
+		if pw, err = readPassword(c, e, false); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	srv, err := serve.New(c.Context, st, pw, o)
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "dockca serve: certificate authority %q\n", rec.Name)
+	fmt.Fprintf(w, "  URL:              %s\n", srv.URL())
+	fmt.Fprintf(w, "  Root fingerprint: %s\n", srv.RootFingerprint())
+	fmt.Fprintf(w, "  Admin socket:     %s\n", srv.AdminSocket())
+	fmt.Fprintf(w, "Mint a one-time token:  dockca token create --kind client NAME   (or --kind daemon --san IP HOST)\n")
+	return srv.Serve(c.Context)
+}
+
+// firstStartInit initialises the CA in an empty home so the service's
+// first command is the only one needed; it returns the password so it is
+// asked only once.
+func firstStartInit(c *cli.Context, e *env, home string) ([]byte, error) {
+	var pw []byte
+	if !c.Bool("no-password") {
+		var err error
+		if pw, err = readPassword(c, e, true); err != nil {
+			return nil, fmt.Errorf("serve: first start in %s needs a CA password to initialise (or --no-password for development): %w", home, err)
+		}
+		if len(pw) < minPasswordLen {
+			return nil, fmt.Errorf("serve: the CA password must be at least %d characters", minPasswordLen)
+		}
+	}
+	if err := atomicfile.PrivateDir(home); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	st, err := store.Open(store.Path(home), nil)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	rec, err := ca.Init(c.Context, st, ca.InitOptions{Password: pw})
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		removeEmptyStore(store.Path(home))
+		return nil, fmt.Errorf("serve: initialise: %w", err)
+	}
+	if !rec.Encrypted {
+		fmt.Fprintf(e.Stderr, "WARNING: the CA keys are stored UNENCRYPTED in %s (--no-password, development only).\n", store.Path(home))
+	}
+	fmt.Fprintf(c.App.Writer, "Initialised certificate authority %q in %s\n", rec.Name, home)
+	return pw, nil
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dockca/dockca/api"
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/serve"
+	"github.com/dockca/dockca/store"
+)
+
+func newTokenCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "token",
+		Usage: "mint and list one-time enrollment tokens for dockca serve",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "mint a one-time token bound to a kind, name, role and SANs",
+				UsageText: "dockca token create --kind client|daemon|revoke [--role R] [--san X]... [--ttl D] [--token-ttl 1h] [--ca-url URL] NAME",
+				Description: "Prints the token on standard output and, on standard error, the root fingerprint and a\n" +
+					"ready-to-paste enrollment command. NAME is the client name, the daemon host, or (--kind revoke)\n" +
+					"the serial of the certificate an admin may revoke with it via POST /v1/revoke.\n" +
+					"The token works once and expires after --token-ttl (default 1h, at most 24h); --ttl is the\n" +
+					"lifetime of the certificate it buys. While 'dockca serve' runs, the token is minted by the\n" +
+					"service over its admin socket; otherwise the CA password unlocks the token key here.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "kind", Required: true, Usage: "`KIND` client, daemon or revoke"},
+					&cli.StringFlag{Name: "role", Usage: "client `ROLE`: readonly, operator or admin (default admin)"},
+					&cli.StringSliceFlag{Name: "san", Usage: "extra daemon name `X` (DNS or IP); repeatable"},
+					&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` of the certificate (default: the kind's)"},
+					&cli.StringFlag{Name: "token-ttl", Value: "1h", Usage: "lifetime `D` of the token (at most 24h)"},
+					&cli.StringFlag{Name: "ca-url", EnvVars: []string{"DOCKCA_CA_URL"}, Usage: "the service `URL` (default: the one dockca serve recorded)"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := argsExactly(c, 1, "NAME"); err != nil {
+						return err
+					}
+					req := api.TokenRequest{Kind: c.String("kind"), Name: c.Args().First(), Role: c.String("role"),
+						SANs: c.StringSlice("san"), CertTTL: c.String("ttl"), TTL: c.String("token-ttl"), CAURL: c.String("ca-url"), By: actor()}
+					// Bad input fails before any password is asked.
+					tr, err := serve.TokenRequestFromAPI(req, "https://precheck.invalid")
+					if err == nil {
+						err = ca.CheckTokenRequest(&tr)
+					}
+					if err != nil {
+						return usagef("token create: %v", err)
+					}
+					resp, err := createToken(c, e, req)
+					if err != nil {
+						return fmt.Errorf("token create: %w", err)
+					}
+					fmt.Fprintln(c.App.Writer, resp.Token)
+					printTokenHints(e, resp)
+					return nil
+				},
+			},
+			{
+				Name:      "ls",
+				Usage:     "list tokens: outstanding, used and expired (never the tokens themselves)",
+				UsageText: "dockca token ls [--json]",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				Action: func(c *cli.Context) error {
+					if err := argsExactly(c, 0, ""); err != nil {
+						return err
+					}
+					infos, err := listTokens(c, e)
+					if err != nil {
+						return fmt.Errorf("token ls: %w", err)
+					}
+					return writeTokens(c, infos, c.Bool("json"), time.Now())
+				},
+			},
+		},
+	}
+}
+
+// serviceClient returns the admin client of a service running for the
+// home, for commands that found the database locked.
+func serviceClient(c *cli.Context, e *env, locked error) (*serve.AdminClient, error) {
+	home, err := homeDir(c, e)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := serve.DialAdmin(home)
+	if err != nil {
+		return nil, fmt.Errorf("%w, and no dockca serve answers on its admin socket: %v", locked, err)
+	}
+	return ac, nil
+}
+
+func createToken(c *cli.Context, e *env, req api.TokenRequest) (*api.TokenResponse, error) {
+	st, err := openStore(c, e, false)
+	if errors.Is(err, store.ErrLocked) {
+		ac, err := serviceClient(c, e, err)
+		if err != nil {
+			return nil, err
+		}
+		defer ac.Close()
+		return ac.CreateToken(c.Context, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return createTokenLocal(c, e, st, req)
+}
+
+func createTokenLocal(c *cli.Context, e *env, st *store.Store, req api.TokenRequest) (*api.TokenResponse, error) {
+	ctx := c.Context
+	rec, err := st.CA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.CAURL == "" {
+		u, err := st.Setting(ctx, serve.SettingURL)
+		if err != nil {
+			return nil, err
+		}
+		if len(u) == 0 {
+			return nil, errors.New("no CA URL: pass --ca-url (dockca serve records its URL when it starts)")
+		}
+		req.CAURL = string(u)
+	}
+	tr, err := serve.TokenRequestFromAPI(req, "")
+	if err != nil {
+		return nil, err
+	}
+	tr.CreatedBy = req.By
+	var pw []byte
+	if rec.Encrypted {
+		if pw, err = readPassword(c, e, false); err != nil {
+			return nil, err
+		}
+	}
+	m, err := ca.UnlockTokenKey(ctx, st, pw)
+	if err != nil {
+		return nil, err
+	}
+	tok, t, err := ca.CreateToken(ctx, st, m, tr)
+	if err != nil {
+		return nil, err
+	}
+	return &api.TokenResponse{Token: tok, Info: serve.TokenInfo(t), CAURL: tr.CAURL, RootFingerprint: rec.RootFingerprint}, nil
+}
+
+// printTokenHints tells the admin, on stderr, how the token is used.
+func printTokenHints(e *env, r *api.TokenResponse) {
+	w := e.Stderr
+	fmt.Fprintf(w, "Token %s for %s %q, valid until %s, single use.\n", r.Info.ID, r.Info.Kind, r.Info.Name, r.Info.ExpiresAt.Local().Format(time.RFC3339))
+	fmt.Fprintf(w, "Root fingerprint (SHA-256): %s\n", r.RootFingerprint)
+	switch r.Info.Kind {
+	case "client":
+		fmt.Fprintf(w, "On the client machine:\n  dockca context add %s --host tcp://DOCKER_HOST:2376 --ca-url %s --fingerprint %s --token %s\n",
+			r.Info.Name, r.CAURL, r.RootFingerprint, r.Token)
+	case "daemon":
+		fmt.Fprintf(w, "On the Docker host:\n  dockca daemon setup %s --ca-url %s --fingerprint %s --token %s\n",
+			r.Info.Name, r.CAURL, r.RootFingerprint, r.Token)
+	case ca.TokenKindRevoke:
+		fmt.Fprintf(w, "To revoke: curl --cacert ca.pem -X POST %s%s -d '{\"token\": \"%s\"}'\n", r.CAURL, api.PathRevoke, r.Token)
+	}
+}
+
+func listTokens(c *cli.Context, e *env) ([]api.TokenInfo, error) {
+	st, err := openStore(c, e, true)
+	if errors.Is(err, store.ErrLocked) {
+		ac, err := serviceClient(c, e, err)
+		if err != nil {
+			return nil, err
+		}
+		defer ac.Close()
+		return ac.Tokens(c.Context)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	toks, err := st.Tokens(c.Context)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.TokenInfo, 0, len(toks))
+	for _, t := range toks {
+		out = append(out, serve.TokenInfo(t))
+	}
+	return out, nil
+}
+
+func tokenStatus(t api.TokenInfo, now time.Time) string {
+	switch {
+	case t.UsedAt != nil:
+		return "used"
+	case !now.Before(t.ExpiresAt):
+		return "expired"
+	}
+	return "outstanding"
+}
+
+func writeTokens(c *cli.Context, infos []api.TokenInfo, asJSON bool, now time.Time) error {
+	w := c.App.Writer
+	if asJSON {
+		type entry struct {
+			api.TokenInfo
+			Status string `json:"status"`
+		}
+		out := make([]entry, 0, len(infos))
+		for _, t := range infos {
+			out = append(out, entry{t, tokenStatus(t, now)})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tNAME\tROLE\tSTATUS\tEXPIRES\tUSED\tSERIAL")
+	for _, t := range infos {
+		used := "-"
+		if t.UsedAt != nil {
+			used = t.UsedAt.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Name, dash(t.Role), tokenStatus(t, now),
+			t.ExpiresAt.Local().Format(time.DateTime), used, dash(t.Serial))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// revokeViaService revokes through a running service's admin socket when
+// the database is locked by it.
+func revokeViaService(c *cli.Context, e *env, locked error, reason ca.Reason) error {
+	ac, err := serviceClient(c, e, locked)
+	if err != nil {
+		return err
+	}
+	defer ac.Close()
+	resp, err := ac.Revoke(c.Context, api.AdminRevokeRequest{Targets: c.Args().Slice(), Reason: reason.Name})
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	w := c.App.Writer
+	for _, r := range resp.Results {
+		if r.Already {
+			fmt.Fprintf(w, "already revoked  %s  %s %s (at %s, %s)\n", r.Serial, r.Kind, r.Name, r.RevokedAt.Format(time.RFC3339), r.Reason)
+			continue
+		}
+		fmt.Fprintf(w, "revoked          %s  %s %s (%s)\n", r.Serial, r.Kind, r.Name, reason.Name)
+	}
+	return nil
+}

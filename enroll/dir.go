@@ -1,0 +1,133 @@
+package enroll
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/store"
+)
+
+// FileMeta records, beside the certificate, which service issued it, so
+// renewals need no flags.
+const FileMeta = "dockca-enroll.json"
+
+// Meta is the content of FileMeta.
+type Meta struct {
+	CAURL      string `json:"ca_url"`
+	RootSHA256 string `json:"root_sha256"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+}
+
+// Dir is a certificate directory in the layout of ca.Issued.Files: ca.pem
+// plus cert.pem/key.pem for a client (what DOCKER_CERT_PATH expects) or
+// server-cert.pem/server-key.pem for a daemon.
+type Dir struct {
+	Path     string
+	Meta     Meta
+	CertFile string
+	KeyFile  string
+	Cert     tls.Certificate
+	Leaf     *x509.Certificate
+	Root     *x509.Certificate
+}
+
+// Files returns the certificate and key paths of dir for kind.
+func Files(dir string, kind store.Kind) (cert, key string) {
+	if kind == store.KindDaemon {
+		return filepath.Join(dir, ca.FileServerCert), filepath.Join(dir, ca.FileServerKey)
+	}
+	return filepath.Join(dir, ca.FileClientCert), filepath.Join(dir, ca.FileClientKey)
+}
+
+// WriteDir writes an enrollment or renewal into dir (created 0700): the
+// root, the chain, the key when it changed (0600) and the metadata, each
+// atomically.
+func WriteDir(dir string, c *Client, res *Result) error {
+	if err := atomicfile.PrivateDir(dir); err != nil {
+		return err
+	}
+	certPath, keyPath := Files(dir, store.Kind(res.Resp.Kind))
+	meta, err := json.MarshalIndent(Meta{CAURL: c.URL(), RootSHA256: ca.Fingerprint(c.Root()), Kind: res.Resp.Kind, Name: res.Resp.Name}, "", "  ")
+	if err != nil {
+		return err
+	}
+	files := []atomicfile.File{
+		{Path: filepath.Join(dir, ca.FileCA), Data: ca.PEMCert(c.Root()), Mode: 0o644},
+	}
+	// The key goes first: a reader between the renames sees a new key with
+	// an old certificate only for a moment, and the hook runs after both.
+	if res.KeyPEM != nil {
+		files = append(files, atomicfile.File{Path: keyPath, Data: res.KeyPEM, Mode: 0o600})
+	}
+	files = append(files,
+		atomicfile.File{Path: certPath, Data: []byte(res.Resp.Chain), Mode: 0o644},
+		atomicfile.File{Path: filepath.Join(dir, FileMeta), Data: append(meta, '\n'), Mode: 0o644},
+	)
+	return atomicfile.WriteAll(files, true)
+}
+
+// LoadDir reads a certificate directory.
+func LoadDir(dir string) (*Dir, error) {
+	d := &Dir{Path: dir}
+	if b, err := os.ReadFile(filepath.Join(dir, FileMeta)); err == nil {
+		if err := json.Unmarshal(b, &d.Meta); err != nil {
+			return nil, fmt.Errorf("%s: %w", FileMeta, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	kind := store.Kind(d.Meta.Kind)
+	if kind == "" {
+		kind = store.KindClient
+		if _, err := os.Stat(filepath.Join(dir, ca.FileServerCert)); err == nil {
+			kind = store.KindDaemon
+		}
+	}
+	d.CertFile, d.KeyFile = Files(dir, kind)
+	cert, err := tls.LoadX509KeyPair(d.CertFile, d.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate from %s: %w", dir, err)
+	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, err
+		}
+	}
+	d.Cert, d.Leaf = cert, cert.Leaf
+	rootPEM, err := os.ReadFile(filepath.Join(dir, ca.FileCA))
+	if err != nil {
+		return nil, fmt.Errorf("load CA root: %w", err)
+	}
+	blk, _ := pem.Decode(rootPEM)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: not PEM", ca.FileCA)
+	}
+	if d.Root, err = x509.ParseCertificate(blk.Bytes); err != nil {
+		return nil, fmt.Errorf("%s: %w", ca.FileCA, err)
+	}
+	if d.Meta.RootSHA256 != "" && ca.Fingerprint(d.Root) != d.Meta.RootSHA256 {
+		return nil, fmt.Errorf("%s in %s is not the root the directory was enrolled with: %w", ca.FileCA, dir, ErrFingerprintMismatch)
+	}
+	return d, nil
+}
+
+// Client returns a client for the directory's service (caURL overrides
+// the recorded one), trusting the directory's root.
+func (d *Dir) Client(caURL string) (*Client, error) {
+	if caURL == "" {
+		caURL = d.Meta.CAURL
+	}
+	if caURL == "" {
+		return nil, fmt.Errorf("%s records no CA URL: pass --ca-url", d.Path)
+	}
+	return New(caURL, d.Root)
+}

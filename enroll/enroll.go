@@ -1,0 +1,312 @@
+// Package enroll is the client of `dockca serve` for machines that hold no
+// CA database: it bootstraps trust in the CA from the root's SHA-256
+// fingerprint, generates keys locally (they never leave the machine),
+// enrolls with a one-time token, renews and revokes over mutual TLS, and
+// keeps a certificate directory fresh (Watch).
+//
+// Remote `dockca context add --ca-url` and `dockca daemon setup --ca-url`
+// are built on Bootstrap + Client.Enroll; `dockca renew` on Watch / Renew.
+package enroll
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/dockca/dockca/api"
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/store"
+)
+
+// ErrFingerprintMismatch means the CA presented a root other than the one
+// the fingerprint names: refuse, someone may be in the middle.
+var ErrFingerprintMismatch = errors.New("the CA's root certificate does not match the expected fingerprint")
+
+// Client talks to one service, trusting one root.
+type Client struct {
+	url  string
+	root *x509.Certificate
+	pool *x509.CertPool
+	hc   *http.Client
+}
+
+const requestTimeout = 30 * time.Second
+
+// New returns a client for caURL that trusts root.
+func New(caURL string, root *x509.Certificate) (*Client, error) {
+	u, err := ca.NormalizeCAURL(caURL)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	c := &Client{url: u, root: root, pool: pool}
+	c.hc = c.httpClient(nil)
+	return c, nil
+}
+
+// URL is the service's base URL.
+func (c *Client) URL() string { return c.url }
+
+// Root is the trusted root.
+func (c *Client) Root() *x509.Certificate { return c.root }
+
+func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.pool}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
+		TLSClientConfig: cfg, Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true,
+		TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 64,
+	}}
+}
+
+// FetchRoot downloads the service's root without trusting anything, for a
+// user to compare its fingerprint. It also checks that the service's own
+// certificate chains to that root, so the answer comes from a holder of
+// the CA's certificate.
+func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
+	base, err := ca.NormalizeCAURL(caURL)
+	if err != nil {
+		return nil, err
+	}
+	var state *tls.ConnectionState
+	tr := &http.Transport{TLSClientConfig: &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Trust comes from the fingerprint the caller checks next.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			state = &cs
+			return nil
+		},
+	}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Timeout: requestTimeout, Transport: tr}
+	body, err := get(ctx, hc, base+api.PathRoots, 1<<20)
+	if err != nil {
+		return nil, fmt.Errorf("fetch CA root: %w", err)
+	}
+	blk, _ := pem.Decode(body)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, errors.New("fetch CA root: the answer is not a PEM certificate")
+	}
+	root, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("fetch CA root: %w", err)
+	}
+	if state == nil || len(state.PeerCertificates) == 0 {
+		return nil, errors.New("fetch CA root: no server certificate")
+	}
+	u, _ := url.Parse(base)
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	inter := x509.NewCertPool()
+	for _, c := range state.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := state.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: u.Hostname(), Roots: pool, Intermediates: inter}); err != nil {
+		return nil, fmt.Errorf("fetch CA root: the service's certificate is not from the root it serves: %w", err)
+	}
+	return root, nil
+}
+
+// Bootstrap fetches the root and returns a client trusting it, provided
+// its SHA-256 fingerprint is fingerprint (hex, colons optional).
+func Bootstrap(ctx context.Context, caURL, fingerprint string) (*Client, error) {
+	want := ca.NormalizeFingerprint(fingerprint)
+	if len(want) != 64 {
+		return nil, fmt.Errorf("fingerprint %q is not a SHA-256 (64 hex digits)", fingerprint)
+	}
+	root, err := FetchRoot(ctx, caURL)
+	if err != nil {
+		return nil, err
+	}
+	if got := ca.Fingerprint(root); got != want {
+		return nil, fmt.Errorf("%w: got %s, want %s", ErrFingerprintMismatch, got, want)
+	}
+	return New(caURL, root)
+}
+
+// Result is an issued certificate as written to disk.
+type Result struct {
+	Resp api.CertResponse
+	Leaf *x509.Certificate
+	// KeyPEM is the new private key, or nil when the key did not change.
+	KeyPEM []byte
+}
+
+// Enroll generates a key of keyType (default ec-p256), makes a CSR with
+// exactly the names the token is bound to, and exchanges it and the token
+// for a certificate.
+func (c *Client) Enroll(ctx context.Context, token string, keyType ca.KeyType) (*Result, error) {
+	claims, err := ca.PeekToken(token)
+	if err != nil {
+		return nil, err
+	}
+	kind, err := ca.ParseKind(claims.Dockca.Kind)
+	if err != nil {
+		return nil, fmt.Errorf("this token does not enroll certificates: %w", err)
+	}
+	names := []string(nil)
+	if kind == store.KindDaemon {
+		names = claims.SANs
+	}
+	key, csrPEM, err := newKeyAndCSR(keyType, claims.Subject, names)
+	if err != nil {
+		return nil, err
+	}
+	var resp api.CertResponse
+	if err := api.Do(ctx, c.hc, http.MethodPost, c.url+api.PathSign, api.SignRequest{CSR: string(csrPEM), Token: token}, &resp); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	return c.result(resp, key)
+}
+
+// Renew renews the certificate presented as cert over mutual TLS. With
+// rekey a new key of keyType is generated and certified; otherwise the
+// same key is.
+func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, keyType ca.KeyType) (*Result, error) {
+	leaf, err := leafOf(cert)
+	if err != nil {
+		return nil, err
+	}
+	var req api.RenewRequest
+	var key crypto.Signer
+	if rekey {
+		names := append([]string(nil), leaf.DNSNames...)
+		for _, ip := range leaf.IPAddresses {
+			names = append(names, ip.String())
+		}
+		var csrPEM []byte
+		if key, csrPEM, err = newKeyAndCSR(keyType, leaf.Subject.CommonName, names); err != nil {
+			return nil, err
+		}
+		req.CSR = string(csrPEM)
+	}
+	hc := c.httpClient(&cert)
+	defer hc.CloseIdleConnections()
+	var resp api.CertResponse
+	if err := api.Do(ctx, hc, http.MethodPost, c.url+api.PathRenew, req, &resp); err != nil {
+		return nil, fmt.Errorf("renew: %w", err)
+	}
+	return c.result(resp, key)
+}
+
+// Revoke revokes the certificate presented as cert (its holder's right).
+func (c *Client) Revoke(ctx context.Context, cert tls.Certificate, reason string) (*api.RevokeResponse, error) {
+	hc := c.httpClient(&cert)
+	defer hc.CloseIdleConnections()
+	var out api.RevokeResponse
+	if err := api.Do(ctx, hc, http.MethodPost, c.url+api.PathRevoke, api.RevokeRequest{Reason: reason}, &out); err != nil {
+		return nil, fmt.Errorf("revoke: %w", err)
+	}
+	return &out, nil
+}
+
+// RevokeWithToken revokes the serial an admin revoke token names.
+func (c *Client) RevokeWithToken(ctx context.Context, token, reason string) (*api.RevokeResponse, error) {
+	var out api.RevokeResponse
+	if err := api.Do(ctx, c.hc, http.MethodPost, c.url+api.PathRevoke, api.RevokeRequest{Token: token, Reason: reason}, &out); err != nil {
+		return nil, fmt.Errorf("revoke: %w", err)
+	}
+	return &out, nil
+}
+
+// CRL fetches the current CRL (DER) and checks its signature against the
+// intermediate that signs certificates.
+func (c *Client) CRL(ctx context.Context) (*x509.RevocationList, error) {
+	der, err := get(ctx, c.hc, c.url+api.PathCRL, 16<<20)
+	if err != nil {
+		return nil, fmt.Errorf("fetch CRL: %w", err)
+	}
+	return x509.ParseRevocationList(der)
+}
+
+// get fetches url, reading at most limit bytes of a 200 answer.
+func get(ctx context.Context, hc *http.Client, url string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, limit))
+}
+
+func (c *Client) result(resp api.CertResponse, key crypto.Signer) (*Result, error) {
+	blk, _ := pem.Decode([]byte(resp.Cert))
+	if blk == nil {
+		return nil, errors.New("the CA answered without a certificate")
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse issued certificate: %w", err)
+	}
+	// Never write what the trusted root does not vouch for.
+	inter := x509.NewCertPool()
+	inter.AppendCertsFromPEM([]byte(resp.Chain))
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, fmt.Errorf("issued certificate does not chain to the trusted root: %w", err)
+	}
+	res := &Result{Resp: resp, Leaf: leaf}
+	if key != nil {
+		if res.KeyPEM, err = ca.MarshalPrivateKey(key); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func newKeyAndCSR(kt ca.KeyType, cn string, names []string) (crypto.Signer, []byte, error) {
+	if kt == "" {
+		kt = ca.KeyECP256
+	}
+	key, err := ca.GenerateKey(kt)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
+	for _, n := range names {
+		san, err := ca.ParseSAN(n)
+		if err != nil {
+			return nil, nil, err
+		}
+		if san.IP != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, san.IP)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, san.DNS)
+		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create CSR: %w", err)
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+func leafOf(cert tls.Certificate) (*x509.Certificate, error) {
+	if cert.Leaf != nil {
+		return cert.Leaf, nil
+	}
+	if len(cert.Certificate) == 0 {
+		return nil, errors.New("no certificate")
+	}
+	return x509.ParseCertificate(cert.Certificate[0])
+}

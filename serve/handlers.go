@@ -1,0 +1,357 @@
+package serve
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dockca/dockca/api"
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/store"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST "+api.PathSign, s.instrument("sign", s.handleSign))
+	mux.Handle("POST "+api.PathRenew, s.instrument("renew", s.handleRenew))
+	mux.Handle("POST "+api.PathRevoke, s.instrument("revoke", s.handleRevoke))
+	mux.Handle("GET "+api.PathCRL, s.instrument("crl", s.handleCRL))
+	mux.Handle("GET "+api.PathRoots, s.instrument("roots", s.handleRoots))
+	mux.Handle("GET "+api.PathHealthz, s.instrument("healthz", s.handleHealthz))
+	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// httpError is an error with the status and the message a client sees.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// statusRecorder remembers the status code for metrics and logs.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// instrument adds the body limit, error mapping, latency metrics and one
+// log line per request. Bodies (tokens, CSRs) are never logged.
+func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		r.Body = http.MaxBytesReader(rec, r.Body, api.MaxBodyBytes)
+		if err := h(rec, r); err != nil {
+			status, msg := s.classify(route, err)
+			if status >= 500 {
+				s.log.Error("request failed", "route", route, "err", err)
+			}
+			writeJSON(rec, status, api.Error{Error: msg})
+		}
+		d := time.Since(start)
+		code := strconv.Itoa(rec.status)
+		s.m.latency.WithLabelValues(route, code).Observe(d.Seconds())
+		s.log.Info("request", "method", r.Method, "route", route, "status", rec.status,
+			"ms", float64(d.Microseconds())/1000, "client", clientIP(r))
+	})
+}
+
+// classify maps an error to a status and a message safe to show.
+func (s *Server) classify(route string, err error) (int, string) {
+	var he *httpError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		return he.status, he.msg
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", api.MaxBodyBytes)
+	case errors.Is(err, ca.ErrTokenUsed):
+		s.m.tokenFailures.WithLabelValues("used").Inc()
+		return http.StatusUnauthorized, "the token has already been used"
+	case errors.Is(err, ca.ErrTokenInvalid):
+		s.m.tokenFailures.WithLabelValues("invalid").Inc()
+		return http.StatusUnauthorized, err.Error()
+	case errors.Is(err, ca.ErrRevoked), errors.Is(err, ca.ErrNotRenewable):
+		return http.StatusForbidden, err.Error()
+	case errors.Is(err, ca.ErrBadCSR), errors.Is(err, ca.ErrPolicy):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, store.ErrNotFound) && route == "revoke":
+		return http.StatusNotFound, "no such certificate"
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decodeJSON reads exactly one JSON object with known fields only.
+func decodeJSON(r io.Reader, v any, allowEmpty bool) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return err
+		case errors.Is(err, io.EOF) && allowEmpty:
+			return nil
+		case errors.Is(err, io.EOF):
+			return errorf(http.StatusBadRequest, "empty request body (want a JSON object)")
+		}
+		return errorf(http.StatusBadRequest, "malformed JSON: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return errorf(http.StatusBadRequest, "malformed JSON: trailing data after the object")
+	}
+	return nil
+}
+
+// DecodeSignRequest reads and checks a /v1/sign body: one JSON object with
+// a PEM CSR whose signature verifies and a token. It touches nothing.
+func DecodeSignRequest(r io.Reader) (*api.SignRequest, *x509.CertificateRequest, error) {
+	var req api.SignRequest
+	if err := decodeJSON(r, &req, false); err != nil {
+		return nil, nil, err
+	}
+	if strings.TrimSpace(req.Token) == "" {
+		return nil, nil, errorf(http.StatusBadRequest, "missing token")
+	}
+	csr, err := parseCSRField(req.CSR, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &req, csr, nil
+}
+
+func parseCSRField(s string, required bool) (*x509.CertificateRequest, error) {
+	if strings.TrimSpace(s) == "" {
+		if required {
+			return nil, errorf(http.StatusBadRequest, "missing csr")
+		}
+		return nil, nil
+	}
+	if !strings.Contains(s, "-----BEGIN") {
+		return nil, errorf(http.StatusBadRequest, "csr must be PEM")
+	}
+	csr, err := ca.ParseCSR([]byte(s))
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "%v", err)
+	}
+	return csr, nil
+}
+
+func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) error {
+	if !s.limiter.allow(clientIP(r)) {
+		w.Header().Set("Retry-After", "1")
+		return errorf(http.StatusTooManyRequests, "too many signing requests from this address; slow down")
+	}
+	req, csr, err := DecodeSignRequest(r.Body)
+	if err != nil {
+		return err
+	}
+	iss, err := s.a.IssueWithToken(r.Context(), req.Token, csr)
+	if err != nil {
+		return err
+	}
+	s.m.issued.WithLabelValues(string(iss.Record.Kind)).Inc()
+	s.log.Info("issued", "serial", iss.Record.Serial, "kind", iss.Record.Kind, "name", iss.Record.Name,
+		"token_id", iss.Record.TokenID, "client", clientIP(r))
+	writeJSON(w, http.StatusOK, certResponse(iss))
+	return nil
+}
+
+func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
+	peer := peerCert(r)
+	if peer == nil {
+		return errorf(http.StatusUnauthorized, "renewal needs the current certificate presented over mutual TLS")
+	}
+	var req api.RenewRequest
+	if err := decodeJSON(r.Body, &req, true); err != nil {
+		return err
+	}
+	csr, err := parseCSRField(req.CSR, false)
+	if err != nil {
+		return err
+	}
+	iss, err := s.a.Renew(r.Context(), peer, csr)
+	if err != nil {
+		return err
+	}
+	s.m.renewals.WithLabelValues(string(iss.Record.Kind)).Inc()
+	s.log.Info("renewed", "serial", iss.Record.Serial, "from", iss.Record.IssuedBy, "kind", iss.Record.Kind, "name", iss.Record.Name)
+	writeJSON(w, http.StatusOK, certResponse(iss))
+	return nil
+}
+
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
+	var req api.RevokeRequest
+	if err := decodeJSON(r.Body, &req, false); err != nil {
+		return err
+	}
+	reason, err := parseReason(req.Reason)
+	if err != nil {
+		return err
+	}
+	var res *ca.RevokeResult
+	switch peer := peerCert(r); {
+	case req.Token != "":
+		res, err = s.a.RevokeWithToken(r.Context(), req.Token, reason)
+	case peer != nil:
+		if req.Serial != "" {
+			n, perr := store.ParseSerial(req.Serial)
+			if perr != nil || n.Cmp(peer.SerialNumber) != 0 {
+				return errorf(http.StatusForbidden, "a certificate may only revoke itself; use an admin revoke token for others")
+			}
+		}
+		res, err = s.a.RevokeHolder(r.Context(), peer, reason)
+	default:
+		return errorf(http.StatusUnauthorized, "revocation needs the certificate over mutual TLS or an admin revoke token")
+	}
+	if err != nil {
+		return err
+	}
+	if !res.Already {
+		s.m.revocations.Inc()
+	}
+	s.log.Info("revoked", "serial", res.Record.Serial, "kind", res.Record.Kind, "name", res.Record.Name,
+		"reason", reason.Name, "already", res.Already, "by_token", req.Token != "")
+	writeJSON(w, http.StatusOK, revokeResponse(res))
+	return nil
+}
+
+// parseReason reads a revocation reason; empty means unspecified.
+func parseReason(name string) (ca.Reason, error) {
+	if name == "" {
+		name = "unspecified"
+	}
+	reason, err := ca.ParseReason(name)
+	if err != nil {
+		return reason, errorf(http.StatusBadRequest, "%v", err)
+	}
+	return reason, nil
+}
+
+func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	crl, err := ca.CurrentCRL(ctx, s.st, time.Now())
+	if err != nil {
+		return err
+	}
+	if crl == nil {
+		if crl, err = s.a.GenerateCRL(ctx); err != nil {
+			return err
+		}
+	}
+	sum := sha256.Sum256(crl.DER)
+	body, ctype := crl.DER, "application/pkix-crl"
+	etag := fmt.Sprintf(`"%d-%s"`, crl.Number, hex.EncodeToString(sum[:8]))
+	switch r.URL.Query().Get("format") {
+	case "", "der":
+	case "pem":
+		body, ctype = ca.PEMCRL(crl.DER), "application/x-pem-file"
+		etag = fmt.Sprintf(`"%d-%s-pem"`, crl.Number, hex.EncodeToString(sum[:8]))
+	default:
+		return errorf(http.StatusBadRequest, "format must be der or pem")
+	}
+	// Short caching: a revocation must reach clients quickly, and the ETag
+	// makes revalidation cheap.
+	maxAge := min(300, int(time.Until(crl.NextUpdate).Seconds()))
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d, must-revalidate", max(maxAge, 0)))
+	w.Header().Set("Last-Modified", crl.ThisUpdate.UTC().Format(http.TimeFormat))
+	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, err = io.Copy(w, bytes.NewReader(body))
+	return err
+}
+
+func (s *Server) handleRoots(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, err := w.Write(s.rootPEM)
+	return err
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.st.CA(r.Context()); err != nil {
+		return errorf(http.StatusServiceUnavailable, "database unavailable")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, err := io.WriteString(w, "ok\n")
+	return err
+}
+
+func certResponse(iss *ca.Issued) api.CertResponse {
+	return api.CertResponse{
+		Cert: string(ca.PEMCert(iss.Leaf)), Chain: string(iss.ChainPEM()), CA: string(ca.PEMCert(iss.Root)),
+		Serial: iss.Record.Serial, Kind: string(iss.Record.Kind), Name: iss.Record.Name, Role: iss.Record.Role,
+		SANs: iss.Record.SANs, NotAfter: iss.Record.NotAfter,
+	}
+}
+
+func revokeResponse(res *ca.RevokeResult) api.RevokeResponse {
+	r := res.Record
+	out := api.RevokeResponse{Serial: r.Serial, Kind: string(r.Kind), Name: r.Name, Already: res.Already}
+	if r.Revocation != nil {
+		out.Reason, out.RevokedAt = r.Revocation.Reason, r.Revocation.RevokedAt
+	}
+	return out
+}
+
+// clientIP is the peer's IP. X-Forwarded-For is ignored on purpose: the
+// service is meant to be reached directly, and trusting the header would
+// let any client pick its own rate-limit bucket.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,345 @@
+// Package serve runs dockca's certificate authority as a network service:
+// one-time-token enrollment, renewal and revocation over mutual TLS, CRL and
+// root distribution, health and Prometheus metrics (the HTTPS API of package
+// api), and an admin API on a unix socket in the dockca home so that
+// `dockca token create`, `token ls` and `revoke` keep working while the
+// service holds the database's exclusive lock.
+//
+// The service unlocks the CA keys once at start, is the only process with
+// the database open, and issues its own HTTPS certificate from the
+// intermediate for the names of its URL and listen address, renewing it
+// while it runs.
+package serve
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dockca/dockca/api"
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/store"
+)
+
+// Defaults.
+const (
+	DefaultListen    = "127.0.0.1:8443"
+	DefaultCertTTL   = 7 * 24 * time.Hour
+	DefaultSignRate  = 10 // per client IP per second
+	DefaultSignBurst = 20
+	shutdownTimeout  = 30 * time.Second
+)
+
+// SettingURL is the store setting where the service records its URL, so
+// `dockca token create` run while it is stopped knows the audience.
+const SettingURL = "serve.url"
+
+// Options configure a Server.
+type Options struct {
+	// Listen is host:port of the HTTPS listener (port 0 picks one).
+	Listen string
+	// Address is the URL clients use (https://ca.example:8443); default
+	// https://<Listen>. Its host and Listen's host name the certificate
+	// and set the tokens' audience.
+	Address string
+	// Home holds the admin socket; empty runs without one.
+	Home string
+	// CertTTL is the lifetime of the service's own certificate.
+	CertTTL time.Duration
+	// SignRate and SignBurst limit /v1/sign per client IP.
+	SignRate  float64
+	SignBurst int
+	// Logger receives structured logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is a running service.
+type Server struct {
+	a       *ca.Authority
+	st      *store.Store
+	minter  *ca.TokenMinter
+	o       Options
+	log     *slog.Logger
+	m       *metrics
+	limiter *ipLimiter
+	names   []string
+	url     string
+	rootPEM []byte
+	cert    atomic.Pointer[tls.Certificate]
+	// certRenewAt is the fraction of the service certificate's lifetime
+	// at which it is renewed (2/3; tests lower it).
+	certRenewAt float64
+	ln          net.Listener
+	adminLn     net.Listener
+	https       *http.Server
+	admin       *http.Server
+	wg          sync.WaitGroup
+}
+
+// Names returns the certificate names and the URL that o describes. The
+// URL's port may still be 0 when Listen's is.
+func Names(o Options) (names []string, base string, err error) {
+	listen := o.Listen
+	if listen == "" {
+		listen = DefaultListen
+	}
+	lhost, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen address %q: %w", listen, err)
+	}
+	addr := o.Address
+	if addr == "" {
+		host := lhost
+		if host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+			host = "localhost"
+		}
+		addr = "https://" + net.JoinHostPort(host, portOf(listen))
+	}
+	base, err = ca.NormalizeCAURL(addr)
+	if err != nil {
+		return nil, "", err
+	}
+	u, _ := url.Parse(base)
+	seen := map[string]bool{}
+	for _, h := range []string{u.Hostname(), lhost} {
+		if h == "" || seen[h] || (net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified()) {
+			continue
+		}
+		if _, err := ca.ParseSAN(h); err != nil {
+			return nil, "", fmt.Errorf("service name %q: %w", h, err)
+		}
+		seen[h] = true
+		names = append(names, h)
+	}
+	return names, base, nil
+}
+
+func portOf(hostport string) string {
+	_, p, _ := net.SplitHostPort(hostport)
+	return p
+}
+
+// New unlocks the CA and the token key with password, starts the embedded
+// authority (with CRLs), issues the service certificate and opens the
+// listeners. Nothing is served until Serve.
+func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *Server, err error) {
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.CertTTL == 0 {
+		o.CertTTL = DefaultCertTTL
+	}
+	if o.SignRate == 0 {
+		o.SignRate = DefaultSignRate
+	}
+	if o.SignBurst == 0 {
+		o.SignBurst = DefaultSignBurst
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	names, base, err := Names(o)
+	if err != nil {
+		return nil, err
+	}
+	minter, err := ca.UnlockTokenKey(ctx, st, password)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	a, err := ca.Open(ctx, st, ca.OpenOptions{Password: password, Actor: "serve", CRL: true, DNSNames: names})
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	s := &Server{a: a, st: st, minter: minter, o: o, log: o.Logger, names: names,
+		m: newMetrics(), limiter: newIPLimiter(o.SignRate, o.SignBurst), rootPEM: ca.PEMCert(a.Root()), certRenewAt: 2.0 / 3}
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+			a.Close()
+		}
+	}()
+	if err := s.renewServiceCert(ctx); err != nil {
+		return nil, err
+	}
+	if s.ln, err = net.Listen("tcp", o.Listen); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	// A URL defaulted from a port-0 listen address gets the real port.
+	if o.Address == "" {
+		u, _ := url.Parse(base)
+		base = "https://" + net.JoinHostPort(u.Hostname(), portOf(s.ln.Addr().String()))
+	}
+	s.url = base
+	if err := st.SetSetting(ctx, SettingURL, []byte(s.url)); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if o.Home != "" {
+		if s.adminLn, err = listenAdmin(filepath.Join(o.Home, api.SocketName), s.log); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+	}
+	s.https = &http.Server{
+		Handler:           s.routes(),
+		TLSConfig:         s.tlsConfig(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if s.adminLn != nil {
+		s.admin = &http.Server{Handler: s.adminRoutes(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	}
+	return s, nil
+}
+
+// URL is the service's base URL.
+func (s *Server) URL() string { return s.url }
+
+// Addr is the HTTPS listener's address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Names are the names of the service certificate.
+func (s *Server) Names() []string { return append([]string(nil), s.names...) }
+
+// RootFingerprint is the SHA-256 of the root, for clients to pin.
+func (s *Server) RootFingerprint() string { return ca.Fingerprint(s.a.Root()) }
+
+// AdminSocket is the admin socket's path, or "".
+func (s *Server) AdminSocket() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return s.adminLn.Addr().String()
+}
+
+func (s *Server) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Certificates are checked in the handlers (against this CA and
+		// its records), so that foreign and revoked certificates get a
+		// clear 403 instead of a failed handshake, and /v1/sign works
+		// without one.
+		ClientAuth: tls.RequestClientCert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.cert.Load(), nil
+		},
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+}
+
+// renewServiceCert issues a new service certificate and swaps it in.
+func (s *Server) renewServiceCert(ctx context.Context) error {
+	iss, err := s.a.IssueService(ctx, s.names, s.o.CertTTL)
+	if err != nil {
+		return fmt.Errorf("serve: service certificate: %w", err)
+	}
+	tc := &tls.Certificate{PrivateKey: iss.Key, Leaf: iss.Leaf}
+	for _, c := range iss.Chain {
+		tc.Certificate = append(tc.Certificate, c.Raw)
+	}
+	s.cert.Store(tc)
+	s.log.Info("service certificate issued", "serial", iss.Record.Serial, "names", s.names, "not_after", iss.Leaf.NotAfter)
+	return nil
+}
+
+// keepServiceCertFresh renews the service certificate at two thirds of its
+// lifetime, retrying every minute on failure.
+func (s *Server) keepServiceCertFresh(ctx context.Context) {
+	for {
+		leaf := s.cert.Load().Leaf
+		at := leaf.NotBefore.Add(time.Duration(float64(leaf.NotAfter.Sub(leaf.NotBefore)) * s.certRenewAt))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(at)):
+		}
+		for s.renewServiceCert(ctx) != nil {
+			s.log.Error("service certificate renewal failed; retrying in a minute")
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Minute):
+			}
+		}
+	}
+}
+
+// Serve serves until ctx is cancelled, then stops accepting, lets
+// in-flight requests finish (up to 30 s) and stops the authority. The
+// store stays open: its owner closes it.
+func (s *Server) Serve(ctx context.Context) error {
+	bg, stop := context.WithCancel(context.Background())
+	defer stop()
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.keepServiceCertFresh(bg) }()
+	go func() { defer s.wg.Done(); s.limiter.sweep(bg, time.Minute) }()
+	errc := make(chan error, 2)
+	go func() { errc <- s.https.ServeTLS(s.ln, "", "") }()
+	if s.admin != nil {
+		go func() { errc <- s.admin.Serve(s.adminLn) }()
+	}
+	s.log.Info("serving", "url", s.url, "listen", s.Addr(), "admin_socket", s.AdminSocket(), "root_sha256", s.RootFingerprint())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if e := s.https.Shutdown(sctx); e != nil && err == nil {
+		err = e
+	}
+	if s.admin != nil {
+		if e := s.admin.Shutdown(sctx); e != nil && err == nil {
+			err = e
+		}
+		os.Remove(s.adminLn.Addr().String())
+	}
+	stop()
+	s.wg.Wait()
+	if e := s.a.Close(); e != nil && err == nil {
+		err = e
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) closeListeners() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.adminLn != nil {
+		s.adminLn.Close()
+	}
+}
+
+// Logger is the service's logger.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
+// Authority exposes the unlocked authority (for tests and tools).
+func (s *Server) Authority() *ca.Authority { return s.a }
+
+// peerCert is the client certificate of a mutual-TLS request, or nil.
+func peerCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return r.TLS.PeerCertificates[0]
+}
