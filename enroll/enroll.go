@@ -23,8 +23,8 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/dockca/dockca/api"
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
 )
 

@@ -12,8 +12,8 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/dockca/dockca/api"
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 )
 
 // ErrExpired means the certificate expired before it could be renewed:

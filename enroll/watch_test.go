@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockca/dockca/api"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/enroll"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )

@@ -11,8 +11,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/dockca/dockca/api"
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
 )
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockca/dockca/api"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/serve"
 )
 

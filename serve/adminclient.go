@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/dockca/dockca/api"
+	"github.com/dockca/dockca/internal/api"
 )
 
 // ErrNoService means no service answers on the home's admin socket.

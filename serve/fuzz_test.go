@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockca/dockca/api"
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 )
 
 // FuzzDecodeRequests feeds arbitrary bodies to the decoding of every

@@ -17,8 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/dockca/dockca/api"
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
 )
 

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockca/dockca/api"
 	"github.com/dockca/dockca/enroll"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/dockerdtest"
 	"github.com/dockca/dockca/store"
 )
