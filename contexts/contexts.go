@@ -56,6 +56,14 @@ type Issuer interface {
 	IssueClient(ctx context.Context, client, role string, ttl time.Duration) (*Material, error)
 }
 
+// RemoteRenewer renews the certificate of a context that was enrolled from
+// a dockca CA service (its marker holds the service URL): the service
+// renews over mutual TLS with the certificate the context holds now, so no
+// CA database is needed on this machine.
+type RemoteRenewer interface {
+	RenewRemote(ctx context.Context, caURL string, current tlsbundle.Bundle) (*Material, error)
+}
+
 // Revoker revokes a certificate by serial (lowercase hex).
 type Revoker interface {
 	Revoke(ctx context.Context, serial string) error

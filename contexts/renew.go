@@ -70,8 +70,9 @@ func Renew(ctx context.Context, o RenewOptions, iss Issuer, w io.Writer) error {
 func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec record, iss Issuer, w io.Writer) error {
 	now := o.now()
 	notAfter, oldSerial := rec.Marker.NotAfter, rec.Marker.Serial
-	if b, err := readTLS(st, rec.Name); err == nil {
-		if leaf, err := tlsbundle.Leaf(b.Cert); err == nil {
+	current, readErr := readTLS(st, rec.Name)
+	if readErr == nil {
+		if leaf, err := tlsbundle.Leaf(current.Cert); err == nil {
 			notAfter, oldSerial = leaf.NotAfter, tlsbundle.SerialHex(leaf.SerialNumber)
 		}
 	}
@@ -85,8 +86,22 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 	} else {
 		rec.Marker.TTL = ttl.String()
 	}
-	m, err := iss.IssueClient(ctx, rec.Marker.Client, rec.Marker.Role, ttl)
-	if err != nil {
+	var m *Material
+	var err error
+	if caURL := rec.Marker.CAURL; caURL != "" {
+		// Enrolled from a CA service: only that service can renew it, over
+		// mutual TLS with the certificate the context holds now.
+		rr, ok := iss.(RemoteRenewer)
+		switch {
+		case !ok:
+			return fmt.Errorf("the context was enrolled from %s, which this renewal cannot reach", caURL)
+		case readErr != nil:
+			return fmt.Errorf("read the current certificate to renew with: %w", readErr)
+		}
+		if m, err = rr.RenewRemote(ctx, caURL, *current); err != nil {
+			return fmt.Errorf("renew at %s: %w", caURL, err)
+		}
+	} else if m, err = iss.IssueClient(ctx, rec.Marker.Client, rec.Marker.Role, ttl); err != nil {
 		return fmt.Errorf("issue client certificate: %w", err)
 	}
 	if _, err := m.Check(now, x509.ExtKeyUsageClientAuth); err != nil {

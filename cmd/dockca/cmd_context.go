@@ -1,12 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
+	"github.com/dockca/dockca/store"
 )
 
 func dockerConfigFlag() cli.Flag {
@@ -30,7 +32,10 @@ func newContextCommand(e *env) *cli.Command {
 					"verification: ca.pem = the dockca root, cert.pem = a new client certificate (leaf then intermediate),\n" +
 					"key.pem = its key. The client name defaults to NAME. --use makes it the current context, keeping every\n" +
 					"other key of config.json. Refuses a NAME docker rejects, an existing context unless --force, and a\n" +
-					"--host that is malformed or does not accept TCP connections (skip that check with --no-check).",
+					"--host that is malformed or does not accept TCP connections (skip that check with --no-check).\n\n" +
+					"With --ca-url and --token the certificate comes from a dockca service: the key is generated here and\n" +
+					"never leaves this machine, the token decides the client name and role, trust in the service is pinned\n" +
+					"by --fingerprint (or confirmed on a terminal), and no CA database is created here.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "host", Usage: "the daemon's `URL`, tcp://HOST:PORT"},
 					&cli.StringFlag{Name: "client", Usage: "client `NAME` in the certificate (default: the context name)"},
@@ -40,6 +45,9 @@ func newContextCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "use", Usage: "make it the current docker context"},
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing context of that name, even one dockca did not write"},
 					&cli.BoolFlag{Name: "no-check", Usage: "do not check that --host accepts connections"},
+					&cli.StringFlag{Name: "ca-url", Usage: "enroll from the dockca service at `URL` instead of a local CA (needs --token)"},
+					&cli.StringFlag{Name: "token", Usage: "one-time enrollment `TOKEN` from 'dockca token create --kind client'"},
+					&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
 					dockerConfigFlag(),
 				},
 				Action: func(c *cli.Context) error {
@@ -61,6 +69,9 @@ func newContextCommand(e *env) *cli.Command {
 						Client: c.String("client"), Role: c.String("role"), TTL: ttl,
 						Description: c.String("description"), Use: c.Bool("use"), Force: c.Bool("force"),
 						SkipHostCheck: c.Bool("no-check"),
+					}
+					if c.IsSet("ca-url") || c.IsSet("token") {
+						return addRemoteContext(c, e, o)
 					}
 					l := newLocalCA(c, e)
 					defer l.Close()
@@ -140,9 +151,11 @@ func newContextCommand(e *env) *cli.Command {
 						}
 					}
 					o := contexts.RenewOptions{Options: contextOptions(c), Names: c.Args().Slice(), All: c.Bool("all"), Within: within, TTL: ttl}
+					// Contexts enrolled from a CA service renew there, over mutual
+					// TLS; the others at the local CA, opened only if needed.
 					l := newLocalCA(c, e)
 					defer l.Close()
-					return contexts.Renew(c.Context, o, l, c.App.Writer)
+					return contexts.Renew(c.Context, o, serviceRenewer{l}, c.App.Writer)
 				},
 			},
 			{
@@ -161,4 +174,27 @@ func newContextCommand(e *env) *cli.Command {
 			},
 		},
 	}
+}
+
+// addRemoteContext is context add against a dockca service: the token
+// fixes the client and role, which explicit flags may only repeat.
+func addRemoteContext(c *cli.Context, e *env, o contexts.AddOptions) error {
+	if !c.IsSet("ca-url") || !c.IsSet("token") {
+		return usagef("context add: --ca-url and --token go together")
+	}
+	if c.IsSet("ttl") {
+		return usagef("context add: --ttl cannot be used with --ca-url: the token sets the lifetime")
+	}
+	r, err := newRemoteCA(e, c.String("ca-url"), c.String("fingerprint"), c.String("token"), store.KindClient)
+	if err != nil {
+		return fmt.Errorf("context add %s: %w", o.Name, err)
+	}
+	if c.IsSet("client") && o.Client != r.claims.Subject {
+		return fmt.Errorf("context add %s: the token is for client %q, not %q", o.Name, r.claims.Subject, o.Client)
+	}
+	if c.IsSet("role") && o.Role != r.claims.Dockca.Role {
+		return fmt.Errorf("context add %s: the token is for role %q, not %q", o.Name, r.claims.Dockca.Role, o.Role)
+	}
+	o.Client, o.Role, o.CAURL, o.TTL = r.claims.Subject, r.claims.Dockca.Role, c.String("ca-url"), 0
+	return contexts.Add(c.Context, o, r, c.App.Writer)
 }

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/daemonsetup"
+	"github.com/dockca/dockca/store"
 )
 
 func newDaemonCommand(e *env) *cli.Command {
@@ -30,6 +33,9 @@ func newDaemonCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "systemd-dir", Value: daemonsetup.DefaultSystemdDir, Usage: "docker.service drop-in `DIR`"},
 					&cli.StringFlag{Name: "ttl", Usage: "certificate lifetime `D` (default 90d, at most 365d)"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "print what would change and write nothing"},
+					&cli.StringFlag{Name: "ca-url", Usage: "get the certificate from the dockca service at `URL` (needs --token); no CA database here"},
+					&cli.StringFlag{Name: "token", Usage: "one-time enrollment `TOKEN` from 'dockca token create --kind daemon HOST'"},
+					&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := argsExactly(c, 1, "HOST"); err != nil {
@@ -43,6 +49,20 @@ func newDaemonCommand(e *env) *cli.Command {
 						Host: c.Args().First(), SANs: c.StringSlice("san"), Listen: c.StringSlice("listen"),
 						TLSDir: c.String("tls-dir"), ConfigPath: c.String("config"), SystemdDir: c.String("systemd-dir"),
 						TTL: ttl, DryRun: c.Bool("dry-run"),
+					}
+					if c.IsSet("ca-url") || c.IsSet("token") {
+						if !c.IsSet("ca-url") || !c.IsSet("token") {
+							return usagef("daemon setup: --ca-url and --token go together")
+						}
+						r, err := newRemoteCA(e, c.String("ca-url"), c.String("fingerprint"), c.String("token"), store.KindDaemon)
+						if err != nil {
+							return fmt.Errorf("daemon setup %s: %w", o.Host, err)
+						}
+						if r.claims.Subject != o.Host {
+							return fmt.Errorf("daemon setup %s: the token is for host %q", o.Host, r.claims.Subject)
+						}
+						_, err = daemonsetup.Setup(c.Context, o, r, c.App.Writer)
+						return err
 					}
 					l := newLocalCA(c, e)
 					defer l.Close()

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/contexts"
+	"github.com/dockca/dockca/enroll"
+	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/store"
+)
+
+// remoteCA adapts a dockca CA service (dockca serve) to the interfaces of
+// the contexts and daemonsetup packages, for machines without a CA
+// database: the key is generated here, a CSR and a one-time token go to the
+// service, and only the certificate comes back. Trust in the service is
+// bootstrapped on first use (by --fingerprint, or confirmed on a
+// terminal), after the packages have checked their own input.
+type remoteCA struct {
+	e           *env
+	caURL       string
+	fingerprint string
+	token       string
+	claims      *ca.TokenClaims
+	client      *enroll.Client
+}
+
+// newRemoteCA checks the token's shape and kind before anything is sent.
+func newRemoteCA(e *env, caURL, fingerprint, token string, kind store.Kind) (*remoteCA, error) {
+	claims, err := ca.PeekToken(token)
+	if err != nil {
+		return nil, err
+	}
+	if claims.Dockca.Kind != string(kind) {
+		return nil, fmt.Errorf("the token is for a %s certificate, not a %s certificate", claims.Dockca.Kind, kind)
+	}
+	return &remoteCA{e: e, caURL: caURL, fingerprint: fingerprint, token: token, claims: claims}, nil
+}
+
+func (r *remoteCA) connect(ctx context.Context) (*enroll.Client, error) {
+	if r.client == nil {
+		c, err := trustCA(ctx, r.e, r.caURL, r.fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		r.client = c
+	}
+	return r.client, nil
+}
+
+func (r *remoteCA) enroll(ctx context.Context) (*enroll.Result, error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Enroll(ctx, r.token, "")
+}
+
+func bundleOf(res *enroll.Result) tlsbundle.Bundle {
+	return tlsbundle.Bundle{CA: []byte(res.Resp.CA), Cert: []byte(res.Resp.Chain), Key: res.KeyPEM, Serial: res.Resp.Serial, NotAfter: res.Leaf.NotAfter}
+}
+
+// IssueClient implements contexts.Issuer. The token decides the client
+// name, role and lifetime; the caller has already checked they agree with
+// what was asked for.
+func (r *remoteCA) IssueClient(ctx context.Context, client, role string, _ time.Duration) (*contexts.Material, error) {
+	if client != r.claims.Subject || (role != "" && role != r.claims.Dockca.Role) {
+		return nil, fmt.Errorf("the token is for client %q role %q, not %q role %q", r.claims.Subject, r.claims.Dockca.Role, client, role)
+	}
+	res, err := r.enroll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &contexts.Material{Bundle: bundleOf(res), Client: res.Resp.Name, Role: res.Resp.Role}, nil
+}
+
+// CACertificate implements daemonsetup.Issuer.
+func (r *remoteCA) CACertificate(ctx context.Context) ([]byte, error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ca.PEMCert(c.Root()), nil
+}
+
+// IssueDaemon implements daemonsetup.Issuer; the certificate must name
+// exactly what setup asked for, or nothing is installed.
+func (r *remoteCA) IssueDaemon(ctx context.Context, host string, sans []string, _ time.Duration) (*tlsbundle.Bundle, error) {
+	res, err := r.enroll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if res.Resp.Name != host {
+		return nil, fmt.Errorf("the service issued a certificate for %q, not %q (serial %s)", res.Resp.Name, host, res.Resp.Serial)
+	}
+	for _, s := range sans {
+		if !certCovers(res.Leaf, s) {
+			return nil, fmt.Errorf("the service's certificate %s does not cover %q: mint the token with --san %s", res.Resp.Serial, s, s)
+		}
+	}
+	b := bundleOf(res)
+	return &b, nil
+}
+
+func certCovers(c *x509.Certificate, name string) bool {
+	san, err := ca.ParseSAN(name)
+	if err != nil {
+		return false
+	}
+	if san.IP != nil {
+		return slices.ContainsFunc(c.IPAddresses, san.IP.Equal)
+	}
+	return slices.Contains(c.DNSNames, san.DNS)
+}
+
+// serviceRenewer renews contexts that were enrolled from a CA service,
+// trusting the root the context already holds.
+type serviceRenewer struct{ *localCA }
+
+// RenewRemote implements contexts.RemoteRenewer.
+func (serviceRenewer) RenewRemote(ctx context.Context, caURL string, current tlsbundle.Bundle) (*contexts.Material, error) {
+	root, err := tlsbundle.Leaf(current.CA)
+	if err != nil {
+		return nil, fmt.Errorf("read the context's root: %w", err)
+	}
+	c, err := enroll.New(caURL, root)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(current.Cert, current.Key)
+	if err != nil {
+		return nil, errors.New("the context's certificate and key do not form a pair")
+	}
+	res, err := c.Renew(ctx, pair, true, "")
+	if err != nil {
+		return nil, err
+	}
+	return &contexts.Material{Bundle: bundleOf(res), Client: res.Resp.Name, Role: res.Resp.Role}, nil
+}
