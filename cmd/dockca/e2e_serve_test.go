@@ -152,6 +152,72 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 		t.Fatalf("docker version with an enrolled certificate: %v\n%s", err, out)
 	}
 
+	// Remote 'context add' from another laptop: separate home and
+	// DOCKER_CONFIG, key made there, no CA database created.
+	tokOut, _, _ = svcRun(t, vars, "token", "create", "--kind", "client", "--role", "readonly", "bob")
+	bobToken := strings.TrimSpace(tokOut)
+	laptop := map[string]string{"DOCKCA_HOME": t.TempDir()}
+	bobCfg := t.TempDir()
+	if res, e, code := svcRun(t, laptop, "context", "add", "bob", "--host", "tcp://"+d.Addr, "--ca-url", caURL, "--token", bobToken,
+		"--fingerprint", fp, "--docker-config", bobCfg); code != 0 {
+		t.Fatalf("remote context add: %s %s", res, e)
+	}
+	if store.Exists(laptop["DOCKCA_HOME"]) {
+		t.Fatal("remote context add created a dockca.db")
+	}
+	bobEnv := []string{"DOCKER_CONFIG=" + bobCfg}
+	if out, err := dockerdtest.Docker(t, bobEnv, "--context", "bob", "version", "--format", "{{.Server.Os}}"); err != nil || strings.TrimSpace(out) != "linux" {
+		t.Fatalf("docker --context bob: %v\n%s", err, out)
+	}
+	if out, _ := dockerdtest.Docker(t, bobEnv, "context", "inspect", "bob"); !strings.Contains(out, caURL) {
+		t.Errorf("the context's metadata does not record the CA URL:\n%s", out)
+	}
+	// The token decides the identity: a conflicting --role is refused
+	// before anything is sent.
+	if _, e, code := svcRun(t, laptop, "context", "add", "bob2", "--host", "tcp://"+d.Addr, "--ca-url", caURL, "--token", bobToken,
+		"--fingerprint", fp, "--role", "admin", "--docker-config", bobCfg); code != 1 || !strings.Contains(e, "role") {
+		t.Fatalf("conflicting role: %d %s", code, e)
+	}
+	// Renewal of a remote context goes to the service over mutual TLS.
+	before, _, _ := svcRun(t, laptop, "context", "ls", "--json", "--docker-config", bobCfg)
+	if out, e, code := svcRun(t, laptop, "context", "renew", "bob", "--docker-config", bobCfg); code != 0 {
+		t.Fatalf("remote context renew: %s %s", out, e)
+	}
+	after, _, _ := svcRun(t, laptop, "context", "ls", "--json", "--docker-config", bobCfg)
+	if before == after || !strings.Contains(after, `"role": "readonly"`) {
+		t.Fatalf("context ls before/after renew:\n%s\n%s", before, after)
+	}
+	if out, err := dockerdtest.Docker(t, bobEnv, "--context", "bob", "version", "--format", "{{.Server.Os}}"); err != nil {
+		t.Fatalf("docker --context bob after renew: %v\n%s", err, out)
+	}
+	if store.Exists(laptop["DOCKCA_HOME"]) {
+		t.Fatal("remote context renew created a dockca.db")
+	}
+
+	// Remote 'daemon setup' for a provisioning script, against a temp root;
+	// a second run (no new token needed) changes nothing.
+	tokOut, _, _ = svcRun(t, vars, "token", "create", "--kind", "daemon", "--san", "127.0.0.1", "build1.example")
+	setupToken := strings.TrimSpace(tokOut)
+	root := t.TempDir()
+	setup := []string{"daemon", "setup", "build1.example", "--san", "127.0.0.1", "--listen", "tcp://127.0.0.1:2376",
+		"--tls-dir", filepath.Join(root, "tls"), "--config", filepath.Join(root, "daemon.json"), "--systemd-dir", filepath.Join(root, "systemd"),
+		"--ca-url", caURL, "--token", setupToken, "--fingerprint", fp}
+	if out, e, code := svcRun(t, laptop, setup...); code != 0 || !strings.Contains(out, "restart") {
+		t.Fatalf("remote daemon setup: %s %s", out, e)
+	}
+	written, _ := os.ReadFile(filepath.Join(root, "tls", "server-cert.pem"))
+	if out, e, code := svcRun(t, laptop, setup...); code != 0 {
+		t.Fatalf("second remote daemon setup: %s %s", out, e)
+	}
+	if again, _ := os.ReadFile(filepath.Join(root, "tls", "server-cert.pem")); !bytes.Equal(again, written) {
+		t.Fatal("second remote daemon setup replaced the certificate")
+	}
+	if _, e, code := svcRun(t, laptop, "daemon", "setup", "other.example", "--tls-dir", filepath.Join(root, "tls2"),
+		"--config", filepath.Join(root, "d2.json"), "--systemd-dir", filepath.Join(root, "s2"),
+		"--ca-url", caURL, "--token", setupToken, "--fingerprint", fp); code != 1 || !strings.Contains(e, "build1.example") {
+		t.Fatalf("daemon setup for a host the token does not name: %d %s", code, e)
+	}
+
 	// Renewal over mutual TLS; docker keeps working with the new certificate.
 	old := tlsLeaf(t, clientDir)
 	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", clientDir, "--rekey"); code != 0 || !strings.Contains(out, "Renewed client alice") {
@@ -194,7 +260,7 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 
 	// token ls through the socket: both enrollment tokens used.
 	out, e, code := svcRun(t, vars, "token", "ls", "--json")
-	if code != 0 || strings.Count(out, `"status": "used"`) != 2 || strings.Contains(out, clientToken) {
+	if code != 0 || strings.Count(out, `"status": "used"`) != 4 || strings.Contains(out, clientToken) {
 		t.Fatalf("token ls: %s %s", out, e)
 	}
 
@@ -208,7 +274,7 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`dockca_certificates_issued_total{kind="daemon"} 1`, `dockca_certificates_renewed_total{kind="client"} 1`,
+	for _, want := range []string{`dockca_certificates_issued_total{kind="daemon"} 2`, `dockca_certificates_renewed_total{kind="client"} 2`,
 		`dockca_token_failures_total{reason="used"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
