@@ -1,0 +1,28 @@
+// Package authz is dockca's Docker authorization plugin. dockerd trusts any
+// client certificate that chains to its --tlscacert until the certificate
+// expires: it never consults a revocation list (moby issue 27778), and every
+// valid certificate is root on the host because the free engine has no roles.
+// This package closes both gaps from the one place dockerd lets an outsider
+// decide: the legacy "authz" plugin protocol, which hands the plugin the
+// client's certificate chain, the method, the URI and (for JSON requests under
+// 1 MiB) the body of every API call.
+//
+// A decision runs in this order and fails closed at each step: the peer
+// certificate must chain to the pinned dockca root (no other anchor is
+// trusted, whatever dockerd's CA bundle holds), be within its validity
+// period, and not be revoked according to a RevocationChecker (the dockca
+// database in local mode, a signed CRL fetched from the dockca service in
+// remote mode, see CRLSource). The certificate's single Subject OU names its
+// role, and the role's rules — the built-in ones in builtin-policy.yaml or
+// those of a --policy file — decide on the method, the path and, for
+// requests that can escalate to host root, the body.
+//
+// Requests that carry no certificate come over the unix socket (dockca
+// daemons always run --tlsverify on TCP, so an anonymous TCP request cannot
+// reach dockerd) and are allowed unless Options.DenyLocal is set, so that the
+// host's root can always repair a broken configuration.
+//
+// Every decision is written to an audit log as one JSON line; request bodies
+// and query strings are never logged because they carry environment
+// variables, build arguments and registry credentials.
+package authz

@@ -1,0 +1,104 @@
+package authz
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// The legacy plugin protocol: dockerd POSTs JSON to these paths on the
+// plugin's unix socket and expects JSON back with this media type.
+const (
+	pathActivate = "/Plugin.Activate"
+	pathAuthZReq = "/AuthZPlugin.AuthZReq"
+	pathAuthZRes = "/AuthZPlugin.AuthZRes"
+	pluginMedia  = "application/vnd.docker.plugins.v1.2+json"
+)
+
+// maxPluginRequest bounds what the decoder reads. dockerd forwards bodies
+// under 1 MiB, which base64 inflates by a third; headers and certificates are
+// small. Anything larger is not from dockerd.
+const maxPluginRequest = 4 << 20
+
+// ErrMalformed marks a plugin request that could not be decoded. Such a
+// request is denied, never passed on.
+var ErrMalformed = errors.New("malformed plugin request")
+
+// Request is what dockerd sends to /AuthZPlugin.AuthZReq and
+// /AuthZPlugin.AuthZRes (moby pkg/authorization.Request). Byte slices arrive
+// as base64 in JSON: RequestBody is the raw API body, and each
+// RequestPeerCertificates entry is the PEM text of one certificate the client
+// presented, the leaf first.
+type Request struct {
+	User                    string            `json:"User,omitempty"`
+	UserAuthNMethod         string            `json:"UserAuthNMethod,omitempty"`
+	RequestMethod           string            `json:"RequestMethod,omitempty"`
+	RequestURI              string            `json:"RequestUri,omitempty"`
+	RequestBody             []byte            `json:"RequestBody,omitempty"`
+	RequestHeaders          map[string]string `json:"RequestHeaders,omitempty"`
+	RequestPeerCertificates [][]byte          `json:"RequestPeerCertificates,omitempty"`
+	ResponseStatusCode      int               `json:"ResponseStatusCode,omitempty"`
+}
+
+// Response is the plugin's answer. Msg is shown to the docker user on a
+// denial; Err makes dockerd answer 500 instead of 403.
+type Response struct {
+	Allow bool   `json:"Allow"`
+	Msg   string `json:"Msg,omitempty"`
+	Err   string `json:"Err,omitempty"`
+}
+
+// DecodeRequest reads one plugin request. It checks only what every request
+// must have; the certificates are parsed by the decision so that a bad one
+// is reported with the user's name.
+func DecodeRequest(r io.Reader) (*Request, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxPluginRequest+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read: %v", ErrMalformed, err)
+	}
+	if len(data) > maxPluginRequest {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrMalformed, maxPluginRequest)
+	}
+	var req Request
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)
+	}
+	if req.RequestMethod == "" || strings.ContainsAny(req.RequestMethod, " \t\r\n") {
+		return nil, fmt.Errorf("%w: missing or invalid RequestMethod", ErrMalformed)
+	}
+	if !strings.HasPrefix(req.RequestURI, "/") {
+		return nil, fmt.Errorf("%w: missing or invalid RequestUri", ErrMalformed)
+	}
+	return &req, nil
+}
+
+// parsePeerCertificates turns the PEM entries into certificates. Exactly one
+// CERTIFICATE block per entry is accepted: anything else means the request
+// was not built by dockerd.
+func parsePeerCertificates(entries [][]byte) ([]*x509.Certificate, error) {
+	certs := make([]*x509.Certificate, 0, len(entries))
+	for i, e := range entries {
+		block, rest := pem.Decode(e)
+		if block == nil || block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("peer certificate %d is not PEM", i)
+		}
+		if len(bytes.TrimSpace(rest)) != 0 {
+			return nil, fmt.Errorf("peer certificate %d has trailing data", i)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("peer certificate %d: %w", i, err)
+		}
+		certs = append(certs, c)
+	}
+	return certs, nil
+}
