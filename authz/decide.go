@@ -154,13 +154,13 @@ func (a *Authorizer) Decide(ctx context.Context, req *Request) Decision {
 
 func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 	d := Decision{Method: strings.ToUpper(req.RequestMethod)}
-	p, q, err := normalizePath(req.RequestURI)
-	if err != nil {
-		d.Path, d.Rule = "(unparsable)", "bad-uri"
+	p, q, uriErr := normalizePath(req.RequestURI)
+	d.Path = p
+	badURI := func(d Decision) Decision {
+		d.Allow, d.Path, d.Rule = false, "(unparsable)", "bad-uri"
 		d.Msg = "dockca: the request URI cannot be parsed, so it is denied"
 		return d
 	}
-	d.Path = p
 
 	if len(req.RequestPeerCertificates) == 0 {
 		if req.User != "" || req.UserAuthNMethod != "" {
@@ -169,6 +169,9 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 			return d
 		}
 		d.Rule = "local"
+		if uriErr != nil {
+			return badURI(d)
+		}
 		if a.denyLocal {
 			d.Msg = "dockca: requests without a client certificate (the local socket) are denied by the plugin's configuration"
 			return d
@@ -241,6 +244,9 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		d.Rule = "unknown-role"
 		d.Msg = fmt.Sprintf("dockca: %s has role %q, which this plugin does not know (known: %s)", who, d.Role, strings.Join(a.policy.Roles(), ", "))
 		return d
+	}
+	if uriErr != nil {
+		return badURI(d)
 	}
 	return a.policy.evaluate(d, rules, &request{method: d.Method, path: p, query: q, body: req.RequestBody, allowed: a.policy.allowedHostPaths})
 }
