@@ -80,11 +80,15 @@ func newPKI(t testing.TB) *testPKI {
 
 type leafOpt func(*x509.Certificate)
 
-func withOU(ou ...string) leafOpt { return func(c *x509.Certificate) { c.Subject.OrganizationalUnit = ou } }
+func withOU(ou ...string) leafOpt {
+	return func(c *x509.Certificate) { c.Subject.OrganizationalUnit = ou }
+}
 func withValidity(nb, na time.Time) leafOpt {
 	return func(c *x509.Certificate) { c.NotBefore, c.NotAfter = nb, na }
 }
-func withEKU(eku ...x509.ExtKeyUsage) leafOpt { return func(c *x509.Certificate) { c.ExtKeyUsage = eku } }
+func withEKU(eku ...x509.ExtKeyUsage) leafOpt {
+	return func(c *x509.Certificate) { c.ExtKeyUsage = eku }
+}
 
 // client issues a client certificate from the intermediate.
 func (p *testPKI) client(t testing.TB, cn, role string, opts ...leafOpt) *testLeaf {
