@@ -74,6 +74,8 @@ type Authorizer struct {
 	denyLocal bool
 	now       func() time.Time
 	audit     *AuditLog
+	chains    chainCache
+	noCache   bool // benchmarks of the cold path
 }
 
 // ErrOptions marks invalid Options.
@@ -180,40 +182,27 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		return d
 	}
 
-	certs, err := parsePeerCertificates(req.RequestPeerCertificates)
-	if err != nil {
-		d.User, d.Rule = req.User, "bad-certificate"
-		d.Msg = "dockca: the client certificate sent by dockerd cannot be read: " + err.Error()
-		return d
+	now := a.now()
+	key := chainKey(req.RequestPeerCertificates)
+	var leaf *x509.Certificate
+	if !a.noCache {
+		leaf = a.chains.get(key, now)
 	}
-	leaf := certs[0]
+	if leaf == nil {
+		chain, deny := a.verifyChain(&d, req, now)
+		if deny != nil {
+			return *deny
+		}
+		leaf = chain[0]
+		if !a.noCache {
+			a.chains.put(key, chain)
+		}
+	}
 	d.User, d.Serial = leaf.Subject.CommonName, SerialHex(leaf)
 	who := fmt.Sprintf("certificate %s (%s)", d.Serial, d.User)
 	if req.User != "" && req.User != d.User {
 		d.Rule = "user-mismatch"
 		d.Msg = fmt.Sprintf("dockca: %s does not match the user %q dockerd reported", who, req.User)
-		return d
-	}
-
-	now := a.now()
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: now}); err != nil {
-		var inv x509.CertificateInvalidError
-		switch {
-		case errors.As(err, &inv) && inv.Reason == x509.Expired && now.After(leaf.NotAfter):
-			d.Rule = "expired"
-			d.Msg = fmt.Sprintf("dockca: %s expired at %s; ask your dockca admin for a new one", who, leaf.NotAfter.UTC().Format(time.RFC3339))
-		case errors.As(err, &inv) && inv.Reason == x509.Expired:
-			d.Rule = "not-yet-valid"
-			d.Msg = fmt.Sprintf("dockca: %s (or its issuer) is not valid at %s; check the clocks", who, now.UTC().Format(time.RFC3339))
-		default:
-			d.Rule = "untrusted"
-			d.Msg = fmt.Sprintf("dockca: %s is not issued by this host's dockca authority: %v", who, err)
-		}
 		return d
 	}
 
@@ -249,6 +238,43 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		return badURI(d)
 	}
 	return a.policy.evaluate(d, rules, &request{method: d.Method, path: p, query: q, body: req.RequestBody, allowed: a.policy.allowedHostPaths})
+}
+
+// verifyChain parses the peer certificates and verifies the leaf to the
+// dockca root for client authentication at now; it returns the verified
+// chain, leaf first.
+func (a *Authorizer) verifyChain(d *Decision, req *Request, now time.Time) ([]*x509.Certificate, *Decision) {
+	certs, err := parsePeerCertificates(req.RequestPeerCertificates)
+	if err != nil {
+		d.User, d.Rule = req.User, "bad-certificate"
+		d.Msg = "dockca: the client certificate sent by dockerd cannot be read: " + err.Error()
+		return nil, d
+	}
+	leaf := certs[0]
+	d.User, d.Serial = leaf.Subject.CommonName, SerialHex(leaf)
+	who := fmt.Sprintf("certificate %s (%s)", d.Serial, d.User)
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: now})
+	if err != nil {
+		var inv x509.CertificateInvalidError
+		switch {
+		case errors.As(err, &inv) && inv.Reason == x509.Expired && now.After(leaf.NotAfter):
+			d.Rule = "expired"
+			d.Msg = fmt.Sprintf("dockca: %s expired at %s; ask your dockca admin for a new one", who, leaf.NotAfter.UTC().Format(time.RFC3339))
+		case errors.As(err, &inv) && inv.Reason == x509.Expired:
+			d.Rule = "not-yet-valid"
+			d.Msg = fmt.Sprintf("dockca: %s (or its issuer) is not valid at %s; check the clocks", who, now.UTC().Format(time.RFC3339))
+		default:
+			d.Rule = "untrusted"
+			d.Msg = fmt.Sprintf("dockca: %s is not issued by this host's dockca authority: %v", who, err)
+		}
+		return nil, d
+	}
+	return chains[0], nil
 }
 
 func (p *Policy) evaluate(d Decision, rules []compiledRule, r *request) Decision {

@@ -190,3 +190,28 @@ func TestSerialHex(t *testing.T) {
 		}
 	}
 }
+
+func TestChainCacheHonoursValidity(t *testing.T) {
+	p := newPKI(t)
+	clock := &fakeClock{t: time.Now()}
+	a := newTestAuthorizer(t, p, nil, func(o *Options) { o.Now = clock.now })
+	l := p.client(t, "short", "readonly", withValidity(clock.now().Add(-time.Minute), clock.now().Add(time.Minute)))
+	req := tlsRequest(l, "GET", "/_ping", nil)
+	if d := a.Decide(context.Background(), req); !d.Allow {
+		t.Fatalf("fresh: %+v", d)
+	}
+	if a.chains.get(chainKey(req.RequestPeerCertificates), clock.now()) == nil {
+		t.Fatal("verified chain was not cached")
+	}
+	clock.add(2 * time.Minute)
+	if d := a.Decide(context.Background(), req); d.Allow || d.Rule != "expired" {
+		t.Fatalf("after expiry with a warm cache: %+v", d)
+	}
+	// A cached chain with a different peer list (no intermediate) is not
+	// a hit for it.
+	other := &Request{User: "short", RequestMethod: "GET", RequestURI: "/_ping", RequestPeerCertificates: [][]byte{pemCert(l.cert)}}
+	clock.add(-2 * time.Minute)
+	if d := a.Decide(context.Background(), other); d.Allow || d.Rule != "untrusted" {
+		t.Fatalf("leaf alone: %+v", d)
+	}
+}

@@ -40,6 +40,13 @@ func uniquePluginName(t testing.TB) string {
 // then starts dockerd with --tlsverify and --authorization-plugin=NAME.
 func startE2E(t *testing.T, p *testPKI, rev RevocationChecker) *e2e {
 	t.Helper()
+	srvDir := p.server(t).writeFiles(t, filepath.Join(t.TempDir(), "server"))
+	return startE2EWith(t, p, rev, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(srvDir, "ca.pem"),
+		Cert: filepath.Join(srvDir, "cert.pem"), Key: filepath.Join(srvDir, "key.pem")})
+}
+
+func startE2EWith(t *testing.T, p *testPKI, rev RevocationChecker, do dockerdtest.Options) *e2e {
+	t.Helper()
 	dockerdtest.Require(t)
 	e := &e2e{pki: p, name: uniquePluginName(t)}
 	e.socket = SocketPath(e.name)
@@ -53,10 +60,8 @@ func startE2E(t *testing.T, p *testPKI, rev RevocationChecker) *e2e {
 	e.startPlugin(t)
 	t.Cleanup(func() { os.Remove(e.socket) })
 
-	srvDir := p.server(t).writeFiles(t, filepath.Join(t.TempDir(), "server"))
-	e.d = dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(srvDir, "ca.pem"),
-		Cert: filepath.Join(srvDir, "cert.pem"), Key: filepath.Join(srvDir, "key.pem"),
-		Args: []string{"--authorization-plugin=" + e.name}})
+	do.Args = append(do.Args, "--authorization-plugin="+e.name)
+	e.d = dockerdtest.Start(t, do)
 	return e
 }
 

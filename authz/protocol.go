@@ -65,12 +65,9 @@ func DecodeRequest(r io.Reader) (*Request, error) {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrMalformed, maxPluginRequest)
 	}
 	var req Request
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&req); err != nil {
+	// Unmarshal also refuses trailing data after the object.
+	if err := json.Unmarshal(data, &req); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)
 	}
 	if req.RequestMethod == "" || strings.ContainsAny(req.RequestMethod, " \t\r\n") {
 		return nil, fmt.Errorf("%w: missing or invalid RequestMethod", ErrMalformed)
