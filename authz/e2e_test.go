@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -278,4 +279,57 @@ func TestE2ERemoteModeCRL(t *testing.T) {
 	}
 	t.Logf("remote revocation enforced %s after publication (refresh 300ms)", time.Since(revokedAt).Round(time.Millisecond))
 	e.mustAllow(t, ro2, "ps")
+}
+
+// TestE2EDaemonJSONReload is the install path: dockerd already runs, the
+// plugin is started, "authorization-plugins" is added to daemon.json and
+// dockerd gets SIGHUP; from then on the plugin decides.
+func TestE2EDaemonJSONReload(t *testing.T) {
+	dockerdtest.Require(t)
+	p := newPKI(t)
+	name := uniquePluginName(t)
+	_, _, _ = servePlugin(t, Options{Name: name, Socket: SocketPath(name), Root: p.root, Revocations: newMapRevocations()})
+	t.Cleanup(func() { os.Remove(SocketPath(name)) })
+
+	srvDir := p.server(t).writeFiles(t, filepath.Join(t.TempDir(), "server"))
+	cfg := filepath.Join(dockerdtest.ShortTempDir(t), "daemon.json")
+	if err := os.WriteFile(cfg, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(srvDir, "ca.pem"),
+		Cert: filepath.Join(srvDir, "cert.pem"), Key: filepath.Join(srvDir, "key.pem"), ConfigFile: cfg})
+	e := &e2e{pki: p, name: name, d: d}
+	ro := p.client(t, "rita", "readonly")
+	e.mustAllow(t, ro, "volume", "create", "before-reload")
+
+	if err := os.WriteFile(cfg, []byte(`{"authorization-plugins": ["`+name+`"]}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pidText, err := os.ReadFile(filepath.Join(d.Dir, "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(pidText), &pid); err != nil {
+		t.Fatal(err)
+	}
+	proc, _ := os.FindProcess(pid)
+	if err := proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := e.as(t, ro, "volume", "create", "after-reload")
+		if err != nil && strings.Contains(out, "dockca: role readonly may not POST /volumes/create") {
+			break
+		}
+		if err == nil {
+			_, _ = e.as(t, p.client(t, "ada", "admin"), "volume", "rm", "after-reload")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin not in force 15s after SIGHUP: %v\n%s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.mustAllow(t, ro, "volume", "ls")
 }

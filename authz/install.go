@@ -2,8 +2,10 @@ package authz
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -150,4 +152,42 @@ func WriteUnit(dir, text string) (string, WriteResult, error) {
 		return name, Unchanged, fmt.Errorf("write unit: %w", err)
 	}
 	return name, res, nil
+}
+
+// DefaultSystemdDir is where `dockca authz install` puts the unit.
+const DefaultSystemdDir = "/etc/systemd/system"
+
+// InstallOptions configure InstallUnit.
+type InstallOptions struct {
+	SystemdDir string // default DefaultSystemdDir
+	Unit       UnitOptions
+}
+
+// InstallUnit renders and writes dockca-authz.service and tells the admin
+// what to run next. daemon.json is not touched here: the caller merges
+// "authorization-plugins" with the shared daemon.json merge and then the
+// admin sends dockerd SIGHUP.
+func InstallUnit(ctx context.Context, o InstallOptions, w io.Writer) (WriteResult, error) {
+	if err := ctx.Err(); err != nil {
+		return Unchanged, err
+	}
+	if o.SystemdDir == "" {
+		o.SystemdDir = DefaultSystemdDir
+	}
+	text, err := RenderUnit(o.Unit)
+	if err != nil {
+		return Unchanged, err
+	}
+	name, res, err := WriteUnit(o.SystemdDir, text)
+	if err != nil {
+		return res, err
+	}
+	fmt.Fprintf(w, "%s: %s\n", name, res)
+	fmt.Fprintf(w, "start it before dockerd needs it: systemctl daemon-reload && systemctl enable --now %s\n", UnitName)
+	return res, nil
+}
+
+// ReloadHint is what to tell the admin once daemon.json lists the plugin.
+func ReloadHint(name string) string {
+	return fmt.Sprintf("daemon.json now lists authorization plugin %q; send dockerd SIGHUP to load it (systemctl reload docker, or kill -HUP $(pidof dockerd)). While the plugin is down dockerd refuses every request: systemctl restart %s restores access.", name, UnitName)
 }

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -63,5 +64,24 @@ func TestWriteUnitIsIdempotent(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Fatalf("temp files left: %v", entries)
+	}
+}
+
+func TestInstallUnitReports(t *testing.T) {
+	dir := t.TempDir()
+	var out strings.Builder
+	o := InstallOptions{SystemdDir: dir, Unit: UnitOptions{Exec: "/usr/bin/dockca", Args: []string{"authz", "--ca-url", "https://ca.example:8443"}}}
+	for _, want := range []WriteResult{Created, Unchanged} {
+		out.Reset()
+		res, err := InstallUnit(context.Background(), o, &out)
+		if err != nil || res != want {
+			t.Fatalf("InstallUnit: %v %v, want %v", res, err, want)
+		}
+		if !strings.Contains(out.String(), filepath.Join(dir, UnitName)+": "+want.String()) || !strings.Contains(out.String(), "systemctl enable --now dockca-authz.service") {
+			t.Fatalf("output:\n%s", out.String())
+		}
+	}
+	if h := ReloadHint("dockca"); !strings.Contains(h, "SIGHUP") || !strings.Contains(h, "systemctl restart dockca-authz.service") {
+		t.Fatal(h)
 	}
 }

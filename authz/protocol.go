@@ -35,14 +35,14 @@ var ErrMalformed = errors.New("malformed plugin request")
 // RequestPeerCertificates entry is the PEM text of one certificate the client
 // presented, the leaf first.
 type Request struct {
-	User                    string            `json:"User,omitempty"`
-	UserAuthNMethod         string            `json:"UserAuthNMethod,omitempty"`
-	RequestMethod           string            `json:"RequestMethod,omitempty"`
-	RequestURI              string            `json:"RequestUri,omitempty"`
-	RequestBody             []byte            `json:"RequestBody,omitempty"`
-	RequestHeaders          map[string]string `json:"RequestHeaders,omitempty"`
-	RequestPeerCertificates [][]byte          `json:"RequestPeerCertificates,omitempty"`
-	ResponseStatusCode      int               `json:"ResponseStatusCode,omitempty"`
+	User                    string   `json:"User,omitempty"`
+	UserAuthNMethod         string   `json:"UserAuthNMethod,omitempty"`
+	RequestMethod           string   `json:"RequestMethod,omitempty"`
+	RequestURI              string   `json:"RequestUri,omitempty"`
+	RequestBody             []byte   `json:"RequestBody,omitempty"`
+	RequestPeerCertificates [][]byte `json:"RequestPeerCertificates,omitempty"`
+	// RequestHeaders and the Response* fields are not decoded: no rule
+	// looks at them, and skipping them keeps each API call cheap.
 }
 
 // Response is the plugin's answer. Msg is shown to the docker user on a
@@ -51,6 +51,29 @@ type Response struct {
 	Allow bool   `json:"Allow"`
 	Msg   string `json:"Msg,omitempty"`
 	Err   string `json:"Err,omitempty"`
+}
+
+// decodeResponseCall checks the /AuthZPlugin.AuthZRes call. The request was
+// judged before dockerd ran it, so only its shape is checked; the response
+// body and headers it carries (often the largest part) are not decoded.
+func decodeResponseCall(r io.Reader) error {
+	data, err := io.ReadAll(io.LimitReader(r, maxPluginRequest+1))
+	if err != nil {
+		return fmt.Errorf("%w: read: %v", ErrMalformed, err)
+	}
+	var req struct {
+		RequestMethod           string   `json:"RequestMethod"`
+		RequestURI              string   `json:"RequestUri"`
+		RequestBody             []byte   `json:"RequestBody"`
+		RequestPeerCertificates [][]byte `json:"RequestPeerCertificates"`
+	}
+	if err := json.Unmarshal(data, &req); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if req.RequestMethod == "" || !strings.HasPrefix(req.RequestURI, "/") {
+		return fmt.Errorf("%w: missing RequestMethod or RequestUri", ErrMalformed)
+	}
+	return nil
 }
 
 // DecodeRequest reads one plugin request. It checks only what every request

@@ -37,7 +37,7 @@ func NewHandler(a *Authorizer) http.Handler {
 	// The request was judged before dockerd ran it; the response adds
 	// nothing to decide on, but it must still be a well-formed request.
 	mux.HandleFunc("POST "+pathAuthZRes, func(w http.ResponseWriter, r *http.Request) {
-		if _, err := DecodeRequest(r.Body); err != nil {
+		if err := decodeResponseCall(r.Body); err != nil {
 			writeJSON(w, Response{Allow: false, Msg: "dockca: " + err.Error()})
 			return
 		}
