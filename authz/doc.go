@@ -24,5 +24,20 @@
 //
 // Every decision is written to an audit log as one JSON line; request bodies
 // and query strings are never logged because they carry environment
-// variables, build arguments and registry credentials.
+// variables, build arguments and registry credentials. A TLS request whose
+// decision cannot be logged is denied.
+//
+// dockerd fails closed on the plugin: while it is not serving, every API
+// call (the unix socket included) is refused with a 500 after dockerd has
+// retried the plugin socket for about 30 seconds. Recovery is to restart
+// the plugin (systemctl restart dockca-authz); if it cannot start, root
+// removes "authorization-plugins" from daemon.json and sends dockerd
+// SIGHUP, which needs no API call. The same SIGHUP loads the plugin after
+// `dockca authz install`.
+//
+// Known limits: dockerd forwards only application/json bodies under 1 MiB,
+// so endpoints whose checks read the body deny requests without one;
+// BuildKit's /session and /grpc endpoints are not in the operator role
+// (classic builds are); a remote-mode CRL covers the certificates of the
+// issuers it was configured with.
 package authz
