@@ -23,6 +23,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"RequestMethod":"GET","RequestUri":"/v1.41/../_ping?x=%zz"}`))
 	f.Add([]byte(`{`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		_ = checkResponseCall(bytes.NewReader(data), int64(len(data)))
 		req, err := DecodeRequest(bytes.NewReader(data))
 		if err != nil {
 			return

@@ -53,39 +53,53 @@ type Response struct {
 	Err   string `json:"Err,omitempty"`
 }
 
-// decodeResponseCall checks the /AuthZPlugin.AuthZRes call. The request was
-// judged before dockerd ran it, so only its shape is checked; the response
-// body and headers it carries (often the largest part) are not decoded.
-func decodeResponseCall(r io.Reader) error {
-	data, err := io.ReadAll(io.LimitReader(r, maxPluginRequest+1))
+// checkResponseCall checks the /AuthZPlugin.AuthZRes call. The request was
+// judged (and run) before this call, so nothing in it can change the
+// outcome; only its shape is checked — one JSON object naming a method and
+// a URI — without decoding the response body and headers it carries, which
+// are often its largest part and would double the plugin's cost per call.
+func checkResponseCall(r io.Reader, size int64) error {
+	data, err := readLimited(r, size)
 	if err != nil {
-		return fmt.Errorf("%w: read: %v", ErrMalformed, err)
+		return err
 	}
-	var req struct {
-		RequestMethod           string   `json:"RequestMethod"`
-		RequestURI              string   `json:"RequestUri"`
-		RequestBody             []byte   `json:"RequestBody"`
-		RequestPeerCertificates [][]byte `json:"RequestPeerCertificates"`
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' || !json.Valid(data) {
+		return fmt.Errorf("%w: not a JSON object", ErrMalformed)
 	}
-	if err := json.Unmarshal(data, &req); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if req.RequestMethod == "" || !strings.HasPrefix(req.RequestURI, "/") {
+	if !bytes.Contains(data, []byte(`"RequestMethod":`)) || !bytes.Contains(data, []byte(`"RequestUri":"/`)) {
 		return fmt.Errorf("%w: missing RequestMethod or RequestUri", ErrMalformed)
 	}
 	return nil
+}
+
+// readLimited reads a plugin request of at most maxPluginRequest bytes,
+// sized up front from Content-Length when dockerd sent one.
+func readLimited(r io.Reader, size int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if size > 0 && size <= maxPluginRequest {
+		buf.Grow(int(size) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r, maxPluginRequest+1)); err != nil {
+		return nil, fmt.Errorf("%w: read: %v", ErrMalformed, err)
+	}
+	if buf.Len() > maxPluginRequest {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrMalformed, maxPluginRequest)
+	}
+	return buf.Bytes(), nil
 }
 
 // DecodeRequest reads one plugin request. It checks only what every request
 // must have; the certificates are parsed by the decision so that a bad one
 // is reported with the user's name.
 func DecodeRequest(r io.Reader) (*Request, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxPluginRequest+1))
+	return decodeRequest(r, -1)
+}
+
+func decodeRequest(r io.Reader, size int64) (*Request, error) {
+	data, err := readLimited(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read: %v", ErrMalformed, err)
-	}
-	if len(data) > maxPluginRequest {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrMalformed, maxPluginRequest)
+		return nil, err
 	}
 	var req Request
 	// Unmarshal also refuses trailing data after the object.

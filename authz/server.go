@@ -26,7 +26,7 @@ func NewHandler(a *Authorizer) http.Handler {
 		writeJSON(w, map[string][]string{"Implements": {"authz"}})
 	})
 	mux.HandleFunc("POST "+pathAuthZReq, func(w http.ResponseWriter, r *http.Request) {
-		req, err := DecodeRequest(r.Body)
+		req, err := decodeRequest(r.Body, r.ContentLength)
 		if err != nil {
 			writeJSON(w, Response{Allow: false, Msg: "dockca: " + err.Error()})
 			return
@@ -37,7 +37,7 @@ func NewHandler(a *Authorizer) http.Handler {
 	// The request was judged before dockerd ran it; the response adds
 	// nothing to decide on, but it must still be a well-formed request.
 	mux.HandleFunc("POST "+pathAuthZRes, func(w http.ResponseWriter, r *http.Request) {
-		if err := decodeResponseCall(r.Body); err != nil {
+		if err := checkResponseCall(r.Body, r.ContentLength); err != nil {
 			writeJSON(w, Response{Allow: false, Msg: "dockca: " + err.Error()})
 			return
 		}

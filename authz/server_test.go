@@ -137,8 +137,10 @@ func TestServeSpeaksThePluginProtocol(t *testing.T) {
 	}
 	for name, body := range malformed {
 		for _, path := range []string{"/AuthZPlugin.AuthZReq", "/AuthZPlugin.AuthZRes"} {
-			if name == "cert not pem" && path == "/AuthZPlugin.AuthZRes" {
-				continue // the response call does not look at certificates
+			if strings.HasPrefix(name, "bad base64") || name == "cert not pem" || name == "wrong types" {
+				if path == "/AuthZPlugin.AuthZRes" {
+					continue // the response call checks only its shape (see checkResponseCall)
+				}
 			}
 			if r := post(t, c, path, []byte(body)); r.Allow || !strings.HasPrefix(r.Msg, "dockca: ") {
 				t.Errorf("%s on %s: %+v", name, path, r)
