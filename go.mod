@@ -108,3 +108,5 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gotest.tools/v3 v3.5.2 // indirect
 )
+
+require go.yaml.in/yaml/v3 v3.0.6

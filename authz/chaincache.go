@@ -1,0 +1,71 @@
+package authz
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"sync"
+	"time"
+)
+
+// chainCache remembers peer chains that verified, so that the two signature
+// checks per request are paid once per client rather than on every API
+// call (docker ps alone makes three). A hit is only as good as the cached
+// chain's validity window, which is re-checked against the clock; revocation
+// is never cached.
+type chainCache struct {
+	mu      sync.RWMutex
+	entries map[[sha256.Size]byte]chainEntry
+}
+
+type chainEntry struct {
+	leaf      *x509.Certificate
+	notBefore time.Time // latest NotBefore in the chain
+	notAfter  time.Time // earliest NotAfter in the chain
+}
+
+const maxChainCache = 4096
+
+func chainKey(entries [][]byte) [sha256.Size]byte {
+	h := sha256.New()
+	var n [4]byte
+	for _, e := range entries {
+		// Length-prefix each entry so that different splits differ.
+		l := len(e)
+		n[0], n[1], n[2], n[3] = byte(l>>24), byte(l>>16), byte(l>>8), byte(l)
+		h.Write(n[:])
+		h.Write(e)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (c *chainCache) get(k [sha256.Size]byte, now time.Time) *x509.Certificate {
+	c.mu.RLock()
+	e, ok := c.entries[k]
+	c.mu.RUnlock()
+	if !ok || now.Before(e.notBefore) || now.After(e.notAfter) {
+		return nil
+	}
+	return e.leaf
+}
+
+func (c *chainCache) put(k [sha256.Size]byte, chain []*x509.Certificate) {
+	e := chainEntry{leaf: chain[0], notBefore: chain[0].NotBefore, notAfter: chain[0].NotAfter}
+	for _, cert := range chain[1:] {
+		if cert.NotBefore.After(e.notBefore) {
+			e.notBefore = cert.NotBefore
+		}
+		if cert.NotAfter.Before(e.notAfter) {
+			e.notAfter = cert.NotAfter
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxChainCache {
+		// Crude but bounded: a flood of distinct valid chains can only make
+		// the plugin verify more, never accept more.
+		c.entries = make(map[[sha256.Size]byte]chainEntry)
+	}
+	c.entries[k] = e
+}

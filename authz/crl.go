@@ -1,0 +1,340 @@
+package authz
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrStaleCRL means no fresh revocation list was had within MaxStale; every
+// TLS request is denied until one is.
+var ErrStaleCRL = errors.New("revocation list is stale")
+
+// CRLOptions configure a CRLSource (remote mode).
+type CRLOptions struct {
+	// URL is the dockca service's base URL; the CRL is GET URL/v1/crl (DER).
+	URL string
+	// Root is the pinned dockca root: the TLS trust for the fetch and the
+	// anchor the CRL signer must chain to.
+	Root *x509.Certificate
+	// Issuers are the certificates that may sign the CRL (the dockca
+	// intermediate; the root itself is always accepted). Each must chain to
+	// Root. A client certificate from another issuer is denied, because
+	// this CRL says nothing about it.
+	Issuers []*x509.Certificate
+	// CacheDir keeps the last good CRL (0600 files in a 0700 directory) so
+	// that a restart works offline within MaxStale.
+	CacheDir string
+	// Refresh is the fetch interval (default 30s); MaxStale how long the
+	// last fresh CRL is trusted without a successful fetch (default 10m).
+	Refresh, MaxStale time.Duration
+	// Client overrides the HTTP client (tests); by default TLS 1.2+ with
+	// only Root trusted.
+	Client *http.Client
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// CRLSource is a RevocationChecker backed by the dockca service's CRL.
+type CRLSource struct {
+	o      CRLOptions
+	url    string
+	signer map[string]*x509.Certificate // by raw subject
+
+	mu      sync.RWMutex
+	crl     *x509.RevocationList
+	revoked map[string]Revocation // by serial bytes
+	issuer  *x509.Certificate
+	etag    string
+	fresh   time.Time // when the service last confirmed the CRL (200 or 304)
+	lastErr error
+}
+
+type crlMeta struct {
+	ETag      string    `json:"etag"`
+	FetchedAt time.Time `json:"fetched_at"`
+}
+
+const (
+	crlCacheFile   = "crl.der"
+	crlMetaFile    = "crl.json"
+	maxCRLSize     = 64 << 20
+	defaultRefresh = 30 * time.Second
+	defaultStale   = 10 * time.Minute
+)
+
+// NewCRLSource checks the options and loads the cached CRL, if any. It does
+// not fetch; Run (or Refresh) does.
+func NewCRLSource(o CRLOptions) (*CRLSource, error) {
+	if o.Root == nil || o.URL == "" || o.CacheDir == "" {
+		return nil, fmt.Errorf("%w: CRL source needs URL, Root and CacheDir", ErrOptions)
+	}
+	if !strings.HasPrefix(o.URL, "https://") {
+		return nil, fmt.Errorf("%w: CRL URL %q must be https", ErrOptions, o.URL)
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = defaultRefresh
+	}
+	if o.MaxStale <= 0 {
+		o.MaxStale = defaultStale
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(o.Root)
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			Proxy:           nil, // the service is reached directly, never through a proxy
+		}}
+	}
+	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + "/v1/crl", signer: map[string]*x509.Certificate{}}
+	s.signer[string(o.Root.RawSubject)] = o.Root
+	for _, c := range o.Issuers {
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: o.Now(),
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			return nil, fmt.Errorf("%w: CRL issuer %s does not chain to the root: %v", ErrOptions, c.Subject, err)
+		}
+		s.signer[string(c.RawSubject)] = c
+	}
+	if err := os.MkdirAll(o.CacheDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create CRL cache: %w", err)
+	}
+	if err := s.loadCache(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// A corrupt or forged cache is ignored; the next fetch replaces it.
+		s.lastErr = fmt.Errorf("cached CRL unusable: %w", err)
+	}
+	return s, nil
+}
+
+func (s *CRLSource) loadCache() error {
+	der, err := os.ReadFile(filepath.Join(s.o.CacheDir, crlCacheFile))
+	if err != nil {
+		return err
+	}
+	var meta crlMeta
+	if mb, err := os.ReadFile(filepath.Join(s.o.CacheDir, crlMetaFile)); err == nil {
+		_ = json.Unmarshal(mb, &meta)
+	}
+	return s.install(der, meta.ETag, meta.FetchedAt)
+}
+
+// install verifies a CRL and makes it current. fresh is when the service
+// vouched for it.
+func (s *CRLSource) install(der []byte, etag string, fresh time.Time) error {
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return fmt.Errorf("parse CRL: %w", err)
+	}
+	issuer, ok := s.signer[string(crl.RawIssuer)]
+	if !ok {
+		return fmt.Errorf("CRL issued by %s, which is not a configured issuer", crl.Issuer)
+	}
+	if err := crl.CheckSignatureFrom(issuer); err != nil {
+		return fmt.Errorf("CRL signature: %w", err)
+	}
+	s.mu.RLock()
+	old := s.crl
+	s.mu.RUnlock()
+	// Refuse a rollback to an older list, which could un-revoke someone.
+	if old != nil && crl.Number != nil && old.Number != nil && crl.Number.Cmp(old.Number) < 0 &&
+		bytes.Equal(old.RawIssuer, crl.RawIssuer) {
+		return fmt.Errorf("CRL number %s is older than the current %s", crl.Number, old.Number)
+	}
+	revoked := make(map[string]Revocation, len(crl.RevokedCertificateEntries))
+	for _, e := range crl.RevokedCertificateEntries {
+		revoked[string(e.SerialNumber.Bytes())] = Revocation{RevokedAt: e.RevocationTime, Reason: reasonName(e.ReasonCode)}
+	}
+	s.mu.Lock()
+	s.crl, s.revoked, s.issuer, s.etag, s.fresh = crl, revoked, issuer, etag, fresh
+	s.mu.Unlock()
+	return nil
+}
+
+// Refresh fetches the CRL once, with If-None-Match, and installs and caches
+// a new one. A failure leaves the current CRL in place until MaxStale.
+func (s *CRLSource) Refresh(ctx context.Context) error {
+	err := s.refresh(ctx)
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+	return err
+}
+
+func (s *CRLSource) refresh(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return fmt.Errorf("fetch CRL: %w", err)
+	}
+	s.mu.RLock()
+	etag, have := s.etag, s.crl != nil
+	s.mu.RUnlock()
+	if have && etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	req.Header.Set("Accept", "application/pkix-crl")
+	resp, err := s.o.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch CRL: %w", err)
+	}
+	defer resp.Body.Close()
+	now := s.o.Now()
+	switch {
+	case resp.StatusCode == http.StatusNotModified && have:
+		s.mu.Lock()
+		s.fresh = now
+		s.mu.Unlock()
+		return s.writeMeta(crlMeta{ETag: etag, FetchedAt: now})
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("fetch CRL: %s answered %s", s.url, resp.Status)
+	}
+	der, err := io.ReadAll(io.LimitReader(resp.Body, maxCRLSize+1))
+	if err != nil {
+		return fmt.Errorf("fetch CRL: %w", err)
+	}
+	if len(der) > maxCRLSize {
+		return fmt.Errorf("fetch CRL: larger than %d bytes", maxCRLSize)
+	}
+	newTag := resp.Header.Get("ETag")
+	if err := s.install(der, newTag, now); err != nil {
+		return fmt.Errorf("fetch CRL: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(s.o.CacheDir, crlCacheFile), der); err != nil {
+		return fmt.Errorf("cache CRL: %w", err)
+	}
+	return s.writeMeta(crlMeta{ETag: newTag, FetchedAt: now})
+}
+
+func (s *CRLSource) writeMeta(m crlMeta) error {
+	b, _ := json.Marshal(m)
+	if err := writeFileAtomic(filepath.Join(s.o.CacheDir, crlMetaFile), b); err != nil {
+		return fmt.Errorf("cache CRL: %w", err)
+	}
+	return nil
+}
+
+// Run refreshes every Refresh until ctx ends. Fetch errors are kept for the
+// denial message rather than returned: the cached CRL serves until MaxStale.
+func (s *CRLSource) Run(ctx context.Context) error {
+	t := time.NewTicker(s.o.Refresh)
+	defer t.Stop()
+	for {
+		_ = s.Refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Revoked implements RevocationChecker.
+func (s *CRLSource) Revoked(_ context.Context, cert *x509.Certificate) (*Revocation, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.crl == nil {
+		return nil, fmt.Errorf("%w: no revocation list has been fetched from %s yet%s", ErrStaleCRL, s.url, lastErr(s.lastErr))
+	}
+	now := s.o.Now()
+	if age := now.Sub(s.fresh); age > s.o.MaxStale {
+		return nil, fmt.Errorf("%w: the last fresh copy from %s is from %s, older than the %s allowed%s",
+			ErrStaleCRL, s.url, s.fresh.UTC().Format(time.RFC3339), s.o.MaxStale, lastErr(s.lastErr))
+	}
+	if nu := s.crl.NextUpdate; !nu.IsZero() && now.Sub(nu) > s.o.MaxStale {
+		return nil, fmt.Errorf("%w: the service's list expired at %s (NextUpdate) and has not been re-signed",
+			ErrStaleCRL, nu.UTC().Format(time.RFC3339))
+	}
+	if !bytes.Equal(cert.RawIssuer, s.issuer.RawSubject) {
+		return nil, fmt.Errorf("the revocation list covers certificates issued by %s, not by %s", s.issuer.Subject, cert.Issuer)
+	}
+	if r, ok := s.revoked[string(cert.SerialNumber.Bytes())]; ok {
+		return &r, nil
+	}
+	return nil, nil
+}
+
+func lastErr(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " (last error: " + err.Error() + ")"
+}
+
+// reasonName spells RFC 5280 reason codes the way dockca's revoke command
+// takes them.
+func reasonName(code int) string {
+	switch code {
+	case 1:
+		return "key-compromise"
+	case 2:
+		return "ca-compromise"
+	case 3:
+		return "affiliation-changed"
+	case 4:
+		return "superseded"
+	case 5:
+		return "cessation-of-operation"
+	case 6:
+		return "certificate-hold"
+	case 8:
+		return "remove-from-crl"
+	case 9:
+		return "privilege-withdrawn"
+	case 10:
+		return "aa-compromise"
+	}
+	return ""
+}
+
+// writeFileAtomic writes a 0600 file by rename so that readers never see a
+// partial CRL.
+func writeFileAtomic(name string, data []byte) error {
+	return writeFileAtomicMode(name, data, 0o600)
+}
+
+func writeFileAtomicMode(name string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return err
+	}
+	// Make the rename itself durable, so a crash cannot bring back the
+	// old file.
+	d, err := os.Open(filepath.Dir(name))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,314 @@
+package authz
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Revocation says that and why a certificate was revoked.
+type Revocation struct {
+	RevokedAt time.Time
+	Reason    string // e.g. "key-compromise"; may be empty
+}
+
+// RevocationChecker answers whether a verified client certificate is
+// revoked. (nil, nil) means not revoked; an error denies the request (fail
+// closed) and its text is shown to the user, so it must not carry secrets.
+// Local mode reads the dockca database; remote mode is CRLSource.
+type RevocationChecker interface {
+	Revoked(ctx context.Context, cert *x509.Certificate) (*Revocation, error)
+}
+
+// Options configure the plugin.
+type Options struct {
+	// Name is the plugin name dockerd knows it by (default "dockca").
+	Name string
+	// Socket is where to listen (default /run/docker/plugins/NAME.sock).
+	Socket string
+	// Root is the dockca root certificate, the only trust anchor.
+	Root *x509.Certificate
+	// Revocations decides revocation; required. If it also implements
+	// Runner (CRLSource does), Serve runs it for as long as it serves.
+	Revocations RevocationChecker
+	// Policy holds the roles; nil means BuiltinPolicy().
+	Policy *Policy
+	// Audit receives one JSON line per decision; nil disables the audit.
+	Audit *AuditLog
+	// DenyLocal denies requests without a client certificate (the unix
+	// socket). By default they are allowed: the socket is already root-only.
+	DenyLocal bool
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Runner is a background job Serve runs alongside the plugin.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// Decision is the outcome of one request.
+type Decision struct {
+	Allow  bool
+	Msg    string // shown to the docker user on a denial
+	User   string // certificate CN ("" for local requests)
+	Serial string // lowercase hex
+	Role   string
+	Method string
+	Path   string // without version prefix and query
+	Rule   string // rule name, or a reason code such as "revoked"
+}
+
+// Authorizer makes decisions. It is safe for concurrent use.
+type Authorizer struct {
+	roots     *x509.CertPool
+	revoked   RevocationChecker
+	policy    *Policy
+	denyLocal bool
+	now       func() time.Time
+	audit     *AuditLog
+	chains    chainCache
+	noCache   bool // benchmarks of the cold path
+}
+
+// ErrOptions marks invalid Options.
+var ErrOptions = errors.New("invalid authz options")
+
+// New checks the options and builds an Authorizer.
+func New(o Options) (*Authorizer, error) {
+	if o.Root == nil {
+		return nil, fmt.Errorf("%w: no dockca root certificate", ErrOptions)
+	}
+	if !o.Root.IsCA {
+		return nil, fmt.Errorf("%w: the root certificate is not a CA", ErrOptions)
+	}
+	if o.Revocations == nil {
+		return nil, fmt.Errorf("%w: no revocation checker", ErrOptions)
+	}
+	a := &Authorizer{roots: x509.NewCertPool(), revoked: o.Revocations, policy: o.Policy,
+		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit}
+	a.roots.AddCert(o.Root)
+	if a.policy == nil {
+		a.policy = BuiltinPolicy()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a, nil
+}
+
+var versionPrefix = regexp.MustCompile(`^/v[0-9.]+/`)
+
+// normalizePath turns a RequestUri into the path dockerd's router matches
+// (decoded, cleaned, without the /vX.Y prefix) and its query.
+func normalizePath(uri string) (string, url.Values, error) {
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return "", nil, err
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		// A query Go rejects (e.g. with ';') might be split differently by
+		// dockerd; refuse rather than guess.
+		return "", nil, err
+	}
+	p := path.Clean("/" + u.Path)
+	if loc := versionPrefix.FindStringIndex(p + "/"); loc != nil {
+		p = path.Clean("/" + (p + "/")[loc[1]:])
+	}
+	return p, q, nil
+}
+
+// SerialHex renders a certificate serial the way dockca shows it.
+func SerialHex(c *x509.Certificate) string {
+	if c.SerialNumber == nil {
+		return ""
+	}
+	b := c.SerialNumber.Bytes()
+	if len(b) == 0 {
+		return "00"
+	}
+	return hex.EncodeToString(b)
+}
+
+// Decide authorizes one request and writes it to the audit log. It never
+// returns an error: every failure is a denial that says why.
+func (a *Authorizer) Decide(ctx context.Context, req *Request) Decision {
+	d := a.decide(ctx, req)
+	if a.audit != nil {
+		if err := a.audit.Write(a.now(), d); err != nil && d.Allow && d.User != "" {
+			// An access that cannot be recorded is not granted; local root
+			// keeps access so that it can fix the disk.
+			d.Allow = false
+			d.Msg = "dockca: the audit log cannot be written; ask the host's admin to check the plugin's audit log"
+			d.Rule = "audit-failed"
+		}
+	}
+	return d
+}
+
+func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
+	d := Decision{Method: strings.ToUpper(req.RequestMethod)}
+	p, q, uriErr := normalizePath(req.RequestURI)
+	d.Path = p
+	badURI := func(d Decision) Decision {
+		d.Allow, d.Path, d.Rule = false, "(unparsable)", "bad-uri"
+		d.Msg = "dockca: the request URI cannot be parsed, so it is denied"
+		return d
+	}
+
+	if len(req.RequestPeerCertificates) == 0 {
+		if req.User != "" || req.UserAuthNMethod != "" {
+			d.User, d.Rule = req.User, "unknown-authn"
+			d.Msg = fmt.Sprintf("dockca: user %q authenticated by %q without a certificate; only dockca TLS certificates are accepted", req.User, req.UserAuthNMethod)
+			return d
+		}
+		d.Rule = "local"
+		if uriErr != nil {
+			return badURI(d)
+		}
+		if a.denyLocal {
+			d.Msg = "dockca: requests without a client certificate (the local socket) are denied by the plugin's configuration"
+			return d
+		}
+		d.Allow = true
+		return d
+	}
+
+	now := a.now()
+	key := chainKey(req.RequestPeerCertificates)
+	var leaf *x509.Certificate
+	if !a.noCache {
+		leaf = a.chains.get(key, now)
+	}
+	if leaf == nil {
+		chain, deny := a.verifyChain(&d, req, now)
+		if deny != nil {
+			return *deny
+		}
+		leaf = chain[0]
+		if !a.noCache {
+			a.chains.put(key, chain)
+		}
+	}
+	d.User, d.Serial = leaf.Subject.CommonName, SerialHex(leaf)
+	who := fmt.Sprintf("certificate %s (%s)", d.Serial, d.User)
+	if req.User != "" && req.User != d.User {
+		d.Rule = "user-mismatch"
+		d.Msg = fmt.Sprintf("dockca: %s does not match the user %q dockerd reported", who, req.User)
+		return d
+	}
+
+	rev, err := a.revoked.Revoked(ctx, leaf)
+	if err != nil {
+		d.Rule = "revocation-unknown"
+		d.Msg = fmt.Sprintf("dockca: cannot check whether %s is revoked, so it is denied: %v", who, err)
+		return d
+	}
+	if rev != nil {
+		d.Rule = "revoked"
+		reason := ""
+		if rev.Reason != "" {
+			reason = " (" + rev.Reason + ")"
+		}
+		d.Msg = fmt.Sprintf("dockca: %s was revoked at %s%s", who, rev.RevokedAt.UTC().Format(time.RFC3339), reason)
+		return d
+	}
+
+	if len(leaf.Subject.OrganizationalUnit) != 1 {
+		d.Rule = "no-role"
+		d.Msg = fmt.Sprintf("dockca: %s carries %d roles (Subject OU); exactly one is required", who, len(leaf.Subject.OrganizationalUnit))
+		return d
+	}
+	d.Role = leaf.Subject.OrganizationalUnit[0]
+	rules, ok := a.policy.roles[d.Role]
+	if !ok {
+		d.Rule = "unknown-role"
+		d.Msg = fmt.Sprintf("dockca: %s has role %q, which this plugin does not know (known: %s)", who, d.Role, strings.Join(a.policy.Roles(), ", "))
+		return d
+	}
+	if uriErr != nil {
+		return badURI(d)
+	}
+	return a.policy.evaluate(d, rules, &request{method: d.Method, path: p, query: q, body: req.RequestBody, allowed: a.policy.allowedHostPaths})
+}
+
+// verifyChain parses the peer certificates and verifies the leaf to the
+// dockca root for client authentication at now; it returns the verified
+// chain, leaf first.
+func (a *Authorizer) verifyChain(d *Decision, req *Request, now time.Time) ([]*x509.Certificate, *Decision) {
+	certs, err := parsePeerCertificates(req.RequestPeerCertificates)
+	if err != nil {
+		d.User, d.Rule = req.User, "bad-certificate"
+		d.Msg = "dockca: the client certificate sent by dockerd cannot be read: " + err.Error()
+		return nil, d
+	}
+	leaf := certs[0]
+	d.User, d.Serial = leaf.Subject.CommonName, SerialHex(leaf)
+	who := fmt.Sprintf("certificate %s (%s)", d.Serial, d.User)
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: now})
+	if err != nil {
+		var inv x509.CertificateInvalidError
+		switch {
+		case errors.As(err, &inv) && inv.Reason == x509.Expired && now.After(leaf.NotAfter):
+			d.Rule = "expired"
+			d.Msg = fmt.Sprintf("dockca: %s expired at %s; ask your dockca admin for a new one", who, leaf.NotAfter.UTC().Format(time.RFC3339))
+		case errors.As(err, &inv) && inv.Reason == x509.Expired:
+			d.Rule = "not-yet-valid"
+			d.Msg = fmt.Sprintf("dockca: %s (or its issuer) is not valid at %s; check the clocks", who, now.UTC().Format(time.RFC3339))
+		default:
+			d.Rule = "untrusted"
+			d.Msg = fmt.Sprintf("dockca: %s is not issued by this host's dockca authority: %v", who, err)
+		}
+		return nil, d
+	}
+	return chains[0], nil
+}
+
+func (p *Policy) evaluate(d Decision, rules []compiledRule, r *request) Decision {
+	segs := splitPath(r.path)
+	denied := fmt.Sprintf("dockca: role %s may not %s %s", d.Role, d.Method, d.Path)
+	for i := range rules {
+		rule := &rules[i]
+		if !rule.matches(r.method, segs) {
+			continue
+		}
+		d.Rule = rule.Name
+		if rule.Action == "deny" {
+			d.Msg = denied
+			if rule.Message != "" {
+				d.Msg += " (" + rule.Message + ")"
+			}
+			return d
+		}
+		for _, c := range rule.checks {
+			if f := c(r); f != "" {
+				d.Msg = denied + " " + f
+				return d
+			}
+		}
+		for _, c := range rule.DenyIf {
+			if hit, f := evalCondition(c, r); hit {
+				d.Msg = denied + " " + f
+				return d
+			}
+		}
+		d.Allow = true
+		return d
+	}
+	d.Rule = "no-rule"
+	d.Msg = denied
+	return d
+}
