@@ -3,7 +3,6 @@ package authz
 import (
 	"context"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -11,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/dockca/dockca/internal/serial"
 )
 
 // Revocation says that and why a certificate was revoked.
@@ -131,11 +132,7 @@ func SerialHex(c *x509.Certificate) string {
 	if c.SerialNumber == nil {
 		return ""
 	}
-	b := c.SerialNumber.Bytes()
-	if len(b) == 0 {
-		return "00"
-	}
-	return hex.EncodeToString(b)
+	return serial.Format(c.SerialNumber)
 }
 
 // Decide authorizes one request and writes it to the audit log. It never

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/dockca/dockca/internal/atomicfile"
@@ -168,4 +169,27 @@ func boolKey(cfg map[string]json.RawMessage, k string) bool {
 func stringKey(cfg map[string]json.RawMessage, k string) bool {
 	var s string
 	return json.Unmarshal(cfg[k], &s) == nil && s != ""
+}
+
+// AddAuthorizationPlugin is an edit for MergeDaemonConfig that appends
+// plugin to "authorization-plugins" unless it is already listed; other
+// plugins keep their places.
+func AddAuthorizationPlugin(plugin string) func(map[string]json.RawMessage) error {
+	return func(cfg map[string]json.RawMessage) error {
+		var plugins []string
+		if raw, ok := cfg["authorization-plugins"]; ok {
+			if err := json.Unmarshal(raw, &plugins); err != nil {
+				return fmt.Errorf("authorization-plugins is not a list of names: %w", err)
+			}
+		}
+		if slices.Contains(plugins, plugin) {
+			return nil
+		}
+		raw, err := json.Marshal(append(plugins, plugin))
+		if err != nil {
+			return err
+		}
+		cfg["authorization-plugins"] = raw
+		return nil
+	}
 }

@@ -14,22 +14,6 @@ import (
 )
 
 // The authz plugin edit the lead will run through MergeDaemonConfig.
-func addAuthz(cfg map[string]json.RawMessage) error {
-	var plugins []string
-	if raw, ok := cfg["authorization-plugins"]; ok {
-		if err := json.Unmarshal(raw, &plugins); err != nil {
-			return err
-		}
-	}
-	for _, p := range plugins {
-		if p == "dockca" {
-			return nil
-		}
-	}
-	raw, _ := json.Marshal(append(plugins, "dockca"))
-	cfg["authorization-plugins"] = raw
-	return nil
-}
 
 func tlsEdit(listen ...string) func(map[string]json.RawMessage) error {
 	return daemonsetup.TLSEdit("/etc/docker/tls/ca.pem", "/etc/docker/tls/server-cert.pem", "/etc/docker/tls/server-key.pem", listen)
@@ -41,7 +25,7 @@ func TestMergeGolden(t *testing.T) {
 	for name, edit := range map[string]func(map[string]json.RawMessage) error{
 		"existing": tlsEdit("tcp://0.0.0.0:2376"),
 		"absent":   tlsEdit("tcp://0.0.0.0:2376", "tcp://[::]:2376"),
-		"authz":    addAuthz,
+		"authz":    daemonsetup.AddAuthorizationPlugin("dockca"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -92,14 +76,14 @@ func TestMergeRefusesAndDryRun(t *testing.T) {
 		edit          func(map[string]json.RawMessage) error
 		want          error
 	}{
-		{"not json", `{"debug": true,`, addAuthz, daemonsetup.ErrInvalidConfig},
-		{"array", `["hosts"]`, addAuthz, daemonsetup.ErrInvalidConfig},
-		{"trailing", `{"debug": true} {}`, addAuthz, daemonsetup.ErrInvalidConfig},
-		{"duplicate key", `{"debug": true, "debug": false}`, addAuthz, daemonsetup.ErrInvalidConfig},
+		{"not json", `{"debug": true,`, daemonsetup.AddAuthorizationPlugin("dockca"), daemonsetup.ErrInvalidConfig},
+		{"array", `["hosts"]`, daemonsetup.AddAuthorizationPlugin("dockca"), daemonsetup.ErrInvalidConfig},
+		{"trailing", `{"debug": true} {}`, daemonsetup.AddAuthorizationPlugin("dockca"), daemonsetup.ErrInvalidConfig},
+		{"duplicate key", `{"debug": true, "debug": false}`, daemonsetup.AddAuthorizationPlugin("dockca"), daemonsetup.ErrInvalidConfig},
 		{"tls off", `{"tls": false}`, tlsEdit("tcp://0.0.0.0:2376"), daemonsetup.ErrTLSDisabled},
 		{"tlsverify off", `{"tlsverify": false}`, tlsEdit("tcp://0.0.0.0:2376"), daemonsetup.ErrTLSDisabled},
-		{"plain tcp kept by another edit", `{"hosts": ["tcp://0.0.0.0:2375"]}`, addAuthz, daemonsetup.ErrPlainTCP},
-		{"plain tcp on a name", `{"hosts": ["tcp://docker.example:2375"]}`, addAuthz, daemonsetup.ErrPlainTCP},
+		{"plain tcp kept by another edit", `{"hosts": ["tcp://0.0.0.0:2375"]}`, daemonsetup.AddAuthorizationPlugin("dockca"), daemonsetup.ErrPlainTCP},
+		{"plain tcp on a name", `{"hosts": ["tcp://docker.example:2375"]}`, daemonsetup.AddAuthorizationPlugin("dockca"), daemonsetup.ErrPlainTCP},
 		{"edit error", `{}`, func(map[string]json.RawMessage) error { return errTest }, errTest},
 	}
 	for _, tc := range tests {
@@ -121,7 +105,7 @@ func TestMergeRefusesAndDryRun(t *testing.T) {
 		path := filepath.Join(dir, "daemon.json")
 		os.WriteFile(path, []byte(`{"debug": true}`), 0o644)
 		before := snapshot(t, dir)
-		changed, changes, err := daemonsetup.MergeDaemonConfig(path, addAuthz, true)
+		changed, changes, err := daemonsetup.MergeDaemonConfig(path, daemonsetup.AddAuthorizationPlugin("dockca"), true)
 		if err != nil || !changed || len(changes) != 1 || changes[0].String() != `authorization-plugins: (absent) -> ["dockca"]` {
 			t.Fatalf("%v %v %v", changed, changes, err)
 		}
@@ -130,7 +114,7 @@ func TestMergeRefusesAndDryRun(t *testing.T) {
 	t.Run("loopback plain tcp is allowed", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "daemon.json")
 		os.WriteFile(path, []byte(`{"hosts": ["tcp://127.0.0.1:2375", "tcp://localhost:2375", "tcp://[::1]:2375"]}`), 0o644)
-		if _, _, err := daemonsetup.MergeDaemonConfig(path, addAuthz, false); err != nil {
+		if _, _, err := daemonsetup.MergeDaemonConfig(path, daemonsetup.AddAuthorizationPlugin("dockca"), false); err != nil {
 			t.Fatal(err)
 		}
 	})

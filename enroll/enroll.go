@@ -310,3 +310,25 @@ func leafOf(cert tls.Certificate) (*x509.Certificate, error) {
 	}
 	return x509.ParseCertificate(cert.Certificate[0])
 }
+
+// Issuers returns the intermediate certificates between the service's own
+// certificate and the pinned root, as verified in a TLS handshake: the
+// certificates that sign leaves and CRLs.
+func (c *Client) Issuers(ctx context.Context) ([]*x509.Certificate, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+api.PathHealthz, nil)
+	if err != nil {
+		return nil, err
+	}
+	hc := c.httpClient(nil)
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch CA chain: %w", err)
+	}
+	resp.Body.Close()
+	if resp.TLS == nil || len(resp.TLS.VerifiedChains) == 0 || len(resp.TLS.VerifiedChains[0]) < 3 {
+		return nil, errors.New("fetch CA chain: the service's chain has no intermediate")
+	}
+	chain := resp.TLS.VerifiedChains[0]
+	return chain[1 : len(chain)-1], nil
+}

@@ -122,6 +122,7 @@ func newApp(e *env) *cli.App {
 			newContextCommand(e),
 			newDaemonCommand(e),
 			newAuditCommand(e),
+			newAuthzCommand(e),
 			newServeCommand(e),
 			newTokenCommand(e),
 			newEnrollCommand(e),

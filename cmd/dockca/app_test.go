@@ -40,6 +40,11 @@ func (r *cliRunner) run(args ...string) result {
 // runRaw runs without the --home the runner normally adds.
 func (r *cliRunner) runRaw(args ...string) result {
 	r.t.Helper()
+	return r.runCtx(context.Background(), args...)
+}
+
+// runCtx runs with a context, for long-running commands a test stops.
+func (r *cliRunner) runCtx(ctx context.Context, args ...string) result {
 	var out, errOut bytes.Buffer
 	e := &env{
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut,
@@ -47,7 +52,7 @@ func (r *cliRunner) runRaw(args ...string) result {
 		IsTerminal:   func() bool { return false },
 		ReadPassword: func(string) ([]byte, error) { return nil, errors.New("no terminal in tests") },
 	}
-	code := run(context.Background(), append([]string{"dockca"}, args...), e)
+	code := run(ctx, append([]string{"dockca"}, args...), e)
 	return result{out: out.String(), err: errOut.String(), code: code}
 }
 

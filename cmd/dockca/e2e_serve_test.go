@@ -26,19 +26,38 @@ import (
 // svcRun runs the CLI in-process with its own environment.
 func svcRun(t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return svcRunCtx(context.Background(), t, vars, args...)
+}
+
+// svcRunCtx is svcRun with a context, for commands that run until stopped.
+func svcRunCtx(ctx context.Context, t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	e := &env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
 		Getenv:       func(k string) string { return vars[k] },
 		IsTerminal:   func() bool { return false },
-		ReadPassword: func(string) ([]byte, error) { t.Fatal("prompted for a password"); return nil, nil },
+		ReadPassword: func(string) ([]byte, error) { return nil, io.EOF },
 	}
 	argv := []string{"dockca"}
 	if h := vars["DOCKCA_HOME"]; h != "" {
-		// urfave reads flag env vars from the process, not from env.
 		argv = append(argv, "--home", h)
 	}
-	code = run(context.Background(), append(argv, args...), e)
+	code = run(ctx, append(argv, args...), e)
 	return out.String(), errb.String(), code
+}
+
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // buildDockca builds the binary, so the service runs as its own process
@@ -280,6 +299,53 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+
+	// The authorization plugin in remote mode: the CRL comes from the
+	// service, so a revocation reaches a daemon on another host within the
+	// refresh interval.
+	pluginName := "dockca-e2e-remote-" + strings.ReplaceAll(fp[:8], ":", "")
+	pluginHome := t.TempDir()
+	pctx, pcancel := context.WithCancel(context.Background())
+	pdone := make(chan int, 1)
+	go func() {
+		_, perr, code := svcRunCtx(pctx, t, map[string]string{"DOCKCA_HOME": pluginHome}, "authz", "--name", pluginName,
+			"--ca-url", caURL, "--fingerprint", fp, "--refresh", "300ms")
+		if code != 0 {
+			t.Errorf("remote authz exited %d: %s", code, perr)
+		}
+		pdone <- code
+	}()
+	defer func() { pcancel(); <-pdone }()
+	waitForFile(t, "/run/docker/plugins/"+pluginName+".sock")
+	pd := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, Args: []string{"--authorization-plugin=" + pluginName},
+		CACert: filepath.Join(daemonDir, "ca.pem"), Cert: filepath.Join(daemonDir, "server-cert.pem"), Key: filepath.Join(daemonDir, "server-key.pem")})
+	tokOut, _, _ = svcRun(t, vars, "token", "create", "--kind", "client", "--role", "readonly", "dave")
+	daveDir := filepath.Join(t.TempDir(), "dave")
+	if _, e, code := svcRun(t, enrollVars, "enroll", "--ca-url", caURL, "--token", strings.TrimSpace(tokOut), "--fingerprint", fp, "--cert-dir", daveDir); code != 0 {
+		t.Fatalf("enroll dave: %s", e)
+	}
+	daveEnv := []string{"DOCKER_HOST=tcp://" + pd.Addr, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + daveDir, "DOCKER_CONFIG=" + t.TempDir()}
+	if out, err := dockerdtest.Docker(t, daveEnv, "ps"); err != nil {
+		t.Fatalf("readonly ps through the remote-mode plugin: %v\n%s", err, out)
+	}
+	if out, err := dockerdtest.Docker(t, daveEnv, "volume", "create", "x"); err == nil || !strings.Contains(out, "role readonly may not") {
+		t.Fatalf("readonly volume create: %v\n%s", err, out)
+	}
+	if _, e, code := svcRun(t, vars, "revoke", store.FormatSerial(tlsLeaf(t, daveDir).SerialNumber)); code != 0 {
+		t.Fatalf("revoke dave: %s", e)
+	}
+	revokedAt := time.Now()
+	for {
+		out, err := dockerdtest.Docker(t, daveEnv, "ps")
+		if err != nil && strings.Contains(out, "revoked") {
+			break
+		}
+		if time.Since(revokedAt) > 5*time.Second {
+			t.Fatalf("the remote-mode plugin did not enforce the revocation within 5 s: %v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("remote-mode revocation enforced after %s", time.Since(revokedAt).Round(time.Millisecond))
 
 	// SIGTERM: the service exits 0 and releases the database.
 	srv.Process.Signal(syscall.SIGTERM)
