@@ -4,7 +4,7 @@ TAGS := nobadger,nomysql,nopgx
 GO   ?= go
 DEMO ?= ./demo
 
-.PHONY: build test quickstart vet bench clean
+.PHONY: build test serve quickstart bench load clean
 
 build:
 	$(GO) build -tags $(TAGS) -o dockca ./cmd/dockca
@@ -18,13 +18,26 @@ test:
 	$(GO) vet -tags $(TAGS) ./...
 	$(GO) test -tags $(TAGS) -count=1 -timeout 20m ./...
 
-# The README's first command: build, create a development CA under
-# $(DEMO), issue a daemon and a client certificate, say how to use them.
+# The README's first command: build and run the CA service on the embedded
+# default (bbolt under $(DEMO)/home, initialised on first start without a
+# password: a development CA). It prints the URL, the root fingerprint and
+# how to mint a token; stop it with Ctrl-C.
+serve: build
+	./dockca --home $(DEMO)/home serve --no-password --listen 127.0.0.1:8443
+
+# The offline main job: a development CA under $(DEMO), a daemon and a
+# client certificate, and how to start dockerd with them.
 quickstart: build
 	./scripts/quickstart.sh $(DEMO)
 
 bench:
-	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 3s ./ca/
+	$(GO) test -tags $(TAGS) -run '^$$' -bench IssueFromCSR -benchtime 3s ./ca/
+	$(GO) test -tags $(TAGS) -run '^$$' -bench Decision -benchtime 20000x ./authz/
+
+# Load tests against real HTTPS and real dockerd; not part of make test.
+load:
+	DOCKCA_LOAD=1 $(GO) test -tags $(TAGS) -count=1 -run TestLoadSign -v ./serve/
+	DOCKCA_AUTHZ_THROUGHPUT=1 $(GO) test -tags $(TAGS) -count=1 -run ThroughputRatio -v ./authz/
 
 clean:
 	rm -f dockca

@@ -181,25 +181,12 @@ func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
-// resolveAll resolves every target before anything is revoked, so one
-// unknown argument revokes nothing.
+// resolveAll resolves every target before anything is revoked; an unknown
+// one is a 404.
 func resolveAll(ctx context.Context, st *store.Store, args []string) ([]*store.Certificate, error) {
-	var out []*store.Certificate
-	seen := map[string]bool{}
-	for _, arg := range args {
-		certs, err := st.Resolve(ctx, arg, true, time.Now())
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, errorf(http.StatusNotFound, "%v", err)
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range certs {
-			if !seen[c.Serial] {
-				seen[c.Serial] = true
-				out = append(out, c)
-			}
-		}
+	certs, err := st.ResolveAll(ctx, args, true, time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, "%v", err)
 	}
-	return out, nil
+	return certs, err
 }

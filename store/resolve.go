@@ -39,3 +39,24 @@ func (s *Store) Resolve(ctx context.Context, arg string, unexpiredOnly bool, now
 	}
 	return nil, fmt.Errorf("no certificate with serial or name %q: %w", arg, ErrNotFound)
 }
+
+// ResolveAll resolves every argument before the caller acts on any, so one
+// unknown argument means nothing is done; certificates named twice are
+// returned once.
+func (s *Store) ResolveAll(ctx context.Context, args []string, unexpiredOnly bool, now time.Time) ([]*Certificate, error) {
+	var out []*Certificate
+	seen := map[string]bool{}
+	for _, arg := range args {
+		certs, err := s.Resolve(ctx, arg, unexpiredOnly, now)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range certs {
+			if !seen[c.Serial] {
+				seen[c.Serial] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
+}

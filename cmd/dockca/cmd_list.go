@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -83,7 +82,7 @@ func newShowCommand(e *env) *cli.Command {
 				return err
 			}
 			defer st.Close()
-			certs, err := resolve(c, st, c.Args().First(), false)
+			certs, err := st.Resolve(c.Context, c.Args().First(), false, time.Now())
 			if err != nil {
 				return err
 			}
@@ -99,38 +98,4 @@ func newShowCommand(e *env) *cli.Command {
 			return nil
 		},
 	}
-}
-
-// resolve finds the certificates an argument names: the one with that
-// serial if there is one, else every certificate of that name (only the
-// unexpired ones when unexpiredOnly).
-func resolve(c *cli.Context, st *store.Store, arg string, unexpiredOnly bool) ([]*store.Certificate, error) {
-	if n, err := store.ParseSerial(arg); err == nil {
-		cert, err := st.Certificate(c.Context, n)
-		if err == nil {
-			return []*store.Certificate{cert}, nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-	}
-	all, err := st.CertificatesByName(c.Context, arg)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	var out []*store.Certificate
-	for _, cert := range all {
-		if unexpiredOnly && !now.Before(cert.NotAfter) {
-			continue
-		}
-		out = append(out, cert)
-	}
-	if len(out) == 0 {
-		if len(all) > 0 {
-			return nil, fmt.Errorf("every certificate of %q has expired", arg)
-		}
-		return nil, fmt.Errorf("no certificate with serial or name %q", arg)
-	}
-	return out, nil
 }

@@ -48,19 +48,9 @@ func newRevokeCommand(e *env) *cli.Command {
 				return err
 			}
 			defer st.Close()
-			var targets []*store.Certificate
-			seen := map[string]bool{}
-			for _, arg := range c.Args().Slice() {
-				certs, err := resolve(c, st, arg, true)
-				if err != nil {
-					return fmt.Errorf("revoke: %w", err)
-				}
-				for _, cert := range certs {
-					if !seen[cert.Serial] {
-						seen[cert.Serial] = true
-						targets = append(targets, cert)
-					}
-				}
+			targets, err := st.ResolveAll(c.Context, c.Args().Slice(), true, time.Now())
+			if err != nil {
+				return fmt.Errorf("revoke: %w", err)
 			}
 			a, err := unlock(c.Context, c, e, st, true)
 			if err != nil {

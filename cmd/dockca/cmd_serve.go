@@ -99,7 +99,11 @@ func runServe(c *cli.Context, e *env, o serve.Options) error {
 	fmt.Fprintf(w, "  URL:              %s\n", srv.URL())
 	fmt.Fprintf(w, "  Root fingerprint: %s\n", srv.RootFingerprint())
 	fmt.Fprintf(w, "  Admin socket:     %s\n", srv.AdminSocket())
-	fmt.Fprintf(w, "Mint a one-time token:  dockca token create --kind client NAME   (or --kind daemon --san IP HOST)\n")
+	homeFlag := ""
+	if c.IsSet("home") {
+		homeFlag = " --home " + home
+	}
+	fmt.Fprintf(w, "Mint a one-time token:  dockca%s token create --kind client NAME   (or --kind daemon --san IP HOST)\n", homeFlag)
 	return srv.Serve(c.Context)
 }
 
