@@ -2,11 +2,6 @@ package ca
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -14,23 +9,6 @@ import (
 
 	"github.com/dockca/dockca/store"
 )
-
-func clientCSR(t testing.TB, name string) *x509.CertificateRequest {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return csr
-}
 
 func TestConcurrentIssuanceUniqueAndStored(t *testing.T) {
 	st, a := newCA(t, KeyECP256, "")
@@ -83,7 +61,7 @@ func BenchmarkIssueFromCSR(b *testing.B) {
 	for _, callers := range []int{1, 32} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
 			_, a := newCA(b, KeyECP256, "")
-			csr := clientCSR(b, "bench")
+			csr := testCSR(b, "bench", nil, nil)
 			ctx := context.Background()
 			var failed atomic.Int64
 			b.ResetTimer()

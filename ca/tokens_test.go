@@ -32,7 +32,7 @@ func openWithTokens(t *testing.T) (*store.Store, *Authority, *TokenMinter) {
 	return st, a, m
 }
 
-func testCSR(t *testing.T, cn string, dns []string, ips []net.IP) *x509.CertificateRequest {
+func testCSR(t testing.TB, cn string, dns []string, ips []net.IP) *x509.CertificateRequest {
 	t.Helper()
 	key, err := GenerateKey(KeyECP256)
 	if err != nil {
