@@ -21,7 +21,7 @@ func authzPluginFlags() []cli.Flag {
 		&cli.StringFlag{Name: "fingerprint", Usage: "remote mode: the service's root `SHA256` fingerprint"},
 		&cli.StringFlag{Name: "policy", Usage: "YAML `FILE` overriding or adding roles (see authz/builtin-policy.yaml)"},
 		&cli.StringFlag{Name: "audit-log", Usage: "append one JSON line per decision to `FILE` (- for standard output)"},
-		&cli.DurationFlag{Name: "refresh", Value: 30 * time.Second, Usage: "remote mode: how often to fetch the CRL"},
+		&cli.DurationFlag{Name: "refresh", Value: 30 * time.Second, Usage: "remote mode: fetch the CRL every `D`"},
 		&cli.DurationFlag{Name: "max-stale", Value: 10 * time.Minute, Usage: "deny TLS requests when the revocation list is older than `D`"},
 		&cli.BoolFlag{Name: "deny-local", Usage: "also deny requests without a client certificate (the unix socket)"},
 	}
