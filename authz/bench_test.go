@@ -53,21 +53,30 @@ func crlWithRevoked(b testing.TB, p *testPKI, n int) *CRLSource {
 // with container-create body inspection. It reports p50 and p99 latency.
 //
 // "warm" is the steady state (the client's verified chain is cached);
-// "cold" verifies both signatures on every call, as for a client's first
-// request.
+// "new-client" is a client's first request (one signature: its
+// intermediate is known); "cold" verifies both signatures on every call, as
+// for the plugin's very first request.
 //
 //	go test ./authz -run '^$' -bench Decision -benchtime 20000x
 func BenchmarkDecision(b *testing.B) {
 	p := newPKI(b)
 	src := crlWithRevoked(b, p, 100_000)
 	b.Run("warm", func(b *testing.B) { benchDecision(b, newTestAuthorizer(b, p, src, nil), p) })
+	// A client's first request: its chain is new, its intermediate known.
+	b.Run("new-client", func(b *testing.B) {
+		a := newTestAuthorizer(b, p, src, func(*Options) {})
+		a.noCache = true
+		benchDecision(b, a, p)
+	})
+	// Nothing cached: both signatures verified (the plugin's first request).
 	b.Run("cold", func(b *testing.B) {
-		benchDecision(b, newTestAuthorizer(b, p, src, func(*Options) {}), p, true)
+		a := newTestAuthorizer(b, p, src, func(*Options) {})
+		a.noCache, a.noIssuers = true, true
+		benchDecision(b, a, p)
 	})
 }
 
-func benchDecision(b *testing.B, a *Authorizer, p *testPKI, cold ...bool) {
-	a.noCache = len(cold) > 0 && cold[0]
+func benchDecision(b *testing.B, a *Authorizer, p *testPKI) {
 	body, err := os.ReadFile("testdata/bodies/create-plain.json")
 	if err != nil {
 		b.Fatal(err)

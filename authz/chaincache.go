@@ -69,3 +69,34 @@ func (c *chainCache) put(k [sha256.Size]byte, chain []*x509.Certificate) {
 	}
 	c.entries[k] = e
 }
+
+// issuerCache holds intermediates that verified to the dockca root, each as
+// a one-certificate pool to verify leaves against directly. Anchoring on a
+// verified intermediate checks the same things as the full chain (the
+// intermediate's validity and extended key usages are checked as the
+// anchor's; dockca's root carries no constraints the intermediate lacks)
+// with one signature instead of two, which is what a client's first request
+// costs. Certificates are keyed by their exact DER bytes.
+type issuerCache struct {
+	mu    sync.RWMutex
+	pools map[string]*x509.CertPool
+}
+
+const maxIssuers = 16
+
+func (c *issuerCache) get(raw []byte) *x509.CertPool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.pools[string(raw)]
+}
+
+func (c *issuerCache) put(cert *x509.Certificate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pools == nil || len(c.pools) >= maxIssuers {
+		c.pools = make(map[string]*x509.CertPool)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	c.pools[string(cert.Raw)] = pool
+}

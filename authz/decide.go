@@ -76,7 +76,9 @@ type Authorizer struct {
 	now       func() time.Time
 	audit     *AuditLog
 	chains    chainCache
-	noCache   bool // benchmarks of the cold path
+	issuers   issuerCache
+	noCache   bool // benchmarks: no per-client chain cache
+	noIssuers bool // benchmarks: no verified-issuer cache either
 }
 
 // ErrOptions marks invalid Options.
@@ -254,8 +256,23 @@ func (a *Authorizer) verifyChain(d *Decision, req *Request, now time.Time) ([]*x
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	chains, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: now})
+	opts := x509.VerifyOptions{Roots: a.roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: now}
+	if len(certs) > 1 && !a.noIssuers {
+		// A new client of a known intermediate: one signature to check.
+		if anchor := a.issuers.get(certs[1].Raw); anchor != nil {
+			fast := opts
+			fast.Roots, fast.Intermediates = anchor, nil
+			if chains, err := leaf.Verify(fast); err == nil {
+				return chains[0], nil
+			}
+			// Fall through: the full verification says what is wrong.
+		}
+	}
+	chains, err := leaf.Verify(opts)
+	if err == nil && len(chains[0]) == 3 && !a.noIssuers {
+		a.issuers.put(chains[0][1])
+	}
 	if err != nil {
 		var inv x509.CertificateInvalidError
 		switch {

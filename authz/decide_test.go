@@ -128,6 +128,8 @@ func TestCertificateChecks(t *testing.T) {
 			false, "not-yet-valid", "check the clocks"},
 		{"other authority", tlsRequest(other.client(t, "eve", "admin"), "GET", "/_ping", nil), false, "untrusted",
 			"(eve) is not issued by this host's dockca authority"},
+		{"other authority's leaf with our intermediate", &Request{User: "eve", UserAuthNMethod: "TLS", RequestMethod: "GET", RequestURI: "/_ping",
+			RequestPeerCertificates: [][]byte{pemCert(other.client(t, "eve", "admin").cert), pemCert(p.inter)}}, false, "untrusted", "not issued by"},
 		{"server certificate as client", tlsRequest(p.client(t, "srv", "admin", withEKU(x509.ExtKeyUsageServerAuth)), "GET", "/_ping", nil),
 			false, "untrusted", "not issued by"},
 		{"missing intermediate", &Request{User: "alice", UserAuthNMethod: "TLS", RequestMethod: "GET", RequestURI: "/_ping",
@@ -146,8 +148,12 @@ func TestCertificateChecks(t *testing.T) {
 		{"other authn without cert", &Request{User: "bob", UserAuthNMethod: "krb", RequestMethod: "GET", RequestURI: "/_ping"},
 			false, "unknown-authn", "without a certificate"},
 	}
-	for _, c := range cases {
+	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if i > 0 && a.issuers.get(p.inter.Raw) == nil {
+				// The refusals below must hold on the one-signature path too.
+				t.Fatal("the first valid request did not cache the verified intermediate")
+			}
 			d := a.Decide(context.Background(), c.req)
 			if d.Allow != c.allow || d.Rule != c.rule || !strings.Contains(d.Msg, c.msgPart) {
 				t.Fatalf("got allow=%v rule=%q msg=%q; want allow=%v rule=%q msg containing %q", d.Allow, d.Rule, d.Msg, c.allow, c.rule, c.msgPart)
