@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/internal/dockerdtest"
 	"github.com/dockca/dockca/store"
 )
 
@@ -52,10 +53,10 @@ func openssl(t testing.TB, args ...string) string {
 	return string(out)
 }
 
+func requireOpenSSL(t *testing.T) { dockerdtest.RequireCommand(t, "openssl") }
+
 func TestIssueProfilesCrossCheckedWithOpenSSL(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	requireOpenSSL(t)
 	for _, kt := range KeyTypes {
 		t.Run(string(kt), func(t *testing.T) {
 			_, a := newCA(t, kt, "pw")
@@ -146,7 +147,8 @@ func TestRevokeAndCRL(t *testing.T) {
 	if rl.NextUpdate.Sub(rl.ThisUpdate) < time.Hour {
 		t.Fatalf("nextUpdate too close: %s", rl.NextUpdate.Sub(rl.ThisUpdate))
 	}
-	if _, err := exec.LookPath("openssl"); err == nil {
+	requireOpenSSL(t)
+	{
 		dir := t.TempDir()
 		crlPath := writeFile(t, dir, "crl.der", crl.DER)
 		interPath := writeFile(t, dir, "inter.pem", PEMCert(a.Intermediate()))

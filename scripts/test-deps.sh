@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dockca's tests need on a Debian machine: a real dockerd
-# (Debian's docker.io), the docker CLI and openssl. Fails loudly when it
+# (Debian's docker.io), the docker CLI, openssl, and curl and setpriv (a test
+# acts as another user against the service's admin socket). Fails loudly when it
 # cannot: end-to-end tests must run, never silently skip.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v docker >/dev/null 2>&1 || need+=(docker.io)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v containerd >/dev/null 2>&1 || need+=(docker.io)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -28,6 +31,6 @@ echo "test-deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-for c in dockerd docker containerd openssl; do
+for c in dockerd docker containerd openssl curl setpriv; do
   command -v "$c" >/dev/null 2>&1 || { echo "test-deps: $c is still missing after installing ${need[*]}" >&2; exit 1; }
 done

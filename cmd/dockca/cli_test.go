@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockca/dockca/internal/dockerdtest"
 	"github.com/dockca/dockca/store"
 )
 
@@ -31,15 +32,7 @@ func initCA(t *testing.T, r *cliRunner, extra ...string) string {
 	return m[1]
 }
 
-func requireOpenSSL(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl is required")
-		}
-		t.Skip("openssl not installed")
-	}
-}
+func requireOpenSSL(t *testing.T) { dockerdtest.RequireCommand(t, "openssl") }
 
 func opensslOut(t *testing.T, args ...string) string {
 	t.Helper()

@@ -80,6 +80,18 @@ func Require(t testing.TB) string {
 	return docker
 }
 
+// RequireCommand returns the path of a command a test needs, skipping
+// without it, except under CI=true, where make test has installed it and
+// its absence fails the test.
+func RequireCommand(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missing(t, name+" is not installed")
+	}
+	return p
+}
+
 func missing(t testing.TB, why string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
