@@ -25,7 +25,8 @@ func newAuditCommand(e *env) *cli.Command {
 			"GET /_ping and GET /version. Findings: critical for a plain-HTTP API, a TLS API without client\n" +
 			"verification, or one that accepts a client certificate from a foreign CA; high for certificate problems\n" +
 			"(expired, expiring within 30 days, wrong names, weak key, TLS below 1.2, not issued by this CA when\n" +
-			"--home holds one or --roots is given); info when mutual TLS with this CA is in place.\n" +
+			"--home holds one, --ca-url names the service or --roots is given); info when mutual TLS with this CA\n" +
+			"is in place.\n" +
 			"Exit status: 0 nothing at or above --fail-on, 3 something was, 1 error. Audit only hosts you own.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "ports", Value: "2375,2376", Usage: "comma-separated `PORTS` tried for targets without a port"},
@@ -34,6 +35,8 @@ func newAuditCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (an object with targets and findings)"},
 			&cli.StringFlag{Name: "fail-on", Value: "high", Usage: "exit 3 when a finding of `SEVERITY` or worse is found: critical, high, medium or none"},
 			&cli.StringFlag{Name: "roots", Usage: "PEM `FILE` of the root(s) daemons should be issued by (default: the CA in --home, if any)"},
+			&cli.StringFlag{Name: "ca-url", Usage: "take the root from the dockca service at `URL` (with --fingerprint)"},
+			&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() == 0 {
@@ -87,8 +90,16 @@ func newAuditCommand(e *env) *cli.Command {
 }
 
 // auditRoots returns the roots daemons should chain to: --roots, else the
-// CA in the home when there is one (read without unlocking anything).
+// root of the service at --ca-url (pinned by fingerprint), else the CA in
+// the home when there is one (read without unlocking anything).
 func auditRoots(c *cli.Context, e *env) ([]*x509.Certificate, error) {
+	if u := c.String("ca-url"); u != "" {
+		client, err := trustCA(c.Context, e, u, c.String("fingerprint"))
+		if err != nil {
+			return nil, err
+		}
+		return []*x509.Certificate{client.Root()}, nil
+	}
 	if f := c.String("roots"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {

@@ -171,6 +171,11 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 		t.Fatalf("docker version with an enrolled certificate: %v\n%s", err, out)
 	}
 
+	// dockca audit takes the root from the service: the daemon is recognised.
+	if out, e, code := svcRun(t, enrollVars, "audit", "--json", "--ca-url", caURL, "--fingerprint", fp, d.Addr); code != 0 || !strings.Contains(out, `"mtls-ok"`) {
+		t.Fatalf("audit with --ca-url: exit %d\n%s%s", code, out, e)
+	}
+
 	// Remote 'context add' from another laptop: separate home and
 	// DOCKER_CONFIG, key made there, no CA database created.
 	tokOut, _, _ = svcRun(t, vars, "token", "create", "--kind", "client", "--role", "readonly", "bob")
