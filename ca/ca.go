@@ -42,7 +42,7 @@ func NormalizeFingerprint(s string) string {
 }
 
 // PEMCert encodes one certificate.
-func PEMCert(cert *x509.Certificate) []byte { return pemOf(cert.Raw) }
+func PEMCert(cert *x509.Certificate) []byte { return PEMDER(cert.Raw) }
 
 // PEMChain encodes certificates in order.
 func PEMChain(certs ...*x509.Certificate) []byte {
@@ -68,7 +68,8 @@ func pemBlock(b []byte, types ...string) []byte {
 	}
 }
 
-func pemOf(der []byte) []byte {
+// PEMDER encodes one DER certificate.
+func PEMDER(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 

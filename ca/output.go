@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -100,42 +101,49 @@ func Entry(c *store.Certificate, now time.Time) ListEntry {
 	return e
 }
 
-// WriteList prints certificates as a table or, with asJSON, as a JSON
-// array (an empty array when there are none).
-func WriteList(w io.Writer, certs []*store.Certificate, asJSON bool, now time.Time) error {
+// Entries converts records for output at now, with their PEM if withPEM.
+func Entries(certs []*store.Certificate, now time.Time, withPEM bool) []ListEntry {
+	out := make([]ListEntry, 0, len(certs))
+	for _, c := range certs {
+		e := Entry(c, now)
+		if withPEM {
+			e.PEM = string(PEMDER(c.DER))
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// WriteList prints entries as a table or, with asJSON, as a JSON array (an
+// empty array when there are none).
+func WriteList(w io.Writer, entries []ListEntry, asJSON bool) error {
 	if asJSON {
-		entries := make([]ListEntry, 0, len(certs))
-		for _, c := range certs {
-			entries = append(entries, Entry(c, now))
+		if entries == nil {
+			entries = []ListEntry{}
 		}
 		return writeJSON(w, entries)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tROLE\tSERIAL\tNOT AFTER\tSTATUS")
-	for _, c := range certs {
-		role := c.Role
+	for _, e := range entries {
+		role := e.Role
 		if role == "" {
 			role = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Kind, role, c.Serial,
-			c.NotAfter.UTC().Format(time.RFC3339), c.Status(now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Kind, role, e.Serial,
+			e.NotAfter.UTC().Format(time.RFC3339), e.Status)
 	}
 	return tw.Flush()
 }
 
-// WriteShow prints one certificate in detail (or as JSON / PEM).
-func WriteShow(w io.Writer, c *store.Certificate, asJSON, withPEM bool, now time.Time) error {
-	e := Entry(c, now)
-	var pemText string
-	if withPEM {
-		pemText = string(pemOf(c.DER))
-	}
+// WriteShow prints one certificate in detail, or as JSON, or (withPEM and
+// not asJSON) as PEM. The entry carries its PEM when withPEM.
+func WriteShow(w io.Writer, e ListEntry, asJSON, withPEM bool) error {
 	if asJSON {
-		e.PEM = pemText
 		return writeJSON(w, e)
 	}
-	if withPEM && !asJSON {
-		_, err := io.WriteString(w, pemText)
+	if withPEM {
+		_, err := io.WriteString(w, e.PEM)
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -176,4 +184,23 @@ func (i *Issued) Bundle() (*tlsbundle.Bundle, error) {
 		return nil, err
 	}
 	return &tlsbundle.Bundle{CA: PEMCert(i.Root), Cert: i.ChainPEM(), Key: key, Serial: i.Record.Serial, NotAfter: i.Record.NotAfter}, nil
+}
+
+// FindEntries answers `dockca ls` (filter f) and `dockca show` (arg, a
+// serial or a name) from st, for the CLI and the service's admin socket
+// alike.
+func FindEntries(ctx context.Context, st *store.Store, arg string, f store.Filter, withPEM bool) ([]ListEntry, error) {
+	now := time.Now()
+	f.Now = now
+	var certs []*store.Certificate
+	var err error
+	if arg != "" {
+		certs, err = st.Resolve(ctx, arg, false, now)
+	} else {
+		certs, err = st.List(ctx, f)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return Entries(certs, now, withPEM), nil
 }

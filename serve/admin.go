@@ -78,6 +78,7 @@ func (s *Server) adminRoutes() http.Handler {
 	mux.Handle("POST "+api.PathAdminTokens, s.instrument("admin_token_create", s.handleTokenCreate))
 	mux.Handle("GET "+api.PathAdminTokens, s.instrument("admin_token_list", s.handleTokenList))
 	mux.Handle("POST "+api.PathAdminRevoke, s.instrument("admin_revoke", s.handleAdminRevoke))
+	mux.Handle("POST "+api.PathAdminCerts, s.instrument("admin_certificates", s.handleAdminCertificates))
 	return mux
 }
 
@@ -178,6 +179,31 @@ func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) error
 		resp.Results = append(resp.Results, revokeResponse(res))
 	}
 	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// CertificatesFilter is the store filter an admin certificates request
+// names; the CLI uses it too when it reads the database itself.
+func CertificatesFilter(req api.AdminCertificatesRequest) store.Filter {
+	return store.Filter{Kind: store.Kind(req.Kind), Status: store.Status(req.Status),
+		ExpiringWithin: time.Duration(req.ExpiringWithin) * time.Second}
+}
+
+// handleAdminCertificates answers `dockca ls` and `dockca show` while the
+// service holds the database.
+func (s *Server) handleAdminCertificates(w http.ResponseWriter, r *http.Request) error {
+	var req api.AdminCertificatesRequest
+	if err := decodeJSON(r.Body, &req, false); err != nil {
+		return err
+	}
+	entries, err := ca.FindEntries(r.Context(), s.st, req.Arg, CertificatesFilter(req), req.PEM)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, entries)
 	return nil
 }
 

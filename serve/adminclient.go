@@ -75,5 +75,11 @@ func (c *AdminClient) Revoke(ctx context.Context, req api.AdminRevokeRequest) (*
 	return &out, nil
 }
 
+// Certificates lists certificates (see api.AdminCertificatesRequest) into
+// out, a pointer to a slice of the CLI's list entries.
+func (c *AdminClient) Certificates(ctx context.Context, req api.AdminCertificatesRequest, out any) error {
+	return api.Do(ctx, c.hc, http.MethodPost, adminBase+api.PathAdminCerts, req, out)
+}
+
 // Close releases idle connections.
 func (c *AdminClient) Close() { c.hc.CloseIdleConnections() }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
 
@@ -50,16 +53,12 @@ func newListCommand(e *env) *cli.Command {
 				}
 				f.ExpiringWithin = d
 			}
-			st, err := openStore(c, e, true)
+			entries, err := certificates(c, e, api.AdminCertificatesRequest{
+				Kind: string(f.Kind), Status: string(f.Status), ExpiringWithin: int64(f.ExpiringWithin / time.Second)})
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			certs, err := st.List(c.Context, f)
-			if err != nil {
-				return err
-			}
-			return ca.WriteList(c.App.Writer, certs, c.Bool("json"), time.Now())
+			return ca.WriteList(c.App.Writer, entries, c.Bool("json"))
 		},
 	}
 }
@@ -77,25 +76,43 @@ func newShowCommand(e *env) *cli.Command {
 			if err := argsExactly(c, 1, "SERIAL or NAME"); err != nil {
 				return err
 			}
-			st, err := openStore(c, e, true)
+			entries, err := certificates(c, e, api.AdminCertificatesRequest{Arg: c.Args().First(), PEM: c.Bool("pem")})
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			certs, err := st.Resolve(c.Context, c.Args().First(), false, time.Now())
-			if err != nil {
-				return err
-			}
-			now := time.Now()
-			for i, cert := range certs {
+			for i, entry := range entries {
 				if i > 0 && !c.Bool("pem") && !c.Bool("json") {
 					fmt.Fprintln(c.App.Writer)
 				}
-				if err := ca.WriteShow(c.App.Writer, cert, c.Bool("json"), c.Bool("pem"), now); err != nil {
+				if err := ca.WriteShow(c.App.Writer, entry, c.Bool("json"), c.Bool("pem")); err != nil {
 					return err
 				}
 			}
 			return nil
 		},
 	}
+}
+
+// certificates answers ls (the filters of req) and show (req.Arg) from the
+// database, read-only, or, while dockca serve holds it, from the service's
+// admin socket.
+func certificates(c *cli.Context, e *env, req api.AdminCertificatesRequest) ([]ca.ListEntry, error) {
+	st, err := openStore(c, e, true)
+	if errors.Is(err, store.ErrLocked) {
+		ac, aerr := serviceClient(c, e, err)
+		if aerr != nil {
+			return nil, aerr
+		}
+		defer ac.Close()
+		var entries []ca.ListEntry
+		if err := ac.Certificates(c.Context, req, &entries); err != nil {
+			return nil, err
+		}
+		return entries, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return ca.FindEntries(c.Context, st, req.Arg, serve.CertificatesFilter(req), req.PEM)
 }

@@ -282,6 +282,17 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 		t.Fatal("the CRL does not list the revoked serial")
 	}
 
+	// ls and show also work while the service holds the database.
+	if out, e, code := svcRun(t, vars, "ls", "--json", "--status", "revoked"); code != 0 || !strings.Contains(out, store.FormatSerial(renewed.SerialNumber)) {
+		t.Fatalf("ls through the socket: %d %s %s", code, out, e)
+	}
+	if out, e, code := svcRun(t, vars, "show", "--pem", store.FormatSerial(renewed.SerialNumber)); code != 0 || !strings.Contains(out, "BEGIN CERTIFICATE") {
+		t.Fatalf("show through the socket: %d %s %s", code, out, e)
+	}
+	if _, e, code := svcRun(t, vars, "show", "nobody-at-all"); code != 1 || !strings.Contains(e, "no certificate") {
+		t.Fatalf("show of an unknown name through the socket: %d %s", code, e)
+	}
+
 	// token ls through the socket: both enrollment tokens used.
 	out, e, code := svcRun(t, vars, "token", "ls", "--json")
 	if code != 0 || strings.Count(out, `"status": "used"`) != 4 || strings.Contains(out, clientToken) {

@@ -36,6 +36,7 @@ const (
 
 	PathAdminTokens = "/admin/v1/tokens"
 	PathAdminRevoke = "/admin/v1/revoke"
+	PathAdminCerts  = "/admin/v1/certificates"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -135,6 +136,17 @@ type TokenInfo struct {
 type AdminRevokeRequest struct {
 	Targets []string `json:"targets"`
 	Reason  string   `json:"reason,omitempty"`
+}
+
+// AdminCertificatesRequest lists certificates like `dockca ls` (the
+// filters) or `dockca show` (Arg, a serial or a name). The answer is a
+// JSON array of the CLI's list entries.
+type AdminCertificatesRequest struct {
+	Kind           string `json:"kind,omitempty"`
+	Status         string `json:"status,omitempty"`
+	ExpiringWithin int64  `json:"expiring_within_seconds,omitempty"`
+	Arg            string `json:"arg,omitempty"`
+	PEM            bool   `json:"pem,omitempty"`
 }
 
 // AdminRevokeResponse lists what each target revoked, in order.
