@@ -176,7 +176,7 @@ func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) error
 		}
 		s.log.Info("revoked", "serial", res.Record.Serial, "kind", res.Record.Kind, "name", res.Record.Name,
 			"reason", reason.Name, "already", res.Already, "via", "admin socket")
-		resp.Results = append(resp.Results, revokeResponse(res))
+		resp.Results = append(resp.Results, RevokeResponse(res))
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

@@ -257,7 +257,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("revoked", "serial", res.Record.Serial, "kind", res.Record.Kind, "name", res.Record.Name,
 		"reason", reason.Name, "already", res.Already, "by_token", req.Token != "")
-	writeJSON(w, http.StatusOK, revokeResponse(res))
+	writeJSON(w, http.StatusOK, RevokeResponse(res))
 	return nil
 }
 
@@ -336,7 +336,9 @@ func certResponse(iss *ca.Issued) api.CertResponse {
 	}
 }
 
-func revokeResponse(res *ca.RevokeResult) api.RevokeResponse {
+// RevokeResponse is the wire form of a revocation's result; the CLI prints
+// local revocations from it too, so both paths say the same.
+func RevokeResponse(res *ca.RevokeResult) api.RevokeResponse {
 	r := res.Record
 	out := api.RevokeResponse{Serial: r.Serial, Kind: string(r.Kind), Name: r.Name, Already: res.Already}
 	if r.Revocation != nil {

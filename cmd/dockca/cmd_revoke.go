@@ -12,7 +12,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
 
@@ -72,15 +74,19 @@ func runRevoke(ctx context.Context, a *ca.Authority, targets []*store.Certificat
 		if err != nil {
 			return err
 		}
-		r := res.Record
-		if res.Already {
-			fmt.Fprintf(w, "already revoked  %s  %s %s (at %s, %s)\n", r.Serial, r.Kind, r.Name,
-				r.Revocation.RevokedAt.Format(time.RFC3339), r.Revocation.Reason)
-			continue
-		}
-		fmt.Fprintf(w, "revoked          %s  %s %s (%s)\n", r.Serial, r.Kind, r.Name, reason.Name)
+		printRevoked(w, serve.RevokeResponse(res))
 	}
 	return nil
+}
+
+// printRevoked says what one revocation did, the same whether it was done
+// here or by the service.
+func printRevoked(w io.Writer, r api.RevokeResponse) {
+	if r.Already {
+		fmt.Fprintf(w, "already revoked  %s  %s %s (at %s, %s)\n", r.Serial, r.Kind, r.Name, r.RevokedAt.Format(time.RFC3339), r.Reason)
+		return
+	}
+	fmt.Fprintf(w, "revoked          %s  %s %s (%s)\n", r.Serial, r.Kind, r.Name, r.Reason)
 }
 
 func newCRLCommand(e *env) *cli.Command {

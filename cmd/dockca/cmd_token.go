@@ -249,13 +249,8 @@ func revokeViaService(c *cli.Context, e *env, locked error, reason ca.Reason) er
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
-	w := c.App.Writer
 	for _, r := range resp.Results {
-		if r.Already {
-			fmt.Fprintf(w, "already revoked  %s  %s %s (at %s, %s)\n", r.Serial, r.Kind, r.Name, r.RevokedAt.Format(time.RFC3339), r.Reason)
-			continue
-		}
-		fmt.Fprintf(w, "revoked          %s  %s %s (%s)\n", r.Serial, r.Kind, r.Name, reason.Name)
+		printRevoked(c.App.Writer, r)
 	}
 	return nil
 }
