@@ -161,6 +161,7 @@ func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (
 		rec.Role = ""
 	}
 	rec.TokenID = tokenIDOfActor(actor)
+	rec.RenewedFrom = renewedFromOfActor(actor)
 	return rec, nil
 }
 

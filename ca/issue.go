@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"time"
 
@@ -134,6 +135,9 @@ func check(r Request, issuer *x509.Certificate, now time.Time) (*Normalized, err
 	if r.CSR != nil {
 		if err := r.CSR.CheckSignature(); err != nil {
 			return nil, fmt.Errorf("%w: signature does not verify: %v", ErrBadCSR, err)
+		}
+		if err := CheckPublicKey(r.CSR.PublicKey); err != nil {
+			return nil, err
 		}
 		if len(r.CSR.EmailAddresses) > 0 || len(r.CSR.URIs) > 0 {
 			return nil, fmt.Errorf("the CSR asks for e-mail or URI names, which dockca does not issue: %w", ErrPolicy)
@@ -264,6 +268,9 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 		opts = append(opts, withPublicKey(x.pubKey))
 	}
 	chain, err := a.step.SignWithContext(ctx, csr, provisioner.SignOptions{}, opts...)
+	if errors.Is(err, store.ErrRenewedFromRevoked) {
+		return nil, ErrRevoked
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}

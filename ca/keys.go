@@ -2,6 +2,9 @@ package ca
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/pem"
 	"errors"
@@ -106,4 +109,27 @@ func MarshalPrivateKey(key crypto.Signer) ([]byte, error) {
 func isRSA(pub crypto.PublicKey) bool {
 	_, ok := pub.(*rsa.PublicKey)
 	return ok
+}
+
+// CheckPublicKey accepts the keys dockca certifies: RSA of 2048 to 8192
+// bits, ECDSA on P-256, P-384 or P-521, and Ed25519. smallstep's own key
+// validator belongs to its provisioners, which dockca's direct issuance does
+// not use, so the policy checks here.
+func CheckPublicKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < 2048 || n > 8192 {
+			return fmt.Errorf("an RSA key of %d bits is not accepted (use 2048 to 8192 bits): %w", n, ErrPolicy)
+		}
+		return nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+			return nil
+		}
+		return fmt.Errorf("an ECDSA key on %s is not accepted (use P-256, P-384 or P-521): %w", k.Curve.Params().Name, ErrPolicy)
+	case ed25519.PublicKey:
+		return nil
+	}
+	return fmt.Errorf("a %T key is not accepted: %w", pub, ErrPolicy)
 }

@@ -43,6 +43,16 @@ func tokenIDOfActor(actor string) string {
 	return ""
 }
 
+// renewedFromOfActor returns the serial a renewal was made from, so the
+// store refuses the renewal in its transaction if that serial has been
+// revoked meanwhile.
+func renewedFromOfActor(actor string) string {
+	if serial, ok := strings.CutPrefix(actor, renewActorPrefix); ok {
+		return serial
+	}
+	return ""
+}
+
 // VerifyToken checks a token with smallstep's JWK provisioner (signature,
 // issuer, audience for method, nbf/exp) without spending it; the caller
 // spends it together with what it buys.

@@ -147,3 +147,64 @@ func (a *Authority) GenerateCRL(ctx context.Context) (*store.CRL, error) {
 	}
 	return a.st.CRL(ctx)
 }
+
+// maxRevokeRounds bounds RevokeTargets' follow-up rounds; each round needs
+// a renewal or issuance that raced the previous one, so a handful is plenty.
+const maxRevokeRounds = 16
+
+// RevokeTargets revokes every certificate args name: a serial, or a name
+// meaning each unexpired certificate of it. Every argument is resolved
+// before anything is revoked, so an unknown one revokes nothing. Names are
+// resolved again after each round until no unrevoked certificate of them
+// is left, so a renewal that raced the revocation is caught; and for
+// key-compromise, unexpired certificates renewed from a revoked one (with
+// the compromised key in hand) are revoked too.
+func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason Reason) ([]*RevokeResult, error) {
+	queue, err := a.st.ResolveAll(ctx, args, true, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var results []*RevokeResult
+	done := map[string]bool{}
+	for round := 0; len(queue) > 0; round++ {
+		if round == maxRevokeRounds {
+			return results, fmt.Errorf("revoke: certificates of %v are still being issued; revoked %d so far, run it again", args, len(results))
+		}
+		var next []*store.Certificate
+		for _, c := range queue {
+			if done[c.Serial] {
+				continue
+			}
+			done[c.Serial] = true
+			serial, err := store.ParseSerial(c.Serial)
+			if err != nil {
+				return results, err
+			}
+			res, err := a.Revoke(ctx, serial, reason)
+			if err != nil {
+				return results, err
+			}
+			results = append(results, res)
+			if reason.Code == keyCompromise.Code {
+				kids, err := a.st.RenewalsOf(ctx, c.Serial, time.Now())
+				if err != nil {
+					return results, err
+				}
+				next = append(next, kids...)
+			}
+		}
+		again, err := a.st.ResolveAll(ctx, args, true, time.Now())
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return results, err
+		}
+		for _, c := range again {
+			if !done[c.Serial] && c.Revocation == nil {
+				next = append(next, c)
+			}
+		}
+		queue = next
+	}
+	return results, nil
+}
+
+var keyCompromise = Reason{"key-compromise", 1}

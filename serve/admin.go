@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/dockca/dockca/ca"
@@ -157,26 +157,25 @@ func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	targets, err := resolveAll(r.Context(), s.st, req.Targets)
-	if err != nil {
-		return err
-	}
+	results, err := s.a.RevokeTargets(r.Context(), req.Targets, reason)
 	var resp api.AdminRevokeResponse
-	for _, t := range targets {
-		serial, err := store.ParseSerial(t.Serial)
-		if err != nil {
-			return err
-		}
-		res, err := s.a.Revoke(r.Context(), serial, reason)
-		if err != nil {
-			return err
-		}
+	var done []string
+	for _, res := range results {
 		if !res.Already {
 			s.m.revocations.Inc()
 		}
 		s.log.Info("revoked", "serial", res.Record.Serial, "kind", res.Record.Kind, "name", res.Record.Name,
 			"reason", reason.Name, "already", res.Already, "via", "admin socket")
 		resp.Results = append(resp.Results, RevokeResponse(res))
+		done = append(done, res.Record.Serial)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errorf(http.StatusNotFound, "%v", err)
+	case err != nil && len(done) > 0:
+		return fmt.Errorf("%w (revoked before the failure: %s)", err, strings.Join(done, ", "))
+	case err != nil:
+		return err
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
@@ -205,14 +204,4 @@ func (s *Server) handleAdminCertificates(w http.ResponseWriter, r *http.Request)
 	}
 	writeJSON(w, http.StatusOK, entries)
 	return nil
-}
-
-// resolveAll resolves every target before anything is revoked; an unknown
-// one is a 404.
-func resolveAll(ctx context.Context, st *store.Store, args []string) ([]*store.Certificate, error) {
-	certs, err := st.ResolveAll(ctx, args, true, time.Now())
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, "%v", err)
-	}
-	return certs, err
 }

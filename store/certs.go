@@ -50,6 +50,10 @@ type Certificate struct {
 
 	// TokenID is the one-time token spent with this record (tokens.go).
 	TokenID string `json:"token_id,omitempty"`
+	// RenewedFrom is the serial of the certificate presented to renew.
+	// It must still be unrevoked when this record is written, checked in
+	// the same transaction, so a renewal cannot outrun a revocation.
+	RenewedFrom string `json:"renewed_from,omitempty"`
 }
 
 // Status reports the certificate's status at now.
@@ -124,6 +128,18 @@ func (s *Store) PutCertificate(ctx context.Context, c *Certificate) error {
 				return err
 			}
 		}
+		if c.RenewedFrom != "" {
+			from, err := serialKeyFromHex(c.RenewedFrom)
+			if err != nil {
+				return err
+			}
+			if tx.Bucket(bucketRevoked).Get(from) != nil {
+				return fmt.Errorf("renewal of %s: %w", c.RenewedFrom, ErrRenewedFromRevoked)
+			}
+			if err := tx.Bucket(bucketRenewals).Put(nameKey(string(from), key), nil); err != nil {
+				return err
+			}
+		}
 		if err := certs.Put(key, b); err != nil {
 			return err
 		}
@@ -167,6 +183,39 @@ func getCert(tx *bolt.Tx, key []byte) (*Certificate, error) {
 		c.Revocation = &rev
 	}
 	return &c, nil
+}
+
+// RenewalsOf returns the unexpired certificates renewed from serial (one
+// step), so a revocation can follow a compromised key into its renewals.
+func (s *Store) RenewalsOf(ctx context.Context, serial string, now time.Time) ([]*Certificate, error) {
+	from, err := serialKeyFromHex(serial)
+	if err != nil {
+		return nil, err
+	}
+	prefix := append(append([]byte(nil), from...), 0)
+	var out []*Certificate
+	err = s.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRenewals)
+		if b == nil {
+			return nil // a database written before renewals were indexed
+		}
+		cur := b.Cursor()
+		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			c, err := getCert(tx, k[len(prefix):])
+			if err != nil {
+				return err
+			}
+			if now.Before(c.NotAfter) {
+				out = append(out, c)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("renewals of %s: %w", serial, err)
+	}
+	sortByIssue(out)
+	return out, nil
 }
 
 // CertificatesByName returns every certificate issued to name, oldest

@@ -51,6 +51,9 @@ var (
 	ErrCorrupt = errors.New("the database file is corrupt or not a dockca database")
 	// ErrAlreadyRevoked is returned when revoking a revoked certificate.
 	ErrAlreadyRevoked = errors.New("certificate is already revoked")
+	// ErrRenewedFromRevoked refuses a renewal whose source certificate was
+	// revoked while the renewal was being signed.
+	ErrRenewedFromRevoked = errors.New("the certificate presented for renewal has been revoked")
 	// ErrTokenUsed is returned when a one-time token ID was seen before.
 	ErrTokenUsed = errors.New("token has already been used")
 )
@@ -63,7 +66,8 @@ var (
 	bucketTokens   = []byte("used_tokens")
 	bucketCRL      = []byte("crl")
 	bucketSettings = []byte("settings")
-	allBuckets     = [][]byte{bucketMeta, bucketCerts, bucketByName, bucketRevoked, bucketTokens, bucketCRL, bucketSettings}
+	bucketRenewals = []byte("renewals") // renewed-from serial, 0, renewal serial
+	allBuckets     = [][]byte{bucketMeta, bucketCerts, bucketByName, bucketRevoked, bucketTokens, bucketCRL, bucketSettings, bucketRenewals}
 
 	keySchema = []byte("schema")
 	schemaV1  = []byte("dockca/1")

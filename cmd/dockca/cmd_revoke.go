@@ -50,8 +50,9 @@ func newRevokeCommand(e *env) *cli.Command {
 				return err
 			}
 			defer st.Close()
-			targets, err := st.ResolveAll(c.Context, c.Args().Slice(), true, time.Now())
-			if err != nil {
+			// Resolve first: an unknown argument fails before the password
+			// is asked for, and nothing is revoked.
+			if _, err := st.ResolveAll(c.Context, c.Args().Slice(), true, time.Now()); err != nil {
 				return fmt.Errorf("revoke: %w", err)
 			}
 			a, err := unlock(c.Context, c, e, st, true)
@@ -59,24 +60,16 @@ func newRevokeCommand(e *env) *cli.Command {
 				return err
 			}
 			defer a.Close()
-			return runRevoke(c.Context, a, targets, reason, c.App.Writer)
+			results, err := a.RevokeTargets(c.Context, c.Args().Slice(), reason)
+			for _, r := range results {
+				printRevoked(c.App.Writer, serve.RevokeResponse(r))
+			}
+			if err != nil {
+				return fmt.Errorf("revoke: %w", err)
+			}
+			return nil
 		},
 	}
-}
-
-func runRevoke(ctx context.Context, a *ca.Authority, targets []*store.Certificate, reason ca.Reason, w io.Writer) error {
-	for _, t := range targets {
-		serial, err := store.ParseSerial(t.Serial)
-		if err != nil {
-			return err
-		}
-		res, err := a.Revoke(ctx, serial, reason)
-		if err != nil {
-			return err
-		}
-		printRevoked(w, serve.RevokeResponse(res))
-	}
-	return nil
 }
 
 // printRevoked says what one revocation did, the same whether it was done
