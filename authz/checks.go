@@ -97,6 +97,7 @@ type hostConfig struct {
 	Sysctls       map[string]string
 	MaskedPaths   *[]string
 	ReadonlyPaths *[]string
+	VolumesFrom   []string
 }
 
 type mountSpec struct {
@@ -144,9 +145,20 @@ func inspectHostConfig(h *hostConfig, prefix string, allowed []string) string {
 		{"UsernsMode", "--userns", h.UsernsMode},
 		{"CgroupnsMode", "--cgroupns", h.CgroupnsMode},
 	} {
-		if strings.EqualFold(strings.TrimSpace(ns.mode), "host") {
+		mode := strings.ToLower(strings.TrimSpace(ns.mode))
+		if mode == "host" {
 			return fmt.Sprintf("with the host's namespace (%s host, %s%s)", ns.flag, prefix, ns.name)
 		}
+		// Joining another container's namespace joins whatever it has,
+		// the host's included, which the plugin cannot see from here.
+		if strings.HasPrefix(mode, "container:") {
+			return fmt.Sprintf("with another container's namespace (%s %s, %s%s)", ns.flag, ns.mode, prefix, ns.name)
+		}
+	}
+	if len(h.VolumesFrom) > 0 {
+		// The new container would inherit every mount of the named ones,
+		// host paths and the docker socket included.
+		return fmt.Sprintf("with the mounts of other containers (--volumes-from, %sVolumesFrom)", prefix)
 	}
 	if len(h.CapAdd) > 0 {
 		return fmt.Sprintf("with added capabilities %s (--cap-add, %sCapAdd)", strings.Join(h.CapAdd, ","), prefix)
@@ -252,8 +264,10 @@ func bindSource(bind string) (string, bool) {
 }
 
 // hostPathAllowed reports whether p lies within an allowed host path, both
-// as written and after resolving symlinks on this host, so that a symlink an
-// operator planted inside an allowed directory cannot point a later bind at /.
+// as written and after resolving symlinks on this host, so that a symlink
+// already planted inside an allowed directory cannot point the bind at /.
+// One planted after the create is judged is followed at start: the policy
+// documents that allowed paths must not be writable by containers.
 func hostPathAllowed(p string, allowed []string) bool {
 	if len(allowed) == 0 || !path.IsAbs(p) {
 		return false
@@ -356,7 +370,10 @@ func checkVolumeCreate(r *request) string {
 }
 
 func checkNetworkCreate(r *request) string {
-	var b struct{ Driver string }
+	var b struct {
+		Driver  string
+		Options map[string]string
+	}
 	if f := decodeBody(r, &b); f != "" {
 		return f
 	}
@@ -364,14 +381,34 @@ func checkNetworkCreate(r *request) string {
 	case "host", "macvlan", "ipvlan":
 		return fmt.Sprintf("with the %s network driver (it reaches the host's interfaces)", d)
 	}
+	for k := range b.Options {
+		// Naming the bridge (an existing host bridge) or changing how
+		// the gateway routes puts containers on the host's own network.
+		switch strings.ToLower(k) {
+		case "com.docker.network.bridge.name", "com.docker.network.bridge.gateway_mode_ipv4",
+			"com.docker.network.bridge.gateway_mode_ipv6", "com.docker.network.bridge.inhibit_ipv4":
+			return fmt.Sprintf("with the bridge option %s (it reaches the host's own network)", k)
+		}
+	}
 	return ""
 }
 
+// checkBuild allows classic builds on the default or no network, from a
+// context the client uploads: a remote context is fetched by dockerd from
+// the host's network, and a cgroup parent escapes resource confinement.
 func checkBuild(r *request) string {
 	for _, v := range r.query["networkmode"] {
-		if strings.EqualFold(strings.TrimSpace(v), "host") {
-			return "with --network host (networkmode=host)"
+		switch m := strings.ToLower(strings.TrimSpace(v)); m {
+		case "", "default", "bridge", "none":
+		default:
+			return fmt.Sprintf("with --network %s (networkmode)", v)
 		}
+	}
+	if r.query.Get("remote") != "" {
+		return "with a remote build context fetched by the daemon (remote)"
+	}
+	if r.query.Get("cgroupparent") != "" {
+		return "with a cgroup parent (--cgroup-parent, cgroupparent)"
 	}
 	return ""
 }

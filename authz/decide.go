@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,26 +108,64 @@ func New(o Options) (*Authorizer, error) {
 	return a, nil
 }
 
-var versionPrefix = regexp.MustCompile(`^/v[0-9.]+/`)
+var versionPrefix = regexp.MustCompile(`^/v([0-9.]+)/`)
 
 // normalizePath turns a RequestUri into the path dockerd's router matches
-// (decoded, cleaned, without the /vX.Y prefix) and its query.
-func normalizePath(uri string) (string, url.Values, error) {
+// (decoded, cleaned, without the /vX.Y prefix), its query, and the API
+// version it names ("" for none).
+func normalizePath(uri string) (string, url.Values, string, error) {
 	u, err := url.ParseRequestURI(uri)
 	if err != nil {
-		return "", nil, err
+		return "", nil, "", err
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		// A query Go rejects (e.g. with ';') might be split differently by
 		// dockerd; refuse rather than guess.
-		return "", nil, err
+		return "", nil, "", err
 	}
 	p := path.Clean("/" + u.Path)
-	if loc := versionPrefix.FindStringIndex(p + "/"); loc != nil {
-		p = path.Clean("/" + (p + "/")[loc[1]:])
+	version := ""
+	if m := versionPrefix.FindStringSubmatchIndex(p + "/"); m != nil {
+		version = (p + "/")[m[2]:m[3]]
+		p = path.Clean("/" + (p + "/")[m[1]:])
 	}
-	return p, q, nil
+	return p, q, version, nil
+}
+
+// requestGuards refuses, for every role but admin, request shapes whose
+// effect the plugin cannot see and so cannot judge:
+//   - API versions below 1.24, where POST /containers/{id}/start carries a
+//     host config (privileged, binds, namespaces) applied at start;
+//   - form-encoded or multipart bodies: dockerd reads their fields through
+//     r.Form, where they override the query the plugin checks, yet it
+//     forwards only JSON bodies to the plugin.
+func requestGuards(version string, headers map[string]string) string {
+	if version != "" && apiVersionBelow(version, 1, 24) {
+		return fmt.Sprintf("through API version %s (below 1.24 a container start carries a host config the plugin cannot judge; use a current client)", version)
+	}
+	for k, v := range headers {
+		if !strings.EqualFold(k, "Content-Type") {
+			continue
+		}
+		mt := strings.ToLower(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]))
+		if mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data" {
+			return "with a form-encoded body (dockerd would read its fields as parameters the plugin cannot see)"
+		}
+	}
+	return ""
+}
+
+// apiVersionBelow reports whether v ("1.23") is below major.minor; an
+// unparsable version counts as below, so it is refused.
+func apiVersionBelow(v string, major, minor int) bool {
+	a, b, ok := strings.Cut(v, ".")
+	ma, err1 := strconv.Atoi(a)
+	mi, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil {
+		return true
+	}
+	return ma < major || (ma == major && mi < minor)
 }
 
 // SerialHex renders a certificate serial the way dockca shows it.
@@ -155,7 +194,7 @@ func (a *Authorizer) Decide(ctx context.Context, req *Request) Decision {
 
 func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 	d := Decision{Method: strings.ToUpper(req.RequestMethod)}
-	p, q, uriErr := normalizePath(req.RequestURI)
+	p, q, version, uriErr := normalizePath(req.RequestURI)
 	d.Path = p
 	badURI := func(d Decision) Decision {
 		d.Allow, d.Path, d.Rule = false, "(unparsable)", "bad-uri"
@@ -235,6 +274,13 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 	}
 	if uriErr != nil {
 		return badURI(d)
+	}
+	if d.Role != "admin" {
+		if f := requestGuards(version, req.RequestHeaders); f != "" {
+			d.Rule = "request-shape"
+			d.Msg = fmt.Sprintf("dockca: role %s may not %s %s %s", d.Role, d.Method, d.Path, f)
+			return d
+		}
 	}
 	return a.policy.evaluate(d, rules, &request{method: d.Method, path: p, query: q, body: req.RequestBody, allowed: a.policy.allowedHostPaths})
 }

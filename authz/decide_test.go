@@ -18,7 +18,9 @@ type decisionCase struct {
 	Method string `yaml:"method"`
 	URI    string `yaml:"uri"`
 	Body   string `yaml:"body"`
-	Allow  bool   `yaml:"allow"`
+	// ContentType, when set, is sent as the request's Content-Type header.
+	ContentType string `yaml:"content_type"`
+	Allow       bool   `yaml:"allow"`
 	Msg    string `yaml:"msg"`
 	Rule   string `yaml:"rule"`
 }
@@ -74,7 +76,11 @@ func TestDecisionsOfBuiltinRoles(t *testing.T) {
 			if c.Body != "" {
 				body = []byte(c.Body)
 			}
-			d := a.Decide(context.Background(), tlsRequest(l, c.Method, c.URI, body))
+			req := tlsRequest(l, c.Method, c.URI, body)
+			if c.ContentType != "" {
+				req.RequestHeaders = map[string]string{"Content-Type": c.ContentType}
+			}
+			d := a.Decide(context.Background(), req)
 			if d.Allow != c.Allow {
 				t.Fatalf("allow = %v, want %v (msg %q, rule %q)", d.Allow, c.Allow, d.Msg, d.Rule)
 			}

@@ -31,6 +31,8 @@ type LocalSource struct {
 	loadedAt time.Time
 }
 
+const racyWindow = time.Second
+
 type fileStamp struct {
 	size  int64
 	mtime time.Time
@@ -98,7 +100,11 @@ func (l *LocalSource) Revoked(ctx context.Context, cert *x509.Certificate) (*Rev
 	if err != nil {
 		return nil, fmt.Errorf("the dockca database is unreadable: %w", err)
 	}
-	if stampOf(fi) != l.stamp {
+	// File times tick at the kernel's coarse clock, and bbolt often
+	// rewrites pages without changing the size, so two writes in one tick
+	// can leave the same stamp. Like git's "racily clean" index entries, a
+	// stamp that was at most a second old when it was read is not trusted.
+	if stampOf(fi) != l.stamp || l.loadedAt.Sub(l.stamp.mtime) < racyWindow {
 		if err := l.reload(ctx); err != nil {
 			// A writer holds the file (an issuance or revocation in
 			// progress, or dockca serve). Until it commits, the list we

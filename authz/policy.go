@@ -29,7 +29,9 @@ var ErrPolicy = errors.New("invalid policy")
 type PolicyFile struct {
 	// AllowedHostPaths may be bind-mounted by roles whose rules run the
 	// container-create and volume-create checks; a path allows itself and
-	// everything below it (after resolving symlinks on this host).
+	// everything below it (after resolving symlinks on this host, when the
+	// create is judged; the kernel resolves them again at each start, so
+	// only list directories no container can write to).
 	AllowedHostPaths []string             `yaml:"allowed_host_paths"`
 	Roles            map[string]*RoleSpec `yaml:"roles"`
 }

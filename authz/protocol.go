@@ -41,8 +41,10 @@ type Request struct {
 	RequestURI              string   `json:"RequestUri,omitempty"`
 	RequestBody             []byte   `json:"RequestBody,omitempty"`
 	RequestPeerCertificates [][]byte `json:"RequestPeerCertificates,omitempty"`
-	// RequestHeaders and the Response* fields are not decoded: no rule
-	// looks at them, and skipping them keeps each API call cheap.
+	// RequestHeaders is read for Content-Type only (see requestGuards).
+	RequestHeaders map[string]string `json:"RequestHeaders,omitempty"`
+	// The Response* fields are not decoded: no rule looks at them, and
+	// skipping them keeps each API call cheap.
 }
 
 // Response is the plugin's answer. Msg is shown to the docker user on a

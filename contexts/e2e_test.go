@@ -233,6 +233,27 @@ func TestAgainstDockerd(t *testing.T) {
 		serverVersion(t, cfg, "--context", "prod")
 	})
 
+	t.Run("env into a directory holding other files", func(t *testing.T) {
+		dir := t.TempDir()
+		keep := filepath.Join(dir, "important.txt")
+		os.WriteFile(keep, []byte("do not lose me"), 0o644)
+		err := contexts.Env(ctx, contexts.EnvOptions{Options: o, Name: "prod", Dir: dir}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "important.txt") {
+			t.Fatalf("env --dir over other files: %v", err)
+		}
+		if b, err := os.ReadFile(keep); err != nil || string(b) != "do not lose me" {
+			t.Fatalf("the directory's own file was lost: %v", err)
+		}
+		fresh := filepath.Join(t.TempDir(), "certs")
+		if err := contexts.Env(ctx, contexts.EnvOptions{Options: o, Name: "prod", Dir: fresh}, &bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
+		// Refreshing the same directory later is fine: it holds only ours.
+		if err := contexts.Env(ctx, contexts.EnvOptions{Options: o, Name: "prod", Dir: fresh}, &bytes.Buffer{}); err != nil {
+			t.Fatalf("env --dir again: %v", err)
+		}
+	})
+
 	t.Run("env", func(t *testing.T) {
 		var out bytes.Buffer
 		if err := contexts.Env(ctx, contexts.EnvOptions{Options: o, Name: "prod"}, &out); err != nil {

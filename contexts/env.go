@@ -2,8 +2,10 @@ package contexts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -48,6 +50,11 @@ func env(o EnvOptions, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.Dir != "" {
+		if err := onlyTLSFiles(dir); err != nil {
+			return err
+		}
+	}
 	if err := materialise(dir, *b); err != nil {
 		return err
 	}
@@ -61,6 +68,27 @@ func env(o EnvOptions, w io.Writer) error {
 func materialise(dir string, b tlsbundle.Bundle) error {
 	files := map[string][]byte{"ca.pem": b.CA, "cert.pem": b.Cert, "key.pem": b.Key}
 	return replaceDir(dir, filepath.Dir(dir), filepath.Base(dir), files)
+}
+
+// onlyTLSFiles refuses a caller-chosen directory that holds anything but
+// the three files materialise writes: the directory is replaced as a whole,
+// and what else it held would be lost.
+func onlyTLSFiles(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		switch e.Name() {
+		case "ca.pem", "cert.pem", "key.pem":
+		default:
+			return fmt.Errorf("%s holds %s and other files; --dir must be a new or empty directory (or one holding only ca.pem, cert.pem and key.pem), since it is replaced as a whole", dir, e.Name())
+		}
+	}
+	return nil
 }
 
 // shellQuote quotes s for POSIX shells when it has anything but plainly

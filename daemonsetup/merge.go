@@ -138,14 +138,33 @@ func CheckListeners(cfg map[string]json.RawMessage) error {
 	}
 	verified := boolKey(cfg, "tlsverify") && stringKey(cfg, "tlscacert") && stringKey(cfg, "tlscert") && stringKey(cfg, "tlskey")
 	for _, h := range hosts {
-		if !strings.HasPrefix(h, "tcp://") || verified {
+		tcp, ok := tcpListener(h)
+		if !ok || verified {
 			continue
 		}
-		if !loopback(h) {
+		if !loopback(tcp) {
 			return fmt.Errorf("%w: %s", ErrPlainTCP, h)
 		}
 	}
 	return nil
+}
+
+// tcpListener reads a hosts entry the way dockerd does (opts.ParseHost):
+// surrounding space is ignored and an entry without a scheme is tcp. It
+// returns the entry as a tcp:// URL, or false for local sockets (unix://,
+// npipe://, and fd:// from systemd socket activation). Any other scheme
+// counts as tcp, so that it is checked rather than waved through.
+func tcpListener(h string) (string, bool) {
+	h = strings.TrimSpace(h)
+	scheme, rest, found := strings.Cut(h, "://")
+	if !found {
+		return "tcp://" + h, true
+	}
+	switch strings.ToLower(scheme) {
+	case "unix", "npipe", "fd":
+		return "", false
+	}
+	return "tcp://" + rest, true
 }
 
 func loopback(tcpURL string) bool {

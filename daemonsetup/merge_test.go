@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -138,6 +139,32 @@ func TestParseListen(t *testing.T) {
 		"fd://", "ssh://host", "unix://relative.sock", "unix://host/x.sock", "tcp://0.0.0.0:2376/x", "tcp://u@h:1"} {
 		if _, err := daemonsetup.ParseListen(bad); !errors.Is(err, daemonsetup.ErrInvalidListen) {
 			t.Errorf("%q accepted: %v", bad, err)
+		}
+	}
+}
+
+// CheckListeners reads hosts the way dockerd does: an entry without a
+// scheme is tcp, surrounding space is ignored, local sockets are fine.
+func TestCheckListenersParsesHostsLikeDockerd(t *testing.T) {
+	for _, c := range []struct {
+		host string
+		ok   bool
+	}{
+		{"unix:///var/run/docker.sock", true},
+		{"fd://", true},
+		{"tcp://127.0.0.1:2375", true},
+		{"localhost:2375", true},
+		{"tcp://0.0.0.0:2375", false},
+		{"0.0.0.0:2375", false},
+		{" tcp://0.0.0.0:2375", false},
+		{"TCP://10.1.2.3:2375", false},
+		{"ssh://0.0.0.0:22", false},
+		{":2375", false},
+	} {
+		cfg := map[string]json.RawMessage{"hosts": json.RawMessage(`[` + strconv.Quote(c.host) + `]`)}
+		err := daemonsetup.CheckListeners(cfg)
+		if (err == nil) != c.ok {
+			t.Errorf("hosts [%q]: %v, want ok=%v", c.host, err, c.ok)
 		}
 	}
 }

@@ -257,7 +257,7 @@ func homeDir(c *cli.Context, e *env) (string, error) {
 		return filepath.Abs(h)
 	}
 	if x := e.Getenv("XDG_DATA_HOME"); x != "" {
-		return filepath.Join(x, "dockca"), nil
+		return filepath.Abs(filepath.Join(x, "dockca"))
 	}
 	h := e.Getenv("HOME")
 	if h == "" {

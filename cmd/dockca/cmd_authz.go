@@ -166,13 +166,24 @@ func runAuthzInstall(ctx context.Context, c *cli.Context, e *env) error {
 	}
 	args = append([]string{"--home", home}, args...)
 	writable = append(writable, home)
+	// The unit runs with / as its working directory: every path it names
+	// must be absolute.
 	for _, f := range []string{"socket", "policy", "audit-log"} {
-		if v := c.String(f); v != "" {
-			args = append(args, "--"+f, v)
+		v := c.String(f)
+		if v == "" || v == "-" {
+			if v == "-" {
+				args = append(args, "--"+f, v)
+			}
+			continue
 		}
-	}
-	if a := c.String("audit-log"); a != "" && a != "-" {
-		writable = append(writable, filepath.Dir(a))
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			return fmt.Errorf("authz install: --%s: %w", f, err)
+		}
+		args = append(args, "--"+f, abs)
+		if f == "audit-log" {
+			writable = append(writable, filepath.Dir(abs))
+		}
 	}
 	args = append(args, "--max-stale", c.Duration("max-stale").String())
 	if c.Bool("deny-local") {
