@@ -21,8 +21,8 @@ type decisionCase struct {
 	// ContentType, when set, is sent as the request's Content-Type header.
 	ContentType string `yaml:"content_type"`
 	Allow       bool   `yaml:"allow"`
-	Msg    string `yaml:"msg"`
-	Rule   string `yaml:"rule"`
+	Msg         string `yaml:"msg"`
+	Rule        string `yaml:"rule"`
 }
 
 func loadCases(t *testing.T, name string) []decisionCase {
