@@ -26,7 +26,8 @@ const (
 	"extKeyUsage": ["clientAuth"]
 }`
 	daemonTemplate = `{
-	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "organization": {{ toJson .Org }}},
+	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "organization": {{ toJson .Org }}
+{{- if .ServiceOU }}, "organizationalUnit": {{ toJson .ServiceOU }}{{ end }}},
 	"sans": {{ toJson .SANs }},
 {{- if .RSA }}
 	"keyUsage": ["digitalSignature", "keyEncipherment"],
@@ -261,7 +262,7 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	}
 	opts := []provisioner.SignOption{
 		identity{kind: kind, actor: actor},
-		a.profile(n, certifiedKey(csr, x.pubKey)),
+		a.profile(n, certifiedKey(csr, x.pubKey), kind),
 		finalize(n.NotBefore, n.NotAfter),
 	}
 	if x.pubKey != nil {
@@ -281,7 +282,13 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	return &Issued{Record: rec, Leaf: chain[0], Chain: chain, Root: a.root, Key: key}, nil
 }
 
-func (a *Authority) profile(n *Normalized, pub crypto.PublicKey) templateOption {
+// ServiceOU marks dockca serve's own certificate (its Subject OU), so that
+// clients of the service accept only it as the service and not any daemon
+// certificate of the same CA that happens to carry the service's name.
+// Daemon certificates carry no OU and client roles are never this value.
+const ServiceOU = "dockca-service"
+
+func (a *Authority) profile(n *Normalized, pub crypto.PublicKey, kind store.Kind) templateOption {
 	sans := make([]string, len(n.SANs))
 	for i, s := range n.SANs {
 		sans[i] = s.String()
@@ -289,6 +296,9 @@ func (a *Authority) profile(n *Normalized, pub crypto.PublicKey) templateOption 
 	data := x509util.CreateTemplateData(n.Name, sans)
 	data.Set("Org", a.rec.Name)
 	data.Set("RSA", isRSA(pub))
+	if kind == store.KindService {
+		data.Set("ServiceOU", ServiceOU)
+	}
 	text := daemonTemplate
 	if n.Kind == store.KindClient {
 		data.Set("Role", n.Role)

@@ -265,8 +265,10 @@ func (a *Authority) RevokeHolder(ctx context.Context, cert *x509.Certificate, re
 	return a.Revoke(ctx, cert.SerialNumber, reason)
 }
 
-// RevokeWithToken revokes the serial an admin revoke token names; the
-// token is spent first, so a failure after that fails closed.
+// RevokeWithToken revokes the serial an admin revoke token names. The
+// token is spent once the revocation is recorded, so a request that fails
+// first (an unknown serial, a crash) leaves it usable; a concurrent replay
+// only repeats an idempotent revocation.
 func (a *Authority) RevokeWithToken(ctx context.Context, tok string, reason Reason) (*RevokeResult, error) {
 	c, err := a.VerifyToken(ctx, tok, provisioner.RevokeMethod)
 	if err != nil {
@@ -279,13 +281,19 @@ func (a *Authority) RevokeWithToken(ctx context.Context, tok string, reason Reas
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad serial claim", ErrTokenInvalid)
 	}
-	if err := a.st.MarkTokenUsed(ctx, c.ID, ""); err != nil {
-		if errors.Is(err, store.ErrTokenUsed) {
-			return nil, ErrTokenUsed
-		}
+	if used, err := a.st.TokenUsed(ctx, c.ID); err != nil {
+		return nil, err
+	} else if used != nil {
+		return nil, ErrTokenUsed
+	}
+	res, err := a.Revoke(ctx, serial, reason)
+	if err != nil {
 		return nil, err
 	}
-	return a.Revoke(ctx, serial, reason)
+	if err := a.st.MarkTokenUsed(ctx, c.ID, ""); err != nil && !errors.Is(err, store.ErrTokenUsed) {
+		return nil, err
+	}
+	return res, nil
 }
 
 // IssueService issues the service's own HTTPS certificate (a server

@@ -135,6 +135,15 @@ func TestIssueWithToken(t *testing.T) {
 	if _, err := a.RevokeWithToken(ctx, rtok, Reasons[0]); !errors.Is(err, ErrTokenUsed) {
 		t.Fatalf("revoke token replay: %v", err)
 	}
+	// A revoke token for a serial the CA never issued fails and stays
+	// usable: it is spent only with a recorded revocation.
+	unknown := mint(TokenRequest{Kind: TokenKindRevoke, Name: "0a0b0c"})
+	if _, err := a.RevokeWithToken(ctx, unknown, Reasons[0]); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoke token for an unknown serial: %v", err)
+	}
+	if used, _ := st.TokenUsed(ctx, tokenID(t, unknown)); used != nil {
+		t.Fatal("a failed revocation spent its token")
+	}
 
 	// Expired, foreign-signed and wrong-audience tokens.
 	expired, _, err := m.Mint(TokenRequest{Kind: "client", Name: "dave", CAURL: "https://ca.test"}, time.Now().Add(-2*time.Hour))
@@ -200,4 +209,13 @@ func TestRenew(t *testing.T) {
 	if _, err := a.Renew(ctx, foreign.Leaf, nil); !errors.Is(err, ErrNotRenewable) {
 		t.Fatalf("renew foreign: %v", err)
 	}
+}
+
+func tokenID(t *testing.T, tok string) string {
+	t.Helper()
+	c, err := PeekToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.ID
 }

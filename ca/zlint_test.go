@@ -38,9 +38,13 @@ func TestProfilesPassZlintRFC5280(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			service, err := a.IssueService(ctx, []string{"ca.example.com", "127.0.0.1"}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for name, cert := range map[string]*x509.Certificate{
 				"root": a.Root(), "intermediate": a.Intermediate(),
-				"client": client.Leaf, "daemon": daemon.Leaf, "daemon-ip": ipDaemon.Leaf,
+				"client": client.Leaf, "daemon": daemon.Leaf, "daemon-ip": ipDaemon.Leaf, "service": service.Leaf,
 			} {
 				zc, err := zx509.ParseCertificate(cert.Raw)
 				if err != nil {

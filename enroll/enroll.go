@@ -21,6 +21,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/dockca/dockca/ca"
@@ -62,7 +63,7 @@ func (c *Client) URL() string { return c.url }
 func (c *Client) Root() *x509.Certificate { return c.root }
 
 func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.pool}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.pool, VerifyConnection: isService}
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
@@ -70,6 +71,17 @@ func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 		TLSClientConfig: cfg, Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true,
 		TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 64,
 	}}
+}
+
+// isService accepts only the service's own certificate profile: any daemon
+// certificate of the same CA chains to the root too, and one issued for
+// the service's host name must not be able to pose as the service and
+// collect enrollment tokens.
+func isService(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 || !slices.Contains(cs.PeerCertificates[0].Subject.OrganizationalUnit, ca.ServiceOU) {
+		return errors.New("the server's certificate is not a dockca service certificate")
+	}
+	return nil
 }
 
 // FetchRoot downloads the service's root without trusting anything, for a
@@ -88,7 +100,7 @@ func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			state = &cs
-			return nil
+			return isService(cs)
 		},
 	}}
 	defer tr.CloseIdleConnections()
@@ -170,7 +182,7 @@ func (c *Client) Enroll(ctx context.Context, token string, keyType ca.KeyType) (
 	if err := api.Do(ctx, c.hc, http.MethodPost, c.url+api.PathSign, api.SignRequest{CSR: string(csrPEM), Token: token}, &resp); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	return c.result(resp, key)
+	return c.result(resp, key, key.Public())
 }
 
 // Renew renews the certificate presented as cert over mutual TLS. With
@@ -200,7 +212,11 @@ func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, ke
 	if err := api.Do(ctx, hc, http.MethodPost, c.url+api.PathRenew, req, &resp); err != nil {
 		return nil, fmt.Errorf("renew: %w", err)
 	}
-	return c.result(resp, key)
+	want := leaf.PublicKey
+	if key != nil {
+		want = key.Public()
+	}
+	return c.result(resp, key, want)
 }
 
 // Revoke revokes the certificate presented as cert (its holder's right).
@@ -224,13 +240,27 @@ func (c *Client) RevokeWithToken(ctx context.Context, token, reason string) (*ap
 }
 
 // CRL fetches the current CRL (DER) and checks its signature against the
-// intermediate that signs certificates.
+// intermediate that signs certificates (taken from the service's verified
+// chain).
 func (c *Client) CRL(ctx context.Context) (*x509.RevocationList, error) {
 	der, err := get(ctx, c.hc, c.url+api.PathCRL, 16<<20)
 	if err != nil {
 		return nil, fmt.Errorf("fetch CRL: %w", err)
 	}
-	return x509.ParseRevocationList(der)
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("fetch CRL: %w", err)
+	}
+	issuers, err := c.Issuers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, iss := range issuers {
+		if crl.CheckSignatureFrom(iss) == nil {
+			return crl, nil
+		}
+	}
+	return nil, errors.New("fetch CRL: its signature is not the CA's")
 }
 
 // get fetches url, reading at most limit bytes of a 200 answer.
@@ -250,7 +280,7 @@ func get(ctx context.Context, hc *http.Client, url string, limit int64) ([]byte,
 	return io.ReadAll(io.LimitReader(resp.Body, limit))
 }
 
-func (c *Client) result(resp api.CertResponse, key crypto.Signer) (*Result, error) {
+func (c *Client) result(resp api.CertResponse, key crypto.Signer, want crypto.PublicKey) (*Result, error) {
 	blk, _ := pem.Decode([]byte(resp.Cert))
 	if blk == nil {
 		return nil, errors.New("the CA answered without a certificate")
@@ -264,6 +294,11 @@ func (c *Client) result(resp api.CertResponse, key crypto.Signer) (*Result, erro
 	inter.AppendCertsFromPEM([]byte(resp.Chain))
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return nil, fmt.Errorf("issued certificate does not chain to the trusted root: %w", err)
+	}
+	// The certificate must be for the key this machine holds, or the pair
+	// written to disk would not work.
+	if eq, ok := want.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(leaf.PublicKey) {
+		return nil, errors.New("the CA issued a certificate for a different key; nothing written")
 	}
 	res := &Result{Resp: resp, Leaf: leaf}
 	if key != nil {

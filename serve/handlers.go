@@ -182,10 +182,20 @@ func parseCSRField(s string, required bool) (*x509.CertificateRequest, error) {
 	return csr, nil
 }
 
-func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) error {
+// rateLimited answers 429 when the client's address is over its signing
+// budget; signing, renewal and revocation all spend it, since each signs
+// and writes a record.
+func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request) error {
 	if !s.limiter.allow(clientIP(r)) {
 		w.Header().Set("Retry-After", "1")
 		return errorf(http.StatusTooManyRequests, "too many signing requests from this address; slow down")
+	}
+	return nil
+}
+
+func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) error {
+	if err := s.rateLimited(w, r); err != nil {
+		return err
 	}
 	req, csr, err := DecodeSignRequest(r.Body)
 	if err != nil {
@@ -203,6 +213,9 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
+	if err := s.rateLimited(w, r); err != nil {
+		return err
+	}
 	peer := peerCert(r)
 	if peer == nil {
 		return errorf(http.StatusUnauthorized, "renewal needs the current certificate presented over mutual TLS")
@@ -226,6 +239,9 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
+	if err := s.rateLimited(w, r); err != nil {
+		return err
+	}
 	var req api.RevokeRequest
 	if err := decodeJSON(r.Body, &req, false); err != nil {
 		return err

@@ -46,7 +46,7 @@ func newContextCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing context of that name, even one dockca did not write"},
 					&cli.BoolFlag{Name: "no-check", Usage: "do not check that --host accepts connections"},
 					&cli.StringFlag{Name: "ca-url", Usage: "enroll from the dockca service at `URL` instead of a local CA (needs --token)"},
-					&cli.StringFlag{Name: "token", Usage: "one-time enrollment `TOKEN` from 'dockca token create --kind client'"},
+					&cli.StringFlag{Name: "token", EnvVars: []string{"DOCKCA_TOKEN"}, Usage: "one-time enrollment `TOKEN` from 'dockca token create --kind client'"},
 					&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
 					dockerConfigFlag(),
 				},

@@ -34,7 +34,7 @@ func newDaemonCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "ttl", Usage: "certificate lifetime `D` (default 90d, at most 365d)"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "print what would change and write nothing"},
 					&cli.StringFlag{Name: "ca-url", Usage: "get the certificate from the dockca service at `URL` (needs --token); no CA database here"},
-					&cli.StringFlag{Name: "token", Usage: "one-time enrollment `TOKEN` from 'dockca token create --kind daemon HOST'"},
+					&cli.StringFlag{Name: "token", EnvVars: []string{"DOCKCA_TOKEN"}, Usage: "one-time enrollment `TOKEN` from 'dockca token create --kind daemon HOST'"},
 					&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
 				},
 				Action: func(c *cli.Context) error {

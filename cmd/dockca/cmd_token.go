@@ -156,12 +156,14 @@ func printTokenHints(e *env, r *api.TokenResponse) {
 	fmt.Fprintf(w, "Token %s for %s %q, valid until %s, single use.\n", r.Info.ID, r.Info.Kind, r.Info.Name, r.Info.ExpiresAt.Local().Format(time.RFC3339))
 	fmt.Fprintf(w, "Root fingerprint (SHA-256): %s\n", r.RootFingerprint)
 	switch r.Info.Kind {
+	// The token goes in the environment, not on the command line, where
+	// other local users could read it in the process list.
 	case "client":
-		fmt.Fprintf(w, "On the client machine:\n  dockca context add %s --host tcp://DOCKER_HOST:2376 --ca-url %s --fingerprint %s --token %s\n",
-			r.Info.Name, r.CAURL, r.RootFingerprint, r.Token)
+		fmt.Fprintf(w, "On the client machine:\n  DOCKCA_TOKEN=%s dockca context add %s --host tcp://DOCKER_HOST:2376 --ca-url %s --fingerprint %s\n",
+			r.Token, r.Info.Name, r.CAURL, r.RootFingerprint)
 	case "daemon":
-		fmt.Fprintf(w, "On the Docker host:\n  dockca daemon setup %s --ca-url %s --fingerprint %s --token %s\n",
-			r.Info.Name, r.CAURL, r.RootFingerprint, r.Token)
+		fmt.Fprintf(w, "On the Docker host:\n  DOCKCA_TOKEN=%s dockca daemon setup %s --ca-url %s --fingerprint %s\n",
+			r.Token, r.Info.Name, r.CAURL, r.RootFingerprint)
 	case ca.TokenKindRevoke:
 		fmt.Fprintf(w, "To revoke: curl --cacert ca.pem -X POST %s%s -d '{\"token\": \"%s\"}'\n", r.CAURL, api.PathRevoke, r.Token)
 	}
