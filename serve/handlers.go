@@ -186,7 +186,7 @@ func parseCSRField(s string, required bool) (*x509.CertificateRequest, error) {
 // budget; signing, renewal and revocation all spend it, since each signs
 // and writes a record.
 func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request) error {
-	if !s.limiter.allow(clientIP(r)) {
+	if !s.limiter.allow(limiterKey(clientIP(r))) {
 		w.Header().Set("Retry-After", "1")
 		return errorf(http.StatusTooManyRequests, "too many signing requests from this address; slow down")
 	}
@@ -361,6 +361,15 @@ func RevokeResponse(res *ca.RevokeResult) api.RevokeResponse {
 		out.Reason, out.RevokedAt = r.Revocation.Reason, r.Revocation.RevokedAt
 	}
 	return out
+}
+
+// limiterKey buckets IPv6 clients by /64, the block one host or site is
+// usually given, so that one client cannot spread over 2^64 addresses.
+func limiterKey(ip string) string {
+	if a := net.ParseIP(ip); a != nil && a.To4() == nil {
+		return a.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return ip
 }
 
 // clientIP is the peer's IP. X-Forwarded-For is ignored on purpose: the
