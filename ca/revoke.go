@@ -125,16 +125,8 @@ func CurrentCRL(ctx context.Context, st *store.Store, now time.Time) (*store.CRL
 // crash between the two transactions of a revocation leaves exactly that,
 // and the next CRL request repairs it.
 func crlOutdated(ctx context.Context, st *store.Store, crl *store.CRL) bool {
-	revs, err := st.Revocations(ctx)
-	if err != nil {
-		return true
-	}
-	for _, r := range revs {
-		if r.RevokedAt.After(crl.ThisUpdate) {
-			return true
-		}
-	}
-	return false
+	last, err := st.LastRevocation(ctx)
+	return err != nil || last.After(crl.ThisUpdate)
 }
 
 // GenerateCRL signs and stores a new CRL with the next CRL number.

@@ -296,9 +296,18 @@ func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if crl == nil {
-		if crl, err = s.a.GenerateCRL(ctx); err != nil {
+		// Many clients notice a stale CRL at once; one regeneration
+		// serves them all.
+		v, err, _ := s.crlGen.Do("crl", func() (any, error) {
+			if fresh, err := ca.CurrentCRL(ctx, s.st, time.Now()); err != nil || fresh != nil {
+				return fresh, err
+			}
+			return s.a.GenerateCRL(ctx)
+		})
+		if err != nil {
 			return err
 		}
+		crl = v.(*store.CRL)
 	}
 	sum := sha256.Sum256(crl.DER)
 	body, ctype := crl.DER, "application/pkix-crl"

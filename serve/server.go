@@ -30,6 +30,7 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults.
@@ -73,6 +74,7 @@ type Server struct {
 	log     *slog.Logger
 	m       *metrics
 	limiter *ipLimiter
+	crlGen  singleflight.Group
 	names   []string
 	url     string
 	rootPEM []byte

@@ -306,12 +306,35 @@ func (s *Store) Revoke(ctx context.Context, serial *big.Int, r *Revocation) erro
 		if bucket.Get(key) != nil {
 			return ErrAlreadyRevoked
 		}
-		return bucket.Put(key, b)
+		if err := bucket.Put(key, b); err != nil {
+			return err
+		}
+		at, err := time.Now().UTC().MarshalBinary()
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyLastRevocation, at)
 	})
 	if err != nil {
 		return fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
 	return nil
+}
+
+var keyLastRevocation = []byte("last_revocation")
+
+// LastRevocation is when the latest revocation was recorded (zero when
+// there is none): a CRL made before it is out of date. One read, so the
+// CRL endpoint can ask on every request.
+func (s *Store) LastRevocation(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyLastRevocation); v != nil {
+			return t.UnmarshalBinary(v)
+		}
+		return nil
+	})
+	return t, err
 }
 
 // Revocation returns the revocation of serial, or nil when it is not
