@@ -70,6 +70,8 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 // log line per request. Bodies (tokens, CSRs) are never logged.
 func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		r.Body = http.MaxBytesReader(rec, r.Body, api.MaxBodyBytes)

@@ -75,10 +75,13 @@ type Server struct {
 	m       *metrics
 	limiter *ipLimiter
 	crlGen  singleflight.Group
-	names   []string
-	url     string
-	rootPEM []byte
-	cert    atomic.Pointer[tls.Certificate]
+	// inflight counts running handlers: the authority is closed only
+	// after the last one, even when graceful shutdown timed out.
+	inflight sync.WaitGroup
+	names    []string
+	url      string
+	rootPEM  []byte
+	cert     atomic.Pointer[tls.Certificate]
 	// certRenewAt is the fraction of the service certificate's lifetime
 	// at which it is renewed (2/3; tests lower it).
 	certRenewAt float64
@@ -312,8 +315,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		os.Remove(s.adminLn.Addr().String())
 	}
+	// Past the grace period, cut the remaining connections (their request
+	// contexts end, so handlers stop at their next database call) and wait
+	// for the handlers before the authority goes away under them.
+	s.https.Close()
+	if s.admin != nil {
+		s.admin.Close()
+	}
 	stop()
 	s.wg.Wait()
+	s.inflight.Wait()
 	if e := s.a.Close(); e != nil && err == nil {
 		err = e
 	}
