@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dockca/dockca/internal/atomicfile"
 )
 
 // ErrStaleCRL means no fresh revocation list was had within MaxStale; every
@@ -299,42 +301,7 @@ func reasonName(code int) string {
 }
 
 // writeFileAtomic writes a 0600 file by rename so that readers never see a
-// partial CRL.
+// partial CRL, and a crash cannot bring back an old one.
 func writeFileAtomic(name string, data []byte) error {
-	return writeFileAtomicMode(name, data, 0o600)
-}
-
-func writeFileAtomicMode(name string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	// Make the rename itself durable, so a crash cannot bring back the
-	// old file.
-	d, err := os.Open(filepath.Dir(name))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(name, data, 0o600)
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/dockca/dockca/internal/atomicfile"
 )
 
 // UnitName is the systemd unit `dockca authz install` writes.
@@ -148,7 +150,7 @@ func WriteUnit(dir, text string) (string, WriteResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return name, Unchanged, fmt.Errorf("write unit: %w", err)
 	}
-	if err := writeFileAtomicMode(name, []byte(text), 0o644); err != nil {
+	if err := atomicfile.WriteFile(name, []byte(text), 0o644); err != nil {
 		return name, Unchanged, fmt.Errorf("write unit: %w", err)
 	}
 	return name, res, nil
