@@ -443,3 +443,14 @@ func TestDefaultHome(t *testing.T) {
 		t.Fatal("init without --home or XDG_DATA_HOME did not use ~/.local/share/dockca")
 	}
 }
+
+func TestInitTightensAnExistingHome(t *testing.T) {
+	r := newCLI(t)
+	if err := os.MkdirAll(r.home(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	initCA(t, r)
+	if fi, err := os.Stat(r.home()); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("home mode %v, %v; want 0700", fi.Mode().Perm(), err)
+	}
+}

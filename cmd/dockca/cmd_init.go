@@ -63,44 +63,57 @@ func runInit(c *cli.Context, e *env, o initOptions) error {
 	if err != nil {
 		return err
 	}
-	if store.Exists(home) {
-		return fmt.Errorf("init: %s already holds a dockca database; refusing to replace it", store.Path(home))
-	}
-	var pw []byte
-	if !o.noPassword {
-		if pw, err = readPassword(c, e, true); err != nil {
-			return fmt.Errorf("init: %w", err)
-		}
-		if len(pw) < minPasswordLen {
-			return fmt.Errorf("init: the CA password must be at least %d characters", minPasswordLen)
-		}
-	}
-	if err := atomicfile.PrivateDir(home); err != nil {
-		return fmt.Errorf("init: %w", err)
-	}
-	path := store.Path(home)
-	st, err := store.Open(path, nil)
+	rec, _, err := initHome(c, e, home, ca.InitOptions{Name: o.name, KeyType: o.keyType, RootTTL: rootTTL, IntermediateTTL: interTTL}, o.noPassword)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
-	rec, err := ca.Init(c.Context, st, ca.InitOptions{Name: o.name, KeyType: o.keyType, RootTTL: rootTTL, IntermediateTTL: interTTL, Password: pw})
+	fmt.Fprintf(c.App.Writer, "Root fingerprint (SHA-256): %s\n", rec.RootFingerprint)
+	return nil
+}
+
+// initHome creates the CA in home for init and for serve's first start:
+// the password (asked twice, at least minPasswordLen characters) unless
+// noPassword, the home directory 0700, and the database holding exactly
+// the new CA, or no database at all when anything fails. It returns the
+// password so serve need not ask again.
+func initHome(c *cli.Context, e *env, home string, o ca.InitOptions, noPassword bool) (*store.CA, []byte, error) {
+	path := store.Path(home)
+	if store.Exists(home) {
+		return nil, nil, fmt.Errorf("%s already holds a dockca database; refusing to replace it", path)
+	}
+	if !noPassword {
+		pw, err := readPassword(c, e, true)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (or --no-password for a development CA)", err)
+		}
+		if len(pw) < minPasswordLen {
+			return nil, nil, fmt.Errorf("the CA password must be at least %d characters", minPasswordLen)
+		}
+		o.Password = pw
+	}
+	if err := atomicfile.MkdirPrivate(home); err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := ca.Init(c.Context, st, o)
 	closeErr := st.Close()
 	if err != nil {
 		if !errors.Is(err, store.ErrCAExists) {
 			removeEmptyStore(path)
 		}
-		return err
+		return nil, nil, err
 	}
 	if closeErr != nil {
-		return fmt.Errorf("init: %w", closeErr)
+		return nil, nil, closeErr
 	}
-	if o.noPassword {
+	if noPassword {
 		fmt.Fprintf(e.Stderr, "WARNING: the CA keys are stored UNENCRYPTED in %s.\n"+
 			"Anyone who can read that file can issue certificates that are root on your Docker hosts.\n"+
 			"Use --no-password for development only.\n", path)
 	}
-	w := c.App.Writer
-	fmt.Fprintf(w, "Initialised certificate authority %q in %s\n", rec.Name, home)
-	fmt.Fprintf(w, "Root fingerprint (SHA-256): %s\n", rec.RootFingerprint)
-	return nil
+	fmt.Fprintf(c.App.Writer, "Initialised certificate authority %q in %s\n", rec.Name, home)
+	return rec, o.Password, nil
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/ca"
-	"github.com/dockca/dockca/internal/atomicfile"
 	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
@@ -111,34 +110,9 @@ func runServe(c *cli.Context, e *env, o serve.Options) error {
 // first command is the only one needed; it returns the password so it is
 // asked only once.
 func firstStartInit(c *cli.Context, e *env, home string) ([]byte, error) {
-	var pw []byte
-	if !c.Bool("no-password") {
-		var err error
-		if pw, err = readPassword(c, e, true); err != nil {
-			return nil, fmt.Errorf("serve: first start in %s needs a CA password to initialise (or --no-password for development): %w", home, err)
-		}
-		if len(pw) < minPasswordLen {
-			return nil, fmt.Errorf("serve: the CA password must be at least %d characters", minPasswordLen)
-		}
-	}
-	if err := atomicfile.PrivateDir(home); err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
-	}
-	st, err := store.Open(store.Path(home), nil)
+	_, pw, err := initHome(c, e, home, ca.InitOptions{}, c.Bool("no-password"))
 	if err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
+		return nil, fmt.Errorf("serve: first start in %s: %w", home, err)
 	}
-	rec, err := ca.Init(c.Context, st, ca.InitOptions{Password: pw})
-	if cerr := st.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		removeEmptyStore(store.Path(home))
-		return nil, fmt.Errorf("serve: initialise: %w", err)
-	}
-	if !rec.Encrypted {
-		fmt.Fprintf(e.Stderr, "WARNING: the CA keys are stored UNENCRYPTED in %s (--no-password, development only).\n", store.Path(home))
-	}
-	fmt.Fprintf(c.App.Writer, "Initialised certificate authority %q in %s\n", rec.Name, home)
 	return pw, nil
 }
