@@ -282,6 +282,11 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 		t.Fatal("the CRL does not list the revoked serial")
 	}
 
+	// Commands that need the database itself say why they cannot run.
+	if _, e, code := svcRun(t, vars, "issue", "client", "zed", "--out", t.TempDir()); code != 1 || !strings.Contains(e, "dockca serve is running") {
+		t.Fatalf("issue while the service runs: %d %s", code, e)
+	}
+
 	// ls and show also work while the service holds the database.
 	if out, e, code := svcRun(t, vars, "ls", "--json", "--status", "revoked"); code != 0 || !strings.Contains(out, store.FormatSerial(renewed.SerialNumber)) {
 		t.Fatalf("ls through the socket: %d %s %s", code, out, e)

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
 )
 
@@ -68,7 +70,15 @@ func openStore(c *cli.Context, e *env, readOnly bool) (*store.Store, error) {
 	if !store.Exists(home) {
 		return nil, fmt.Errorf("no certificate authority in %s (run 'dockca init', or set --home / DOCKCA_HOME)", home)
 	}
-	return store.Open(store.Path(home), &store.Options{ReadOnly: readOnly})
+	st, err := store.Open(store.Path(home), &store.Options{ReadOnly: readOnly})
+	if errors.Is(err, store.ErrLocked) {
+		if _, serr := os.Stat(filepath.Join(home, api.SocketName)); serr == nil {
+			// Callers that can go through the service check for ErrLocked;
+			// the others should say what to do instead.
+			return nil, fmt.Errorf("%w; dockca serve is running for %s: mint a token with 'dockca token create' and enroll with it, or stop the service first", err, home)
+		}
+	}
+	return st, err
 }
 
 // unlock opens the authority of an open store, asking for the password
