@@ -36,7 +36,7 @@ func newContextCommand(e *env) *cli.Command {
 					"With --ca-url and --token the certificate comes from a dockca service: the key is generated here and\n" +
 					"never leaves this machine, the token decides the client name and role, trust in the service is pinned\n" +
 					"by --fingerprint (or confirmed on a terminal), and no CA database is created here.",
-				Flags: []cli.Flag{
+				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "host", Usage: "the daemon's `URL`, tcp://HOST:PORT"},
 					&cli.StringFlag{Name: "client", Usage: "client `NAME` in the certificate (default: the context name)"},
 					&cli.StringFlag{Name: "role", Value: ca.RoleAdmin, Usage: "`ROLE` of the certificate: readonly, operator or admin"},
@@ -45,11 +45,8 @@ func newContextCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "use", Usage: "make it the current docker context"},
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing context of that name, even one dockca did not write"},
 					&cli.BoolFlag{Name: "no-check", Usage: "do not check that --host accepts connections"},
-					&cli.StringFlag{Name: "ca-url", Usage: "enroll from the dockca service at `URL` instead of a local CA (needs --token)"},
-					&cli.StringFlag{Name: "token", EnvVars: []string{"DOCKCA_TOKEN"}, Usage: "one-time enrollment `TOKEN` from 'dockca token create --kind client'"},
-					&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
 					dockerConfigFlag(),
-				},
+				}, remoteFlags("dockca token create --kind client NAME")...),
 				Action: func(c *cli.Context) error {
 					if err := argsExactly(c, 1, "NAME"); err != nil {
 						return err
@@ -70,8 +67,12 @@ func newContextCommand(e *env) *cli.Command {
 						Description: c.String("description"), Use: c.Bool("use"), Force: c.Bool("force"),
 						SkipHostCheck: c.Bool("no-check"),
 					}
-					if c.IsSet("ca-url") || c.IsSet("token") {
-						return addRemoteContext(c, e, o)
+					r, err := remoteFromFlags(c, e, store.KindClient)
+					if err != nil {
+						return fmt.Errorf("context add %s: %w", o.Name, err)
+					}
+					if r != nil {
+						return addRemoteContext(c, r, o)
 					}
 					l := newLocalCA(c, e)
 					defer l.Close()
@@ -178,16 +179,9 @@ func newContextCommand(e *env) *cli.Command {
 
 // addRemoteContext is context add against a dockca service: the token
 // fixes the client and role, which explicit flags may only repeat.
-func addRemoteContext(c *cli.Context, e *env, o contexts.AddOptions) error {
-	if !c.IsSet("ca-url") || !c.IsSet("token") {
-		return usagef("context add: --ca-url and --token go together")
-	}
+func addRemoteContext(c *cli.Context, r *remoteCA, o contexts.AddOptions) error {
 	if c.IsSet("ttl") {
 		return usagef("context add: --ttl cannot be used with --ca-url: the token sets the lifetime")
-	}
-	r, err := newRemoteCA(e, c.String("ca-url"), c.String("fingerprint"), c.String("token"), store.KindClient)
-	if err != nil {
-		return fmt.Errorf("context add %s: %w", o.Name, err)
 	}
 	if c.IsSet("client") && o.Client != r.claims.Subject {
 		return fmt.Errorf("context add %s: the token is for client %q, not %q", o.Name, r.claims.Subject, o.Client)

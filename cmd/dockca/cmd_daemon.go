@@ -25,7 +25,7 @@ func newDaemonCommand(e *env) *cli.Command {
 					"as a flag and in daemon.json). A certificate already in place is kept while it is valid for HOST and\n" +
 					"the SANs and has more than a third of its lifetime left, so a second run changes nothing.\n" +
 					"dockerd must be restarted afterwards: it does not reload TLS material on SIGHUP.",
-				Flags: []cli.Flag{
+				Flags: append([]cli.Flag{
 					&cli.StringSliceFlag{Name: "san", Usage: "an extra DNS name or IP `ADDRESS` for the certificate (repeatable)"},
 					&cli.StringSliceFlag{Name: "listen", Usage: "a `URL` for dockerd to listen on (repeatable; default " + daemonsetup.DefaultListen + ")"},
 					&cli.StringFlag{Name: "tls-dir", Value: daemonsetup.DefaultTLSDir, Usage: "`DIR` for the TLS files"},
@@ -33,10 +33,7 @@ func newDaemonCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "systemd-dir", Value: daemonsetup.DefaultSystemdDir, Usage: "docker.service drop-in `DIR`"},
 					&cli.StringFlag{Name: "ttl", Usage: "certificate lifetime `D` (default 90d, at most 365d)"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "print what would change and write nothing"},
-					&cli.StringFlag{Name: "ca-url", Usage: "get the certificate from the dockca service at `URL` (needs --token); no CA database here"},
-					&cli.StringFlag{Name: "token", EnvVars: []string{"DOCKCA_TOKEN"}, Usage: "one-time enrollment `TOKEN` from 'dockca token create --kind daemon HOST'"},
-					&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
-				},
+				}, remoteFlags("dockca token create --kind daemon HOST")...),
 				Action: func(c *cli.Context) error {
 					if err := argsExactly(c, 1, "HOST"); err != nil {
 						return err
@@ -50,14 +47,11 @@ func newDaemonCommand(e *env) *cli.Command {
 						TLSDir: c.String("tls-dir"), ConfigPath: c.String("config"), SystemdDir: c.String("systemd-dir"),
 						TTL: ttl, DryRun: c.Bool("dry-run"),
 					}
-					if c.IsSet("ca-url") || c.IsSet("token") {
-						if !c.IsSet("ca-url") || !c.IsSet("token") {
-							return usagef("daemon setup: --ca-url and --token go together")
-						}
-						r, err := newRemoteCA(e, c.String("ca-url"), c.String("fingerprint"), c.String("token"), store.KindDaemon)
-						if err != nil {
-							return fmt.Errorf("daemon setup %s: %w", o.Host, err)
-						}
+					r, err := remoteFromFlags(c, e, store.KindDaemon)
+					if err != nil {
+						return fmt.Errorf("daemon setup %s: %w", o.Host, err)
+					}
+					if r != nil {
 						if r.claims.Subject != o.Host {
 							return fmt.Errorf("daemon setup %s: the token is for host %q", o.Host, r.claims.Subject)
 						}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/enroll"
@@ -41,6 +43,28 @@ func newRemoteCA(e *env, caURL, fingerprint, token string, kind store.Kind) (*re
 		return nil, fmt.Errorf("the token is for a %s certificate, not a %s certificate", claims.Dockca.Kind, kind)
 	}
 	return &remoteCA{e: e, caURL: caURL, fingerprint: fingerprint, token: token, claims: claims}, nil
+}
+
+// remoteFlags are the flags that switch a command from the local CA to a
+// dockca service: --ca-url, --token (or DOCKCA_TOKEN) and --fingerprint.
+func remoteFlags(mint string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "ca-url", Usage: "get the certificate from the dockca service at `URL` (needs --token); no CA database here"},
+		&cli.StringFlag{Name: "token", EnvVars: []string{"DOCKCA_TOKEN"}, Usage: "one-time enrollment `TOKEN` from '" + mint + "'"},
+		&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
+	}
+}
+
+// remoteFromFlags returns the service named by remoteFlags, or nil when
+// neither --ca-url nor --token was given (the local CA is meant).
+func remoteFromFlags(c *cli.Context, e *env, kind store.Kind) (*remoteCA, error) {
+	if !c.IsSet("ca-url") && !c.IsSet("token") {
+		return nil, nil
+	}
+	if !c.IsSet("ca-url") || !c.IsSet("token") {
+		return nil, usagef("--ca-url and --token go together")
+	}
+	return newRemoteCA(e, c.String("ca-url"), c.String("fingerprint"), c.String("token"), kind)
 }
 
 func (r *remoteCA) connect(ctx context.Context) (*enroll.Client, error) {
