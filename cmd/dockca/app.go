@@ -149,6 +149,10 @@ func newApp(e *env) *cli.App {
 func setUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) }
+		// urfave adds a "help" (alias "h") subcommand to every command,
+		// which would swallow a client or host called help or h; --help
+		// stays.
+		c.HideHelpCommand = true
 		if c.Action == nil && len(c.Subcommands) > 0 {
 			c.Action = func(c *cli.Context) error {
 				if c.Args().Len() > 0 {

@@ -454,3 +454,16 @@ func TestInitTightensAnExistingHome(t *testing.T) {
 		t.Fatalf("home mode %v, %v; want 0700", fi.Mode().Perm(), err)
 	}
 }
+
+// A client or host may be called help or h: urfave's help subcommand must
+// not swallow it.
+func TestNamesThatLookLikeHelp(t *testing.T) {
+	r := newCLI(t)
+	initCA(t, r)
+	for _, name := range []string{"help", "h"} {
+		r.ok("issue", "client", name, "--out", filepath.Join(t.TempDir(), name))
+	}
+	if list := listJSON(t, r); len(list) != 2 {
+		t.Fatalf("issued %d certificates, want 2", len(list))
+	}
+}
