@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/contexts"
+	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/testca"
 	"github.com/dockca/dockca/internal/tlsbundle"
 )
@@ -58,7 +59,7 @@ func servedSerial(t *testing.T, cfg, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tlsbundle.SerialHex(leaf.SerialNumber)
+	return serial.Format(leaf.SerialNumber)
 }
 
 func serverVersion(t *testing.T, cfg string, args ...string) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/cli/cli/context/store"
 
+	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
@@ -93,7 +94,7 @@ func inspect(st store.Reader, rec record, now time.Time) Info {
 		info.Status, info.Problem = StatusInvalid, err.Error()
 		return info
 	}
-	info.Serial, info.NotAfter = tlsbundle.SerialHex(leaf.SerialNumber), leaf.NotAfter
+	info.Serial, info.NotAfter = serial.Format(leaf.SerialNumber), leaf.NotAfter
 	// Check the chain and key at a moment inside the validity window, so
 	// that an expired certificate is reported as expired, not as invalid.
 	at := now

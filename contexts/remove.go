@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker/cli/cli/context/store"
 
+	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
@@ -97,5 +98,5 @@ func fileSerial(st store.Reader, name string) string {
 	if err != nil {
 		return ""
 	}
-	return tlsbundle.SerialHex(leaf.SerialNumber)
+	return serial.Format(leaf.SerialNumber)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/docker/cli/cli/context/store"
 
+	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
@@ -73,7 +74,7 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 	current, readErr := readTLS(st, rec.Name)
 	if readErr == nil {
 		if leaf, err := tlsbundle.Leaf(current.Cert); err == nil {
-			notAfter, oldSerial = leaf.NotAfter, tlsbundle.SerialHex(leaf.SerialNumber)
+			notAfter, oldSerial = leaf.NotAfter, serial.Format(leaf.SerialNumber)
 		}
 	}
 	if o.Within > 0 && notAfter.Sub(now) > o.Within {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/contexts"
+	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
@@ -107,7 +108,7 @@ func (c *CA) Issue(r Request) (*tlsbundle.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +121,7 @@ func (c *CA) Issue(r Request) (*tlsbundle.Bundle, error) {
 		subj.OrganizationalUnit = []string{r.Role}
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: subj,
+		SerialNumber: sn, Subject: subj,
 		NotBefore: now.Add(-time.Minute).Truncate(time.Second), NotAfter: now.Add(r.TTL).Truncate(time.Second),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{r.Usage},
@@ -142,7 +143,7 @@ func (c *CA) Issue(r Request) (*tlsbundle.Bundle, error) {
 		CA:       append([]byte(nil), c.RootPEM...),
 		Cert:     cert,
 		Key:      pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-		Serial:   tlsbundle.SerialHex(serial),
+		Serial:   serial.Format(sn),
 		NotAfter: tmpl.NotAfter,
 	}, nil
 }

@@ -19,7 +19,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
 )
 
@@ -39,10 +38,6 @@ type Bundle struct {
 
 // ErrInvalid marks material that must not be installed or kept.
 var ErrInvalid = errors.New("invalid TLS material")
-
-// SerialHex formats a certificate serial the way dockca prints and stores
-// it everywhere: lowercase hex, no separators.
-func SerialHex(n *big.Int) string { return serial.Format(n) }
 
 // Check verifies that the bundle is coherent and valid at now for usage
 // (x509.ExtKeyUsageClientAuth or ExtKeyUsageServerAuth), and returns the
@@ -79,8 +74,8 @@ func (b *Bundle) Check(now time.Time, usage x509.ExtKeyUsage) (*x509.Certificate
 	}); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if b.Serial != "" && b.Serial != SerialHex(leaf.SerialNumber) {
-		return nil, fmt.Errorf("%w: serial %s does not match the certificate (%s)", ErrInvalid, b.Serial, SerialHex(leaf.SerialNumber))
+	if b.Serial != "" && b.Serial != serial.Format(leaf.SerialNumber) {
+		return nil, fmt.Errorf("%w: serial %s does not match the certificate (%s)", ErrInvalid, b.Serial, serial.Format(leaf.SerialNumber))
 	}
 	if !b.NotAfter.IsZero() && !b.NotAfter.Equal(leaf.NotAfter) {
 		return nil, fmt.Errorf("%w: not-after %s does not match the certificate (%s)", ErrInvalid, b.NotAfter, leaf.NotAfter)
