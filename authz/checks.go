@@ -10,17 +10,32 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
 // request is what the checks see of one API call.
 type request struct {
-	method  string
-	path    string // cleaned, without version prefix and query
-	query   url.Values
-	body    []byte
-	allowed []string // allowed host paths
+	method string
+	path   string // cleaned, without version prefix and query
+	query  url.Values
+	body   []byte
+	limits *hostLimits
 }
+
+// hostLimits are the policy's exceptions to what a non-admin container may
+// use of the host.
+type hostLimits struct {
+	hostPaths  []string // allowed_host_paths, cleaned
+	logDrivers []string // defaultLogDrivers plus allowed_log_drivers
+}
+
+// defaultLogDrivers write where dockerd stores logs locally. Every other
+// driver (syslog, gelf, fluentd, splunk, awslogs…) makes dockerd, in the
+// host's network namespace, connect to an address the container's creator
+// chooses: the host's loopback services included, whatever the container's
+// own network is.
+var defaultLogDrivers = []string{"json-file", "local", "journald", "none"}
 
 // A check inspects a request an allow rule matched. It returns a finding
 // (how the request would escalate, phrased to follow "may not METHOD PATH")
@@ -98,6 +113,7 @@ type hostConfig struct {
 	MaskedPaths   *[]string
 	ReadonlyPaths *[]string
 	VolumesFrom   []string
+	LogConfig     struct{ Type string }
 }
 
 type mountSpec struct {
@@ -124,16 +140,17 @@ func checkContainerCreate(r *request) string {
 	if f := decodeBody(r, &b); f != "" {
 		return f
 	}
-	if f := inspectHostConfig(&b.hostConfig, "", r.allowed); f != "" {
+	if f := inspectHostConfig(&b.hostConfig, "", r.limits); f != "" {
 		return f
 	}
 	if b.HostConfig != nil {
-		return inspectHostConfig(b.HostConfig, "HostConfig.", r.allowed)
+		return inspectHostConfig(b.HostConfig, "HostConfig.", r.limits)
 	}
 	return ""
 }
 
-func inspectHostConfig(h *hostConfig, prefix string, allowed []string) string {
+func inspectHostConfig(h *hostConfig, prefix string, limits *hostLimits) string {
+	allowed := limits.hostPaths
 	if h.Privileged {
 		return "with --privileged (" + prefix + "Privileged)"
 	}
@@ -176,6 +193,10 @@ func inspectHostConfig(h *hostConfig, prefix string, allowed []string) string {
 	}
 	if h.MaskedPaths != nil || h.ReadonlyPaths != nil {
 		return fmt.Sprintf("with overridden masked or read-only /proc paths (%sMaskedPaths, %sReadonlyPaths)", prefix, prefix)
+	}
+	if d := h.LogConfig.Type; d != "" && !slices.Contains(limits.logDrivers, d) {
+		return fmt.Sprintf("with the log driver %q (--log-driver, %sLogConfig.Type; dockerd itself would connect wherever its options say, from the host; allowed: %s)",
+			d, prefix, strings.Join(limits.logDrivers, ", "))
 	}
 	for _, bind := range h.Binds {
 		if src, ok := bindSource(bind); ok && !hostPathAllowed(src, allowed) {
@@ -366,7 +387,7 @@ func checkVolumeCreate(r *request) string {
 	if f := decodeBody(r, &b); f != "" {
 		return f
 	}
-	return localDeviceOptions(b.Driver, b.DriverOpts, r.allowed)
+	return localDeviceOptions(b.Driver, b.DriverOpts, r.limits.hostPaths)
 }
 
 func checkNetworkCreate(r *request) string {

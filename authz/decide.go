@@ -47,6 +47,10 @@ type Options struct {
 	// DenyLocal denies requests without a client certificate (the unix
 	// socket). By default they are allowed: the socket is already root-only.
 	DenyLocal bool
+	// Containers looks up existing containers, exec instances and volumes
+	// on dockerd's local socket, so that actions on them are judged by how
+	// they were created. nil denies every such action for non-admin roles.
+	Containers ContainerLookup
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -70,16 +74,18 @@ type Decision struct {
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
-	roots     *x509.CertPool
-	revoked   RevocationChecker
-	policy    *Policy
-	denyLocal bool
-	now       func() time.Time
-	audit     *AuditLog
-	chains    chainCache
-	issuers   issuerCache
-	noCache   bool // benchmarks: no per-client chain cache
-	noIssuers bool // benchmarks: no verified-issuer cache either
+	roots      *x509.CertPool
+	revoked    RevocationChecker
+	policy     *Policy
+	denyLocal  bool
+	now        func() time.Time
+	audit      *AuditLog
+	chains     chainCache
+	issuers    issuerCache
+	containers ContainerLookup
+	cache      containerCache
+	noCache    bool // benchmarks: no per-client chain cache
+	noIssuers  bool // benchmarks: no verified-issuer cache either
 }
 
 // ErrOptions marks invalid Options.
@@ -97,7 +103,7 @@ func New(o Options) (*Authorizer, error) {
 		return nil, fmt.Errorf("%w: no revocation checker", ErrOptions)
 	}
 	a := &Authorizer{roots: x509.NewCertPool(), revoked: o.Revocations, policy: o.Policy,
-		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit}
+		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit, containers: o.Containers}
 	a.roots.AddCert(o.Root)
 	if a.policy == nil {
 		a.policy = BuiltinPolicy()
@@ -134,26 +140,62 @@ func normalizePath(uri string) (string, url.Values, string, error) {
 }
 
 // requestGuards refuses, for every role but admin, request shapes whose
-// effect the plugin cannot see and so cannot judge:
+// effect the plugin cannot see and so cannot judge. The plugin is shown a
+// digest of the request, not the request (moby pkg/authorization): the last
+// value of each header, while dockerd reads the first; and the body only
+// when the first Content-Type is application/json, Content-Length is known
+// and under 1 MiB, and the path does not end in /auth. Every difference
+// between that digest and what dockerd acts on is closed here:
 //   - API versions below 1.24, where POST /containers/{id}/start carries a
 //     host config (privileged, binds, namespaces) applied at start;
-//   - form-encoded or multipart bodies: dockerd reads their fields through
-//     r.Form, where they override the query the plugin checks, yet it
-//     forwards only JSON bodies to the plugin.
-func requestGuards(version string, headers map[string]string) string {
+//   - a body dockerd may read that the plugin was not shown: its fields
+//     would override the query the plugin checks (r.Form puts body fields
+//     first), or be decoded as the JSON the plugin never saw. Whatever
+//     Content-Type the plugin sees, a request with Content-Length above
+//     zero and no forwarded body, or a POST, PUT or PATCH without
+//     Content-Length (chunked: dockerd reads it, dockerd never forwards it)
+//     is denied. GET, HEAD and DELETE bodies are never read by dockerd
+//     (net/http parses forms only for POST, PUT and PATCH, and no such
+//     handler decodes one), so their chunked framing is not a channel;
+//   - a form-encoded or multipart Content-Type, even when the plugin is
+//     shown one without a body (repeated headers: the plugin sees the last).
+func requestGuards(method, version string, headers map[string]string, body []byte) string {
 	if version != "" && apiVersionBelow(version, 1, 24) {
 		return fmt.Sprintf("through API version %s (below 1.24 a container start carries a host config the plugin cannot judge; use a current client)", version)
 	}
+	var contentType, contentLength string
+	haveLength := false
 	for k, v := range headers {
-		if !strings.EqualFold(k, "Content-Type") {
-			continue
-		}
-		mt := strings.ToLower(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]))
-		if mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data" {
-			return "with a form-encoded body (dockerd would read its fields as parameters the plugin cannot see)"
+		switch {
+		case strings.EqualFold(k, "Content-Type"):
+			contentType = v
+		case strings.EqualFold(k, "Content-Length"):
+			contentLength, haveLength = strings.TrimSpace(v), true
 		}
 	}
+	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
+	if mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data" {
+		return "with a form-encoded body (dockerd would read its fields as parameters the plugin cannot see)"
+	}
+	if len(body) > 0 {
+		// Forwarded: dockerd saw an application/json first Content-Type
+		// and a complete body under 1 MiB, which it decodes as JSON.
+		return ""
+	}
+	switch {
+	case haveLength && contentLength != "0":
+		return fmt.Sprintf("with a body of %s bytes that dockerd would read but did not show the plugin (it shows only application/json bodies under 1 MiB, by the first Content-Type; this one was shown as %q); only admin may send such bodies through the plugin", contentLength, contentTypeShown(contentType))
+	case !haveLength && (method == "POST" || method == "PUT" || method == "PATCH"):
+		return fmt.Sprintf("with a body of unknown length (chunked) that dockerd would read but never shows the plugin (shown as %q); only admin may send such bodies through the plugin", contentTypeShown(contentType))
+	}
 	return ""
+}
+
+func contentTypeShown(ct string) string {
+	if ct == "" {
+		return "no Content-Type"
+	}
+	return ct
 }
 
 // apiVersionBelow reports whether v ("1.23") is below major.minor; an
@@ -211,6 +253,11 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		d.Rule = "local"
 		if uriErr != nil {
 			return badURI(d)
+		}
+		a.noteUpdate(d.Method, p)
+		if own, ok := a.containers.(ownLookups); ok && own.isOwnLookup(d.Method, splitPath(p), req.RequestHeaders) {
+			d.Allow, d.Rule = true, "plugin-lookup"
+			return d
 		}
 		if a.denyLocal {
 			d.Msg = "dockca: requests without a client certificate (the local socket) are denied by the plugin's configuration"
@@ -276,13 +323,41 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		return badURI(d)
 	}
 	if d.Role != "admin" {
-		if f := requestGuards(version, req.RequestHeaders); f != "" {
+		if f := requestGuards(d.Method, version, req.RequestHeaders, req.RequestBody); f != "" {
 			d.Rule = "request-shape"
 			d.Msg = fmt.Sprintf("dockca: role %s may not %s %s %s", d.Role, d.Method, d.Path, f)
 			return d
 		}
 	}
-	return a.policy.evaluate(d, rules, &request{method: d.Method, path: p, query: q, body: req.RequestBody, allowed: a.policy.allowedHostPaths})
+	r := &request{method: d.Method, path: p, query: q, body: req.RequestBody, limits: &a.policy.limits}
+	d = a.policy.evaluate(d, rules, r)
+	if !d.Allow {
+		return d
+	}
+	a.noteUpdate(d.Method, p)
+	if d.Role == "admin" {
+		return d
+	}
+	// Allowed by the rules as a request; now judge the existing objects it
+	// reaches, which the request does not show.
+	f := a.judgeTarget(ctx, r)
+	if f == "" && d.Method == "POST" && p == "/containers/create" {
+		f = a.createVolumeFinding(ctx, r)
+	}
+	if f != "" {
+		d.Allow = false
+		d.Rule = "existing-object"
+		d.Msg = fmt.Sprintf("dockca: role %s may not %s %s %s", d.Role, d.Method, d.Path, f)
+	}
+	return d
+}
+
+// noteUpdate forgets cached verdicts on containers when one is updated:
+// /update is the only way their judged settings change.
+func (a *Authorizer) noteUpdate(method, p string) {
+	if method == "POST" && strings.HasPrefix(p, "/containers/") && strings.HasSuffix(p, "/update") {
+		a.cache.clear()
+	}
 }
 
 // verifyChain parses the peer certificates and verifies the leaf to the

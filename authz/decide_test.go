@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
+	"maps"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +23,26 @@ type decisionCase struct {
 	Body   string `yaml:"body"`
 	// ContentType, when set, is sent as the request's Content-Type header.
 	ContentType string `yaml:"content_type"`
-	Allow       bool   `yaml:"allow"`
-	Msg         string `yaml:"msg"`
-	Rule        string `yaml:"rule"`
+	// Headers, when set, are the headers dockerd shows the plugin, exactly.
+	// Otherwise the docker CLI's are assumed: Content-Length on every
+	// request with a body and on every POST, PUT and PATCH, and
+	// application/json with a body.
+	Headers map[string]string `yaml:"headers"`
+	Allow   bool              `yaml:"allow"`
+	Msg     string            `yaml:"msg"`
+	Rule    string            `yaml:"rule"`
+}
+
+// headers returns what dockerd would show the plugin for the case.
+func (c decisionCase) headers() map[string]string {
+	h := cliHeaders(c.Method, []byte(c.Body))
+	if c.Headers != nil {
+		h = maps.Clone(c.Headers)
+	}
+	if c.ContentType != "" {
+		h["Content-Type"] = c.ContentType
+	}
+	return h
 }
 
 func loadCases(t *testing.T, name string) []decisionCase {
@@ -56,14 +76,31 @@ func newTestAuthorizer(t testing.TB, p *testPKI, rev RevocationChecker, mod func
 	return a
 }
 
+// tlsRequest is a request as dockerd shows it to the plugin when the docker
+// CLI sends it.
 func tlsRequest(l *testLeaf, method, uri string, body []byte) *Request {
 	return &Request{User: l.cert.Subject.CommonName, UserAuthNMethod: "TLS", RequestMethod: method,
-		RequestURI: uri, RequestBody: body, RequestPeerCertificates: l.chain()}
+		RequestURI: uri, RequestBody: body, RequestPeerCertificates: l.chain(), RequestHeaders: cliHeaders(method, body)}
+}
+
+// cliHeaders are the headers the docker CLI (Go's net/http) sends: a
+// Content-Length on every POST, PUT and PATCH and with every body, and
+// application/json with a body.
+func cliHeaders(method string, body []byte) map[string]string {
+	h := map[string]string{}
+	if len(body) > 0 || method == "POST" || method == "PUT" || method == "PATCH" {
+		h["Content-Length"] = strconv.Itoa(len(body))
+	}
+	if len(body) > 0 {
+		h["Content-Type"] = "application/json"
+	}
+	return h
 }
 
 func TestDecisionsOfBuiltinRoles(t *testing.T) {
 	p := newPKI(t)
-	a := newTestAuthorizer(t, p, nil, nil)
+	objs := loadObjects(t)
+	a := newTestAuthorizer(t, p, nil, func(o *Options) { o.Containers = objs })
 	leaves := map[string]*testLeaf{}
 	for _, c := range loadCases(t, "testdata/decisions.yaml") {
 		t.Run(c.Name, func(t *testing.T) {
@@ -77,9 +114,7 @@ func TestDecisionsOfBuiltinRoles(t *testing.T) {
 				body = []byte(c.Body)
 			}
 			req := tlsRequest(l, c.Method, c.URI, body)
-			if c.ContentType != "" {
-				req.RequestHeaders = map[string]string{"Content-Type": c.ContentType}
-			}
+			req.RequestHeaders = c.headers()
 			d := a.Decide(context.Background(), req)
 			if d.Allow != c.Allow {
 				t.Fatalf("allow = %v, want %v (msg %q, rule %q)", d.Allow, c.Allow, d.Msg, d.Rule)
@@ -226,4 +261,74 @@ func TestChainCacheHonoursValidity(t *testing.T) {
 	if d := a.Decide(context.Background(), other); d.Allow || d.Rule != "untrusted" {
 		t.Fatalf("leaf alone: %+v", d)
 	}
+}
+
+// fakeObjects stands in for dockerd's inspect answers in the decision
+// tables (testdata/objects.yaml); the end-to-end tests use a real dockerd.
+type fakeObjects struct {
+	containers map[string]*ContainerInfo
+	execs      map[string]string
+	volumes    map[string]*VolumeInfo
+	lookups    int
+}
+
+func loadObjects(t testing.TB) *fakeObjects {
+	t.Helper()
+	b, err := os.ReadFile("testdata/objects.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Containers map[string]any    `yaml:"containers"`
+		Execs      map[string]string `yaml:"execs"`
+		Volumes    map[string]any    `yaml:"volumes"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeObjects{containers: map[string]*ContainerInfo{}, execs: doc.Execs, volumes: map[string]*VolumeInfo{}}
+	// Through JSON, as the plugin decodes dockerd's answers.
+	viaJSON := func(in, out any) {
+		raw, err := json.Marshal(in)
+		if err == nil {
+			err = json.Unmarshal(raw, out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, c := range doc.Containers {
+		var ci ContainerInfo
+		viaJSON(c, &ci)
+		f.containers[name] = &ci
+		f.containers[ci.ID] = &ci
+	}
+	for name, v := range doc.Volumes {
+		var vi VolumeInfo
+		viaJSON(v, &vi)
+		f.volumes[name] = &vi
+	}
+	return f
+}
+
+func (f *fakeObjects) Container(_ context.Context, ref string) (*ContainerInfo, error) {
+	f.lookups++
+	if c, ok := f.containers[ref]; ok {
+		return c, nil
+	}
+	return nil, ErrNoSuchObject
+}
+
+func (f *fakeObjects) ExecContainer(_ context.Context, id string) (string, error) {
+	if c, ok := f.execs[id]; ok {
+		return f.containers[c].ID, nil
+	}
+	return "", ErrNoSuchObject
+}
+
+func (f *fakeObjects) Volume(_ context.Context, name string) (*VolumeInfo, error) {
+	if v, ok := f.volumes[name]; ok {
+		return v, nil
+	}
+	return nil, ErrNoSuchObject
 }

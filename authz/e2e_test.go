@@ -8,11 +8,13 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +31,7 @@ type e2e struct {
 	audit  string
 	stop   func() error
 	opts   Options
+	lookup *lateSocket
 }
 
 func uniquePluginName(t testing.TB) string {
@@ -41,12 +44,18 @@ func uniquePluginName(t testing.TB) string {
 // then starts dockerd with --tlsverify and --authorization-plugin=NAME.
 func startE2E(t *testing.T, p *testPKI, rev RevocationChecker) *e2e {
 	t.Helper()
-	srvDir := p.server(t).writeFiles(t, filepath.Join(t.TempDir(), "server"))
-	return startE2EWith(t, p, rev, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(srvDir, "ca.pem"),
-		Cert: filepath.Join(srvDir, "cert.pem"), Key: filepath.Join(srvDir, "key.pem")})
+	return startE2EOpts(t, p, rev, nil)
 }
 
-func startE2EWith(t *testing.T, p *testPKI, rev RevocationChecker, do dockerdtest.Options) *e2e {
+// startE2EOpts is startE2E with the plugin's options changed by mod.
+func startE2EOpts(t *testing.T, p *testPKI, rev RevocationChecker, mod func(*Options)) *e2e {
+	t.Helper()
+	srvDir := p.server(t).writeFiles(t, filepath.Join(t.TempDir(), "server"))
+	return startE2EWith(t, p, rev, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(srvDir, "ca.pem"),
+		Cert: filepath.Join(srvDir, "cert.pem"), Key: filepath.Join(srvDir, "key.pem")}, mod)
+}
+
+func startE2EWith(t *testing.T, p *testPKI, rev RevocationChecker, do dockerdtest.Options, mod func(*Options)) *e2e {
 	t.Helper()
 	dockerdtest.Require(t)
 	e := &e2e{pki: p, name: uniquePluginName(t)}
@@ -57,19 +66,67 @@ func startE2EWith(t *testing.T, p *testPKI, rev RevocationChecker, do dockerdtes
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { al.Close() })
-	e.opts = Options{Name: e.name, Root: p.root, Revocations: rev, Audit: al}
+	e.lookup = &lateSocket{}
+	e.opts = Options{Name: e.name, Root: p.root, Revocations: rev, Audit: al, Containers: e.lookup}
+	if mod != nil {
+		mod(&e.opts)
+	}
 	e.startPlugin(t)
 	t.Cleanup(func() { os.Remove(e.socket) })
 
 	do.Args = append(do.Args, "--authorization-plugin="+e.name)
 	e.d = dockerdtest.Start(t, do)
+	e.lookup.set(NewDockerSocket(e.d.Socket))
 	return e
+}
+
+// lateSocket is the plugin's lookup on a dockerd that starts after the
+// plugin (dockerd needs the plugin's socket first; the harness picks the
+// daemon's socket path when it starts it).
+type lateSocket struct{ s atomic.Pointer[DockerSocket] }
+
+func (l *lateSocket) set(s *DockerSocket) { l.s.Store(s) }
+
+func (l *lateSocket) get() (*DockerSocket, error) {
+	if s := l.s.Load(); s != nil {
+		return s, nil
+	}
+	return nil, errors.New("dockerd has not started yet")
+}
+
+func (l *lateSocket) Container(ctx context.Context, ref string) (*ContainerInfo, error) {
+	s, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return s.Container(ctx, ref)
+}
+
+func (l *lateSocket) ExecContainer(ctx context.Context, id string) (string, error) {
+	s, err := l.get()
+	if err != nil {
+		return "", err
+	}
+	return s.ExecContainer(ctx, id)
+}
+
+func (l *lateSocket) Volume(ctx context.Context, name string) (*VolumeInfo, error) {
+	s, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return s.Volume(ctx, name)
+}
+
+func (l *lateSocket) isOwnLookup(method string, segs []string, headers map[string]string) bool {
+	s, err := l.get()
+	return err == nil && s.isOwnLookup(method, segs, headers)
 }
 
 func (e *e2e) startPlugin(t *testing.T) {
 	t.Helper()
 	_, _, stop := servePlugin(t, Options{Name: e.opts.Name, Socket: e.socket, Root: e.opts.Root,
-		Revocations: e.opts.Revocations, Audit: e.opts.Audit})
+		Revocations: e.opts.Revocations, Audit: e.opts.Audit, Containers: e.opts.Containers, DenyLocal: e.opts.DenyLocal})
 	e.stop = stop
 }
 

@@ -57,7 +57,7 @@ func FuzzBodyInspection(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r := &request{method: "POST", path: "/x", query: q, body: body, allowed: []string{"/srv/allowed"}}
+		r := &request{method: "POST", path: "/x", query: q, body: body, limits: &hostLimits{hostPaths: []string{"/srv/allowed"}, logDrivers: defaultLogDrivers}}
 		for _, name := range checkNames() {
 			_ = checks[name](r)
 		}

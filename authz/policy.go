@@ -32,8 +32,12 @@ type PolicyFile struct {
 	// everything below it (after resolving symlinks on this host, when the
 	// create is judged; the kernel resolves them again at each start, so
 	// only list directories no container can write to).
-	AllowedHostPaths []string             `yaml:"allowed_host_paths"`
-	Roles            map[string]*RoleSpec `yaml:"roles"`
+	AllowedHostPaths []string `yaml:"allowed_host_paths"`
+	// AllowedLogDrivers are log drivers non-admin containers may use
+	// besides json-file, local, journald and none (which never make
+	// dockerd connect anywhere).
+	AllowedLogDrivers []string             `yaml:"allowed_log_drivers"`
+	Roles             map[string]*RoleSpec `yaml:"roles"`
 }
 
 // RoleSpec is one role in a policy file.
@@ -69,8 +73,8 @@ type Condition struct {
 
 // Policy is a compiled set of roles, ready for decisions.
 type Policy struct {
-	roles            map[string][]compiledRule
-	allowedHostPaths []string
+	roles  map[string][]compiledRule
+	limits hostLimits
 }
 
 type compiledRule struct {
@@ -81,6 +85,9 @@ type compiledRule struct {
 }
 
 var roleName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+
+// logDriverName is a built-in driver or a plugin reference ("org/name:tag").
+var logDriverName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$`)
 
 // BuiltinPolicy returns the built-in roles.
 func BuiltinPolicy() *Policy {
@@ -105,6 +112,7 @@ func LoadPolicy(r io.Reader) (*Policy, error) {
 			return nil, err
 		}
 		base.AllowedHostPaths = append(base.AllowedHostPaths, over.AllowedHostPaths...)
+		base.AllowedLogDrivers = append(base.AllowedLogDrivers, over.AllowedLogDrivers...)
 		for name, role := range over.Roles {
 			base.Roles[name] = role
 		}
@@ -131,7 +139,16 @@ func compilePolicy(f *PolicyFile) (*Policy, error) {
 		if !path.IsAbs(hp) || path.Clean(hp) == "/" {
 			return nil, fmt.Errorf("%w: allowed_host_paths entry %q must be an absolute path other than /", ErrPolicy, hp)
 		}
-		p.allowedHostPaths = append(p.allowedHostPaths, path.Clean(hp))
+		p.limits.hostPaths = append(p.limits.hostPaths, path.Clean(hp))
+	}
+	p.limits.logDrivers = slices.Clone(defaultLogDrivers)
+	for _, d := range f.AllowedLogDrivers {
+		if !logDriverName.MatchString(d) {
+			return nil, fmt.Errorf("%w: allowed_log_drivers entry %q is not a log driver name", ErrPolicy, d)
+		}
+		if !slices.Contains(p.limits.logDrivers, d) {
+			p.limits.logDrivers = append(p.limits.logDrivers, d)
+		}
 	}
 	compiled := map[string][]compiledRule{}
 	for name, spec := range f.Roles {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what dockca's tests need on a Debian machine: a real dockerd
-# (Debian's docker.io), the docker CLI, openssl, and curl and setpriv (a test
-# acts as another user against the service's admin socket). Fails loudly when it
+# (Debian's docker.io), the docker CLI, openssl, curl and setpriv (a test
+# acts as another user against the service's admin socket), and a static
+# busybox (images to run without a registry). Fails loudly when it
 # cannot: end-to-end tests must run, never silently skip.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v containerd >/dev/null 2>&1 || need+=(docker.io)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
