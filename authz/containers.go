@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -86,15 +85,7 @@ func NewDockerSocket(path string) *DockerSocket {
 	}
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		MaxIdleConns: 4, IdleConnTimeout: 30 * time.Second, Proxy: nil,
-	}
-	return &DockerSocket{path: path, nonce: hex.EncodeToString(b),
-		client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+	return &DockerSocket{path: path, nonce: hex.EncodeToString(b), client: unixHTTPClient(path, 5*time.Second)}
 }
 
 // isOwnLookup reports whether a request without a certificate is one of the

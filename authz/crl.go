@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/atomicfile"
 )
 
@@ -36,14 +39,20 @@ type CRLOptions struct {
 	// this CRL says nothing about it.
 	Issuers []*x509.Certificate
 	// CacheDir keeps the last good CRL (0600 files in a 0700 directory) so
-	// that a restart works offline within MaxStale.
+	// that a restart works offline within MaxStale. Optional with Socket.
 	CacheDir string
 	// Refresh is the fetch interval (default 30s); MaxStale how long the
 	// last fresh CRL is trusted without a successful fetch (default 10m).
 	Refresh, MaxStale time.Duration
+	// Socket, when set, fetches the CRL as plain HTTP over this unix socket:
+	// the service's admin socket in the dockca home (local mode while
+	// dockca serve holds the database). URL is then only a label.
+	Socket string
 	// Client overrides the HTTP client (tests); by default TLS 1.2+ with
 	// only Root trusted.
 	Client *http.Client
+	// Log receives a warning when the CRL turns stale (nil: none).
+	Log *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -61,6 +70,7 @@ type CRLSource struct {
 	etag    string
 	fresh   time.Time // when the service last confirmed the CRL (200 or 304)
 	lastErr error
+	warn    staleWarner
 }
 
 type crlMeta struct {
@@ -79,10 +89,10 @@ const (
 // NewCRLSource checks the options and loads the cached CRL, if any. It does
 // not fetch; Run (or Refresh) does.
 func NewCRLSource(o CRLOptions) (*CRLSource, error) {
-	if o.Root == nil || o.URL == "" || o.CacheDir == "" {
+	if o.Root == nil || o.URL == "" || (o.CacheDir == "" && o.Socket == "") {
 		return nil, fmt.Errorf("%w: CRL source needs URL, Root and CacheDir", ErrOptions)
 	}
-	if !strings.HasPrefix(o.URL, "https://") {
+	if o.Socket == "" && !strings.HasPrefix(o.URL, "https://") {
 		return nil, fmt.Errorf("%w: CRL URL %q must be https", ErrOptions, o.URL)
 	}
 	if o.Refresh <= 0 {
@@ -96,13 +106,16 @@ func NewCRLSource(o CRLOptions) (*CRLSource, error) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(o.Root)
+	if o.Client == nil && o.Socket != "" {
+		o.Client = unixHTTPClient(o.Socket, 5*time.Second)
+	}
 	if o.Client == nil {
 		o.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 			Proxy:           nil, // the service is reached directly, never through a proxy
 		}}
 	}
-	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + "/v1/crl", signer: map[string]*x509.Certificate{}}
+	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + "/v1/crl", signer: map[string]*x509.Certificate{}, warn: staleWarner{log: o.Log}}
 	s.signer[string(o.Root.RawSubject)] = o.Root
 	for _, c := range o.Issuers {
 		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: o.Now(),
@@ -110,6 +123,9 @@ func NewCRLSource(o CRLOptions) (*CRLSource, error) {
 			return nil, fmt.Errorf("%w: CRL issuer %s does not chain to the root: %v", ErrOptions, c.Subject, err)
 		}
 		s.signer[string(c.RawSubject)] = c
+	}
+	if o.CacheDir == "" {
+		return s, nil
 	}
 	if err := os.MkdirAll(o.CacheDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create CRL cache: %w", err)
@@ -172,11 +188,32 @@ func (s *CRLSource) Refresh(ctx context.Context) error {
 	s.mu.Lock()
 	s.lastErr = err
 	s.mu.Unlock()
+	s.warn.observe(s.o.Now(), s.Freshness(ctx))
 	return err
 }
 
+// Freshness implements FreshnessReporter.
+func (s *CRLSource) Freshness(context.Context) Freshness {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	f := Freshness{Mode: "remote", Source: s.url, ConfirmedAt: s.fresh, Stale: s.lastErr != nil || s.crl == nil, MaxStale: s.o.MaxStale.String()}
+	if s.o.Socket != "" {
+		f.Mode, f.Source = "local", "the dockca service's admin socket "+s.o.Socket
+	}
+	if s.lastErr != nil {
+		f.Error = s.lastErr.Error()
+	} else if s.crl == nil {
+		f.Error = "no revocation list has been fetched yet"
+	}
+	return f
+}
+
 func (s *CRLSource) refresh(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	target := s.url
+	if s.o.Socket != "" {
+		target = "http://dockca" + api.PathCRL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return fmt.Errorf("fetch CRL: %w", err)
 	}
@@ -213,6 +250,9 @@ func (s *CRLSource) refresh(ctx context.Context) error {
 	if err := s.install(der, newTag, now); err != nil {
 		return fmt.Errorf("fetch CRL: %w", err)
 	}
+	if s.o.CacheDir == "" {
+		return nil
+	}
 	if err := writeFileAtomic(filepath.Join(s.o.CacheDir, crlCacheFile), der); err != nil {
 		return fmt.Errorf("cache CRL: %w", err)
 	}
@@ -220,6 +260,9 @@ func (s *CRLSource) refresh(ctx context.Context) error {
 }
 
 func (s *CRLSource) writeMeta(m crlMeta) error {
+	if s.o.CacheDir == "" {
+		return nil
+	}
 	b, _ := json.Marshal(m)
 	if err := writeFileAtomic(filepath.Join(s.o.CacheDir, crlMetaFile), b); err != nil {
 		return fmt.Errorf("cache CRL: %w", err)
@@ -304,4 +347,14 @@ func reasonName(code int) string {
 // partial CRL, and a crash cannot bring back an old one.
 func writeFileAtomic(name string, data []byte) error {
 	return atomicfile.WriteFile(name, data, 0o600)
+}
+
+// unixHTTPClient speaks plain HTTP over a unix socket.
+func unixHTTPClient(socket string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		},
+		Proxy: nil, MaxIdleConns: 2, IdleConnTimeout: 30 * time.Second,
+	}}
 }

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -290,4 +292,58 @@ func TestCRLSourceRunRefreshes(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("revocation not picked up by Run")
+}
+
+// TestStaleWarnings: a source whose data cannot be confirmed logs a warning
+// that says how old its data is, once, then again each minute while stale,
+// and says so when the data is current again.
+func TestStaleWarnings(t *testing.T) {
+	p := newPKI(t)
+	svc := newCRLService(t, p)
+	clock := &fakeClock{t: time.Now()}
+	var logs bytes.Buffer
+	src, err := NewCRLSource(CRLOptions{URL: svc.srv.URL, Root: p.root, Issuers: []*x509.Certificate{p.inter},
+		CacheDir: t.TempDir(), Now: clock.now, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := src.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	warnings := func() int { return strings.Count(logs.String(), "revocation data is stale") }
+	svc.mu.Lock()
+	svc.down = true
+	svc.mu.Unlock()
+	clock.add(90 * time.Second)
+	_ = src.Refresh(ctx)
+	if warnings() != 1 || !strings.Contains(logs.String(), "age=1m30s") || !strings.Contains(logs.String(), "503") {
+		t.Fatalf("first stale refresh logged:\n%s", logs.String())
+	}
+	clock.add(30 * time.Second)
+	_ = src.Refresh(ctx)
+	if warnings() != 1 {
+		t.Fatalf("warned again within a minute:\n%s", logs.String())
+	}
+	clock.add(31 * time.Second)
+	_ = src.Refresh(ctx)
+	if warnings() != 2 || !strings.Contains(logs.String(), "age=2m31s") {
+		t.Fatalf("no periodic warning:\n%s", logs.String())
+	}
+	if f := src.Freshness(ctx); !f.Stale || f.Mode != "remote" || f.Error == "" {
+		t.Fatalf("freshness while stale: %+v", f)
+	}
+	svc.mu.Lock()
+	svc.down = false
+	svc.mu.Unlock()
+	if err := src.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "revocation data is current again") {
+		t.Fatalf("recovery not logged:\n%s", logs.String())
+	}
+	a := newTestAuthorizer(t, p, src, func(o *Options) { o.Now = clock.now; o.Name = "dockca" })
+	if st := a.Status(ctx); st.Stale || st.Revocation.Mode != "remote" || st.Policy != "built-in" || st.LastDecision != nil {
+		t.Fatalf("status: %+v", st)
+	}
 }

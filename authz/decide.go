@@ -40,8 +40,10 @@ type Options struct {
 	// Revocations decides revocation; required. If it also implements
 	// Runner (CRLSource does), Serve runs it for as long as it serves.
 	Revocations RevocationChecker
-	// Policy holds the roles; nil means BuiltinPolicy().
-	Policy *Policy
+	// Policy holds the roles; nil means BuiltinPolicy(). PolicySource says
+	// where they came from, for the status ("" is the built-in roles).
+	Policy       *Policy
+	PolicySource string
 	// Audit receives one JSON line per decision; nil disables the audit.
 	Audit *AuditLog
 	// DenyLocal denies requests without a client certificate (the unix
@@ -74,18 +76,21 @@ type Decision struct {
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
-	roots      *x509.CertPool
-	revoked    RevocationChecker
-	policy     *Policy
-	denyLocal  bool
-	now        func() time.Time
-	audit      *AuditLog
-	chains     chainCache
-	issuers    issuerCache
-	containers ContainerLookup
-	cache      containerCache
-	noCache    bool // benchmarks: no per-client chain cache
-	noIssuers  bool // benchmarks: no verified-issuer cache either
+	roots        *x509.CertPool
+	revoked      RevocationChecker
+	policy       *Policy
+	denyLocal    bool
+	now          func() time.Time
+	audit        *AuditLog
+	chains       chainCache
+	issuers      issuerCache
+	containers   ContainerLookup
+	cache        containerCache
+	name         string
+	policySource string
+	stats        counters
+	noCache      bool // benchmarks: no per-client chain cache
+	noIssuers    bool // benchmarks: no verified-issuer cache either
 }
 
 // ErrOptions marks invalid Options.
@@ -103,7 +108,7 @@ func New(o Options) (*Authorizer, error) {
 		return nil, fmt.Errorf("%w: no revocation checker", ErrOptions)
 	}
 	a := &Authorizer{roots: x509.NewCertPool(), revoked: o.Revocations, policy: o.Policy,
-		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit, containers: o.Containers}
+		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit, containers: o.Containers, name: o.Name, policySource: o.PolicySource}
 	a.roots.AddCert(o.Root)
 	if a.policy == nil {
 		a.policy = BuiltinPolicy()
@@ -222,6 +227,7 @@ func SerialHex(c *x509.Certificate) string {
 // returns an error: every failure is a denial that says why.
 func (a *Authorizer) Decide(ctx context.Context, req *Request) Decision {
 	d := a.decide(ctx, req)
+	defer func() { a.stats.note(a.now(), d.Allow) }()
 	if a.audit != nil {
 		if err := a.audit.Write(a.now(), d); err != nil && d.Allow && d.User != "" {
 			// An access that cannot be recorded is not granted; local root

@@ -35,9 +35,19 @@
 // SIGHUP, which needs no API call. The same SIGHUP loads the plugin after
 // `dockca authz install`.
 //
-// Known limits: dockerd forwards only application/json bodies under 1 MiB,
-// so endpoints whose checks read the body deny requests without one;
-// BuildKit's /session and /grpc endpoints are not in the operator role
-// (classic builds are); a remote-mode CRL covers the certificates of the
-// issuers it was configured with.
+// The plugin is shown a digest of each request, not the request: the last
+// value of each header and the body only when dockerd chose to forward it.
+// For every role but admin, a body dockerd would read but did not show is
+// denied (requestGuards), and actions on existing containers are judged by
+// how the container was created, looked up on dockerd's socket
+// (ContainerLookup). builtin-policy.yaml lists every difference between the
+// digest and what dockerd executes, and how each is closed.
+//
+// Known limits: build contexts, image loads and archive uploads are bodies
+// the plugin is never shown, so they are admin-only; BuildKit's /session
+// and /grpc endpoints are not in the operator role; a remote-mode CRL covers
+// the certificates of the issuers it was configured with; a container is
+// looked up by name when it is judged and dockerd resolves the name again
+// when it acts (an admin who renames containers in between can make the
+// two differ).
 package authz

@@ -63,20 +63,23 @@ func RenderUnit(o UnitOptions) (string, error) {
 	sort.Strings(rw)
 
 	var b strings.Builder
-	b.WriteString(`# Written by dockca authz install. dockerd fails every API request while
-# this plugin is down: "systemctl restart dockca-authz" restores access.
+	b.WriteString(`# Written by dockca authz install. While this plugin is down every docker
+# call hangs about 30 s (dockerd retries the plugin) and then fails: the unit
+# restarts it at once, without a start limit; "dockca authz status" tells
+# whether it answers.
 [Unit]
 Description=dockca authorization plugin for the Docker Engine
 Before=docker.service
 After=network-online.target
 Wants=network-online.target
+StartLimitIntervalSec=0
 
 [Service]
 Type=simple
 `)
 	fmt.Fprintf(&b, "ExecStart=%s\n", strings.Join(words, " "))
 	b.WriteString(`Restart=always
-RestartSec=1s
+RestartSec=100ms
 UMask=0077
 NoNewPrivileges=yes
 CapabilityBoundingSet=

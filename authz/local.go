@@ -3,33 +3,79 @@ package authz
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
 )
 
-// LocalSource answers revocation from the dockca database on this host
-// (local mode, --home). It keeps the revoked serials in memory and reloads
-// them whenever the database file changes, so a `dockca revoke` takes
-// effect on the very next request. Between reloads it holds no lock on the
-// file: bbolt locks the whole file, and the admin's CLI must stay able to
-// write to it.
+// LocalSource answers revocation from the dockca home on this host (local
+// mode, --home). Two writers may hold that home, and the request path waits
+// on neither:
+//   - the CLI (dockca revoke, issue, …) holds the database for the length
+//     of one command. The source keeps the revoked serials in memory and
+//     reloads them whenever the database file changes, with a lock attempt
+//     that never waits, so a revocation takes effect on the very next
+//     request;
+//   - dockca serve holds the database for as long as it runs. The source
+//     then reads the service's current CRL over its admin socket in the
+//     home (owner-only, like the database itself), revalidated by ETag
+//     whenever the database file changes: a revocation through the service
+//     is enforced on the next request too.
+//
+// When neither answers, the last list stays in force for at most maxStale,
+// with a warning that says how old it is; past that, TLS requests are
+// denied.
 type LocalSource struct {
 	path     string
+	sock     string
 	maxStale time.Duration
 	now      func() time.Time
+	root     *x509.Certificate
+	inter    *x509.Certificate
+	warn     staleWarner
 
 	mu       sync.Mutex
 	stamp    fileStamp
-	revoked  map[string]*store.Revocation
-	loadedAt time.Time
+	revoked  map[string]*store.Revocation // from the database
+	svc      *CRLSource                   // the service's CRL, once needed
+	viaSvc   bool                         // the current data is the service's CRL
+	loadedAt time.Time                    // when the current data was confirmed
+	lastErr  error
 }
+
+// LocalOptions configure a LocalSource.
+type LocalOptions struct {
+	// Home is the dockca home holding dockca.db (and, while dockca serve
+	// runs, its admin socket).
+	Home string
+	// MaxStale bounds how long the last revocation list is used when
+	// neither the database nor the service can be read.
+	MaxStale time.Duration
+	// Log receives staleness warnings (nil: none).
+	Log *slog.Logger
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// How long a revalidation through the admin socket may take on the request
+// path, and how often the service's CRL is revalidated when nothing in the
+// home changes (its signature and NextUpdate age even so).
+const (
+	socketFetchTimeout = 2 * time.Second
+	svcRevalidateEvery = 30 * time.Second
+)
 
 const racyWindow = time.Second
 
@@ -47,48 +93,144 @@ func stampOf(fi os.FileInfo) fileStamp {
 	return s
 }
 
-// NewLocalSource opens the database in home once to read the root (the
-// plugin's only trust anchor) and the revocations. maxStale bounds how long
-// the last revocation list is used while the database stays locked by a
-// writer; past it, TLS requests are denied.
-func NewLocalSource(ctx context.Context, home string, maxStale time.Duration) (*LocalSource, *x509.Certificate, error) {
-	l := &LocalSource{path: store.Path(home), maxStale: maxStale, now: time.Now}
-	st, err := store.Open(l.path, &store.Options{ReadOnly: true})
+// NewLocalSource reads the CA chain (the plugin's only trust anchor) and the
+// revocations, from the database or, while dockca serve holds it, from the
+// service's admin socket. It returns the root.
+func NewLocalSource(ctx context.Context, o LocalOptions) (*LocalSource, *x509.Certificate, error) {
+	if o.MaxStale <= 0 {
+		o.MaxStale = defaultStale
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	l := &LocalSource{path: store.Path(o.Home), sock: filepath.Join(o.Home, api.SocketName),
+		maxStale: o.MaxStale, now: o.Now, warn: staleWarner{log: o.Log}}
+	if _, err := os.Stat(l.path); err != nil {
+		return nil, nil, fmt.Errorf("local revocation source: %w", err)
+	}
+	st, err := store.Open(l.path, &store.Options{ReadOnly: true, LockTimeout: time.Nanosecond})
+	switch {
+	case err == nil:
+		_, l.root, l.inter, err = ca.LoadCertificates(ctx, st)
+		st.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("local revocation source: %w", err)
+		}
+	case errors.Is(err, store.ErrLocked):
+		if l.root, l.inter, err = l.chainFromService(ctx); err != nil {
+			return nil, nil, fmt.Errorf("local revocation source: the database is held by another process and its admin socket does not answer: %w", err)
+		}
+	default:
+		return nil, nil, fmt.Errorf("local revocation source: %w", err)
+	}
+	l.mu.Lock()
+	err = l.refreshLocked(ctx, true)
+	l.mu.Unlock()
 	if err != nil {
 		return nil, nil, fmt.Errorf("local revocation source: %w", err)
 	}
-	defer st.Close()
-	_, root, _, err := ca.LoadCertificates(ctx, st)
-	if err != nil {
-		return nil, nil, fmt.Errorf("local revocation source: %w", err)
-	}
-	if err := l.reload(ctx); err != nil {
-		return nil, nil, err
-	}
-	return l, root, nil
+	return l, l.root, nil
 }
 
-// reload reads every revocation in one short read transaction.
-func (l *LocalSource) reload(ctx context.Context) error {
+// chainFromService asks dockca serve's admin socket for the root and the
+// intermediate.
+func (l *LocalSource) chainFromService(ctx context.Context) (root, inter *x509.Certificate, err error) {
+	ctx, cancel := context.WithTimeout(ctx, socketFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://dockca"+api.PathAdminChain, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	hc := unixHTTPClient(l.sock, socketFetchTimeout)
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("%s answered %s", l.sock, resp.Status)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, nil, err
+	}
+	var certs []*x509.Certificate
+	for block, rest := pem.Decode(raw); block != nil; block, rest = pem.Decode(rest) {
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("CA chain from %s: %w", l.sock, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) != 2 || !certs[0].IsCA {
+		return nil, nil, fmt.Errorf("CA chain from %s: want a root and an intermediate", l.sock)
+	}
+	return certs[0], certs[1], nil
+}
+
+// refreshLocked brings the data up to date when the database file changed
+// (or, with force, always). It never waits on the database lock.
+func (l *LocalSource) refreshLocked(ctx context.Context, force bool) error {
 	fi, err := os.Stat(l.path)
 	if err != nil {
-		return fmt.Errorf("local revocation source: %w", err)
+		l.lastErr = fmt.Errorf("the dockca database is unreadable: %w", err)
+		return l.lastErr
 	}
 	stamp := stampOf(fi)
-	st, err := store.Open(l.path, &store.Options{ReadOnly: true, LockTimeout: time.Second})
-	if err != nil {
-		return fmt.Errorf("local revocation source: %w", err)
+	now := l.now()
+	// File times tick at the kernel's coarse clock, and bbolt often
+	// rewrites pages without changing the size, so two writes in one tick
+	// can leave the same stamp. Like git's "racily clean" index entries, a
+	// stamp that was at most a second old when it was read is not trusted.
+	changed := force || stamp != l.stamp || l.loadedAt.Sub(l.stamp.mtime) < racyWindow
+	if !changed && !(l.viaSvc && now.Sub(l.loadedAt) >= svcRevalidateEvery) {
+		if !l.viaSvc {
+			l.loadedAt = now // nothing was written: the list is current
+		}
+		return l.lastErr
 	}
-	revs, err := st.Revocations(ctx)
-	st.Close()
-	if err != nil {
-		return fmt.Errorf("local revocation source: %w", err)
+	st, err := store.Open(l.path, &store.Options{ReadOnly: true, LockTimeout: time.Nanosecond})
+	if err == nil {
+		revs, rerr := st.Revocations(ctx)
+		st.Close()
+		if rerr != nil {
+			l.lastErr = fmt.Errorf("read revocations: %w", rerr)
+			return l.lastErr
+		}
+		m := make(map[string]*store.Revocation, len(revs))
+		for _, r := range revs {
+			m[r.Serial] = r
+		}
+		l.revoked, l.stamp, l.loadedAt, l.viaSvc, l.lastErr = m, stamp, now, false, nil
+		return nil
 	}
-	m := make(map[string]*store.Revocation, len(revs))
-	for _, r := range revs {
-		m[r.Serial] = r
+	if !errors.Is(err, store.ErrLocked) {
+		l.lastErr = fmt.Errorf("open the dockca database: %w", err)
+		return l.lastErr
 	}
-	l.revoked, l.stamp, l.loadedAt = m, stamp, l.now()
+	// Held by a writer: dockca serve answers on its admin socket; a CLI
+	// command finishes within moments and the next request reloads.
+	if _, serr := os.Stat(l.sock); serr != nil {
+		l.lastErr = fmt.Errorf("the dockca database is being written by another process (%v)", err)
+		return l.lastErr
+	}
+	if l.svc == nil {
+		svc, serr := NewCRLSource(CRLOptions{URL: "unix://" + l.sock, Socket: l.sock, Root: l.root,
+			Issuers: []*x509.Certificate{l.inter}, MaxStale: l.maxStale, Now: l.now})
+		if serr != nil {
+			l.lastErr = serr
+			return serr
+		}
+		l.svc = svc
+	}
+	fctx, cancel := context.WithTimeout(ctx, socketFetchTimeout)
+	defer cancel()
+	if serr := l.svc.refresh(fctx); serr != nil {
+		l.lastErr = fmt.Errorf("the dockca database is held by dockca serve, whose admin socket did not answer: %w", serr)
+		return l.lastErr
+	}
+	l.stamp, l.loadedAt, l.viaSvc, l.lastErr = stamp, now, true, nil
 	return nil
 }
 
@@ -96,26 +238,54 @@ func (l *LocalSource) reload(ctx context.Context) error {
 func (l *LocalSource) Revoked(ctx context.Context, cert *x509.Certificate) (*Revocation, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fi, err := os.Stat(l.path)
-	if err != nil {
-		return nil, fmt.Errorf("the dockca database is unreadable: %w", err)
+	err := l.refreshLocked(ctx, false)
+	l.warn.observe(l.now(), l.freshnessLocked())
+	if err != nil && l.now().Sub(l.loadedAt) > l.maxStale {
+		return nil, fmt.Errorf("%w: the revocation list was last confirmed at %s, more than the %s allowed ago (%v)",
+			ErrStaleCRL, l.loadedAt.UTC().Format(time.RFC3339), l.maxStale, err)
 	}
-	// File times tick at the kernel's coarse clock, and bbolt often
-	// rewrites pages without changing the size, so two writes in one tick
-	// can leave the same stamp. Like git's "racily clean" index entries, a
-	// stamp that was at most a second old when it was read is not trusted.
-	if stampOf(fi) != l.stamp || l.loadedAt.Sub(l.stamp.mtime) < racyWindow {
-		if err := l.reload(ctx); err != nil {
-			// A writer holds the file (an issuance or revocation in
-			// progress, or dockca serve). Until it commits, the list we
-			// have is the truth; for longer than max-stale, fail closed.
-			if !errors.Is(err, store.ErrLocked) || l.now().Sub(l.loadedAt) > l.maxStale {
-				return nil, fmt.Errorf("the revocation list cannot be read (%v); run the plugin with --ca-url when dockca serve holds the database", err)
-			}
-		}
+	if l.viaSvc {
+		return l.svc.Revoked(ctx, cert)
 	}
 	if r := l.revoked[SerialHex(cert)]; r != nil {
 		return &Revocation{RevokedAt: r.RevokedAt, Reason: r.Reason}, nil
 	}
 	return nil, nil
+}
+
+// Freshness implements FreshnessReporter: it checks the home first.
+func (l *LocalSource) Freshness(ctx context.Context) Freshness {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_ = l.refreshLocked(ctx, false)
+	return l.freshnessLocked()
+}
+
+func (l *LocalSource) freshnessLocked() Freshness {
+	f := Freshness{Mode: "local", Source: "the dockca database " + l.path, ConfirmedAt: l.loadedAt, MaxStale: l.maxStale.String()}
+	if l.viaSvc {
+		f.Source = "the dockca service's admin socket " + l.sock
+	}
+	if l.lastErr != nil {
+		f.Stale, f.Error = true, l.lastErr.Error()
+	}
+	return f
+}
+
+// Run checks the home every svcRevalidateEvery, so that staleness is
+// noticed and logged even while no request arrives.
+func (l *LocalSource) Run(ctx context.Context) error {
+	t := time.NewTicker(svcRevalidateEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		l.mu.Lock()
+		_ = l.refreshLocked(ctx, false)
+		l.warn.observe(l.now(), l.freshnessLocked())
+		l.mu.Unlock()
+	}
 }

@@ -155,3 +155,30 @@ func TestMatchPath(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowedLogDrivers: a policy may let non-admin roles use more log
+// drivers; the local ones are always allowed, and bad names are refused.
+func TestAllowedLogDrivers(t *testing.T) {
+	pol, err := LoadPolicy(strings.NewReader("allowed_log_drivers: [gelf]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPKI(t)
+	a := newTestAuthorizer(t, p, nil, func(o *Options) { o.Policy = pol })
+	op := p.client(t, "op", "operator")
+	for driver, allow := range map[string]bool{"gelf": true, "json-file": true, "none": true, "syslog": false, "fluentd": false} {
+		body := `{"Image":"x","HostConfig":{"LogConfig":{"Type":"` + driver + `"}}}`
+		d := a.Decide(context.Background(), tlsRequest(op, "POST", "/containers/create", []byte(body)))
+		if d.Allow != allow {
+			t.Errorf("log driver %s: allow=%v msg=%q, want %v", driver, d.Allow, d.Msg, allow)
+		}
+		if !allow && !strings.Contains(d.Msg, "allowed: json-file, local, journald, none, gelf") {
+			t.Errorf("log driver %s: message does not list the allowed drivers: %q", driver, d.Msg)
+		}
+	}
+	for _, bad := range []string{"allowed_log_drivers: [\"\"]\n", "allowed_log_drivers: [\"a b\"]\n", "allowed_log_drivers: [\"x\\ny\"]\n"} {
+		if _, err := LoadPolicy(strings.NewReader(bad)); !errors.Is(err, ErrPolicy) {
+			t.Errorf("policy %q: %v, want ErrPolicy", bad, err)
+		}
+	}
+}

@@ -22,6 +22,10 @@ var ErrSocketInUse = errors.New("plugin socket is in use")
 // with a message; the handler keeps serving.
 func NewHandler(a *Authorizer) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathStatus, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a.Status(r.Context()))
+	})
 	mux.HandleFunc("POST "+pathActivate, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string][]string{"Implements": {"authz"}})
 	})
@@ -60,12 +64,12 @@ func SocketPath(name string) string {
 // shuts down gracefully and removes the socket. While it is not serving,
 // dockerd fails every request that needs the plugin: restart it to recover.
 func Serve(ctx context.Context, o Options) error {
+	if o.Name == "" {
+		o.Name = "dockca"
+	}
 	a, err := New(o)
 	if err != nil {
 		return err
-	}
-	if o.Name == "" {
-		o.Name = "dockca"
 	}
 	if o.Socket == "" {
 		o.Socket = SocketPath(o.Name)

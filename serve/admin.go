@@ -79,7 +79,18 @@ func (s *Server) adminRoutes() http.Handler {
 	mux.Handle("GET "+api.PathAdminTokens, s.instrument("admin_token_list", s.handleTokenList))
 	mux.Handle("POST "+api.PathAdminRevoke, s.instrument("admin_revoke", s.handleAdminRevoke))
 	mux.Handle("POST "+api.PathAdminCerts, s.instrument("admin_certificates", s.handleAdminCertificates))
+	// A local authorization plugin (dockca authz --home) cannot open the
+	// database while the service holds it: it reads the CA chain and the
+	// current CRL here, without waiting on the lock.
+	mux.Handle("GET "+api.PathAdminChain, s.instrument("admin_chain", s.handleAdminChain))
+	mux.Handle("GET "+api.PathCRL, s.instrument("admin_crl", s.handleCRL))
 	return mux
+}
+
+func (s *Server) handleAdminChain(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, err := w.Write(append(ca.PEMCert(s.a.Root()), ca.PEMCert(s.a.Intermediate())...))
+	return err
 }
 
 func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error {

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -24,6 +27,7 @@ func authzPluginFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "refresh", Value: 30 * time.Second, Usage: "remote mode: fetch the CRL every `D`"},
 		&cli.DurationFlag{Name: "max-stale", Value: 10 * time.Minute, Usage: "deny TLS requests when the revocation list is older than `D`"},
 		&cli.BoolFlag{Name: "deny-local", Usage: "also deny requests without a client certificate (the unix socket)"},
+		&cli.StringFlag{Name: "docker-socket", Value: authz.DefaultDockerSocket, Usage: "dockerd's unix socket `PATH`, where the plugin looks up the containers, exec instances and volumes a request acts on"},
 	}
 }
 
@@ -31,21 +35,27 @@ func newAuthzCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "authz",
 		Usage:     "run the Docker authorization plugin that enforces revocation and roles",
-		UsageText: "dockca authz [--name dockca] [--socket PATH] [--home DIR | --ca-url URL [--fingerprint SHA256]] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m]",
+		UsageText: "dockca authz [--name dockca] [--socket PATH] [--home DIR | --ca-url URL [--fingerprint SHA256]] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m] [--docker-socket /var/run/docker.sock] [--deny-local]",
 		Description: "dockerd never checks revocation, and a valid client certificate is root on the host. This plugin, named\n" +
 			"in daemon.json's authorization-plugins, sees the client certificate of every API request and denies it\n" +
 			"when the certificate does not chain to the dockca root, has expired or is revoked, and otherwise lets the\n" +
 			"certificate's role decide: readonly (GET/HEAD, no filesystem reads, attach, exec or secrets), operator\n" +
 			"(lifecycle of containers, images, volumes, networks, but no privileged containers, host mounts, host\n" +
-			"namespaces, capabilities or devices) or admin (everything). Requests on the unix socket are allowed unless\n" +
-			"--deny-local. Local mode (--home, the default) reads revocations from this host's CA database on the next\n" +
-			"request after a change; remote mode (--ca-url) fetches the service's CRL every --refresh, verifies it\n" +
-			"against the pinned root and caches it under --home, so a restart works while the service is away.\n\n" +
-			"If the plugin stops, dockerd refuses every request until it is back: restart it (systemctl restart\n" +
-			"dockca-authz). The unix socket of dockerd stays usable only through the plugin too.",
+			"namespaces, capabilities or devices) or admin (everything). Actions on existing containers (exec, attach,\n" +
+			"start, …) are judged by how the container was created, looked up on --docker-socket. For every role but\n" +
+			"admin, a request body that dockerd would read but did not show the plugin is denied. Requests on the unix\n" +
+			"socket are allowed unless --deny-local. Local mode (--home, the default) reads revocations from this host's\n" +
+			"CA database on the next request after a change, or, while dockca serve holds it, the service's CRL over\n" +
+			"its admin socket; remote mode (--ca-url) fetches the service's CRL every --refresh, verifies it against the\n" +
+			"pinned root and caches it under --home, so a restart works while the service is away. A warning is logged\n" +
+			"when the revocation data is stale; past --max-stale, TLS requests are denied.\n\n" +
+			"If the plugin stops, every docker call hangs about 30 s (dockerd retries) and then fails: restart it\n" +
+			"(systemctl restart dockca-authz; the unit from 'authz install' does so at once). 'dockca authz status' says\n" +
+			"whether it answers.",
 		Flags: authzPluginFlags(),
 		Subcommands: []*cli.Command{
 			newAuthzInstallCommand(e),
+			newAuthzStatusCommand(e),
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 0, ""); err != nil {
@@ -64,10 +74,12 @@ func newAuthzCommand(e *env) *cli.Command {
 // authzOptions turns the flags into the plugin's options: the trust anchor
 // and the revocation source of the chosen mode, the policy and the audit log.
 func authzOptions(c *cli.Context, e *env) (*authz.Options, error) {
-	o := &authz.Options{Name: c.String("name"), Socket: c.String("socket"), DenyLocal: c.Bool("deny-local")}
+	o := &authz.Options{Name: c.String("name"), Socket: c.String("socket"), DenyLocal: c.Bool("deny-local"),
+		Containers: authz.NewDockerSocket(c.String("docker-socket"))}
 	if o.Socket == "" {
 		o.Socket = authz.SocketPath(o.Name)
 	}
+	log := slog.New(slog.NewTextHandler(e.Stderr, nil))
 	if c.Duration("refresh") <= 0 || c.Duration("max-stale") <= 0 {
 		return nil, usagef("authz: --refresh and --max-stale must be positive")
 	}
@@ -87,7 +99,7 @@ func authzOptions(c *cli.Context, e *env) (*authz.Options, error) {
 		src, err := authz.NewCRLSource(authz.CRLOptions{
 			URL: client.URL(), Root: client.Root(), Issuers: issuers,
 			CacheDir: filepath.Join(home, "authz-crl", o.Name),
-			Refresh:  c.Duration("refresh"), MaxStale: c.Duration("max-stale"),
+			Refresh:  c.Duration("refresh"), MaxStale: c.Duration("max-stale"), Log: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("authz: %w", err)
@@ -97,7 +109,7 @@ func authzOptions(c *cli.Context, e *env) (*authz.Options, error) {
 		if c.IsSet("fingerprint") {
 			return nil, usagef("authz: --fingerprint needs --ca-url")
 		}
-		src, root, err := authz.NewLocalSource(c.Context, home, c.Duration("max-stale"))
+		src, root, err := authz.NewLocalSource(c.Context, authz.LocalOptions{Home: home, MaxStale: c.Duration("max-stale"), Log: log})
 		if err != nil {
 			return nil, fmt.Errorf("authz: %w (run where the CA database is, or use --ca-url)", err)
 		}
@@ -113,7 +125,7 @@ func authzOptions(c *cli.Context, e *env) (*authz.Options, error) {
 		if err != nil {
 			return nil, fmt.Errorf("authz: policy %s: %w", f, err)
 		}
-		o.Policy = p
+		o.Policy, o.PolicySource = p, f
 	}
 	if f := c.String("audit-log"); f != "" {
 		a, err := authz.OpenAuditLog(f)
@@ -186,6 +198,13 @@ func runAuthzInstall(ctx context.Context, c *cli.Context, e *env) error {
 		}
 	}
 	args = append(args, "--max-stale", c.Duration("max-stale").String())
+	if ds := c.String("docker-socket"); ds != authz.DefaultDockerSocket {
+		abs, err := filepath.Abs(ds)
+		if err != nil {
+			return fmt.Errorf("authz install: --docker-socket: %w", err)
+		}
+		args = append(args, "--docker-socket", abs)
+	}
 	if c.Bool("deny-local") {
 		args = append(args, "--deny-local")
 	}
@@ -206,5 +225,60 @@ func runAuthzInstall(ctx context.Context, c *cli.Context, e *env) error {
 		fmt.Fprintf(w, "%s: %s\n", c.String("config"), ch)
 	}
 	fmt.Fprintln(w, authz.ReloadHint(c.String("name")))
+	return nil
+}
+
+func newAuthzStatusCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "say whether the authorization plugin answers and how current its revocation data is",
+		UsageText: "dockca authz status [--name dockca] [--socket PATH] [--json]",
+		Description: "Asks the running plugin, on its socket, for its mode (local or remote), where its revocation data comes\n" +
+			"from and how old it is, the roles of the policy in force and the time of its last decision. Exit status 1\n" +
+			"when the plugin does not answer or its revocation data is stale (then it is denying TLS requests, or soon\n" +
+			"will: see --max-stale).",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Value: "dockca", Usage: "plugin `NAME`"},
+			&cli.StringFlag{Name: "socket", Usage: "the plugin's socket `PATH` (default /run/docker/plugins/NAME.sock)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := argsExactly(c, 0, ""); err != nil {
+				return err
+			}
+			sock := c.String("socket")
+			if sock == "" {
+				sock = authz.SocketPath(c.String("name"))
+			}
+			return runAuthzStatus(c.Context, sock, c.Bool("json"), e.Stdout)
+		},
+	}
+}
+
+// runAuthzStatus prints the plugin's status; a stale or silent plugin is
+// an error (exit 1).
+func runAuthzStatus(ctx context.Context, socket string, asJSON bool, w io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := authz.FetchStatus(ctx, socket)
+	if err != nil {
+		return fmt.Errorf("authz status: %w", err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+	} else {
+		st.WriteText(w, socket, time.Now())
+	}
+	if st.Stale {
+		why := st.Revocation.Error
+		if why == "" {
+			why = fmt.Sprintf("last confirmed %s ago, more than max-stale %s", time.Duration(st.RevocationAge*float64(time.Second)).Round(time.Second), st.Revocation.MaxStale)
+		}
+		return fmt.Errorf("authz status: the plugin's revocation data is stale: %s", why)
+	}
 	return nil
 }

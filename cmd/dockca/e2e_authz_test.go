@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,38 +31,8 @@ func TestAuthzPluginEndToEnd(t *testing.T) {
 		r.ok("issue", "client", name, "--role", role, "--out", filepath.Join(dir, name))
 	}
 
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "dockca-e2e-" + hex.EncodeToString(b)
-	socket := authz.SocketPath(name)
 	audit := filepath.Join(t.TempDir(), "audit.jsonl")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan result, 1)
-	go func() { done <- r.runCtx(ctx, "--home", r.home(), "authz", "--name", name, "--audit-log", audit) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case res := <-done:
-			if res.code != 0 {
-				t.Errorf("dockca authz exited %d: %s", res.code, res.err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("dockca authz did not stop")
-		}
-		if _, err := os.Stat(socket); err == nil {
-			t.Error("the plugin socket was left behind")
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(socket); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the plugin socket did not appear")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	name := startAuthzPlugin(t, r, "--audit-log", audit)
 
 	dd := filepath.Join(dir, "daemon")
 	d := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(dd, "ca.pem"),
@@ -132,6 +104,146 @@ func TestAuthzPluginEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(string(raw), "s3cr3t-in-body") || strings.Contains(string(raw), "/hello") {
 		t.Fatalf("the audit log contains request bodies:\n%s", raw)
+	}
+}
+
+// startAuthzPlugin runs `dockca authz` in local mode on r's home under a
+// unique plugin name until the test ends, and returns the name.
+func startAuthzPlugin(t *testing.T, r *cliRunner, args ...string) string {
+	t.Helper()
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := "dockca-e2e-" + hex.EncodeToString(b)
+	socket := authz.SocketPath(name)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result, 1)
+	go func() {
+		done <- r.runCtx(ctx, append([]string{"--home", r.home(), "authz", "--name", name}, args...)...)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case res := <-done:
+			if res.code != 0 {
+				t.Errorf("dockca authz exited %d: %s", res.code, res.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("dockca authz did not stop")
+		}
+		if _, err := os.Stat(socket); err == nil {
+			t.Error("the plugin socket was left behind")
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(socket); err == nil {
+			return name
+		}
+		select {
+		case res := <-done:
+			t.Fatalf("dockca authz exited %d: %s", res.code, res.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the plugin socket did not appear")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startServe runs `dockca serve` as its own process on r's home and waits
+// for its admin socket.
+func startServe(t *testing.T, r *cliRunner, bin string) *exec.Cmd {
+	t.Helper()
+	srv := exec.Command(bin, "--home", r.home(), "serve", "--listen", "127.0.0.1:0")
+	srv.Env = append(os.Environ(), "DOCKCA_PASSWORD="+r.env["DOCKCA_PASSWORD"])
+	var logs bytes.Buffer
+	srv.Stdout, srv.Stderr = &logs, &logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Process.Signal(syscall.SIGTERM)
+		srv.Wait()
+		if t.Failed() {
+			t.Logf("dockca serve:\n%s", logs.String())
+		}
+	})
+	waitForFile(t, filepath.Join(r.home(), "serve.sock"))
+	return srv
+}
+
+// TestAuthzLocalModeWhileServeRuns: with dockca serve holding the home, a
+// revocation through the service is enforced by the local plugin on the
+// next request, whether the plugin started before the service or after it,
+// and `authz status` reports where the data comes from.
+func TestAuthzLocalModeWhileServeRuns(t *testing.T) {
+	dockerdtest.Require(t)
+	bin := buildDockca(t)
+	r := newCLI(t)
+	initCA(t, r)
+	dir := t.TempDir()
+	r.ok("issue", "daemon", "127.0.0.1", "--out", filepath.Join(dir, "daemon"))
+	for _, n := range []string{"alice", "bob", "carol", "dave"} {
+		r.ok("issue", "client", n, "--role", "readonly", "--out", filepath.Join(dir, n))
+	}
+	before := startAuthzPlugin(t, r) // reads the database directly
+	startServe(t, r, bin)
+	after := startAuthzPlugin(t, r) // the database is held: the admin socket
+
+	dd := filepath.Join(dir, "daemon")
+	for _, name := range []string{before, after} {
+		d := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(dd, "ca.pem"),
+			Cert: filepath.Join(dd, "server-cert.pem"), Key: filepath.Join(dd, "server-key.pem"),
+			Args: []string{"--authorization-plugin=" + name}})
+		as := func(who string) (string, error, time.Duration) {
+			start := time.Now()
+			out, err := dockerTLS(t, d.Addr, filepath.Join(dir, who), "ps")
+			return out, err, time.Since(start)
+		}
+		victim, bystander := "alice", "bob"
+		if name == after {
+			victim, bystander = "carol", "dave"
+		}
+		if out, err, took := as(victim); err != nil {
+			t.Fatalf("%s before revocation: %v\n%s", victim, err, out)
+		} else {
+			t.Logf("plugin %s: docker ps with dockca serve holding the database took %s", name, took.Round(time.Millisecond))
+		}
+		// Through the running service (its admin socket), then at once:
+		// no sleep, no refresh interval.
+		if out := r.ok("revoke", "--reason", "key-compromise", victim); !strings.Contains(out, "revoked") {
+			t.Fatalf("revoke: %s", out)
+		}
+		out, err, _ := as(victim)
+		if err == nil || !strings.Contains(out, "was revoked at") || !strings.Contains(out, "key-compromise") {
+			t.Fatalf("%s after revocation through the service: %v\n%s", victim, err, out)
+		}
+		if out, err, _ := as(bystander); err != nil {
+			t.Fatalf("%s: %v\n%s", bystander, err, out)
+		}
+
+		res := r.run("authz", "status", "--name", name, "--json")
+		if res.code != 0 {
+			t.Fatalf("authz status: exit %d: %s %s", res.code, res.out, res.err)
+		}
+		var st authz.Status
+		if err := json.Unmarshal([]byte(res.out), &st); err != nil {
+			t.Fatalf("authz status --json: %v\n%s", err, res.out)
+		}
+		if st.Revocation.Mode != "local" || !strings.Contains(st.Revocation.Source, "admin socket") || st.Stale ||
+			st.LastDecision == nil || st.Denials == 0 || strings.Join(st.Roles, ",") != "admin,operator,readonly" {
+			t.Fatalf("authz status: %+v", st)
+		}
+	}
+	res := r.run("authz", "status", "--name", before)
+	if res.code != 0 || !strings.Contains(res.out, "revocation data: current, from the dockca service's admin socket") ||
+		!strings.Contains(res.out, "mode:            local") || !strings.Contains(res.out, "last decision:   20") {
+		t.Fatalf("authz status: exit %d\n%s%s", res.code, res.out, res.err)
+	}
+	res = r.run("authz", "status", "--name", "no-such-plugin")
+	if res.code != 1 || !strings.Contains(res.err, "does not answer") || strings.Count(strings.TrimSpace(res.err), "\n") != 0 {
+		t.Fatalf("status of a missing plugin: exit %d: %q", res.code, res.err)
 	}
 }
 

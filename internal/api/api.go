@@ -37,6 +37,10 @@ const (
 	PathAdminTokens = "/admin/v1/tokens"
 	PathAdminRevoke = "/admin/v1/revoke"
 	PathAdminCerts  = "/admin/v1/certificates"
+	// PathAdminChain answers the root and the intermediate, PEM, root
+	// first: the trust a local authorization plugin needs while the
+	// service holds the database. The admin socket also serves PathCRL.
+	PathAdminChain = "/admin/v1/chain"
 )
 
 // MaxBodyBytes bounds every request body.
