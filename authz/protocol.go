@@ -41,7 +41,9 @@ type Request struct {
 	RequestURI              string   `json:"RequestUri,omitempty"`
 	RequestBody             []byte   `json:"RequestBody,omitempty"`
 	RequestPeerCertificates [][]byte `json:"RequestPeerCertificates,omitempty"`
-	// RequestHeaders is read for Content-Type only (see requestGuards).
+	// RequestHeaders holds the last value of each header: requestGuards
+	// reads Content-Type and Content-Length, and the plugin recognises its
+	// own container lookups by a header.
 	RequestHeaders map[string]string `json:"RequestHeaders,omitempty"`
 	// The Response* fields are not decoded: no rule looks at them, and
 	// skipping them keeps each API call cheap.
