@@ -164,7 +164,11 @@ func normalizePath(uri string) (string, url.Values, string, error) {
 //     handler decodes one), so their chunked framing is not a channel;
 //   - a form-encoded or multipart Content-Type, even when the plugin is
 //     shown one without a body (repeated headers: the plugin sees the last).
-func requestGuards(method, version string, headers map[string]string, body []byte) string {
+//
+// Behind dockca gate (frontDoor) the body is never hidden: the gate judges
+// the bodies that decide and streams the others with a Content-Type that is
+// not a form, so only the version and form rules apply.
+func requestGuards(method, version string, headers map[string]string, body []byte, frontDoor bool) string {
 	if version != "" && apiVersionBelow(version, 1, 24) {
 		return fmt.Sprintf("through API version %s (below 1.24 a container start carries a host config the plugin cannot judge; use a current client)", version)
 	}
@@ -182,7 +186,7 @@ func requestGuards(method, version string, headers map[string]string, body []byt
 	if mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data" {
 		return "with a form-encoded body (dockerd would read its fields as parameters the plugin cannot see)"
 	}
-	if len(body) > 0 {
+	if len(body) > 0 || frontDoor {
 		// Forwarded: dockerd saw an application/json first Content-Type
 		// and a complete body under 1 MiB, which it decodes as JSON.
 		return ""
@@ -329,7 +333,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		return badURI(d)
 	}
 	if d.Role != "admin" {
-		if f := requestGuards(d.Method, version, req.RequestHeaders, req.RequestBody); f != "" {
+		if f := requestGuards(d.Method, version, req.RequestHeaders, req.RequestBody, req.FrontDoor); f != "" {
 			d.Rule = "request-shape"
 			d.Msg = fmt.Sprintf("dockca: role %s may not %s %s %s", d.Role, d.Method, d.Path, f)
 			return d

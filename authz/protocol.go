@@ -47,6 +47,13 @@ type Request struct {
 	RequestHeaders map[string]string `json:"RequestHeaders,omitempty"`
 	// The Response* fields are not decoded: no rule looks at them, and
 	// skipping them keeps each API call cheap.
+
+	// FrontDoor is set by dockca gate, never by dockerd (it has no JSON
+	// name): the request was parsed by the gate, which forwards exactly
+	// what was judged, with one Content-Type of its choosing. A body the
+	// gate streams instead of judging is then a data stream dockerd cannot
+	// read as parameters, not a hidden body.
+	FrontDoor bool `json:"-"`
 }
 
 // Response is the plugin's answer. Msg is shown to the docker user on a

@@ -123,6 +123,7 @@ func newApp(e *env) *cli.App {
 			newDaemonCommand(e),
 			newAuditCommand(e),
 			newAuthzCommand(e),
+			newGateCommand(e),
 			newServeCommand(e),
 			newTokenCommand(e),
 			newEnrollCommand(e),

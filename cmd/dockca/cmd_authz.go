@@ -16,19 +16,26 @@ import (
 	"github.com/dockca/dockca/daemonsetup"
 )
 
-func authzPluginFlags() []cli.Flag {
+// engineFlags are the policy engine's flags, shared by the plugin and the
+// gate: where revocations come from, the policy and the audit log.
+func engineFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "name", Value: "dockca", Usage: "plugin `NAME` dockerd knows it by (authorization-plugins in daemon.json)"},
-		&cli.StringFlag{Name: "socket", Usage: "unix socket `PATH` (default /run/docker/plugins/NAME.sock, where dockerd looks)"},
 		&cli.StringFlag{Name: "ca-url", Usage: "remote mode: the dockca service at `URL`; its CRL decides revocation"},
 		&cli.StringFlag{Name: "fingerprint", Usage: "remote mode: the service's root `SHA256` fingerprint"},
 		&cli.StringFlag{Name: "policy", Usage: "YAML `FILE` overriding or adding roles (see authz/builtin-policy.yaml)"},
 		&cli.StringFlag{Name: "audit-log", Usage: "append one JSON line per decision to `FILE` (- for standard output)"},
 		&cli.DurationFlag{Name: "refresh", Value: 30 * time.Second, Usage: "remote mode: fetch the CRL every `D`"},
 		&cli.DurationFlag{Name: "max-stale", Value: 10 * time.Minute, Usage: "deny TLS requests when the revocation list is older than `D`"},
+	}
+}
+
+func authzPluginFlags() []cli.Flag {
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "name", Value: "dockca", Usage: "plugin `NAME` dockerd knows it by (authorization-plugins in daemon.json)"},
+		&cli.StringFlag{Name: "socket", Usage: "unix socket `PATH` (default /run/docker/plugins/NAME.sock, where dockerd looks)"},
 		&cli.BoolFlag{Name: "deny-local", Usage: "also deny requests without a client certificate (the unix socket)"},
 		&cli.StringFlag{Name: "docker-socket", Value: authz.DefaultDockerSocket, Usage: "dockerd's unix socket `PATH`, where the plugin looks up the containers, exec instances and volumes a request acts on"},
-	}
+	}, engineFlags()...)
 }
 
 func newAuthzCommand(e *env) *cli.Command {
@@ -71,17 +78,28 @@ func newAuthzCommand(e *env) *cli.Command {
 	}
 }
 
-// authzOptions turns the flags into the plugin's options: the trust anchor
-// and the revocation source of the chosen mode, the policy and the audit log.
+// authzOptions turns the flags into the plugin's options.
 func authzOptions(c *cli.Context, e *env) (*authz.Options, error) {
-	o := &authz.Options{Name: c.String("name"), Socket: c.String("socket"), DenyLocal: c.Bool("deny-local"),
-		Containers: authz.NewDockerSocket(c.String("docker-socket"))}
+	o, err := engineOptions(c, e, "authz", c.String("name"), authz.NewDockerSocket(c.String("docker-socket")))
+	if err != nil {
+		return nil, err
+	}
+	o.Name, o.Socket, o.DenyLocal = c.String("name"), c.String("socket"), c.Bool("deny-local")
 	if o.Socket == "" {
 		o.Socket = authz.SocketPath(o.Name)
 	}
+	return o, nil
+}
+
+// engineOptions turns engineFlags into the policy engine's options: the
+// trust anchor and the revocation source of the chosen mode, the policy and
+// the audit log. cmd prefixes errors; cacheName keeps each instance's CRL
+// cache apart under the home.
+func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers authz.ContainerLookup) (*authz.Options, error) {
+	o := &authz.Options{Containers: containers}
 	log := slog.New(slog.NewTextHandler(e.Stderr, nil))
 	if c.Duration("refresh") <= 0 || c.Duration("max-stale") <= 0 {
-		return nil, usagef("authz: --refresh and --max-stale must be positive")
+		return nil, usagef("%s: --refresh and --max-stale must be positive", cmd)
 	}
 	home, err := homeDir(c, e)
 	if err != nil {
@@ -90,47 +108,47 @@ func authzOptions(c *cli.Context, e *env) (*authz.Options, error) {
 	if caURL := c.String("ca-url"); caURL != "" {
 		client, err := trustCA(c.Context, e, caURL, c.String("fingerprint"))
 		if err != nil {
-			return nil, fmt.Errorf("authz: %w", err)
+			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		issuers, err := client.Issuers(c.Context)
 		if err != nil {
-			return nil, fmt.Errorf("authz: %w", err)
+			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		src, err := authz.NewCRLSource(authz.CRLOptions{
 			URL: client.URL(), Root: client.Root(), Issuers: issuers,
-			CacheDir: filepath.Join(home, "authz-crl", o.Name),
+			CacheDir: filepath.Join(home, cmd+"-crl", cacheName),
 			Refresh:  c.Duration("refresh"), MaxStale: c.Duration("max-stale"), Log: log,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("authz: %w", err)
+			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		o.Root, o.Revocations = client.Root(), src
 	} else {
 		if c.IsSet("fingerprint") {
-			return nil, usagef("authz: --fingerprint needs --ca-url")
+			return nil, usagef("%s: --fingerprint needs --ca-url", cmd)
 		}
 		src, root, err := authz.NewLocalSource(c.Context, authz.LocalOptions{Home: home, MaxStale: c.Duration("max-stale"), Log: log})
 		if err != nil {
-			return nil, fmt.Errorf("authz: %w (run where the CA database is, or use --ca-url)", err)
+			return nil, fmt.Errorf("%s: %w (run where the CA database is, or use --ca-url)", cmd, err)
 		}
 		o.Root, o.Revocations = root, src
 	}
 	if f := c.String("policy"); f != "" {
 		fh, err := os.Open(f)
 		if err != nil {
-			return nil, fmt.Errorf("authz: %w", err)
+			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		p, err := authz.LoadPolicy(fh)
 		fh.Close()
 		if err != nil {
-			return nil, fmt.Errorf("authz: policy %s: %w", f, err)
+			return nil, fmt.Errorf("%s: policy %s: %w", cmd, f, err)
 		}
 		o.Policy, o.PolicySource = p, f
 	}
 	if f := c.String("audit-log"); f != "" {
 		a, err := authz.OpenAuditLog(f)
 		if err != nil {
-			return nil, fmt.Errorf("authz: %w", err)
+			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		o.Audit = a
 	}
