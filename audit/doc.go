@@ -46,6 +46,7 @@
 //	medium    tls-inconclusive        TLS port where it could not be determined whether client certificates are required, or where the handshake failed before a certificate was seen
 //	medium    tls-other-auth          TLS Docker API accepts a connection without a client certificate but refuses the request (some other authentication)
 //	info      mtls-ok                 mutual TLS required (with Options.Roots: and the server certificate is issued by this dockca CA)
+//	info      gate-ok                 a dockca gate (recognised by the TLS application protocol it chooses, before it refuses a client without a certificate): mutual TLS required, every request judged by dockca; the detail names its certificate
 //
 // Open ports that answer but are clearly not Docker APIs are listed in the
 // report's targets without findings. A TLS port that demands a client

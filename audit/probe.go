@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/dockca/dockca/internal/api"
 )
 
 // answer is what a server said to GET /_ping and GET /version.
@@ -54,6 +56,7 @@ type tlsOutcome struct {
 	chain      []*x509.Certificate
 	requested  bool // the server asked for a client certificate
 	acceptable [][]byte
+	alpn       string // the application protocol the server chose
 	// handshakeErr or httpErr say where the connection ended, if it did.
 	handshakeErr error
 	httpErr      error
@@ -117,11 +120,15 @@ func (s *scanner) tlsProbe(ctx context.Context, ep Endpoint, clientCert *tls.Cer
 		// the chain itself in certFindings and caFindings.
 		InsecureSkipVerify: true,
 		MinVersion:         tls.VersionTLS10,
-		MaxVersion:         maxVersion,
+		// A dockca gate chooses its own protocol name: that is how it is
+		// recognised before it refuses a connection without a certificate.
+		NextProtos: []string{api.GateALPN, "http/1.1"},
+		MaxVersion: maxVersion,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			out.sawCert = len(cs.PeerCertificates) > 0
 			out.version = cs.Version
 			out.chain = cs.PeerCertificates
+			out.alpn = cs.NegotiatedProtocol
 			return nil
 		},
 		GetClientCertificate: func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {

@@ -71,10 +71,12 @@ type TargetResult struct {
 	Docker bool `json:"docker,omitempty"`
 	// ClientCert is "required", "optional" (requested, not required) or
 	// "not requested" for TLS endpoints, when known.
-	ClientCert string  `json:"client_cert,omitempty"`
-	TLSVersion string  `json:"tls_version,omitempty"`
-	Engine     *Engine `json:"engine,omitempty"`
-	Error      string  `json:"error,omitempty"`
+	ClientCert string `json:"client_cert,omitempty"`
+	TLSVersion string `json:"tls_version,omitempty"`
+	// Service is "dockca gate" when the endpoint is a dockca gate.
+	Service string  `json:"service,omitempty"`
+	Engine  *Engine `json:"engine,omitempty"`
+	Error   string  `json:"error,omitempty"`
 }
 
 // Report is the outcome of Run: every endpoint and every finding, in a

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dockca/dockca/internal/api"
 )
 
 // Defaults for Options fields left zero.
@@ -222,6 +224,10 @@ func (s *scanner) scanTLS(ctx context.Context, ep Endpoint, res TargetResult, fi
 	}
 	res.Protocol = ProtoTLS
 	res.TLSVersion = tlsVersionName(first.version)
+	gate := first.alpn == api.GateALPN
+	if gate {
+		res.Service = "dockca gate"
+	}
 	mtls := false
 	switch {
 	case first.answer != nil:
@@ -288,15 +294,23 @@ func (s *scanner) scanTLS(ctx context.Context, ep Endpoint, res TargetResult, fi
 		add(High, "tls-legacy-version", "server accepts TLS below 1.2", "negotiated "+tls.VersionName(legacy))
 	}
 
+	identity := fmt.Sprintf("server certificate %s (serial %x), issuer %s, valid until %s",
+		leaf.Subject, leaf.SerialNumber, leaf.Issuer, leaf.NotAfter.UTC().Format(time.RFC3339))
 	if s.roots == nil {
-		if mtls {
+		switch {
+		case mtls && gate:
+			add(Info, "gate-ok", "dockca gate: mutual TLS required, every request judged by dockca's policy", identity+"; issuer not checked: no dockca root given")
+		case mtls:
 			add(Info, "mtls-ok", "mutual TLS required", "issuer not checked: no dockca root given")
 		}
 		return res, fs
 	}
 	ca := caFindings(ep, first.chain, s.roots, first.requested, first.acceptable, now)
 	fs = append(fs, ca.findings...)
-	if mtls && ca.issuedByUs {
+	switch {
+	case mtls && ca.issuedByUs && gate:
+		add(Info, "gate-ok", "dockca gate: mutual TLS required, every request judged by dockca's policy, server certificate issued by this dockca CA", identity)
+	case mtls && ca.issuedByUs:
 		add(Info, "mtls-ok", "mutual TLS required and server certificate issued by this dockca CA",
 			fmt.Sprintf("issuer %s", leaf.Issuer))
 	}

@@ -1,17 +1,11 @@
 package authz
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 
-	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/internal/systemdunit"
 )
 
 // UnitName is the systemd unit `dockca authz install` writes.
@@ -34,129 +28,33 @@ type UnitOptions struct {
 // needs it; the hardening keeps the plugin, which decides root access to the
 // host, from doing anything but read its inputs and serve its socket.
 func RenderUnit(o UnitOptions) (string, error) {
-	if o.Exec == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return "", fmt.Errorf("render unit: find executable: %w", err)
-		}
-		o.Exec = exe
-	}
-	if !filepath.IsAbs(o.Exec) {
-		return "", fmt.Errorf("render unit: executable %q must be an absolute path", o.Exec)
-	}
-	words := []string{systemdQuote(o.Exec)}
-	for _, a := range o.Args {
-		words = append(words, systemdQuote(a))
-	}
-	writable := map[string]bool{PluginDir: true}
-	for _, p := range o.WritablePaths {
-		if !filepath.IsAbs(p) {
-			return "", fmt.Errorf("render unit: writable path %q must be absolute", p)
-		}
-		writable[filepath.Clean(p)] = true
-	}
-	var rw []string
-	for p := range writable {
-		// "-": a path that does not exist yet must not stop the unit.
-		rw = append(rw, "-"+systemdQuote(p))
-	}
-	sort.Strings(rw)
-
-	var b strings.Builder
-	b.WriteString(`# Written by dockca authz install. While this plugin is down every docker
-# call hangs about 30 s (dockerd retries the plugin) and then fails: the unit
-# restarts it at once, without a start limit; "dockca authz status" tells
-# whether it answers.
-[Unit]
-Description=dockca authorization plugin for the Docker Engine
-Before=docker.service
-After=network-online.target
-Wants=network-online.target
-StartLimitIntervalSec=0
-
-[Service]
-Type=simple
-`)
-	fmt.Fprintf(&b, "ExecStart=%s\n", strings.Join(words, " "))
-	b.WriteString(`Restart=always
-RestartSec=100ms
-UMask=0077
-NoNewPrivileges=yes
-CapabilityBoundingSet=
-ProtectSystem=strict
-ProtectHome=read-only
-`)
-	fmt.Fprintf(&b, "ReadWritePaths=%s\n", strings.Join(rw, " "))
-	b.WriteString(`PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
-MemoryDenyWriteExecute=yes
-SystemCallArchitectures=native
-SystemCallFilter=@system-service
-
-[Install]
-WantedBy=multi-user.target
-`)
-	return b.String(), nil
-}
-
-// systemdQuote quotes a word for ExecStart when it needs it; "%" and "$"
-// are escaped so systemd does not expand them.
-func systemdQuote(s string) string {
-	s = strings.ReplaceAll(s, "%", "%%")
-	s = strings.ReplaceAll(s, "$", "$$")
-	if s != "" && !strings.ContainsAny(s, " \t\"'\\;") {
-		return s
-	}
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-	return `"` + r.Replace(s) + `"`
+	return systemdunit.Render(systemdunit.Spec{
+		Comment: []string{
+			"Written by dockca authz install. While this plugin is down every docker",
+			"call hangs about 30 s (dockerd retries the plugin) and then fails: the unit",
+			"restarts it at once, without a start limit; \"dockca authz status\" tells",
+			"whether it answers.",
+		},
+		Description: "dockca authorization plugin for the Docker Engine",
+		Before:      []string{"docker.service"},
+		Exec:        o.Exec, Args: o.Args,
+		WritablePaths: append([]string{PluginDir}, o.WritablePaths...),
+	})
 }
 
 // WriteResult says what WriteUnit did.
-type WriteResult int
+type WriteResult = systemdunit.Result
 
 const (
-	Unchanged WriteResult = iota // the file already had this content
-	Created
-	Updated
+	Unchanged = systemdunit.Unchanged
+	Created   = systemdunit.Created
+	Updated   = systemdunit.Updated
 )
-
-func (r WriteResult) String() string {
-	return [...]string{"unchanged", "created", "updated"}[r]
-}
 
 // WriteUnit writes the unit text to dir/dockca-authz.service atomically
 // (0644, as systemd units are) unless it already says exactly that.
 func WriteUnit(dir, text string) (string, WriteResult, error) {
-	name := filepath.Join(dir, UnitName)
-	old, err := os.ReadFile(name)
-	switch {
-	case err == nil && bytes.Equal(old, []byte(text)):
-		return name, Unchanged, nil
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return name, Unchanged, fmt.Errorf("write unit: %w", err)
-	}
-	res := Created
-	if err == nil {
-		res = Updated
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return name, Unchanged, fmt.Errorf("write unit: %w", err)
-	}
-	if err := atomicfile.WriteFile(name, []byte(text), 0o644); err != nil {
-		return name, Unchanged, fmt.Errorf("write unit: %w", err)
-	}
-	return name, res, nil
+	return systemdunit.Write(dir, UnitName, text)
 }
 
 // DefaultSystemdDir is where `dockca authz install` puts the unit.

@@ -97,6 +97,11 @@ type SetupOptions struct {
 	Dockerd string
 	// TTL is the certificate lifetime; zero means the CA's default.
 	TTL time.Duration
+	// GateUnit, when set, puts dockca gate in front of dockerd: dockerd
+	// keeps only its unix sockets (no tcp host, no TLS keys in daemon.json)
+	// and this unit text (gate.RenderUnit) is written as GateUnitName into
+	// GateSystemdDir. Listen is then ignored: the gate listens.
+	GateUnit, GateUnitName, GateSystemdDir string
 	// DryRun reports what would change and writes (and issues) nothing.
 	DryRun bool
 	// Now is the clock; nil means time.Now.
@@ -172,6 +177,12 @@ func setup(ctx context.Context, o SetupOptions, iss Issuer, w io.Writer) (*Resul
 		return nil, err
 	}
 	edit := TLSEdit(filepath.Join(tlsDir, CAFile), filepath.Join(tlsDir, CertFile), filepath.Join(tlsDir, KeyFile), listen)
+	if o.GateUnit != "" {
+		if o.GateUnitName == "" || o.GateSystemdDir == "" {
+			return nil, errors.New("a gate unit needs a name and a directory")
+		}
+		edit = GateEdit()
+	}
 	// Plan the daemon.json merge first: a broken or TLS-disabling file stops
 	// everything before a certificate exists.
 	if _, _, err := MergeDaemonConfig(o.ConfigPath, edit, true); err != nil {
@@ -274,9 +285,34 @@ func setup(ctx context.Context, o SetupOptions, iss Issuer, w io.Writer) (*Resul
 		fmt.Fprintf(w, "%s: %s (dockerd without -H flags, so daemon.json hosts apply)\n", dropInPath, verb("written", "would write"))
 	}
 
+	// 4. The gate's unit.
+	if o.GateUnit != "" {
+		unitPath := filepath.Join(o.GateSystemdDir, o.GateUnitName)
+		old, err := os.ReadFile(unitPath)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return res, err
+		}
+		if string(old) != o.GateUnit {
+			res.Changed = true
+			if !o.DryRun {
+				if err := os.MkdirAll(o.GateSystemdDir, 0o755); err != nil {
+					return res, err
+				}
+				if err := atomicfile.WriteFile(unitPath, []byte(o.GateUnit), 0o644); err != nil {
+					return res, err
+				}
+			}
+			fmt.Fprintf(w, "%s: %s (the mutual-TLS front door; dockerd keeps only its unix socket)\n", unitPath, verb("written", "would write"))
+		}
+	}
+
 	switch {
 	case !res.Changed:
 		fmt.Fprintln(w, "daemon setup: nothing changed")
+	case o.DryRun:
+		fmt.Fprintln(w, "daemon setup: dry run, nothing written")
+	case o.GateUnit != "":
+		fmt.Fprintf(w, "daemon setup: changed; apply with: systemctl daemon-reload && systemctl restart docker && systemctl enable --now %s (the gate reloads renewed certificates by itself)\n", o.GateUnitName)
 	case o.DryRun:
 		fmt.Fprintln(w, "daemon setup: dry run, nothing written")
 	default:
@@ -326,6 +362,36 @@ func TLSEdit(caPath, certPath, keyPath string, listen []string) func(map[string]
 		set("tlscert", certPath)
 		set("tlskey", keyPath)
 		set("hosts", hosts)
+		return nil
+	}
+}
+
+// GateEdit returns the daemon.json edit for a host behind dockca gate:
+// dockerd keeps only its unix sockets ("hosts" without tcp entries, the
+// default socket when none is left) and no TLS settings, since the gate,
+// not dockerd, terminates TLS; a tcp listener left in daemon.json would
+// take the gate's port or offer the API around it.
+func GateEdit() func(map[string]json.RawMessage) error {
+	return func(cfg map[string]json.RawMessage) error {
+		var hosts, keep []string
+		if raw, ok := cfg["hosts"]; ok {
+			if err := json.Unmarshal(raw, &hosts); err != nil {
+				return fmt.Errorf("daemon.json hosts: want a list of strings: %v", err)
+			}
+		}
+		for _, h := range hosts {
+			if strings.HasPrefix(h, "unix://") || strings.HasPrefix(h, "fd://") {
+				keep = append(keep, h)
+			}
+		}
+		if len(keep) == 0 {
+			keep = []string{DefaultLocalSocket}
+		}
+		raw, _ := json.Marshal(keep)
+		cfg["hosts"] = raw
+		for _, k := range []string{"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"} {
+			delete(cfg, k)
+		}
 		return nil
 	}
 }

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/authz"
+	"github.com/dockca/dockca/internal/api"
 )
 
 // Options configure a gate.
@@ -152,7 +153,9 @@ func (g *Gate) TLSConfig() *tls.Config {
 		ClientAuth:     tls.RequireAndVerifyClientCert,
 		ClientCAs:      pool,
 		GetCertificate: g.certs.get,
-		NextProtos:     []string{"http/1.1"}, // hijacked streams need HTTP/1.1
+		// Hijacked streams need HTTP/1.1; GateALPN lets dockca audit
+		// recognise the gate.
+		NextProtos: []string{api.GateALPN, "http/1.1"},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("dockca gate: a client certificate is required")

@@ -2,10 +2,16 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dockca/dockca/authz"
+	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/daemonsetup"
+	"github.com/dockca/dockca/gate"
 	"github.com/dockca/dockca/store"
 )
 
@@ -33,6 +39,8 @@ func newDaemonCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "systemd-dir", Value: daemonsetup.DefaultSystemdDir, Usage: "docker.service drop-in `DIR`"},
 					&cli.StringFlag{Name: "ttl", Usage: "certificate lifetime `D` (default 90d, at most 365d)"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "print what would change and write nothing"},
+					&cli.BoolFlag{Name: "gate", Usage: "put 'dockca gate' in front of dockerd: dockerd keeps only its unix socket, and the gate's unit serves --listen over mutual TLS"},
+					&cli.StringFlag{Name: "gate-systemd-dir", Value: authz.DefaultSystemdDir, Usage: "`DIR` for dockca-gate.service (with --gate)"},
 				}, remoteFlags("dockca token create --kind daemon HOST")...),
 				Action: func(c *cli.Context) error {
 					if err := argsExactly(c, 1, "HOST"); err != nil {
@@ -51,6 +59,11 @@ func newDaemonCommand(e *env) *cli.Command {
 					if err != nil {
 						return fmt.Errorf("daemon setup %s: %w", o.Host, err)
 					}
+					if c.Bool("gate") {
+						if err := gateUnitFor(c, e, r, &o); err != nil {
+							return fmt.Errorf("daemon setup %s: %w", o.Host, err)
+						}
+					}
 					if r != nil {
 						if r.claims.Subject != o.Host {
 							return fmt.Errorf("daemon setup %s: the token is for host %q", o.Host, r.claims.Subject)
@@ -66,4 +79,50 @@ func newDaemonCommand(e *env) *cli.Command {
 			},
 		},
 	}
+}
+
+// gateUnitFor renders dockca-gate.service for daemon setup --gate: the gate
+// listens where dockerd would have, reads this TLS directory, and takes
+// revocations from the local home or from the service the token came from.
+func gateUnitFor(c *cli.Context, e *env, r *remoteCA, o *daemonsetup.SetupOptions) error {
+	listen := daemonsetup.DefaultListen
+	if l := c.StringSlice("listen"); len(l) == 1 {
+		listen = l[0]
+	} else if len(l) > 1 {
+		return usagef("--gate takes one --listen (the gate's address)")
+	}
+	norm, err := daemonsetup.ParseListen(listen)
+	if err != nil {
+		return err
+	}
+	addr, ok := strings.CutPrefix(norm, "tcp://")
+	if !ok {
+		return usagef("--gate needs a tcp:// --listen for the gate, not %q", listen)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	home, err := homeDir(c, e)
+	if err != nil {
+		return err
+	}
+	tlsDir, err := filepath.Abs(c.String("tls-dir"))
+	if err != nil {
+		return err
+	}
+	args := []string{"--home", home, "gate", "--listen", addr, "--docker", "unix://" + authz.DefaultDockerSocket, "--cert-dir", tlsDir}
+	if r != nil {
+		client, err := r.connect(c.Context)
+		if err != nil {
+			return err
+		}
+		args = append(args, "--ca-url", client.URL(), "--fingerprint", ca.Fingerprint(client.Root()))
+	}
+	text, err := gate.RenderUnit(gate.UnitOptions{Exec: exe, Args: args, WritablePaths: []string{home}})
+	if err != nil {
+		return err
+	}
+	o.GateUnit, o.GateUnitName, o.GateSystemdDir = text, gate.UnitName, c.String("gate-systemd-dir")
+	return nil
 }

@@ -296,6 +296,21 @@ func ping(t *testing.T, c *http.Client, addr string) (int, string, bool, string)
 // give new connections the new certificate.
 func TestGateRevocationAndReload(t *testing.T) {
 	g := startGate(t)
+	// dockca audit recognises the gate and names its certificate.
+	res := g.r.run("audit", "--json", "--fail-on", "none", "--roots", filepath.Join(g.dir, "daemon", "ca.pem"), g.addr)
+	if res.code != 0 {
+		t.Fatalf("audit of the gate: exit %d: %s", res.code, res.err)
+	}
+	var rep struct {
+		Targets  []map[string]any `json:"targets"`
+		Findings []map[string]any `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(res.out), &rep); err != nil || len(rep.Targets) != 1 || rep.Targets[0]["service"] != "dockca gate" ||
+		rep.Targets[0]["client_cert"] != "required" || len(rep.Findings) != 1 || rep.Findings[0]["id"] != "gate-ok" ||
+		!strings.Contains(fmt.Sprint(rep.Findings[0]["detail"]), "CN=127.0.0.1") {
+		t.Fatalf("audit of the gate: %v\n%s", err, res.out)
+	}
+
 	bob := g.gateClient(t, "bob")
 	if st, body, _, _ := ping(t, bob, g.addr); st != 200 || body != "OK" {
 		t.Fatalf("bob's first ping: %d %s", st, body)
@@ -388,5 +403,91 @@ func TestGateBypassCorpus(t *testing.T) {
 	}
 	if out := g.allow(t, "carol", "volume", "ls", "-q"); !strings.Contains(out, "admin-vol") {
 		t.Fatal("the admin's volume was pruned")
+	}
+}
+
+// TestDaemonSetupGate: daemon setup --gate leaves dockerd on its unix socket
+// only, writes the gate's unit, changes nothing on a second run, and the
+// unit's command line serves the docker CLI over mutual TLS.
+func TestDaemonSetupGate(t *testing.T) {
+	dockerdtest.Require(t)
+	r := newCLI(t)
+	initCA(t, r)
+	root := t.TempDir()
+	sock := filepath.Join(dockerdtest.ShortTempDir(t), "docker.sock")
+	addr := fmt.Sprintf("127.0.0.1:%d", dockerdtest.FreePort(t, "127.0.0.1"))
+	config := filepath.Join(root, "etc/docker/daemon.json")
+	os.MkdirAll(filepath.Dir(config), 0o755)
+	// What a previous plain setup left: dockerd's own TLS.
+	os.WriteFile(config, []byte(`{"hosts": ["unix://`+sock+`", "tcp://`+addr+`"], "tlsverify": true, "tlscacert": "/old/ca.pem",
+		"tlscert": "/old/cert.pem", "tlskey": "/old/key.pem", "log-level": "warn"}`), 0o644)
+	tlsDir := filepath.Join(root, "etc/docker/tls")
+	unitDir := filepath.Join(root, "etc/systemd/system")
+	setup := []string{"daemon", "setup", "127.0.0.1", "--gate", "--listen", "tcp://" + addr, "--tls-dir", tlsDir, "--config", config,
+		"--systemd-dir", filepath.Join(unitDir, "docker.service.d"), "--gate-systemd-dir", unitDir}
+	out := r.ok(setup...)
+	if !strings.Contains(out, "systemctl enable --now dockca-gate.service") {
+		t.Errorf("setup does not say how to start the gate:\n%s", out)
+	}
+	var cfg map[string]any
+	b, _ := os.ReadFile(config)
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cfg["hosts"]) != "[unix://"+sock+"]" || cfg["log-level"] != "warn" {
+		t.Fatalf("daemon.json behind the gate: %s", b)
+	}
+	for _, k := range []string{"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"} {
+		if _, ok := cfg[k]; ok {
+			t.Fatalf("daemon.json still has %s: %s", k, b)
+		}
+	}
+	unit, err := os.ReadFile(filepath.Join(unitDir, "dockca-gate.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var execStart []string
+	for _, line := range strings.Split(string(unit), "\n") {
+		if rest, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			execStart = strings.Fields(rest)
+		}
+	}
+	wantArgs := "--home " + r.home() + " gate --listen " + addr + " --docker unix:///var/run/docker.sock --cert-dir " + tlsDir
+	if !strings.Contains(string(unit), "After=docker.service") || !strings.Contains(strings.Join(execStart, " "), wantArgs) {
+		t.Fatalf("gate unit:\n%s", unit)
+	}
+	if out := r.ok(setup...); !strings.Contains(out, "nothing changed") {
+		t.Fatalf("second run:\n%s", out)
+	}
+
+	// dockerd from the daemon.json as written, the gate from the unit's
+	// command line (with this test's dockerd socket).
+	dockerdtest.Start(t, dockerdtest.Options{ConfigFile: config, Socket: sock})
+	args := execStart[1:]
+	for i, a := range args {
+		if a == "unix:///var/run/docker.sock" {
+			args[i] = "unix://" + sock
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result, 1)
+	go func() { done <- r.runCtx(ctx, args...) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gate from the unit does not listen")
+		}
+	}
+	r.ok("issue", "client", "ops", "--role", "operator", "--out", filepath.Join(root, "ops"))
+	if out, err := dockerTLS(t, addr, filepath.Join(root, "ops"), "version", "--format", "{{.Server.Os}}"); err != nil || strings.TrimSpace(out) != "linux" {
+		t.Fatalf("docker version through the gate: %v\n%s", err, out)
+	}
+	if out, err := dockerTLS(t, addr, filepath.Join(root, "ops"), "volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", "device=/", "x"); err == nil ||
+		!strings.Contains(out, "authorization denied by dockca gate") {
+		t.Fatalf("host bind volume through the gate: %v\n%s", err, out)
 	}
 }

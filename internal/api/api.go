@@ -43,6 +43,14 @@ const (
 	PathAdminChain = "/admin/v1/chain"
 )
 
+// GateALPN is the TLS application protocol dockca gate offers first, so
+// that dockca audit can tell a gate from dockerd's own TLS listener during
+// the handshake, before any client certificate is judged. Clients that do
+// not offer it (the docker CLI) get HTTP/1.1 as before.
+const (
+	GateALPN = "dockca-gate"
+)
+
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 64 << 10
 
