@@ -79,6 +79,7 @@ type Gate struct {
 	socket  string
 	proxy   *httputil.ReverseProxy
 	backend *http.Transport
+	pool    backendPool
 	log     *slog.Logger
 }
 
@@ -109,7 +110,7 @@ func New(o Options) (*Gate, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gate{o: o, a: a, certs: certs, socket: sock, log: log}
+	g := &Gate{o: o, a: a, certs: certs, socket: sock, log: log, pool: backendPool{socket: sock}}
 	g.backend = &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
@@ -122,7 +123,8 @@ func New(o Options) (*Gate, error) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", "docker", "docker"
 		},
 		Transport:     g.backend,
-		FlushInterval: -1, // logs -f, events, stats and pull progress stream as they come
+		BufferPool:    bufferPool{},
+		FlushInterval: -1, // pull progress and build output stream as they come
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			g.log.Warn("dockerd did not answer", "method", r.Method, "path", r.URL.Path, "err", err)
 			writeError(w, http.StatusBadGateway, "dockca gate: dockerd did not answer on "+sock)
@@ -207,6 +209,7 @@ func (g *Gate) Serve(ctx context.Context) error {
 	defer stop()
 	_ = srv.Shutdown(shutdown) // hijacked streams are not waited for
 	g.backend.CloseIdleConnections()
+	g.pool.closeIdle()
 	return nil
 }
 
@@ -269,11 +272,16 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "authorization denied by dockca gate: "+d.Msg)
 		return
 	}
-	if hijacks(r) {
+	switch {
+	case hijacks(r):
 		g.relayHijack(w, r)
-		return
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.ContentLength == 0 && len(r.TransferEncoding) == 0:
+		if !g.fastForward(w, r) {
+			writeError(w, http.StatusBadGateway, "dockca gate: dockerd did not answer on "+g.socket)
+		}
+	default:
+		g.proxy.ServeHTTP(w, r)
 	}
-	g.proxy.ServeHTTP(w, r)
 }
 
 // apiPath strips the /vX.Y prefix.
