@@ -57,15 +57,15 @@ func newCertReloader(dir string) (*certReloader, error) {
 func (r *certReloader) load() error {
 	cs, err := stampOf(r.certFile)
 	if err != nil {
-		return fmt.Errorf("gate certificate: %w", err)
+		return fmt.Errorf("load certificate: %w", err)
 	}
 	ks, err := stampOf(r.keyFile)
 	if err != nil {
-		return fmt.Errorf("gate certificate: %w", err)
+		return fmt.Errorf("load certificate: %w", err)
 	}
 	pair, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	if err != nil {
-		return fmt.Errorf("gate certificate %s: %w", r.certFile, err)
+		return fmt.Errorf("load certificate %s: %w", r.certFile, err)
 	}
 	r.current, r.stamp = &pair, [2]fileStamp{cs, ks}
 	return nil

@@ -491,3 +491,25 @@ func TestDaemonSetupGate(t *testing.T) {
 		t.Fatalf("host bind volume through the gate: %v\n%s", err, out)
 	}
 }
+
+// TestGateBadInput: one clear line and the right exit status, nothing left
+// listening.
+func TestGateBadInput(t *testing.T) {
+	r := newCLI(t)
+	initCA(t, r)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"gate", "--docker", "tcp://127.0.0.1:2375"}, 2, `--docker "tcp://127.0.0.1:2375" must be unix:///PATH`},
+		{[]string{"gate", "--cert-dir", "/nonexistent/tls", "--listen", "127.0.0.1:0"}, 1, "gate: load certificate: stat /nonexistent/tls/server-cert.pem"},
+		{[]string{"gate", "extra"}, 2, ""},
+		{[]string{"gate", "--fingerprint", "ab"}, 2, "--fingerprint needs --ca-url"},
+	} {
+		res := r.run(c.args...)
+		if res.code != c.code || !strings.Contains(res.err, c.want) || strings.Count(strings.TrimSpace(res.err), "\n") != 0 {
+			t.Errorf("dockca %s: exit %d, stderr %q; want exit %d with %q", strings.Join(c.args, " "), res.code, res.err, c.code, c.want)
+		}
+	}
+}
