@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -64,6 +65,11 @@ const (
 // run builds the app, runs it on args and returns the exit status. Errors
 // are printed once, here, as one line on stderr.
 func run(ctx context.Context, args []string, e *env) int {
+	if isCompletionRequest(args) && slices.Contains(args, "--") {
+		// urfave/cli would run the command itself: a completion request
+		// must never act.
+		return exitOK
+	}
 	app := newApp(e)
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	if err == nil {
@@ -98,6 +104,10 @@ func newApp(e *env) *cli.App {
 		Writer:          e.Stdout,
 		ErrWriter:       e.Stderr,
 		HideHelpCommand: true,
+		Version:         currentVersion().Version,
+		// The shell scripts of dockca completion ask the app for
+		// candidates with --generate-bash-completion.
+		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "home",
@@ -127,6 +137,9 @@ func newApp(e *env) *cli.App {
 			newTokenCommand(e),
 			newEnrollCommand(e),
 			newRenewCommand(e),
+			newVersionCommand(e),
+			newHelpCommand(e),
+			newCompletionCommand(e),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		CommandNotFound: func(c *cli.Context, name string) {
@@ -135,11 +148,14 @@ func newApp(e *env) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) },
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
-				return usagef("unknown command %q", c.Args().First())
+				return unknownCommand(c.App.Commands, "", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
 	}
+	// urfave adds --help only when no command is called help; dockca
+	// has its own (see newHelpCommand).
+	app.Flags = append(app.Flags, cli.HelpFlag)
 	setUsageErrors(app.Commands)
 	return app
 }
@@ -156,7 +172,7 @@ func setUsageErrors(cmds []*cli.Command) {
 		if c.Action == nil && len(c.Subcommands) > 0 {
 			c.Action = func(c *cli.Context) error {
 				if c.Args().Len() > 0 {
-					return usagef("unknown command %q for %q", c.Args().First(), cmdName(c))
+					return unknownCommand(c.Command.Subcommands, cmdName(c), c.Args().First())
 				}
 				return usagef("%q needs a subcommand (see 'dockca %s --help')", cmdName(c), cmdName(c))
 			}
@@ -170,8 +186,13 @@ func setUsageErrors(cmds []*cli.Command) {
 // at the first positional argument. It walks the command path and moves
 // every flag (with its value, for flags that take one) in front of the
 // positionals; global flags move to the front. "--" ends flag parsing.
+//
+// A completion request (the shell scripts of dockca completion end the
+// words typed so far with --generate-bash-completion) is left as it is:
+// moved, the flag would no longer be last, and urfave would run the
+// command instead of listing candidates.
 func reorderArgs(app *cli.App, args []string) []string {
-	if len(args) < 2 {
+	if len(args) < 2 || isCompletionRequest(args) {
 		return args
 	}
 	globals := flagTable(app.Flags)
@@ -218,6 +239,11 @@ func reorderArgs(app *cli.App, args []string) []string {
 		out = append(out, "--")
 	}
 	return append(out, positional...)
+}
+
+// isCompletionRequest reports whether args ask for completion candidates.
+func isCompletionRequest(args []string) bool {
+	return len(args) > 0 && args[len(args)-1] == "--generate-bash-completion"
 }
 
 func flagName(a string) (name string, hasValue bool) {

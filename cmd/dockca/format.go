@@ -1,0 +1,198 @@
+package main
+
+// --format for the listing commands (ls, show, token ls, context ls,
+// version), the way docker's CLI does it: a Go text/template executed once
+// per row, `{{json .}}` for one JSON object per line, and a leading
+// "table" for aligned columns under a header made from the field names.
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+	"time"
+	"unicode"
+
+	"github.com/urfave/cli/v2"
+)
+
+func formatFlag() cli.Flag {
+	return &cli.StringFlag{Name: "format", Usage: "print each row with the Go `TEMPLATE` ('{{json .}}', 'table {{.Name}}\\t{{.Status}}')"}
+}
+
+// outputMode checks --format against --json (and -q where the command
+// has it): they choose different outputs, so two of them are a usage
+// error rather than one silently winning.
+func outputMode(c *cli.Context) error {
+	n := 0
+	for _, f := range []string{"format", "json", "quiet"} {
+		if c.IsSet(f) && (f == "format" || c.Bool(f)) {
+			n++
+		}
+	}
+	if n > 1 {
+		return usagef("%s: --format, --json and -q cannot be combined", cmdName(c))
+	}
+	return nil
+}
+
+// fmtTime prints as RFC 3339 in UTC, the one time format of dockca's
+// output, in templates and their JSON alike; its other methods are
+// time.Time's ({{.NotAfter.Unix}}).
+type fmtTime struct{ time.Time }
+
+func (t fmtTime) String() string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func (t fmtTime) MarshalJSON() ([]byte, error) { return json.Marshal(t.String()) }
+
+// row is what a template sees: the Go field names of the printed value
+// (embedded structs flattened), with times as fmtTime. {{json .}} prints
+// the original value, so it is the object --json prints.
+type row map[string]any
+
+// rowOrig holds the original value under a key no template field can name.
+const rowOrig = "\x00"
+
+func toRow(v any) row {
+	r := row{rowOrig: v}
+	addFields(r, reflect.ValueOf(v))
+	return r
+}
+
+var timeType = reflect.TypeOf(time.Time{})
+
+func addFields(r row, v reflect.Value) {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return
+	}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		fv := v.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Type != timeType {
+			addFields(r, fv)
+			continue
+		}
+		switch {
+		case f.Type == timeType:
+			r[f.Name] = fmtTime{fv.Interface().(time.Time)}
+		case f.Type == reflect.PointerTo(timeType):
+			if fv.IsNil() {
+				r[f.Name] = nil
+			} else {
+				r[f.Name] = fmtTime{*fv.Interface().(*time.Time)}
+			}
+		default:
+			r[f.Name] = fv.Interface()
+		}
+	}
+}
+
+// header is the column title of a field: NotAfter is NOT AFTER.
+func header(field string) string {
+	var b strings.Builder
+	rs := []rune(field)
+	for i, c := range rs {
+		if i > 0 && unicode.IsUpper(c) && unicode.IsLower(rs[i-1]) {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(unicode.ToUpper(c))
+	}
+	return b.String()
+}
+
+var templateFuncs = template.FuncMap{
+	"json": func(v any) (string, error) {
+		if r, ok := v.(row); ok {
+			v = r[rowOrig]
+		}
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			return "", err
+		}
+		return strings.TrimSuffix(b.String(), "\n"), nil
+	},
+	"join":  strings.Join,
+	"lower": strings.ToLower,
+	"upper": strings.ToUpper,
+	"truncate": func(s string, n int) string {
+		if r := []rune(s); len(r) > n && n >= 0 {
+			return string(r[:n])
+		}
+		return s
+	},
+}
+
+// writeFormatted prints rows (a slice of structs) with the template
+// format. "table" alone is the command's default table (printed by
+// table); "table TEMPLATE" aligns the columns under a header. \t and \n
+// in the template are a tab and a newline, as in docker.
+func writeFormatted(c *cli.Context, rows any, format string, table func(io.Writer) error) error {
+	w := c.App.Writer
+	isTable := format == "table" || strings.HasPrefix(format, "table ")
+	if isTable {
+		format = strings.TrimSpace(strings.TrimPrefix(format, "table"))
+		if format == "" {
+			if table == nil {
+				return usagef("%s: --format table needs a template after it", cmdName(c))
+			}
+			return table(w)
+		}
+	}
+	format = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(format)
+	tmpl, err := template.New("format").Funcs(templateFuncs).Option("missingkey=error").Parse(format)
+	if err != nil {
+		return usagef("%s: --format: %v", cmdName(c), err)
+	}
+	rv := reflect.ValueOf(rows)
+	var out bytes.Buffer
+	if isTable && rv.Len() > 0 {
+		// The header is the template run over the column titles; a
+		// template that cannot run on them (a method call) has none.
+		h := row{}
+		for k := range toRow(rv.Index(0).Interface()) {
+			if k != rowOrig {
+				h[k] = header(k)
+			}
+		}
+		var hb bytes.Buffer
+		if tmpl.Execute(&hb, h) == nil {
+			out.Write(hb.Bytes())
+			out.WriteByte('\n')
+		}
+	}
+	for i := 0; i < rv.Len(); i++ {
+		if err := tmpl.Execute(&out, toRow(rv.Index(i).Interface())); err != nil {
+			return usagef("%s: --format: %v", cmdName(c), err)
+		}
+		out.WriteByte('\n')
+	}
+	if !isTable {
+		_, err := w.Write(out.Bytes())
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if _, err := tw.Write(out.Bytes()); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
