@@ -109,6 +109,8 @@ func (s *Server) classify(route string, err error) (int, string) {
 		return http.StatusForbidden, err.Error()
 	case errors.Is(err, ca.ErrBadCSR), errors.Is(err, ca.ErrPolicy):
 		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, store.ErrAmbiguous):
+		return http.StatusConflict, err.Error()
 	case errors.Is(err, store.ErrNotFound) && route == "revoke":
 		return http.StatusNotFound, "no such certificate"
 	}

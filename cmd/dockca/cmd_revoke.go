@@ -27,9 +27,9 @@ func newRevokeCommand(e *env) *cli.Command {
 		Name:      "revoke",
 		Usage:     "revoke certificates by serial or by name, and regenerate the CRL",
 		UsageText: "dockca revoke [--reason " + strings.Join(names, "|") + "] SERIAL|NAME...",
-		Description: "A SERIAL is hex as openssl prints it (any case, colons and leading zeros optional). A NAME revokes\n" +
-			"every unexpired certificate of that name, each listed. Every argument is resolved before anything is\n" +
-			"revoked, so one unknown argument revokes nothing. Revoking a revoked certificate is not an error.\n\n" +
+		Description: serialOrNameHelp + "\n\nA NAME revokes every unexpired certificate of that name, each listed. Every argument is resolved\n" +
+			"before anything is revoked, so one unknown or ambiguous argument revokes nothing. Revoking a revoked\n" +
+			"certificate is not an error.\n\n" +
 			"dockerd itself never checks revocation: run 'dockca authz' on the daemon to enforce it.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "RFC 5280 `REASON`: " + strings.Join(names, ", ")},

@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dockca/dockca/store"
 )
 
 func TestVersionFlagAndCommand(t *testing.T) {
@@ -166,5 +172,146 @@ func TestBashCompletion(t *testing.T) {
 	}
 	if fish := r.ok("completion", "fish"); !strings.Contains(fish, "complete -c dockca") || !strings.Contains(fish, "revoke") {
 		t.Errorf("fish completion lacks the commands:\n%s", fish)
+	}
+}
+
+// Serial prefixes work wherever a serial does, locally and through a
+// running service's admin socket; an ambiguous one lists the matches and
+// changes nothing.
+func TestSerialPrefixes(t *testing.T) {
+	r := newCLI(t)
+	initCA(t, r)
+	dir := t.TempDir()
+	r.ok("issue", "client", "alice", "--out", filepath.Join(dir, "a"))
+	r.ok("issue", "client", "bob", "--out", filepath.Join(dir, "b"))
+	var alice, bob string
+	for _, e := range listJSON(t, r) {
+		if e["name"] == "alice" {
+			alice = e["serial"].(string)
+		} else {
+			bob = e["serial"].(string)
+		}
+	}
+	if out := r.ok("show", "--format", "{{.Name}}", strings.ToUpper(alice[:10])); out != "alice\n" {
+		t.Fatalf("show by prefix: %q", out)
+	}
+	// A second record sharing alice's first 8 digits.
+	twin := alice[:8] + strings.Repeat("0", len(alice)-9) + "1"
+	if twin == alice {
+		twin = alice[:8] + strings.Repeat("0", len(alice)-9) + "2"
+	}
+	st, err := store.Open(store.Path(r.home()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	err = st.PutCertificate(context.Background(), &store.Certificate{Serial: twin, Name: "mallory", Kind: store.KindClient,
+		NotBefore: now, NotAfter: now.Add(time.Hour), IssuedAt: now, DER: []byte{1}})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ambiguous := func(via string) {
+		t.Helper()
+		for _, cmd := range [][]string{{"revoke", bob, alice[:8]}, {"show", alice[:8]}} {
+			res := r.run(cmd...)
+			want := fmt.Sprintf("serial prefix %q matches more than one certificate: ", alice[:8])
+			if res.code != 1 || !strings.Contains(res.err, want) || !strings.Contains(res.err, alice) || !strings.Contains(res.err, twin) ||
+				!strings.Contains(res.err, `"mallory"`) || strings.Count(res.err, "\n") != 1 || res.out != "" {
+				t.Errorf("%s: dockca %v: %+v", via, cmd, res)
+			}
+		}
+		if n := len(listJSON(t, r, "--status", "revoked")); n != 0 {
+			t.Fatalf("%s: an ambiguous prefix revoked %d certificates", via, n)
+		}
+	}
+	ambiguous("local")
+
+	// The same through dockca serve's admin socket.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result)
+	go func() { done <- r.runCtx(ctx, "--home", r.home(), "serve", "--listen", "127.0.0.1:0") }()
+	defer func() {
+		cancel()
+		if res := <-done; res.code != 0 {
+			t.Errorf("serve: %+v", res)
+		}
+	}()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(r.home(), "serve.sock")); err == nil {
+			break
+		}
+		if i == 200 {
+			t.Fatal("serve did not open its admin socket")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ambiguous("admin socket")
+	if out := r.ok("revoke", alice[:10]); !strings.Contains(out, alice) || strings.Contains(out, twin) {
+		t.Fatalf("revoke by a unique prefix through the service: %s", out)
+	}
+	if out := r.ok("ls", "-q", "--status", "revoked"); out != alice+"\n" {
+		t.Fatalf("ls -q --status revoked: %q, want %s", out, alice)
+	}
+}
+
+func TestListOutputOptions(t *testing.T) {
+	r := newCLI(t)
+	initCA(t, r)
+	dir := t.TempDir()
+	r.ok("issue", "client", "alice", "--out", filepath.Join(dir, "a"))
+	r.ok("issue", "daemon", "h1.example", "--out", filepath.Join(dir, "h"))
+	list := listJSON(t, r)
+	var serials, lines []string
+	for _, e := range list {
+		serials = append(serials, e["serial"].(string))
+		b, _ := json.Marshal(e)
+		lines = append(lines, string(b))
+	}
+	if got := r.ok("ls", "-q"); got != strings.Join(serials, "\n")+"\n" {
+		t.Errorf("ls -q = %q, want %v", got, serials)
+	}
+	if got := r.ok("ls", "--quiet", "--kind", "daemon"); got != serials[1]+"\n" {
+		t.Errorf("ls --quiet --kind daemon = %q", got)
+	}
+	// {{json .}} is --json's object, one a line.
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(r.ok("ls", "--format", "{{json .}}")), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("ls --format '{{json .}}': %v: %s", err, l)
+		}
+		b, _ := json.Marshal(m)
+		got = append(got, string(b))
+	}
+	if strings.Join(got, "\n") != strings.Join(lines, "\n") {
+		t.Errorf("ls --format '{{json .}}':\n%s\nwant\n%s", got, lines)
+	}
+	if out := r.ok("ls", "--format", `table {{.Name}}\t{{.Kind}}`); !strings.HasPrefix(out, "NAME        KIND\nalice       client\nh1.example  daemon\n") {
+		t.Errorf("ls --format table: %q", out)
+	}
+	if out := r.ok("show", "alice", "--format", "{{.PEM}}"); !strings.HasPrefix(out, "-----BEGIN CERTIFICATE-----") {
+		t.Errorf("show --format {{.PEM}}: %q", out)
+	}
+	r.ok("token", "create", "--kind", "client", "bob", "--ca-url", "https://127.0.0.1:8443")
+	if out := r.ok("token", "ls", "--format", "{{.Name}} {{.Status}} {{.UsedAt}}"); out != "bob outstanding \n" {
+		t.Errorf("token ls --format: %q", out)
+	}
+	// token ls prints times as RFC 3339 in UTC, like ls.
+	if out := r.ok("token", "ls"); !regexp.MustCompile(`outstanding  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  -`).MatchString(out) {
+		t.Errorf("token ls table time format:\n%s", out)
+	}
+	cfg := t.TempDir()
+	if out := r.ok("context", "ls", "--docker-config", cfg, "--format", "{{.Name}}"); out != "" {
+		t.Errorf("context ls --format with no contexts: %q", out)
+	}
+	for _, args := range [][]string{
+		{"ls", "--json", "-q"}, {"ls", "-q", "--format", "{{.Name}}"}, {"ls", "--format", "{{.Nope}}"}, {"ls", "--format", "{{.Name"},
+		{"show", "alice", "--json", "--format", "x"}, {"token", "ls", "--json", "--format", "x"},
+		{"context", "ls", "--docker-config", cfg, "--json", "--format", "x"}, {"version", "--format", "{{.Nope}}"},
+	} {
+		if res := r.run(args...); res.code != 2 || res.out != "" || strings.Count(res.err, "\n") != 1 {
+			t.Errorf("dockca %v: %+v, want a one-line usage error", args, res)
+		}
 	}
 }

@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"reflect"
 	"strings"
@@ -94,11 +95,13 @@ func addFields(r row, v reflect.Value) {
 		case f.Type == timeType:
 			r[f.Name] = fmtTime{fv.Interface().(time.Time)}
 		case f.Type == reflect.PointerTo(timeType):
-			if fv.IsNil() {
-				r[f.Name] = nil
-			} else {
-				r[f.Name] = fmtTime{*fv.Interface().(*time.Time)}
+			// Absent is the zero time, printed as nothing
+			// ({{if .RevokedAt.IsZero}} tests it).
+			var t time.Time
+			if !fv.IsNil() {
+				t = *fv.Interface().(*time.Time)
 			}
+			r[f.Name] = fmtTime{t}
 		default:
 			r[f.Name] = fv.Interface()
 		}
@@ -142,18 +145,35 @@ var templateFuncs = template.FuncMap{
 	},
 }
 
-// writeFormatted prints rows (a slice of structs) with the template
-// format. "table" alone is the command's default table (printed by
-// table); "table TEMPLATE" aligns the columns under a header. \t and \n
-// in the template are a tab and a newline, as in docker.
+// writeFormatted is formatRows for a command: a bad template is a usage
+// error naming the command.
 func writeFormatted(c *cli.Context, rows any, format string, table func(io.Writer) error) error {
-	w := c.App.Writer
+	err := formatRows(c.App.Writer, rows, format, table)
+	var fe *formatError
+	if errors.As(err, &fe) {
+		return usagef("%s: --format: %v", cmdName(c), fe.err)
+	}
+	return err
+}
+
+// formatError is a template that does not parse or does not run on the
+// rows: the user's input, not a failure of dockca.
+type formatError struct{ err error }
+
+func (e *formatError) Error() string { return e.err.Error() }
+
+// formatRows prints rows (a slice of structs) with the template format.
+// "table" alone is the command's default table (printed by table);
+// "table TEMPLATE" aligns the columns under a header. \t and \n in the
+// template are a tab and a newline, as in docker. Nothing is printed
+// unless every row formats.
+func formatRows(w io.Writer, rows any, format string, table func(io.Writer) error) error {
 	isTable := format == "table" || strings.HasPrefix(format, "table ")
 	if isTable {
 		format = strings.TrimSpace(strings.TrimPrefix(format, "table"))
 		if format == "" {
 			if table == nil {
-				return usagef("%s: --format table needs a template after it", cmdName(c))
+				return &formatError{errors.New("table needs a template after it")}
 			}
 			return table(w)
 		}
@@ -161,7 +181,7 @@ func writeFormatted(c *cli.Context, rows any, format string, table func(io.Write
 	format = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(format)
 	tmpl, err := template.New("format").Funcs(templateFuncs).Option("missingkey=error").Parse(format)
 	if err != nil {
-		return usagef("%s: --format: %v", cmdName(c), err)
+		return &formatError{err}
 	}
 	rv := reflect.ValueOf(rows)
 	var out bytes.Buffer
@@ -182,7 +202,7 @@ func writeFormatted(c *cli.Context, rows any, format string, table func(io.Write
 	}
 	for i := 0; i < rv.Len(); i++ {
 		if err := tmpl.Execute(&out, toRow(rv.Index(i).Interface())); err != nil {
-			return usagef("%s: --format: %v", cmdName(c), err)
+			return &formatError{err}
 		}
 		out.WriteByte('\n')
 	}
