@@ -8,10 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
+
+	"github.com/dockca/dockca/ca"
 )
 
 // env is everything a command may touch of its process, so tests can run
@@ -80,7 +84,7 @@ func run(ctx context.Context, args []string, e *env) int {
 		return es.code
 	}
 	msg := err.Error()
-	msg = strings.TrimSuffix(strings.TrimSpace(msg), ".")
+	msg = oneLine(strings.TrimSuffix(strings.TrimSpace(msg), "."))
 	fmt.Fprintf(e.Stderr, "dockca: %s\n", msg)
 	var ue *usageError
 	var ec cli.ExitCoder
@@ -91,6 +95,22 @@ func run(ctx context.Context, args []string, e *env) int {
 		return ec.ExitCode()
 	}
 	return exitError
+}
+
+// oneLine escapes control characters (as %q would) so that an error is
+// always one line: user input in a message, quoted or not, cannot forge a
+// second one.
+func oneLine(msg string) string {
+	var b strings.Builder
+	for _, r := range msg {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func newApp(e *env) *cli.App {
@@ -162,9 +182,33 @@ func newApp(e *env) *cli.App {
 
 // setUsageErrors makes every command report flag errors as usage errors
 // (exit 2, one line) instead of urfave's help dump.
+//
+// Required flags are checked here too: urfave reports them as an ordinary
+// error (exit 1) after dumping the help.
 func setUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) }
+		var required []string
+		for _, f := range c.Flags {
+			if sf, ok := f.(*cli.StringFlag); ok && sf.Required {
+				sf.Required = false
+				required = append(required, sf.Name)
+			}
+		}
+		if act := c.Action; len(required) > 0 && act != nil {
+			c.Action = func(c *cli.Context) error {
+				var missing []string
+				for _, n := range required {
+					if !c.IsSet(n) {
+						missing = append(missing, "--"+n)
+					}
+				}
+				if len(missing) > 0 {
+					return usagef("%s: missing required flag %s", cmdName(c), strings.Join(missing, ", "))
+				}
+				return act(c)
+			}
+		}
 		// urfave adds a "help" (alias "h") subcommand to every command,
 		// which would swallow a client or host called help or h; --help
 		// stays.
@@ -297,6 +341,16 @@ func homeDir(c *cli.Context, e *env) (string, error) {
 		}
 	}
 	return filepath.Join(h, ".local", "share", "dockca"), nil
+}
+
+// inputError reports a bad value from the command line: a policy refusal
+// (a name, role or lifetime the CA will not issue) exits 1 like every
+// refusal; anything else is a malformed command line, exit 2.
+func inputError(err error, format string, args ...any) error {
+	if errors.Is(err, ca.ErrPolicy) {
+		return fmt.Errorf(format+": %w", append(args, err)...)
+	}
+	return usagef(format+": %v", append(args, err)...)
 }
 
 // argsExactly checks the positional argument count.

@@ -56,7 +56,7 @@ func newContextCommand(e *env) *cli.Command {
 						return usagef("context add: --host tcp://HOST:PORT is required")
 					}
 					if err := ca.CheckRole(c.String("role")); err != nil {
-						return usagef("context add: %v", err)
+						return inputError(err, "context add")
 					}
 					ttl, err := ttlFlag(c)
 					if err != nil {

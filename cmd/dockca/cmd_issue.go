@@ -82,7 +82,7 @@ func newIssueCommand(e *env) *cli.Command {
 						return err
 					}
 					if err := ca.CheckRole(c.String("role")); err != nil {
-						return usagef("issue client: %v", err)
+						return inputError(err, "issue client")
 					}
 					o := issueOptions{
 						req:   ca.Request{Kind: store.KindClient, Name: c.Args().First(), Role: c.String("role"), TTL: ttl},

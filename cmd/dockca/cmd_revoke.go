@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
@@ -64,10 +65,8 @@ func newRevokeCommand(e *env) *cli.Command {
 			for _, r := range results {
 				printRevoked(c.App.Writer, serve.RevokeResponse(r))
 			}
-			if err != nil {
-				return fmt.Errorf("revoke: %w", err)
-			}
-			return nil
+			// Its errors say "revoke SERIAL: …" already.
+			return err
 		},
 	}
 }
@@ -86,18 +85,26 @@ func newCRLCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "crl",
 		Usage:     "print the current certificate revocation list",
-		UsageText: "dockca crl [--pem] [--out FILE]",
+		UsageText: "dockca crl [--pem | --der] [--out FILE]",
 		Description: "The CRL is signed by the intermediate, has an increasing CRL number and a nextUpdate one day\n" +
 			"after it was made. A stored CRL that is still fresh is printed without the CA password; otherwise\n" +
-			"a new one is generated (which needs the password). DER by default.",
+			"a new one is generated (which needs the password). DER by default, but PEM on a terminal, where\n" +
+			"binary would garble it (--der forces DER).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "pem", Usage: "print PEM instead of DER"},
+			&cli.BoolFlag{Name: "der", Usage: "print DER even to a terminal"},
 			&cli.StringFlag{Name: "out", Usage: "write to `FILE` instead of standard output"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 0, ""); err != nil {
 				return err
 			}
+			if c.Bool("pem") && c.Bool("der") {
+				return usagef("crl: --pem and --der cannot be combined")
+			}
+			out := c.String("out")
+			toStdout := out == "" || out == "-"
+			asPEM := c.Bool("pem") || (toStdout && !c.Bool("der") && isTerminal(c.App.Writer))
 			st, err := openStore(c, e, false)
 			if err != nil {
 				return err
@@ -119,16 +126,23 @@ func newCRLCommand(e *env) *cli.Command {
 				}
 			}
 			data := crl.DER
-			if c.Bool("pem") {
+			if asPEM {
 				data = ca.PEMCRL(crl.DER)
 			}
-			if out := c.String("out"); out != "" && out != "-" {
+			if !toStdout {
 				return atomicfile.WriteFile(out, data, 0o644)
 			}
 			_, err = c.App.Writer.Write(data)
 			return err
 		},
 	}
+}
+
+// isTerminal reports whether w is a terminal (binary output would garble
+// it).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func newBackupCommand(e *env) *cli.Command {

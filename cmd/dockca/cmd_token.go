@@ -37,7 +37,7 @@ func newTokenCommand(e *env) *cli.Command {
 					&cli.StringSliceFlag{Name: "san", Usage: "extra daemon name `X` (DNS or IP); repeatable"},
 					&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` of the certificate (default: the kind's)"},
 					&cli.StringFlag{Name: "token-ttl", Value: "1h", Usage: "lifetime `D` of the token (at most 24h)"},
-					&cli.StringFlag{Name: "ca-url", EnvVars: []string{"DOCKCA_CA_URL"}, Usage: "the service `URL` (default: the one dockca serve recorded)"},
+					caURLFlag("the service `URL` (default: the one dockca serve recorded)"),
 				},
 				Action: func(c *cli.Context) error {
 					if err := argsExactly(c, 1, "NAME"); err != nil {
@@ -45,13 +45,18 @@ func newTokenCommand(e *env) *cli.Command {
 					}
 					req := api.TokenRequest{Kind: c.String("kind"), Name: c.Args().First(), Role: c.String("role"),
 						SANs: c.StringSlice("san"), CertTTL: c.String("ttl"), TTL: c.String("token-ttl"), CAURL: c.String("ca-url"), By: actor()}
+					switch req.Kind {
+					case "client", "daemon", ca.TokenKindRevoke:
+					default:
+						return usagef("token create: unknown kind %q (use client, daemon or revoke)", req.Kind)
+					}
 					// Bad input fails before any password is asked.
 					tr, err := serve.TokenRequestFromAPI(req, "https://precheck.invalid")
 					if err == nil {
 						err = ca.CheckTokenRequest(&tr)
 					}
 					if err != nil {
-						return usagef("token create: %v", err)
+						return inputError(err, "token create")
 					}
 					resp, err := createToken(c, e, req)
 					if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/internal/dockerdtest"
 	"github.com/dockca/dockca/store"
 )
 
@@ -313,5 +315,131 @@ func TestListOutputOptions(t *testing.T) {
 		if res := r.run(args...); res.code != 2 || res.out != "" || strings.Count(res.err, "\n") != 1 {
 			t.Errorf("dockca %v: %+v, want a one-line usage error", args, res)
 		}
+	}
+}
+
+// crl prints PEM to a terminal (a real pty, through script(1)), DER to a
+// pipe, and DER to a terminal only with --der.
+func TestCRLNeverDERToATerminal(t *testing.T) {
+	dockerdtest.RequireCommand(t, "script")
+	bin := buildDockca(t)
+	r := newCLI(t)
+	initCA(t, r)
+	onTTY := func(args ...string) []byte {
+		t.Helper()
+		line := bin + " --home " + r.home() + " " + strings.Join(args, " ")
+		cmd := exec.Command("script", "-qec", line, "/dev/null")
+		cmd.Env = append(os.Environ(), "DOCKCA_PASSWORD="+r.env["DOCKCA_PASSWORD"])
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("script %s: %v\n%s", line, err, out)
+		}
+		return out
+	}
+	if out := onTTY("crl"); !strings.HasPrefix(string(out), "-----BEGIN X509 CRL-----") {
+		t.Errorf("crl on a terminal: %q", out)
+	}
+	if out := onTTY("crl", "--der"); len(out) == 0 || out[0] != 0x30 {
+		t.Errorf("crl --der on a terminal: %q", out)
+	}
+	if out := r.ok("crl"); len(out) == 0 || out[0] != 0x30 {
+		t.Errorf("crl to a pipe is not DER: %q", out)
+	}
+	if res := r.run("crl", "--pem", "--der"); res.code != 2 {
+		t.Errorf("crl --pem --der: %+v", res)
+	}
+}
+
+// repeatedPrefix returns the first ": "-separated segment of msg that
+// repeats an earlier one or extends it by more words ("renew: renew:",
+// "revoke: revoke 0a1b:"), or "".
+func repeatedPrefix(msg string) string {
+	segs := strings.Split(msg, ": ")
+	for i := 1; i < len(segs); i++ {
+		for j := 0; j < i; j++ {
+			if segs[i] == segs[j] || strings.HasPrefix(segs[i], segs[j]+" ") {
+				return segs[i]
+			}
+		}
+	}
+	return ""
+}
+
+func TestRepeatedPrefix(t *testing.T) {
+	for msg, want := range map[string]string{
+		"dockca: enroll: enroll: HTTP 401":       "enroll",
+		"dockca: revoke: revoke 0a1b: not found": "revoke 0a1b",
+		"dockca: renew context x: renew at u: y": "",
+		"dockca: token create: token TTL 48h":    "",
+	} {
+		if got := repeatedPrefix(msg); got != want {
+			t.Errorf("repeatedPrefix(%q) = %q, want %q", msg, got, want)
+		}
+	}
+}
+
+// Failing commands exit with the status the README states (2 for a
+// malformed command line, a missing required flag included; 1 for every
+// refusal, policy included), in one line, with no doubled prefix, and
+// user input cannot forge a second line.
+func TestErrorMessages(t *testing.T) {
+	r := newCLI(t)
+	fp := initCA(t, r)
+	dir := t.TempDir()
+	r.ok("issue", "client", "alice", "--out", filepath.Join(dir, "a"))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result)
+	go func() { done <- r.runCtx(ctx, "--home", r.home(), "serve", "--listen", addr) }()
+	defer func() { cancel(); <-done }()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(r.home(), "serve.sock")); err == nil {
+			break
+		}
+		if i == 200 {
+			t.Fatal("serve did not open its admin socket")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	caURL := "https://" + addr
+	// A well-formed token the service never minted.
+	forged := "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJib2IiLCJkb2NrY2EiOnsia2luZCI6ImNsaWVudCJ9fQ.c2ln"
+	empty := t.TempDir()
+	cases := []struct {
+		code int
+		args []string
+	}{
+		{1, []string{"enroll", "--ca-url", caURL, "--token", forged, "--fingerprint", fp, "--cert-dir", filepath.Join(dir, "e")}},
+		{1, []string{"enroll", "--ca-url", caURL, "--token", forged, "--fingerprint", strings.Repeat("0", 64), "--cert-dir", filepath.Join(dir, "e")}},
+		{1, []string{"renew", "--cert-dir", empty}},
+		{1, []string{"revoke", "nobody"}},
+		{1, []string{"revoke", "x\ndockca: revoked everything"}},
+		{1, []string{"show", "x\ndockca: forged"}},
+		{1, []string{"context", "rm", "--docker-config", empty, "x\ndockca: forged"}},
+		{1, []string{"context", "renew", "--docker-config", empty, "x\ny"}},
+		{1, []string{"token", "create", "--kind", "client", "bob", "--token-ttl", "48h"}},
+		{1, []string{"token", "create", "--kind", "client", "bad\nname"}},
+		{1, []string{"token", "create", "--kind", "client", "bob", "--role", "boss"}},
+		{2, []string{"token", "create", "bob"}},
+		{2, []string{"token", "create", "--kind", "boss", "bob"}},
+		{2, []string{"token", "create", "--kind", "client", "bob", "--token-ttl", "5q"}},
+		{2, []string{"enroll", "--cert-dir", filepath.Join(dir, "e")}},
+		{2, []string{"renew"}},
+	}
+	for _, c := range cases {
+		res := r.run(c.args...)
+		if res.code != c.code || strings.Count(res.err, "\n") != 1 || !strings.HasPrefix(res.err, "dockca: ") || res.out != "" {
+			t.Errorf("dockca %q: exit %d, stderr %q, stdout %q; want exit %d and one line", c.args, res.code, res.err, res.out, c.code)
+			continue
+		}
+		if p := repeatedPrefix(strings.TrimSpace(res.err)); p != "" {
+			t.Errorf("dockca %q: prefix %q repeated in %q", c.args, p, res.err)
+		}
+		t.Logf("%d %s", res.code, strings.TrimSpace(res.err))
 	}
 }
