@@ -11,9 +11,12 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/internal/dockerdtest"
 	"github.com/dockca/dockca/store"
@@ -441,5 +444,39 @@ func TestErrorMessages(t *testing.T) {
 			t.Errorf("dockca %q: prefix %q repeated in %q", c.args, p, res.err)
 		}
 		t.Logf("%d %s", res.code, strings.TrimSpace(res.err))
+	}
+}
+
+// Every command that takes --ca-url, --token or --fingerprint reads
+// DOCKCA_CA_URL, DOCKCA_TOKEN and DOCKCA_FINGERPRINT.
+func TestRemoteFlagsReadTheEnvironment(t *testing.T) {
+	want := map[string]string{"ca-url": "DOCKCA_CA_URL", "token": "DOCKCA_TOKEN", "fingerprint": "DOCKCA_FINGERPRINT"}
+	seen := map[string]int{}
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			for _, f := range c.Flags {
+				sf, ok := f.(*cli.StringFlag)
+				if !ok || want[sf.Name] == "" {
+					continue
+				}
+				seen[sf.Name]++
+				if !slices.Equal(sf.EnvVars, []string{want[sf.Name]}) {
+					t.Errorf("%s%s --%s reads %v, want %s", path, c.Name, sf.Name, sf.EnvVars, want[sf.Name])
+				}
+			}
+			walk(path+c.Name+" ", c.Subcommands)
+		}
+	}
+	walk("", newApp(&env{}).Commands)
+	if seen["ca-url"] < 7 || seen["fingerprint"] < 6 || seen["token"] < 3 {
+		t.Errorf("fewer remote flags than commands taking them: %v", seen)
+	}
+	// audit takes the root from the service the environment names.
+	r := newCLI(t)
+	t.Setenv("DOCKCA_CA_URL", "https://127.0.0.1:1")
+	t.Setenv("DOCKCA_FINGERPRINT", strings.Repeat("0", 64))
+	if res := r.run("audit", "127.0.0.1:1"); res.code != 1 || !strings.Contains(res.err, "127.0.0.1:1") || !strings.Contains(res.err, "CA root") {
+		t.Errorf("audit with DOCKCA_CA_URL: %+v", res)
 	}
 }
