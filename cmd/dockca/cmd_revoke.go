@@ -75,7 +75,7 @@ func newRevokeCommand(e *env) *cli.Command {
 // here or by the service.
 func printRevoked(w io.Writer, r api.RevokeResponse) {
 	if r.Already {
-		fmt.Fprintf(w, "already revoked  %s  %s %s (at %s, %s)\n", r.Serial, r.Kind, r.Name, r.RevokedAt.Format(time.RFC3339), r.Reason)
+		fmt.Fprintf(w, "already revoked  %s  %s %s (at %s, %s)\n", r.Serial, r.Kind, r.Name, r.RevokedAt.UTC().Format(time.RFC3339), r.Reason)
 		return
 	}
 	fmt.Fprintf(w, "revoked          %s  %s %s (%s)\n", r.Serial, r.Kind, r.Name, r.Reason)
