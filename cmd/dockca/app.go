@@ -187,7 +187,8 @@ func newApp(e *env) *cli.App {
 // error (exit 1) after dumping the help.
 func setUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
-		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) }
+		flags := c.Flags
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return flagError(flags, err) }
 		var required []string
 		for _, f := range c.Flags {
 			if sf, ok := f.(*cli.StringFlag); ok && sf.Required {
@@ -223,6 +224,38 @@ func setUsageErrors(cmds []*cli.Command) {
 		}
 		setUsageErrors(c.Subcommands)
 	}
+}
+
+// flagError is the usage error for a flag urfave could not parse, naming
+// the flags an unknown one is close to.
+func flagError(flags []cli.Flag, err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
+	if !ok {
+		return usagef("%v", err)
+	}
+	// The closest flags, within two edits.
+	var near []string
+	best := 3
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			d := editDistance(strings.TrimLeft(name, "-"), n)
+			if len(n) < 2 || d > best {
+				continue
+			}
+			if d < best {
+				best, near = d, nil
+			}
+			near = append(near, "--"+n)
+			break
+		}
+	}
+	if best > 2 {
+		near = nil
+	}
+	if len(near) == 0 {
+		return usagef("unknown flag %s", name)
+	}
+	return usagef("unknown flag %s; did you mean %s?", name, strings.Join(near, " or "))
 }
 
 // reorderArgs lets flags follow positional arguments, as docker's CLI

@@ -116,6 +116,9 @@ func TestDidYouMean(t *testing.T) {
 		{"token craete", `dockca: unknown command "craete" for "token"; did you mean "create"? (see 'dockca token --help')` + "\n"},
 		{"help isue", `dockca: unknown command "isue"; did you mean "issue"? (see 'dockca --help')` + "\n"},
 		{"frobnicate", `dockca: unknown command "frobnicate" (see 'dockca --help')` + "\n"},
+		{"ls --jsn", `dockca: unknown flag -jsn; did you mean --json?` + "\n"},
+		{"issue client bob --rol admin", `dockca: unknown flag -rol; did you mean --role?` + "\n"},
+		{"ls --frobnicate", `dockca: unknown flag -frobnicate` + "\n"},
 		{"completion tcsh", `dockca: completion: unknown shell "tcsh" (use bash, zsh or fish)` + "\n"},
 	}
 	for _, c := range cases {
