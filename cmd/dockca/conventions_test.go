@@ -236,24 +236,7 @@ func TestSerialPrefixes(t *testing.T) {
 	ambiguous("local")
 
 	// The same through dockca serve's admin socket.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan result)
-	go func() { done <- r.runCtx(ctx, "--home", r.home(), "serve", "--listen", "127.0.0.1:0") }()
-	defer func() {
-		cancel()
-		if res := <-done; res.code != 0 {
-			t.Errorf("serve: %+v", res)
-		}
-	}()
-	for i := 0; ; i++ {
-		if _, err := os.Stat(filepath.Join(r.home(), "serve.sock")); err == nil {
-			break
-		}
-		if i == 200 {
-			t.Fatal("serve did not open its admin socket")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	serveInProcess(t, r, "127.0.0.1:0")
 	ambiguous("admin socket")
 	if out := r.ok("revoke", alice[:10]); !strings.Contains(out, alice) || strings.Contains(out, twin) {
 		t.Fatalf("revoke by a unique prefix through the service: %s", out)
@@ -399,19 +382,7 @@ func TestErrorMessages(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan result)
-	go func() { done <- r.runCtx(ctx, "--home", r.home(), "serve", "--listen", addr) }()
-	defer func() { cancel(); <-done }()
-	for i := 0; ; i++ {
-		if _, err := os.Stat(filepath.Join(r.home(), "serve.sock")); err == nil {
-			break
-		}
-		if i == 200 {
-			t.Fatal("serve did not open its admin socket")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	serveInProcess(t, r, addr)
 	caURL := "https://" + addr
 	// A well-formed token the service never minted.
 	forged := "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJib2IiLCJkb2NrY2EiOnsia2luZCI6ImNsaWVudCJ9fQ.c2ln"
@@ -481,5 +452,35 @@ func TestRemoteFlagsReadTheEnvironment(t *testing.T) {
 	t.Setenv("DOCKCA_FINGERPRINT", strings.Repeat("0", 64))
 	if res := r.run("audit", "127.0.0.1:1"); res.code != 1 || !strings.Contains(res.err, "127.0.0.1:1") || !strings.Contains(res.err, "CA root") {
 		t.Errorf("audit with DOCKCA_CA_URL: %+v", res)
+	}
+}
+
+// serveInProcess runs dockca serve on r's home until the test ends, and
+// returns once its admin socket is there.
+func serveInProcess(t *testing.T, r *cliRunner, listen string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result, 1)
+	go func() { done <- r.runCtx(ctx, "--home", r.home(), "serve", "--listen", listen) }()
+	t.Cleanup(func() {
+		cancel()
+		if res := <-done; res.code != 0 {
+			t.Errorf("serve: %+v", res)
+		}
+	})
+	deadline := time.Now().Add(2 * time.Minute) // -race on a loaded machine
+	for {
+		if _, err := os.Stat(filepath.Join(r.home(), "serve.sock")); err == nil {
+			return
+		}
+		select {
+		case res := <-done:
+			done <- res
+			t.Fatalf("serve ended before opening its admin socket: %+v", res)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not open its admin socket")
+		}
 	}
 }
