@@ -185,11 +185,12 @@ func formatRows(w io.Writer, rows any, format string, table func(io.Writer) erro
 	}
 	rv := reflect.ValueOf(rows)
 	var out bytes.Buffer
-	if isTable && rv.Len() > 0 {
-		// The header is the template run over the column titles; a
-		// template that cannot run on them (a method call) has none.
+	if isTable {
+		// The header (printed for no rows too, as docker does) is the
+		// template run over the column titles; a template that cannot run
+		// on them (a method call) has none.
 		h := row{}
-		for k := range toRow(rv.Index(0).Interface()) {
+		for k := range toRow(reflect.Zero(rv.Type().Elem()).Interface()) {
 			if k != rowOrig {
 				h[k] = header(k)
 			}
