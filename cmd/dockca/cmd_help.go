@@ -155,6 +155,11 @@ func newCompletionCommand(e *env) *cli.Command {
 			"  source <(dockca completion bash)                        # in ~/.bashrc\n" +
 			"  dockca completion zsh > \"${fpath[1]}/_dockca\"\n" +
 			"  dockca completion fish > ~/.config/fish/completions/dockca.fish",
+		BashComplete: func(c *cli.Context) {
+			if c.NArg() == 0 {
+				fmt.Fprintln(c.App.Writer, "bash\nzsh\nfish")
+			}
+		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 1, "SHELL (bash, zsh or fish)"); err != nil {
 				return err

@@ -160,6 +160,7 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"issue", ""}, "daemon client"},
 		{[]string{"ls", "--j"}, "--json"},
 		{[]string{"token", "c"}, "create"},
+		{[]string{"completion", ""}, "bash zsh fish"},
 		{[]string{"revoke", "alice", ""}, ""},
 		{[]string{"revoke", "alice", "--"}, "--reason --help"},
 		{[]string{"revoke", "--", "alice", ""}, ""},
