@@ -30,7 +30,7 @@ func formatFlag() cli.Flag {
 func outputMode(c *cli.Context) error {
 	n := 0
 	for _, f := range []string{"format", "json", "quiet"} {
-		if c.IsSet(f) && (f == "format" || c.Bool(f)) {
+		if (f == "format" && c.String(f) != "") || (f != "format" && c.Bool(f)) {
 			n++
 		}
 	}
@@ -168,6 +168,9 @@ func (e *formatError) Error() string { return e.err.Error() }
 // template are a tab and a newline, as in docker. Nothing is printed
 // unless every row formats.
 func formatRows(w io.Writer, rows any, format string, table func(io.Writer) error) error {
+	if format == "" {
+		format = "table" // --format '' is the default output, as in docker
+	}
 	isTable := format == "table" || strings.HasPrefix(format, "table ")
 	if isTable {
 		format = strings.TrimSpace(strings.TrimPrefix(format, "table"))

@@ -47,6 +47,7 @@ func TestFormatRows(t *testing.T) {
 		{"format-ls-json", certs, "{{json .}}"},
 		{"format-ls-table", certs, `table {{.Name}}\t{{.Status}}\t{{.NotAfter}}`},
 		{"format-ls-table-default", certs, "table"},
+		{"format-ls-table-default", certs, ""},
 		{"format-ls-methods", certs, `{{.NotAfter.Unix}} {{upper .Name}} {{truncate .Serial 4}}`},
 		{"format-token-ls", tokens, `table {{.ID}}\t{{.Status}}\t{{.ExpiresAt}}\t{{.UsedAt}}`},
 		{"format-token-json", tokens, "{{json .}}"},
