@@ -3,11 +3,16 @@
 TAGS := nobadger,nomysql,nopgx
 GO   ?= go
 DEMO ?= ./demo
+# dockca version reports these; a plain go build falls back to the build
+# info the go command embeds.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: build test serve quickstart bench load clean
 
 build:
-	$(GO) build -tags $(TAGS) -o dockca ./cmd/dockca
+	$(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o dockca ./cmd/dockca
 
 # The test command of the README and of CI: installs dockerd, the docker
 # CLI and openssl when missing (Debian, as root), vets, and runs every test,

@@ -17,7 +17,8 @@ import (
 // ExpiryWarning is how close to its end a server certificate is reported.
 const ExpiryWarning = 30 * 24 * time.Hour
 
-const timeLayout = "2006-01-02 15:04 UTC"
+// timeLayout is dockca's one time format: RFC 3339, printed in UTC.
+const timeLayout = time.RFC3339
 
 // certFindings judges the server certificate on its own: dates, names, key
 // and signature. host is the target as the admin gave it.

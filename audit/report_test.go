@@ -66,7 +66,7 @@ func sampleReport() *Report {
 		},
 		Findings: []Finding{
 			{Target: "127.0.0.10", Port: 2376, Severity: Info, ID: "mtls-ok", Finding: "mutual TLS required and server certificate issued by this dockca CA", Detail: "issuer CN=dockca Intermediate CA"},
-			{Target: "127.0.0.10", Port: 2376, Severity: High, ID: "cert-expiring", Finding: "server certificate expires within 30 days", Detail: "not valid after 2030-01-02 03:04 UTC (9 days left)"},
+			{Target: "127.0.0.10", Port: 2376, Severity: High, ID: "cert-expiring", Finding: "server certificate expires within 30 days", Detail: "not valid after 2030-01-02T03:04:00Z (9 days left)"},
 			{Target: "127.0.0.9", Port: 2375, Severity: Critical, ID: "plain-http-api", Finding: "plain-HTTP Docker API answers without authentication", Detail: "GET /_ping answered 200, GET /version 200;\nengine 20.10.24, os linux, arch amd64, api 1.41"},
 		},
 	}

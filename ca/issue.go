@@ -207,7 +207,7 @@ func check(r Request, issuer *x509.Certificate, now time.Time) (*Normalized, err
 	n.NotAfter = now.Add(ttl).UTC().Truncate(time.Second)
 	if issuer != nil && n.NotAfter.After(issuer.NotAfter) {
 		return nil, fmt.Errorf("a %s certificate would outlive the intermediate CA, which expires %s: %w",
-			FormatTTL(ttl), issuer.NotAfter.Format(time.DateOnly), ErrPolicy)
+			FormatTTL(ttl), issuer.NotAfter.UTC().Format(time.RFC3339), ErrPolicy)
 	}
 	return n, nil
 }

@@ -87,15 +87,16 @@ type ListEntry struct {
 	PEM         string     `json:"pem,omitempty"`
 }
 
-// Entry converts a record for output at now.
+// Entry converts a record for output at now. Times are in UTC, as
+// everything dockca prints.
 func Entry(c *store.Certificate, now time.Time) ListEntry {
 	e := ListEntry{
 		Serial: c.Serial, Name: c.Name, Kind: c.Kind, Role: c.Role, SANs: c.SANs,
-		NotBefore: c.NotBefore, NotAfter: c.NotAfter, Status: string(c.Status(now)),
-		IssuedAt: c.IssuedAt, IssuedBy: c.IssuedBy, Fingerprint: c.Fingerprint,
+		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), Status: string(c.Status(now)),
+		IssuedAt: c.IssuedAt.UTC(), IssuedBy: c.IssuedBy, Fingerprint: c.Fingerprint,
 	}
 	if r := c.Revocation; r != nil {
-		t := r.RevokedAt
+		t := r.RevokedAt.UTC()
 		e.RevokedAt, e.Reason = &t, r.Reason
 	}
 	return e

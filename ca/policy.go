@@ -196,12 +196,20 @@ func ParseTTL(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// FormatTTL prints whole days as Nd and anything else as a Go duration.
+// FormatTTL prints whole days as Nd and anything else as a Go duration
+// without zero trailing units (1m, not 1m0s), the form ParseTTL reads.
 func FormatTTL(d time.Duration) string {
 	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
-	return d.String()
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {

@@ -160,7 +160,7 @@ func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason Rea
 	done := map[string]bool{}
 	for round := 0; len(queue) > 0; round++ {
 		if round == maxRevokeRounds {
-			return results, fmt.Errorf("revoke: certificates of %v are still being issued; revoked %d so far, run it again", args, len(results))
+			return results, fmt.Errorf("certificates of %q are still being issued; revoked %d so far, run it again", args, len(results))
 		}
 		var next []*store.Certificate
 		for _, c := range queue {

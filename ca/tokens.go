@@ -197,7 +197,7 @@ func CheckTokenRequest(r *TokenRequest) error {
 		r.TTL = DefaultTokenTTL
 	}
 	if r.TTL < MinTokenTTL || r.TTL > MaxTokenTTL {
-		return fmt.Errorf("token TTL %s must be between %s and %s: %w", r.TTL, MinTokenTTL, MaxTokenTTL, ErrPolicy)
+		return fmt.Errorf("token TTL %s must be between %s and %s: %w", FormatTTL(r.TTL), FormatTTL(MinTokenTTL), FormatTTL(MaxTokenTTL), ErrPolicy)
 	}
 	caURL, err := NormalizeCAURL(r.CAURL)
 	if err != nil {

@@ -93,7 +93,7 @@ func checkReachable(ctx context.Context, host string, timeout time.Duration) err
 // is checked before the CA is asked, so bad input issues nothing.
 func Add(ctx context.Context, o AddOptions, iss Issuer, w io.Writer) error {
 	if err := add(ctx, o, iss, w); err != nil {
-		return fmt.Errorf("add context %s: %w", o.Name, err)
+		return fmt.Errorf("add context %q: %w", o.Name, err)
 	}
 	return nil
 }

@@ -182,9 +182,9 @@ func lookupOwned(st *store.ContextStore, name string) (record, error) {
 	case err != nil:
 		return record{}, err
 	case !found:
-		return record{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+		return record{}, ErrNotFound // the callers' prefix names it
 	case rec.Marker == nil:
-		return record{}, fmt.Errorf("%w: %s", ErrForeign, name)
+		return record{}, ErrForeign
 	}
 	return rec, nil
 }

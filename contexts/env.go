@@ -27,7 +27,7 @@ type EnvOptions struct {
 // tools which ignore contexts use them.
 func Env(ctx context.Context, o EnvOptions, w io.Writer) error {
 	if err := env(o, w); err != nil {
-		return fmt.Errorf("env for context %s: %w", o.Name, err)
+		return fmt.Errorf("env for context %q: %w", o.Name, err)
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ func Remove(ctx context.Context, o RemoveOptions, rv Revoker, w io.Writer) error
 	for _, name := range o.Names {
 		rec, err := lookupOwned(st, name)
 		if err != nil {
-			return fmt.Errorf("remove context %s: %w", name, err)
+			return fmt.Errorf("remove context %q: %w", name, err)
 		}
 		recs = append(recs, rec)
 	}
@@ -46,7 +46,7 @@ func Remove(ctx context.Context, o RemoveOptions, rv Revoker, w io.Writer) error
 	}
 	for _, rec := range recs {
 		if err := remove(ctx, o, st, rec, current, rv, w); err != nil {
-			return fmt.Errorf("remove context %s: %w", rec.Name, err)
+			return fmt.Errorf("remove context %q: %w", rec.Name, err)
 		}
 	}
 	return nil

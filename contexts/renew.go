@@ -54,7 +54,7 @@ func Renew(ctx context.Context, o RenewOptions, iss Issuer, w io.Writer) error {
 		for _, name := range o.Names {
 			rec, err := lookupOwned(st, name)
 			if err != nil {
-				return fmt.Errorf("renew context %s: %w", name, err)
+				return fmt.Errorf("renew context %q: %w", name, err)
 			}
 			recs = append(recs, rec)
 		}
@@ -62,7 +62,7 @@ func Renew(ctx context.Context, o RenewOptions, iss Issuer, w io.Writer) error {
 	var errs []error
 	for _, rec := range recs {
 		if err := renew(ctx, o, st, rec, iss, w); err != nil {
-			errs = append(errs, fmt.Errorf("renew context %s: %w", rec.Name, err))
+			errs = append(errs, fmt.Errorf("renew context %q: %w", rec.Name, err))
 		}
 	}
 	return errors.Join(errs...)

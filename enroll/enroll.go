@@ -180,7 +180,7 @@ func (c *Client) Enroll(ctx context.Context, token string, keyType ca.KeyType) (
 	}
 	var resp api.CertResponse
 	if err := api.Do(ctx, c.hc, http.MethodPost, c.url+api.PathSign, api.SignRequest{CSR: string(csrPEM), Token: token}, &resp); err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
+		return nil, fmt.Errorf("request a certificate: %w", err)
 	}
 	return c.result(resp, key, key.Public())
 }
@@ -210,7 +210,7 @@ func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, ke
 	defer hc.CloseIdleConnections()
 	var resp api.CertResponse
 	if err := api.Do(ctx, hc, http.MethodPost, c.url+api.PathRenew, req, &resp); err != nil {
-		return nil, fmt.Errorf("renew: %w", err)
+		return nil, fmt.Errorf("request a renewal: %w", err)
 	}
 	want := leaf.PublicKey
 	if key != nil {
@@ -225,7 +225,7 @@ func (c *Client) Revoke(ctx context.Context, cert tls.Certificate, reason string
 	defer hc.CloseIdleConnections()
 	var out api.RevokeResponse
 	if err := api.Do(ctx, hc, http.MethodPost, c.url+api.PathRevoke, api.RevokeRequest{Reason: reason}, &out); err != nil {
-		return nil, fmt.Errorf("revoke: %w", err)
+		return nil, fmt.Errorf("request a revocation: %w", err)
 	}
 	return &out, nil
 }
@@ -234,7 +234,7 @@ func (c *Client) Revoke(ctx context.Context, cert tls.Certificate, reason string
 func (c *Client) RevokeWithToken(ctx context.Context, token, reason string) (*api.RevokeResponse, error) {
 	var out api.RevokeResponse
 	if err := api.Do(ctx, c.hc, http.MethodPost, c.url+api.PathRevoke, api.RevokeRequest{Token: token, Reason: reason}, &out); err != nil {
-		return nil, fmt.Errorf("revoke: %w", err)
+		return nil, fmt.Errorf("request a revocation: %w", err)
 	}
 	return &out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -66,6 +67,11 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// routineRoutes are polled by every plugin and client (the CRL every 30 s
+// by default): their successful requests are logged at debug level, so
+// the info log holds what changes something.
+var routineRoutes = map[string]bool{"crl": true, "roots": true, "healthz": true}
+
 // instrument adds the body limit, error mapping, latency metrics and one
 // log line per request. Bodies (tokens, CSRs) are never logged.
 func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
@@ -85,7 +91,11 @@ func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Requ
 		d := time.Since(start)
 		code := strconv.Itoa(rec.status)
 		s.m.latency.WithLabelValues(route, code).Observe(d.Seconds())
-		s.log.Info("request", "method", r.Method, "route", route, "status", rec.status,
+		level := slog.LevelInfo
+		if routineRoutes[route] && rec.status < 400 {
+			level = slog.LevelDebug
+		}
+		s.log.Log(r.Context(), level, "request", "method", r.Method, "route", route, "status", rec.status,
 			"ms", float64(d.Microseconds())/1000, "client", clientIP(r))
 	})
 }
@@ -109,6 +119,8 @@ func (s *Server) classify(route string, err error) (int, string) {
 		return http.StatusForbidden, err.Error()
 	case errors.Is(err, ca.ErrBadCSR), errors.Is(err, ca.ErrPolicy):
 		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, store.ErrAmbiguous):
+		return http.StatusConflict, err.Error()
 	case errors.Is(err, store.ErrNotFound) && route == "revoke":
 		return http.StatusNotFound, "no such certificate"
 	}

@@ -148,7 +148,7 @@ func (a *AuthDB) GetRevokedCertificates() (*[]db.RevokedCertificateInfo, error) 
 func (a *AuthDB) GetCRL() (*db.CertificateRevocationListInfo, error) {
 	crl, err := a.s.CRL(context.Background())
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("crl: %w", database.ErrNotFound)
+		return nil, fmt.Errorf("no CRL stored yet: %w", database.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err

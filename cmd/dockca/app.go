@@ -7,10 +7,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
+
+	"github.com/dockca/dockca/ca"
 )
 
 // env is everything a command may touch of its process, so tests can run
@@ -64,6 +69,11 @@ const (
 // run builds the app, runs it on args and returns the exit status. Errors
 // are printed once, here, as one line on stderr.
 func run(ctx context.Context, args []string, e *env) int {
+	if isCompletionRequest(args) && slices.Contains(args, "--") {
+		// urfave/cli would run the command itself: a completion request
+		// must never act.
+		return exitOK
+	}
 	app := newApp(e)
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	if err == nil {
@@ -74,7 +84,7 @@ func run(ctx context.Context, args []string, e *env) int {
 		return es.code
 	}
 	msg := err.Error()
-	msg = strings.TrimSuffix(strings.TrimSpace(msg), ".")
+	msg = oneLine(strings.TrimSuffix(strings.TrimSpace(msg), "."))
 	fmt.Fprintf(e.Stderr, "dockca: %s\n", msg)
 	var ue *usageError
 	var ec cli.ExitCoder
@@ -85,6 +95,22 @@ func run(ctx context.Context, args []string, e *env) int {
 		return ec.ExitCode()
 	}
 	return exitError
+}
+
+// oneLine escapes control characters (as %q would) so that an error is
+// always one line: user input in a message, quoted or not, cannot forge a
+// second one.
+func oneLine(msg string) string {
+	var b strings.Builder
+	for _, r := range msg {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func newApp(e *env) *cli.App {
@@ -98,6 +124,10 @@ func newApp(e *env) *cli.App {
 		Writer:          e.Stdout,
 		ErrWriter:       e.Stderr,
 		HideHelpCommand: true,
+		Version:         currentVersion().Version,
+		// The shell scripts of dockca completion ask the app for
+		// candidates with --generate-bash-completion.
+		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "home",
@@ -128,6 +158,9 @@ func newApp(e *env) *cli.App {
 			newTokenCommand(e),
 			newEnrollCommand(e),
 			newRenewCommand(e),
+			newVersionCommand(e),
+			newHelpCommand(e),
+			newCompletionCommand(e),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		CommandNotFound: func(c *cli.Context, name string) {
@@ -136,20 +169,48 @@ func newApp(e *env) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) },
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
-				return usagef("unknown command %q", c.Args().First())
+				return unknownCommand(c.App.Commands, "", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
 	}
+	// urfave adds --help only when no command is called help; dockca
+	// has its own (see newHelpCommand).
+	app.Flags = append(app.Flags, cli.HelpFlag)
 	setUsageErrors(app.Commands)
 	return app
 }
 
 // setUsageErrors makes every command report flag errors as usage errors
 // (exit 2, one line) instead of urfave's help dump.
+//
+// Required flags are checked here too: urfave reports them as an ordinary
+// error (exit 1) after dumping the help.
 func setUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
-		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) }
+		flags := c.Flags
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return flagError(flags, err) }
+		var required []string
+		for _, f := range c.Flags {
+			if sf, ok := f.(*cli.StringFlag); ok && sf.Required {
+				sf.Required = false
+				required = append(required, sf.Name)
+			}
+		}
+		if act := c.Action; len(required) > 0 && act != nil {
+			c.Action = func(c *cli.Context) error {
+				var missing []string
+				for _, n := range required {
+					if !c.IsSet(n) {
+						missing = append(missing, "--"+n)
+					}
+				}
+				if len(missing) > 0 {
+					return usagef("%s: missing required flag %s", cmdName(c), strings.Join(missing, ", "))
+				}
+				return act(c)
+			}
+		}
 		// urfave adds a "help" (alias "h") subcommand to every command,
 		// which would swallow a client or host called help or h; --help
 		// stays.
@@ -157,7 +218,7 @@ func setUsageErrors(cmds []*cli.Command) {
 		if c.Action == nil && len(c.Subcommands) > 0 {
 			c.Action = func(c *cli.Context) error {
 				if c.Args().Len() > 0 {
-					return usagef("unknown command %q for %q", c.Args().First(), cmdName(c))
+					return unknownCommand(c.Command.Subcommands, cmdName(c), c.Args().First())
 				}
 				return usagef("%q needs a subcommand (see 'dockca %s --help')", cmdName(c), cmdName(c))
 			}
@@ -166,13 +227,50 @@ func setUsageErrors(cmds []*cli.Command) {
 	}
 }
 
+// flagError is the usage error for a flag urfave could not parse, naming
+// the flags an unknown one is close to.
+func flagError(flags []cli.Flag, err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
+	if !ok {
+		return usagef("%v", err)
+	}
+	// The closest flags, within two edits.
+	var near []string
+	best := 3
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			d := editDistance(strings.TrimLeft(name, "-"), n)
+			if len(n) < 2 || d > best {
+				continue
+			}
+			if d < best {
+				best, near = d, nil
+			}
+			near = append(near, "--"+n)
+			break
+		}
+	}
+	if best > 2 {
+		near = nil
+	}
+	if len(near) == 0 {
+		return usagef("unknown flag %s", name)
+	}
+	return usagef("unknown flag %s; did you mean %s?", name, strings.Join(near, " or "))
+}
+
 // reorderArgs lets flags follow positional arguments, as docker's CLI
 // allows (dockca issue client alice --role readonly): urfave/cli v2 stops
 // at the first positional argument. It walks the command path and moves
 // every flag (with its value, for flags that take one) in front of the
 // positionals; global flags move to the front. "--" ends flag parsing.
+//
+// A completion request (the shell scripts of dockca completion end the
+// words typed so far with --generate-bash-completion) is left as it is:
+// moved, the flag would no longer be last, and urfave would run the
+// command instead of listing candidates.
 func reorderArgs(app *cli.App, args []string) []string {
-	if len(args) < 2 {
+	if len(args) < 2 || isCompletionRequest(args) {
 		return args
 	}
 	globals := flagTable(app.Flags)
@@ -219,6 +317,11 @@ func reorderArgs(app *cli.App, args []string) []string {
 		out = append(out, "--")
 	}
 	return append(out, positional...)
+}
+
+// isCompletionRequest reports whether args ask for completion candidates.
+func isCompletionRequest(args []string) bool {
+	return len(args) > 0 && args[len(args)-1] == "--generate-bash-completion"
 }
 
 func flagName(a string) (name string, hasValue bool) {
@@ -272,6 +375,16 @@ func homeDir(c *cli.Context, e *env) (string, error) {
 		}
 	}
 	return filepath.Join(h, ".local", "share", "dockca"), nil
+}
+
+// inputError reports a bad value from the command line: a policy refusal
+// (a name, role or lifetime the CA will not issue) exits 1 like every
+// refusal; anything else is a malformed command line, exit 2.
+func inputError(err error, format string, args ...any) error {
+	if errors.Is(err, ca.ErrPolicy) {
+		return fmt.Errorf(format+": %w", append(args, err)...)
+	}
+	return usagef(format+": %v", append(args, err)...)
 }
 
 // argsExactly checks the positional argument count.

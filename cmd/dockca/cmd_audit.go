@@ -35,8 +35,8 @@ func newAuditCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (an object with targets and findings)"},
 			&cli.StringFlag{Name: "fail-on", Value: "high", Usage: "exit 3 when a finding of `SEVERITY` or worse is found: critical, high, medium or none"},
 			&cli.StringFlag{Name: "roots", Usage: "PEM `FILE` of the root(s) daemons should be issued by (default: the CA in --home, if any)"},
-			&cli.StringFlag{Name: "ca-url", Usage: "take the root from the dockca service at `URL` (with --fingerprint)"},
-			&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
+			caURLFlag("take the root from the dockca service at `URL` (with --fingerprint)"),
+			fingerprintFlag("the service's root `SHA256` fingerprint (without it, asked on a terminal)"),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() == 0 {

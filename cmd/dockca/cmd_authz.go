@@ -20,8 +20,8 @@ import (
 // gate: where revocations come from, the policy and the audit log.
 func engineFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "ca-url", Usage: "remote mode: the dockca service at `URL`; its CRL decides revocation"},
-		&cli.StringFlag{Name: "fingerprint", Usage: "remote mode: the service's root `SHA256` fingerprint"},
+		caURLFlag("remote mode: the dockca service at `URL`; its CRL decides revocation"),
+		fingerprintFlag("remote mode: the service's root `SHA256` fingerprint"),
 		&cli.StringFlag{Name: "policy", Usage: "YAML `FILE` overriding or adding roles (see authz/builtin-policy.yaml)"},
 		&cli.StringFlag{Name: "audit-log", Usage: "append one JSON line per decision to `FILE` (- for standard output)"},
 		&cli.DurationFlag{Name: "refresh", Value: 30 * time.Second, Usage: "remote mode: fetch the CRL every `D`"},

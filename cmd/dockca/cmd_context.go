@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -55,7 +56,7 @@ func newContextCommand(e *env) *cli.Command {
 						return usagef("context add: --host tcp://HOST:PORT is required")
 					}
 					if err := ca.CheckRole(c.String("role")); err != nil {
-						return usagef("context add: %v", err)
+						return inputError(err, "context add")
 					}
 					ttl, err := ttlFlag(c)
 					if err != nil {
@@ -82,12 +83,17 @@ func newContextCommand(e *env) *cli.Command {
 			{
 				Name:      "ls",
 				Usage:     "list the docker contexts dockca wrote",
-				UsageText: "dockca context ls [--json]",
+				UsageText: "dockca context ls [--json | --format TEMPLATE]",
 				Description: "Name, host, client, role, expiry and status: valid, expiring (within 7 days), expired, or revoked\n" +
-					"(when this machine holds the CA), and invalid when the TLS files are missing or do not match.",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}, dockerConfigFlag()},
+					"(when this machine holds the CA), and invalid when the TLS files are missing or do not match.\n" +
+					"--format takes a Go template over each context's fields: .Name .Host .Client .Role .Serial .NotAfter\n" +
+					".Status .Problem .Current .Description ('{{json .}}' is one --json object a line).",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}, formatFlag(), dockerConfigFlag()},
 				Action: func(c *cli.Context) error {
 					if err := argsExactly(c, 0, ""); err != nil {
+						return err
+					}
+					if err := outputMode(c); err != nil {
 						return err
 					}
 					sc, done, err := openRevocationView(c, e)
@@ -101,6 +107,9 @@ func newContextCommand(e *env) *cli.Command {
 					}
 					if c.Bool("json") {
 						return contexts.WriteJSON(c.App.Writer, infos)
+					}
+					if c.IsSet("format") {
+						return writeFormatted(c, infos, c.String("format"), func(w io.Writer) error { return contexts.WriteTable(w, infos) })
 					}
 					return contexts.WriteTable(c.App.Writer, infos)
 				},

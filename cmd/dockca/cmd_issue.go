@@ -82,7 +82,7 @@ func newIssueCommand(e *env) *cli.Command {
 						return err
 					}
 					if err := ca.CheckRole(c.String("role")); err != nil {
-						return usagef("issue client: %v", err)
+						return inputError(err, "issue client")
 					}
 					o := issueOptions{
 						req:   ca.Request{Kind: store.KindClient, Name: c.Args().First(), Role: c.String("role"), TTL: ttl},
@@ -233,7 +233,7 @@ func printIssued(w io.Writer, iss *ca.Issued, files []atomicfile.File) {
 	if r.Role != "" {
 		fmt.Fprintf(w, " (role %s)", r.Role)
 	}
-	fmt.Fprintf(w, "\n  serial   %s\n  expires  %s\n", r.Serial, r.NotAfter.Format(time.RFC3339))
+	fmt.Fprintf(w, "\n  serial   %s\n  expires  %s\n", r.Serial, r.NotAfter.UTC().Format(time.RFC3339))
 	for _, f := range files {
 		fmt.Fprintf(w, "  wrote    %s\n", f.Path)
 	}

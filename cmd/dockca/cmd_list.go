@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -17,17 +18,25 @@ func newListCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "ls",
 		Usage:     "list issued certificates",
-		UsageText: "dockca ls [--kind client|daemon] [--status valid|revoked|expired] [--expiring-within D] [--json]",
+		UsageText: "dockca ls [--kind client|daemon] [--status valid|revoked|expired] [--expiring-within D] [--json | -q | --format TEMPLATE]",
 		Description: "Prints a table (name, kind, role, serial, not-after, status), oldest first; --json prints an\n" +
-			"array of objects with serial, name, kind, role, not_after, status and more.",
+			"array of objects with serial, name, kind, role, not_after, status and more; -q prints the serials\n" +
+			"only, one a line. --format takes a Go template over each certificate's fields: .Serial .Name .Kind\n" +
+			".Role .SANs .NotBefore .NotAfter .Status .IssuedAt .IssuedBy .Fingerprint .RevokedAt .Reason\n" +
+			"('{{json .}}' is one --json object a line; 'table {{.Name}}\\t{{.Serial}}' aligns columns).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kind", Usage: "only certificates of `KIND` client or daemon"},
 			&cli.StringFlag{Name: "status", Usage: "only certificates whose `STATUS` is valid, revoked or expired"},
 			&cli.StringFlag{Name: "expiring-within", Usage: "only valid certificates expiring within `D` (e.g. 7d)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print serials only"},
+			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 0, ""); err != nil {
+				return err
+			}
+			if err := outputMode(c); err != nil {
 				return err
 			}
 			var f store.Filter
@@ -58,27 +67,53 @@ func newListCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			switch {
+			case c.Bool("quiet"):
+				for _, entry := range entries {
+					fmt.Fprintln(c.App.Writer, entry.Serial)
+				}
+				return nil
+			case c.IsSet("format"):
+				return writeFormatted(c, entries, c.String("format"), func(w io.Writer) error { return ca.WriteList(w, entries, false) })
+			}
 			return ca.WriteList(c.App.Writer, entries, c.Bool("json"))
 		},
 	}
 }
 
+// serialOrNameHelp says how a SERIAL|NAME argument is resolved (see
+// store.Resolve), for every command that takes one.
+const serialOrNameHelp = "SERIAL|NAME is tried, in order, as a full serial (hex as openssl prints it: any case, colons and\n" +
+	"leading zeros optional), as a name (every certificate issued to it: a name always wins), and as a\n" +
+	"unique prefix of at least 4 hex digits of a serial as ls prints it. A prefix that several serials\n" +
+	"start with is an error listing them, and nothing is done."
+
 func newShowCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "show",
-		Usage:     "show one certificate (by serial) or every certificate of a name",
-		UsageText: "dockca show [--json] [--pem] SERIAL|NAME",
+		Name:        "show",
+		Usage:       "show one certificate (by serial) or every certificate of a name",
+		UsageText:   "dockca show [--json | --pem | --format TEMPLATE] SERIAL|NAME",
+		Description: serialOrNameHelp + "\n\n--format takes a Go template over the fields ls --format has, plus .PEM.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (with --pem, the PEM is included)"},
 			&cli.BoolFlag{Name: "pem", Usage: "print the certificate as PEM"},
+			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 1, "SERIAL or NAME"); err != nil {
 				return err
 			}
-			entries, err := certificates(c, e, api.AdminCertificatesRequest{Arg: c.Args().First(), PEM: c.Bool("pem")})
+			if err := outputMode(c); err != nil {
+				return err
+			}
+			// The template may use .PEM.
+			withPEM := c.Bool("pem") || c.IsSet("format")
+			entries, err := certificates(c, e, api.AdminCertificatesRequest{Arg: c.Args().First(), PEM: withPEM})
 			if err != nil {
 				return err
+			}
+			if c.IsSet("format") {
+				return writeFormatted(c, entries, c.String("format"), func(w io.Writer) error { return ca.WriteList(w, entries, false) })
 			}
 			for i, entry := range entries {
 				if i > 0 && !c.Bool("pem") && !c.Bool("json") {

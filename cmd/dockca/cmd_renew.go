@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -30,7 +31,7 @@ func newRenewCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "watch", Usage: "keep the certificate fresh until stopped"},
 			&cli.StringFlag{Name: "exec", Usage: "shell `CMD` to run after each renewal"},
 			&cli.BoolFlag{Name: "rekey", Usage: "generate a new key with each renewal"},
-			&cli.StringFlag{Name: "ca-url", EnvVars: []string{"DOCKCA_CA_URL"}, Usage: "the service `URL` (default: recorded in DIR)"},
+			caURLFlag("the service `URL` (default: recorded in DIR)"),
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 0, ""); err != nil {
@@ -49,7 +50,7 @@ func newRenewCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "Renewed %s %s: serial %s, valid until %s\n", res.Resp.Kind, res.Resp.Name, res.Resp.Serial, res.Leaf.NotAfter.Format("2006-01-02 15:04 MST"))
+			fmt.Fprintf(c.App.Writer, "Renewed %s %s: serial %s, valid until %s\n", res.Resp.Kind, res.Resp.Name, res.Resp.Serial, res.Leaf.NotAfter.UTC().Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -66,9 +67,9 @@ func newEnrollCommand(e *env) *cli.Command {
 			"(daemon) and dockca-enroll.json into DIR, ready for 'dockca renew --cert-dir DIR'. No dockca.db\n" +
 			"is created.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "ca-url", Required: true, EnvVars: []string{"DOCKCA_CA_URL"}, Usage: "the service `URL`"},
-			&cli.StringFlag{Name: "token", Required: true, EnvVars: []string{"DOCKCA_TOKEN"}, Usage: "one-time `TOKEN` from 'dockca token create'"},
-			&cli.StringFlag{Name: "fingerprint", EnvVars: []string{"DOCKCA_FINGERPRINT"}, Usage: "the root's `SHA256` fingerprint"},
+			required(caURLFlag("the service `URL`")),
+			required(tokenFlag("one-time `TOKEN` from 'dockca token create'")),
+			fingerprintFlag("the root's `SHA256` fingerprint"),
 			&cli.StringFlag{Name: "cert-dir", Required: true, Usage: "`DIR` to write into"},
 			&cli.StringFlag{Name: "key-type", Value: string(ca.KeyECP256), Usage: "key `TYPE`: ec-p256, ec-p384, rsa-3072 or ed25519"},
 		},
@@ -96,7 +97,7 @@ func newEnrollCommand(e *env) *cli.Command {
 				return fmt.Errorf("enroll: %w", err)
 			}
 			fmt.Fprintf(c.App.Writer, "Enrolled %s %s: serial %s, valid until %s, written to %s\n",
-				res.Resp.Kind, res.Resp.Name, res.Resp.Serial, res.Leaf.NotAfter.Format("2006-01-02 15:04 MST"), dir)
+				res.Resp.Kind, res.Resp.Name, res.Resp.Serial, res.Leaf.NotAfter.UTC().Format(time.RFC3339), dir)
 			return nil
 		},
 	}

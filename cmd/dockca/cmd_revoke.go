@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
@@ -27,9 +28,9 @@ func newRevokeCommand(e *env) *cli.Command {
 		Name:      "revoke",
 		Usage:     "revoke certificates by serial or by name, and regenerate the CRL",
 		UsageText: "dockca revoke [--reason " + strings.Join(names, "|") + "] SERIAL|NAME...",
-		Description: "A SERIAL is hex as openssl prints it (any case, colons and leading zeros optional). A NAME revokes\n" +
-			"every unexpired certificate of that name, each listed. Every argument is resolved before anything is\n" +
-			"revoked, so one unknown argument revokes nothing. Revoking a revoked certificate is not an error.\n\n" +
+		Description: serialOrNameHelp + "\n\nA NAME revokes every unexpired certificate of that name, each listed. Every argument is resolved\n" +
+			"before anything is revoked, so one unknown or ambiguous argument revokes nothing. Revoking a revoked\n" +
+			"certificate is not an error.\n\n" +
 			"dockerd itself never checks revocation: run 'dockca authz' on the daemon to enforce it.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "RFC 5280 `REASON`: " + strings.Join(names, ", ")},
@@ -64,10 +65,8 @@ func newRevokeCommand(e *env) *cli.Command {
 			for _, r := range results {
 				printRevoked(c.App.Writer, serve.RevokeResponse(r))
 			}
-			if err != nil {
-				return fmt.Errorf("revoke: %w", err)
-			}
-			return nil
+			// Its errors say "revoke SERIAL: …" already.
+			return err
 		},
 	}
 }
@@ -76,7 +75,7 @@ func newRevokeCommand(e *env) *cli.Command {
 // here or by the service.
 func printRevoked(w io.Writer, r api.RevokeResponse) {
 	if r.Already {
-		fmt.Fprintf(w, "already revoked  %s  %s %s (at %s, %s)\n", r.Serial, r.Kind, r.Name, r.RevokedAt.Format(time.RFC3339), r.Reason)
+		fmt.Fprintf(w, "already revoked  %s  %s %s (at %s, %s)\n", r.Serial, r.Kind, r.Name, r.RevokedAt.UTC().Format(time.RFC3339), r.Reason)
 		return
 	}
 	fmt.Fprintf(w, "revoked          %s  %s %s (%s)\n", r.Serial, r.Kind, r.Name, r.Reason)
@@ -86,18 +85,26 @@ func newCRLCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "crl",
 		Usage:     "print the current certificate revocation list",
-		UsageText: "dockca crl [--pem] [--out FILE]",
+		UsageText: "dockca crl [--pem | --der] [--out FILE]",
 		Description: "The CRL is signed by the intermediate, has an increasing CRL number and a nextUpdate one day\n" +
 			"after it was made. A stored CRL that is still fresh is printed without the CA password; otherwise\n" +
-			"a new one is generated (which needs the password). DER by default.",
+			"a new one is generated (which needs the password). DER by default, but PEM on a terminal, where\n" +
+			"binary would garble it (--der forces DER).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "pem", Usage: "print PEM instead of DER"},
+			&cli.BoolFlag{Name: "der", Usage: "print DER even to a terminal"},
 			&cli.StringFlag{Name: "out", Usage: "write to `FILE` instead of standard output"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 0, ""); err != nil {
 				return err
 			}
+			if c.Bool("pem") && c.Bool("der") {
+				return usagef("crl: --pem and --der cannot be combined")
+			}
+			out := c.String("out")
+			toStdout := out == "" || out == "-"
+			asPEM := c.Bool("pem") || (toStdout && !c.Bool("der") && isTerminal(c.App.Writer))
 			st, err := openStore(c, e, false)
 			if err != nil {
 				return err
@@ -119,16 +126,23 @@ func newCRLCommand(e *env) *cli.Command {
 				}
 			}
 			data := crl.DER
-			if c.Bool("pem") {
+			if asPEM {
 				data = ca.PEMCRL(crl.DER)
 			}
-			if out := c.String("out"); out != "" && out != "-" {
+			if !toStdout {
 				return atomicfile.WriteFile(out, data, 0o644)
 			}
 			_, err = c.App.Writer.Write(data)
 			return err
 		},
 	}
+}
+
+// isTerminal reports whether w is a terminal (binary output would garble
+// it).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func newBackupCommand(e *env) *cli.Command {

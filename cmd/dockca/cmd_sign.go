@@ -46,7 +46,7 @@ func newSignCommand(e *env) *cli.Command {
 			}
 			if c.IsSet("role") {
 				if err := ca.CheckRole(c.String("role")); err != nil {
-					return usagef("sign: %v", err)
+					return inputError(err, "sign")
 				}
 			}
 			ttl, err := ttlFlag(c)

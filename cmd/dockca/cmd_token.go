@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -36,7 +37,7 @@ func newTokenCommand(e *env) *cli.Command {
 					&cli.StringSliceFlag{Name: "san", Usage: "extra daemon name `X` (DNS or IP); repeatable"},
 					&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` of the certificate (default: the kind's)"},
 					&cli.StringFlag{Name: "token-ttl", Value: "1h", Usage: "lifetime `D` of the token (at most 24h)"},
-					&cli.StringFlag{Name: "ca-url", EnvVars: []string{"DOCKCA_CA_URL"}, Usage: "the service `URL` (default: the one dockca serve recorded)"},
+					caURLFlag("the service `URL` (default: the one dockca serve recorded)"),
 				},
 				Action: func(c *cli.Context) error {
 					if err := argsExactly(c, 1, "NAME"); err != nil {
@@ -44,13 +45,18 @@ func newTokenCommand(e *env) *cli.Command {
 					}
 					req := api.TokenRequest{Kind: c.String("kind"), Name: c.Args().First(), Role: c.String("role"),
 						SANs: c.StringSlice("san"), CertTTL: c.String("ttl"), TTL: c.String("token-ttl"), CAURL: c.String("ca-url"), By: actor()}
+					switch req.Kind {
+					case "client", "daemon", ca.TokenKindRevoke:
+					default:
+						return usagef("token create: unknown kind %q (use client, daemon or revoke)", req.Kind)
+					}
 					// Bad input fails before any password is asked.
 					tr, err := serve.TokenRequestFromAPI(req, "https://precheck.invalid")
 					if err == nil {
 						err = ca.CheckTokenRequest(&tr)
 					}
 					if err != nil {
-						return usagef("token create: %v", err)
+						return inputError(err, "token create")
 					}
 					resp, err := createToken(c, e, req)
 					if err != nil {
@@ -64,17 +70,22 @@ func newTokenCommand(e *env) *cli.Command {
 			{
 				Name:      "ls",
 				Usage:     "list tokens: outstanding, used and expired (never the tokens themselves)",
-				UsageText: "dockca token ls [--json]",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				UsageText: "dockca token ls [--json | --format TEMPLATE]",
+				Description: "--format takes a Go template over each token's fields: .ID .Kind .Name .Role .SANs .CertTTL\n" +
+					".CreatedAt .ExpiresAt .CreatedBy .UsedAt .Serial .Status ('{{json .}}' is one --json object a line).",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}, formatFlag()},
 				Action: func(c *cli.Context) error {
 					if err := argsExactly(c, 0, ""); err != nil {
+						return err
+					}
+					if err := outputMode(c); err != nil {
 						return err
 					}
 					infos, err := listTokens(c, e)
 					if err != nil {
 						return fmt.Errorf("token ls: %w", err)
 					}
-					return writeTokens(c, infos, c.Bool("json"), time.Now())
+					return writeTokens(c, infos, time.Now())
 				},
 			},
 		},
@@ -153,7 +164,7 @@ func createTokenLocal(c *cli.Context, e *env, st *store.Store, req api.TokenRequ
 // printTokenHints tells the admin, on stderr, how the token is used.
 func printTokenHints(e *env, r *api.TokenResponse) {
 	w := e.Stderr
-	fmt.Fprintf(w, "Token %s for %s %q, valid until %s, single use.\n", r.Info.ID, r.Info.Kind, r.Info.Name, r.Info.ExpiresAt.Local().Format(time.RFC3339))
+	fmt.Fprintf(w, "Token %s for %s %q, valid until %s, single use.\n", r.Info.ID, r.Info.Kind, r.Info.Name, r.Info.ExpiresAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "Root fingerprint (SHA-256): %s\n", r.RootFingerprint)
 	switch r.Info.Kind {
 	// The token goes in the environment, not on the command line, where
@@ -204,32 +215,52 @@ func tokenStatus(t api.TokenInfo, now time.Time) string {
 	return "outstanding"
 }
 
-func writeTokens(c *cli.Context, infos []api.TokenInfo, asJSON bool, now time.Time) error {
+// tokenEntry is a token as token ls prints it: its record and status.
+type tokenEntry struct {
+	api.TokenInfo
+	Status string `json:"status"`
+}
+
+// tokenEntries adds each token's status at now.
+func tokenEntries(infos []api.TokenInfo, now time.Time) []tokenEntry {
+	entries := make([]tokenEntry, 0, len(infos))
+	for _, t := range infos {
+		// UTC, as every time dockca prints.
+		t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
+		if t.UsedAt != nil {
+			u := t.UsedAt.UTC()
+			t.UsedAt = &u
+		}
+		entries = append(entries, tokenEntry{t, tokenStatus(t, now)})
+	}
+	return entries
+}
+
+func writeTokens(c *cli.Context, infos []api.TokenInfo, now time.Time) error {
 	w := c.App.Writer
-	if asJSON {
-		type entry struct {
-			api.TokenInfo
-			Status string `json:"status"`
+	entries := tokenEntries(infos, now)
+	table := func(w io.Writer) error {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tKIND\tNAME\tROLE\tSTATUS\tEXPIRES\tUSED\tSERIAL")
+		for _, t := range entries {
+			used := "-"
+			if t.UsedAt != nil {
+				used = t.UsedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Name, dash(t.Role), t.Status,
+				t.ExpiresAt.UTC().Format(time.RFC3339), used, dash(t.Serial))
 		}
-		out := make([]entry, 0, len(infos))
-		for _, t := range infos {
-			out = append(out, entry{t, tokenStatus(t, now)})
-		}
+		return tw.Flush()
+	}
+	switch {
+	case c.Bool("json"):
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return enc.Encode(entries)
+	case c.IsSet("format"):
+		return writeFormatted(c, entries, c.String("format"), table)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tNAME\tROLE\tSTATUS\tEXPIRES\tUSED\tSERIAL")
-	for _, t := range infos {
-		used := "-"
-		if t.UsedAt != nil {
-			used = t.UsedAt.Local().Format(time.DateTime)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Name, dash(t.Role), tokenStatus(t, now),
-			t.ExpiresAt.Local().Format(time.DateTime), used, dash(t.Serial))
-	}
-	return tw.Flush()
+	return table(w)
 }
 
 func dash(s string) string {

@@ -49,10 +49,24 @@ func newRemoteCA(e *env, caURL, fingerprint, token string, kind store.Kind) (*re
 // dockca service: --ca-url, --token (or DOCKCA_TOKEN) and --fingerprint.
 func remoteFlags(mint string) []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "ca-url", Usage: "get the certificate from the dockca service at `URL` (needs --token); no CA database here"},
-		&cli.StringFlag{Name: "token", EnvVars: []string{"DOCKCA_TOKEN"}, Usage: "one-time enrollment `TOKEN` from '" + mint + "'"},
-		&cli.StringFlag{Name: "fingerprint", Usage: "the service's root `SHA256` fingerprint (without it, asked on a terminal)"},
+		caURLFlag("get the certificate from the dockca service at `URL` (needs --token); no CA database here"),
+		tokenFlag("one-time enrollment `TOKEN` from '" + mint + "'"),
+		fingerprintFlag("the service's root `SHA256` fingerprint (without it, asked on a terminal)"),
 	}
+}
+
+// The one definition of --ca-url, --token and --fingerprint and of the
+// environment variables every command that takes them reads.
+func caURLFlag(usage string) *cli.StringFlag {
+	return &cli.StringFlag{Name: "ca-url", EnvVars: []string{"DOCKCA_CA_URL"}, Usage: usage}
+}
+
+func tokenFlag(usage string) *cli.StringFlag {
+	return &cli.StringFlag{Name: "token", EnvVars: []string{"DOCKCA_TOKEN"}, Usage: usage}
+}
+
+func fingerprintFlag(usage string) *cli.StringFlag {
+	return &cli.StringFlag{Name: "fingerprint", EnvVars: []string{"DOCKCA_FINGERPRINT"}, Usage: usage}
 }
 
 // remoteFromFlags returns the service named by remoteFlags, or nil when
@@ -166,4 +180,9 @@ func (serviceRenewer) RenewRemote(ctx context.Context, caURL string, current tls
 		return nil, err
 	}
 	return &contexts.Material{Bundle: bundleOf(res), Client: res.Resp.Name, Role: res.Resp.Role}, nil
+}
+
+func required(f *cli.StringFlag) *cli.StringFlag {
+	f.Required = true
+	return f
 }
