@@ -19,44 +19,30 @@ import (
 	"github.com/dockca/dockca/internal/atomicfile"
 )
 
-// Defaults of CRLCache.
-const (
-	DefaultCRLMaxAge  = time.Minute
-	DefaultCRLTimeout = 3 * time.Second
-)
+// DefaultCRLTimeout bounds one CRL fetch of CRLCache.
+const DefaultCRLTimeout = 3 * time.Second
 
 // CRLCache tells machines without the CA database whether the service
 // revoked one of their certificates, from the service's CRL: fetched with
 // a short timeout, its signature checked against the pinned root's
-// intermediate, and kept for MaxAge (in memory, and in Dir when set) so
-// that a listing of many contexts, or listings in a row, fetch it once.
-// A revocation found in a cached CRL is final; "not revoked" is only
-// trusted from a CRL younger than MaxAge, and otherwise the answer is an
-// error: unknown, never valid.
+// intermediate, fetched once per service for the life of the cache (one
+// command), and kept in Dir. When the service cannot be reached, a
+// revocation in the kept CRL still counts (revocation is final), but "not
+// revoked" is never concluded from it: the answer is an error, i.e.
+// unknown, never valid.
 type CRLCache struct {
 	// Dir keeps the last CRL of each service (0600 files in a 0700
 	// directory); empty keeps them in memory only.
 	Dir     string
-	MaxAge  time.Duration
 	Timeout time.Duration
-	// Now is the clock (tests); nil means time.Now.
-	Now func() time.Time
 
 	mu  sync.Mutex
 	mem map[string]cachedCRL
 }
 
 type cachedCRL struct {
-	crl     *x509.RevocationList
-	fetched time.Time
-	err     error
-}
-
-func (c *CRLCache) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
-	}
-	return time.Now()
+	crl *x509.RevocationList
+	err error
 }
 
 // Revoked reports whether the service at caURL, trusted by root, lists
@@ -76,13 +62,9 @@ func (c *CRLCache) Revoked(ctx context.Context, caURL string, root *x509.Certifi
 	return false, nil
 }
 
-// get returns the freshest CRL it has and, when that is older than MaxAge
-// (or there is none), why no fresh one could be had.
+// get returns the service's current CRL or, when it cannot be had, the
+// kept one (nil if none) and why.
 func (c *CRLCache) get(ctx context.Context, caURL string, root *x509.Certificate) (*x509.RevocationList, error) {
-	maxAge := c.MaxAge
-	if maxAge <= 0 {
-		maxAge = DefaultCRLMaxAge
-	}
 	key := cacheKey(caURL, root)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -92,19 +74,15 @@ func (c *CRLCache) get(ctx context.Context, caURL string, root *x509.Certificate
 	if m, ok := c.mem[key]; ok {
 		return m.crl, m.err
 	}
-	stale, fetched := c.load(key, root)
-	if stale != nil && c.now().Sub(fetched) < maxAge {
-		c.mem[key] = cachedCRL{crl: stale, fetched: fetched}
-		return stale, nil
-	}
 	crl, issuer, err := c.fetch(ctx, caURL, root)
 	if err != nil {
-		c.mem[key] = cachedCRL{crl: stale, err: err}
-		return stale, err
+		kept := c.load(key, root)
+		c.mem[key] = cachedCRL{crl: kept, err: err}
+		return kept, err
 	}
-	c.mem[key] = cachedCRL{crl: crl, fetched: c.now()}
+	c.mem[key] = cachedCRL{crl: crl}
 	if c.Dir != "" {
-		// A cache that cannot be written only costs a fetch next time.
+		// A copy that cannot be written only costs the offline answer.
 		_ = c.store(key, crl, issuer)
 	}
 	return crl, nil
@@ -142,26 +120,21 @@ func (c *CRLCache) store(key string, crl *x509.RevocationList, issuer *x509.Cert
 	return atomicfile.WriteFile(filepath.Join(c.Dir, key+".pem"), buf.Bytes(), 0o600)
 }
 
-// load returns the cached CRL for key and when it was fetched, or nil
-// when there is none or it does not verify.
-func (c *CRLCache) load(key string, root *x509.Certificate) (*x509.RevocationList, time.Time) {
+// load returns the kept CRL for key, or nil when there is none or it does
+// not verify.
+func (c *CRLCache) load(key string, root *x509.Certificate) *x509.RevocationList {
 	if c.Dir == "" {
-		return nil, time.Time{}
+		return nil
 	}
-	path := filepath.Join(c.Dir, key+".pem")
-	fi, err := os.Stat(path)
+	data, err := os.ReadFile(filepath.Join(c.Dir, key+".pem"))
 	if err != nil {
-		return nil, time.Time{}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, time.Time{}
+		return nil
 	}
 	crl, err := parseCached(data, root)
 	if err != nil {
-		return nil, time.Time{}
+		return nil
 	}
-	return crl, fi.ModTime()
+	return crl
 }
 
 func parseCached(data []byte, root *x509.Certificate) (*x509.RevocationList, error) {

@@ -97,7 +97,7 @@ func newContextCommand(e *env) *cli.Command {
 				Description: "Name, host, client, role, expiry and status: valid, expiring (within 7 days), expired, or revoked\n" +
 					"(when this machine holds the CA, or from the CA service's CRL for contexts enrolled from one), invalid\n" +
 					"when the TLS files are missing or do not match, and unknown when the service's CRL cannot be had (it\n" +
-					"is fetched with a short timeout and cached for a minute).",
+					"is fetched once per run with a 3 s timeout; a copy kept offline still shows revocations).",
 				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}, dockerConfigFlag()},
 				Action: func(c *cli.Context) error {
 					if err := argsExactly(c, 0, ""); err != nil {

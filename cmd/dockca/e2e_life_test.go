@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockca/dockca/enroll"
+	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/store"
+)
+
+// service is a real `dockca serve` process on a random loopback port.
+type service struct {
+	URL, FP string
+	// Vars run CLI commands as the CA's admin (through the admin socket).
+	Vars map[string]string
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+}
+
+// startService starts dockca serve in a fresh home (first start
+// initialises it) and reads the URL and fingerprint from its banner.
+func startService(t *testing.T, bin string) *service {
+	t.Helper()
+	home := dockerdtest.ShortTempDir(t)
+	os.Remove(home)
+	s := &service{Vars: map[string]string{"DOCKCA_HOME": home}, logs: &bytes.Buffer{}}
+	s.cmd = exec.Command(bin, "serve", "--no-password", "--listen", "127.0.0.1:0", "--log-format", "json")
+	s.cmd.Env = append(os.Environ(), "DOCKCA_HOME="+home)
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stderr = s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
+	var banner strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		banner.WriteString(sc.Text() + "\n")
+		if m := svcURLRE.FindStringSubmatch(sc.Text()); m != nil {
+			s.URL = m[1]
+		}
+		if m := regexpRootFP.FindStringSubmatch(sc.Text()); m != nil {
+			s.FP = m[1]
+		}
+		if strings.HasPrefix(sc.Text(), "Mint a one-time token") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	if s.URL == "" || s.FP == "" {
+		t.Fatalf("no URL or fingerprint in the banner:\n%s\n%s", banner.String(), s.logs.String())
+	}
+	return s
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (s *service) Stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve exit: %v\n%s", err, s.logs.String())
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+}
+
+// token mints a one-time token through the admin socket.
+func (s *service) token(t *testing.T, args ...string) string {
+	t.Helper()
+	out, e, code := svcRun(t, s.Vars, append([]string{"token", "create"}, args...)...)
+	if code != 0 {
+		t.Fatalf("token create %v: %s", args, e)
+	}
+	return strings.TrimSpace(out)
+}
+
+// statusOf returns the status `dockca ls` reports for serial (through the
+// admin socket).
+func (s *service) statusOf(t *testing.T, serial string) string {
+	t.Helper()
+	out, e, code := svcRun(t, s.Vars, "show", "--json", serial)
+	if code != 0 {
+		t.Fatalf("show %s: %s", serial, e)
+	}
+	var entry struct {
+		Status string `json:"status"`
+		Reason string `json:"revocation_reason"`
+	}
+	if err := json.Unmarshal([]byte(out), &entry); err != nil {
+		t.Fatalf("show --json %s: %v\n%s", serial, err, out)
+	}
+	if entry.Reason != "" {
+		return entry.Status + " (" + entry.Reason + ")"
+	}
+	return entry.Status
+}
+
+var regexpRootFP = regexp.MustCompile(`Root fingerprint:\s+([0-9a-f]{64})`)
+
+// TestDaemonFromServiceRenews is issue 10's first reproduction: a daemon
+// set up from the service records where to renew, so renew --cert-dir
+// works, is refused while not due, supersedes (and with --revoke-old
+// revokes) its predecessor, and renew --watch checks at start that it can
+// renew instead of failing months later. The daemon serves real clients
+// with the certificate before and after.
+func TestDaemonFromServiceRenews(t *testing.T) {
+	dockerdtest.Require(t)
+	bin := buildDockca(t)
+	svc := startService(t, bin)
+	host := map[string]string{"DOCKCA_HOME": t.TempDir()}
+
+	root := t.TempDir()
+	tlsDir := filepath.Join(root, "tls")
+	setup := []string{"daemon", "setup", "localhost", "--san", "127.0.0.1", "--listen", "tcp://127.0.0.1:2376",
+		"--tls-dir", tlsDir, "--config", filepath.Join(root, "daemon.json"), "--systemd-dir", filepath.Join(root, "systemd"),
+		"--ca-url", svc.URL, "--fingerprint", svc.FP}
+	setup = append(setup, "--token", svc.token(t, "--kind", "daemon", "--san", "127.0.0.1", "localhost"))
+	if out, e, code := svcRun(t, host, setup...); code != 0 {
+		t.Fatalf("remote daemon setup: %s %s", out, e)
+	}
+	var meta enroll.Meta
+	b, err := os.ReadFile(filepath.Join(tlsDir, enroll.FileMeta))
+	if err != nil {
+		t.Fatalf("daemon setup recorded nothing beside the certificate: %v", err)
+	}
+	if err := json.Unmarshal(b, &meta); err != nil || meta.CAURL != svc.URL || meta.RootSHA256 != svc.FP || meta.Kind != "daemon" {
+		t.Fatalf("%s: %v %+v", enroll.FileMeta, err, meta)
+	}
+	first := tlsLeaf(t, tlsDir)
+	firstSerial := store.FormatSerial(first.SerialNumber)
+
+	// A real dockerd with that certificate, and a client of the same CA.
+	d := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(tlsDir, "ca.pem"),
+		Cert: filepath.Join(tlsDir, "server-cert.pem"), Key: filepath.Join(tlsDir, "server-key.pem")})
+	clientDir := filepath.Join(t.TempDir(), "client")
+	if _, e, code := svcRun(t, host, "enroll", "--ca-url", svc.URL, "--fingerprint", svc.FP, "--cert-dir", clientDir,
+		"--token", svc.token(t, "--kind", "client", "ops")); code != 0 {
+		t.Fatalf("enroll client: %s", e)
+	}
+	dockerEnv := []string{"DOCKER_HOST=tcp://" + d.Addr, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + clientDir, "DOCKER_CONFIG=" + t.TempDir()}
+	if out, err := dockerdtest.Docker(t, dockerEnv, "ps"); err != nil {
+		t.Fatalf("docker ps against the daemon set up from the service: %v\n%s", err, out)
+	}
+
+	// Not due: nothing changes.
+	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", tlsDir); code != 0 || !strings.Contains(out, "Not renewed") || !strings.Contains(out, "--force") {
+		t.Fatalf("renew of a fresh certificate: %d %s %s", code, out, e)
+	}
+	if tlsLeaf(t, tlsDir).SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatal("renew replaced a certificate that was not due")
+	}
+	// --within makes it due.
+	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", tlsDir, "--within", "365d"); code != 0 || !strings.Contains(out, "Renewed daemon localhost") {
+		t.Fatalf("renew --within 365d: %d %s %s", code, out, e)
+	}
+	second := store.FormatSerial(tlsLeaf(t, tlsDir).SerialNumber)
+	if got := svc.statusOf(t, firstSerial); got != "superseded" {
+		t.Fatalf("the renewed certificate's predecessor is %q, want superseded", got)
+	}
+	if out, _, code := svcRun(t, svc.Vars, "ls", "--status", "superseded", "--json"); code != 0 || !strings.Contains(out, firstSerial) || strings.Contains(out, `"serial": "`+second) {
+		t.Fatalf("ls --status superseded:\n%s", out)
+	}
+	if out, _, _ := svcRun(t, svc.Vars, "show", firstSerial); !strings.Contains(out, "Superseded by:") || !strings.Contains(out, second) {
+		t.Fatalf("show of the predecessor:\n%s", out)
+	}
+	// --force --revoke-old: renewed although not due, predecessor revoked.
+	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", tlsDir, "--force", "--revoke-old"); code != 0 || !strings.Contains(out, "revoked") {
+		t.Fatalf("renew --force --revoke-old: %d %s %s", code, out, e)
+	}
+	if got := svc.statusOf(t, second); got != "revoked (superseded)" {
+		t.Fatalf("the predecessor after --revoke-old is %q", got)
+	}
+
+	// dockerd reads its certificate at start: restarted, it serves the
+	// renewed one to the same client.
+	d.Stop(t)
+	d2 := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(tlsDir, "ca.pem"),
+		Cert: filepath.Join(tlsDir, "server-cert.pem"), Key: filepath.Join(tlsDir, "server-key.pem")})
+	dockerEnv[0] = "DOCKER_HOST=tcp://" + d2.Addr
+	if out, err := dockerdtest.Docker(t, dockerEnv, "ps"); err != nil {
+		t.Fatalf("docker ps with the renewed daemon certificate: %v\n%s", err, out)
+	}
+
+	// renew --watch checks at start: it runs when it can renew...
+	watch := func(extra ...string) (string, int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		defer cancel()
+		_, e, code := svcRunCtx(ctx, t, nil, append([]string{"renew", "--watch", "--cert-dir", tlsDir}, extra...)...)
+		return e, code
+	}
+	if e, code := watch(); code != 0 || !strings.Contains(e, "next renewal scheduled") {
+		t.Fatalf("renew --watch on a daemon set up from the service: %d\n%s", code, e)
+	}
+	// ...warns and keeps going while the CA is unreachable...
+	dead := "https://127.0.0.1:" + strconv.Itoa(dockerdtest.FreePort(t, "127.0.0.1"))
+	if e, code := watch("--ca-url", dead); code != 0 || !strings.Contains(e, "cannot be reached") || !strings.Contains(e, "next renewal scheduled") {
+		t.Fatalf("renew --watch with the CA unreachable: %d\n%s", code, e)
+	}
+	// ...and fails at once when it never could: a service of another CA...
+	other := startService(t, bin)
+	start := time.Now()
+	if e, code := watch("--ca-url", other.URL); code != 1 || !strings.Contains(e, "cannot renew") {
+		t.Fatalf("renew --watch against another CA: %d\n%s", code, e)
+	}
+	// ...or no CA URL recorded (what daemon setup used to leave).
+	os.Remove(filepath.Join(tlsDir, enroll.FileMeta))
+	if e, code := watch(); code != 1 || !strings.Contains(e, "records no CA URL") {
+		t.Fatalf("renew --watch without a recorded CA: %d\n%s", code, e)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("renew --watch took %s to refuse", time.Since(start))
+	}
+	// A second daemon setup run (same command line, its token already
+	// spent and not needed) keeps the certificate and restores the record,
+	// so a host set up by an older dockca can renew again.
+	if out, e, code := svcRun(t, host, setup...); code != 0 || !strings.Contains(out, "recorded") {
+		t.Fatalf("daemon setup rerun: %s %s", out, e)
+	}
+	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", tlsDir, "--force"); code != 0 {
+		t.Fatalf("renew after the record was restored: %s %s", out, e)
+	}
+	// Revoked: the watcher stops at once.
+	if _, e, code := svcRun(t, svc.Vars, "revoke", store.FormatSerial(tlsLeaf(t, tlsDir).SerialNumber)); code != 0 {
+		t.Fatalf("revoke: %s", e)
+	}
+	if e, code := watch(); code != 1 || !strings.Contains(e, "revoked") {
+		t.Fatalf("renew --watch of a revoked certificate: %d\n%s", code, e)
+	}
+}
