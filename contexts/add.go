@@ -140,7 +140,7 @@ func add(ctx context.Context, o AddOptions, iss Issuer, w io.Writer) error {
 	if !o.SkipHostCheck {
 		if hv, ok := iss.(HostVerifier); ok {
 			if err := hv.VerifyHost(ctx, host); err != nil {
-				return fmt.Errorf("%w (nothing was issued; skip this check with --no-check)", err)
+				return fmt.Errorf("%w (skip this check with --no-check)", err)
 			}
 		} else if err := checkReachable(ctx, host, o.CheckTimeout); err != nil {
 			return err

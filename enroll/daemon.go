@@ -36,7 +36,7 @@ func VerifyDaemon(ctx context.Context, addr string, root *x509.Certificate) erro
 	defer cancel()
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrDaemonUnreachable, addr, err)
+		return fmt.Errorf("%w: %v", ErrDaemonUnreachable, err)
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -65,15 +65,15 @@ func VerifyDaemon(ctx context.Context, addr string, root *x509.Certificate) erro
 	case verified:
 		return nil
 	case verr != nil:
-		return fmt.Errorf("%s: %w", addr, verr)
+		return verr
 	case !seen:
 		var rh tls.RecordHeaderError
 		if errors.As(herr, &rh) {
-			return fmt.Errorf("%w: %s answered in plain text (a daemon without --tlsverify?)", ErrDaemonNoTLS, addr)
+			return fmt.Errorf("%w: it answered in plain text (a daemon without --tlsverify?)", ErrDaemonNoTLS)
 		}
-		return fmt.Errorf("%w: %s: %v", ErrDaemonNoTLS, addr, herr)
+		return fmt.Errorf("%w: %v", ErrDaemonNoTLS, herr)
 	}
-	return fmt.Errorf("%s: %w", addr, herr)
+	return herr
 }
 
 func verifyDaemonChain(chain []*x509.Certificate, roots *x509.CertPool, host string) error {

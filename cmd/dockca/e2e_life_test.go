@@ -248,3 +248,191 @@ func TestDaemonFromServiceRenews(t *testing.T) {
 		t.Fatalf("renew --watch of a revoked certificate: %d\n%s", code, e)
 	}
 }
+
+// ctxStatus returns the status `dockca context ls --json` reports for
+// context name.
+func ctxStatus(t *testing.T, vars map[string]string, cfg, name string) (status, problem string) {
+	t.Helper()
+	out, e, code := svcRun(t, vars, "context", "ls", "--json", "--docker-config", cfg)
+	if code != 0 {
+		t.Fatalf("context ls: %s", e)
+	}
+	var infos []struct {
+		Name, Status, Problem, Serial string
+	}
+	if err := json.Unmarshal([]byte(out), &infos); err != nil {
+		t.Fatalf("context ls --json: %v\n%s", err, out)
+	}
+	for _, i := range infos {
+		if i.Name == name {
+			return i.Status, i.Problem
+		}
+	}
+	t.Fatalf("context %s not listed:\n%s", name, out)
+	return "", ""
+}
+
+// TestRemoteContextLifecycle is issue 10's second to fourth reproductions
+// for a laptop without the CA: remote context add refuses daemons that
+// cannot work (another name, another CA, plain HTTP) without spending the
+// token; context ls reads revocations from the service's CRL and says
+// unknown, never valid, when it cannot; context renew renews only when
+// due, supersedes or revokes the old certificate, and refuses a revoked
+// one.
+func TestRemoteContextLifecycle(t *testing.T) {
+	dockerdtest.Require(t)
+	bin := buildDockca(t)
+	svc := startService(t, bin)
+	admin := svc.Vars
+	laptop := map[string]string{"DOCKCA_HOME": t.TempDir()}
+	cfg := t.TempDir()
+
+	// Daemons: one of this CA for localhost and 127.0.0.1; one of this CA
+	// for another name only; one of another CA; one without TLS.
+	enrollDaemon := func(name string, sans ...string) string {
+		dir := filepath.Join(dockerdtest.ShortTempDir(t), "tls")
+		args := []string{"--kind", "daemon"}
+		for _, s := range sans {
+			args = append(args, "--san", s)
+		}
+		if _, e, code := svcRun(t, laptop, "enroll", "--ca-url", svc.URL, "--fingerprint", svc.FP, "--cert-dir", dir,
+			"--token", svc.token(t, append(args, name)...)); code != 0 {
+			t.Fatalf("enroll daemon %s: %s", name, e)
+		}
+		return dir
+	}
+	tlsOpts := func(dir string) dockerdtest.Options {
+		return dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(dir, "ca.pem"),
+			Cert: filepath.Join(dir, "server-cert.pem"), Key: filepath.Join(dir, "server-key.pem")}
+	}
+	good := dockerdtest.Start(t, tlsOpts(enrollDaemon("localhost", "127.0.0.1")))
+	otherName := dockerdtest.Start(t, tlsOpts(enrollDaemon("dockerhost-b")))
+	otherHome := t.TempDir()
+	otherDir := filepath.Join(dockerdtest.ShortTempDir(t), "tls")
+	if _, e, code := svcRun(t, map[string]string{"DOCKCA_HOME": otherHome}, "init", "--no-password"); code != 0 {
+		t.Fatalf("init another CA: %s", e)
+	}
+	if _, e, code := svcRun(t, map[string]string{"DOCKCA_HOME": otherHome}, "issue", "daemon", "localhost", "--san", "127.0.0.1", "--out", otherDir); code != 0 {
+		t.Fatalf("issue from another CA: %s", e)
+	}
+	otherCA := dockerdtest.Start(t, tlsOpts(otherDir))
+	plain := dockerdtest.Start(t, dockerdtest.Options{})
+
+	tok := svc.token(t, "--kind", "client", "--role", "operator", "carol")
+	add := func(name, addr string, extra ...string) (string, int) {
+		args := append([]string{"context", "add", name, "--host", "tcp://" + addr, "--ca-url", svc.URL, "--token", tok,
+			"--fingerprint", svc.FP, "--docker-config", cfg}, extra...)
+		_, e, code := svcRun(t, laptop, args...)
+		return e, code
+	}
+	_, goodPort, _ := strings.Cut(good.Addr, ":")
+	_, otherNamePort, _ := strings.Cut(otherName.Addr, ":")
+	for _, c := range []struct{ what, addr, want string }{
+		{"a daemon of another name", "localhost:" + otherNamePort, "not localhost"},
+		{"a daemon of another CA", otherCA.Addr, "not from this CA"},
+		{"a plain-HTTP daemon", plain.Addr, "does not speak TLS"},
+		{"nothing listening", "127.0.0.1:" + strconv.Itoa(dockerdtest.FreePort(t, "127.0.0.1")), "does not accept connections"},
+	} {
+		e, code := add("carol", c.addr)
+		if code != 1 || !strings.Contains(e, c.want) || !strings.Contains(e, "the token was not used") {
+			t.Errorf("remote context add to %s: exit %d: %s", c.what, code, e)
+		}
+		t.Logf("%s: %s", c.what, strings.TrimSpace(e))
+	}
+	out, _, _ := svcRun(t, admin, "token", "ls", "--json")
+	var toks []struct{ Name, Status string }
+	json.Unmarshal([]byte(out), &toks)
+	for _, tk := range toks {
+		if tk.Name == "carol" && tk.Status != "outstanding" {
+			t.Fatalf("a refused context add spent the token:\n%s", out)
+		}
+	}
+	// The same token still works, for the daemon that is right (by name).
+	if e, code := add("carol", "localhost:"+goodPort); code != 0 {
+		t.Fatalf("remote context add to the right daemon: %s", e)
+	}
+	carolEnv := []string{"DOCKER_CONFIG=" + cfg}
+	if out, err := dockerdtest.Docker(t, carolEnv, "--context", "carol", "ps"); err != nil {
+		t.Fatalf("docker --context carol ps: %v\n%s", err, out)
+	}
+	if out, _ := dockerdtest.Docker(t, carolEnv, "context", "inspect", "carol"); !strings.Contains(out, svc.FP) || !strings.Contains(out, svc.URL) {
+		t.Fatalf("the context does not record the CA URL and root fingerprint:\n%s", out)
+	}
+	// --no-check skips the check (a context prepared ahead of its daemon).
+	if e, code := add("carol-plain", plain.Addr, "--no-check"); code != 1 || !strings.Contains(e, "already been used") {
+		t.Fatalf("--no-check with a spent token: %d %s", code, e)
+	}
+	tok = svc.token(t, "--kind", "client", "--role", "readonly", "carol-later")
+	if e, code := add("carol-later", plain.Addr, "--no-check"); code != 0 {
+		t.Fatalf("remote context add --no-check: %s", e)
+	}
+
+	// context ls consults the CRL.
+	if st, p := ctxStatus(t, laptop, cfg, "carol"); st != "valid" {
+		t.Fatalf("carol: %s %s", st, p)
+	}
+	// Renewal only when due; --force supersedes the old certificate.
+	first := contextSerial(t, laptop, cfg, "carol")
+	if out, e, code := svcRun(t, laptop, "context", "renew", "carol", "--docker-config", cfg); code != 0 || !strings.Contains(out, "not due") {
+		t.Fatalf("context renew of a fresh certificate: %d %s %s", code, out, e)
+	}
+	if contextSerial(t, laptop, cfg, "carol") != first {
+		t.Fatal("context renew replaced a certificate that was not due")
+	}
+	if out, e, code := svcRun(t, laptop, "context", "renew", "carol", "--force", "--docker-config", cfg); code != 0 || !strings.Contains(out, "renewed") {
+		t.Fatalf("context renew --force: %d %s %s", code, out, e)
+	}
+	second := contextSerial(t, laptop, cfg, "carol")
+	if got := svc.statusOf(t, first); got != "superseded" {
+		t.Fatalf("the renewed context's old certificate is %q, want superseded", got)
+	}
+	if out, e, code := svcRun(t, laptop, "context", "renew", "carol", "--within", "90d", "--revoke-old", "--docker-config", cfg); code != 0 || !strings.Contains(out, "revoked the old certificate") {
+		t.Fatalf("context renew --within 90d --revoke-old: %d %s %s", code, out, e)
+	}
+	if got := svc.statusOf(t, second); got != "revoked (superseded)" {
+		t.Fatalf("the old certificate after --revoke-old is %q", got)
+	}
+	if out, err := dockerdtest.Docker(t, carolEnv, "--context", "carol", "ps"); err != nil {
+		t.Fatalf("docker --context carol ps after renewals: %v\n%s", err, out)
+	}
+
+	// The admin revokes carol's current certificate: the laptop sees it.
+	third := contextSerial(t, laptop, cfg, "carol")
+	if _, e, code := svcRun(t, admin, "revoke", third); code != 0 {
+		t.Fatalf("revoke: %s", e)
+	}
+	if st, p := ctxStatus(t, laptop, cfg, "carol"); st != "revoked" {
+		t.Fatalf("carol after revocation: %s %s", st, p)
+	}
+	if out, e, code := svcRun(t, laptop, "context", "renew", "carol", "--force", "--docker-config", cfg); code != 1 || !strings.Contains(e, "was revoked") {
+		t.Fatalf("context renew of a revoked context: %d %s %s", code, out, e)
+	}
+
+	// The service goes away: never valid. The revocation seen before is
+	// still shown from the kept CRL.
+	svc.Stop(t)
+	if st, p := ctxStatus(t, laptop, cfg, "carol-later"); st != "unknown" || !strings.Contains(p, "revocation status unknown") {
+		t.Fatalf("carol-later with the service down: %s %s", st, p)
+	}
+	if st, p := ctxStatus(t, laptop, cfg, "carol"); st != "revoked" {
+		t.Fatalf("carol with the service down: %s %s", st, p)
+	}
+	if out, _, _ := svcRun(t, laptop, "context", "ls", "--docker-config", cfg); !strings.Contains(out, "unknown") {
+		t.Fatalf("context ls table:\n%s", out)
+	}
+}
+
+// contextSerial is the serial of the certificate context name presents.
+func contextSerial(t *testing.T, vars map[string]string, cfg, name string) string {
+	t.Helper()
+	out, _, _ := svcRun(t, vars, "context", "ls", "--json", "--docker-config", cfg)
+	var infos []struct{ Name, Serial string }
+	json.Unmarshal([]byte(out), &infos)
+	for _, i := range infos {
+		if i.Name == name {
+			return i.Serial
+		}
+	}
+	t.Fatalf("context %s not listed:\n%s", name, out)
+	return ""
+}

@@ -151,7 +151,7 @@ func (r *remoteCA) VerifyHost(ctx context.Context, host string) error {
 		return err
 	}
 	if err := enroll.VerifyDaemon(ctx, strings.TrimPrefix(host, "tcp://"), c.Root()); err != nil {
-		return fmt.Errorf("refusing %s, the token was not used: %w", host, err)
+		return fmt.Errorf("%s: %w; the token was not used", host, err)
 	}
 	return nil
 }
