@@ -1,105 +1,26 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/internal/servetest"
 	"github.com/dockca/dockca/store"
 )
 
-// service is a real `dockca serve` process on a random loopback port.
-type service struct {
-	URL, FP string
-	// Vars run CLI commands as the CA's admin (through the admin socket).
-	Vars map[string]string
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-}
-
-// startService starts dockca serve in a fresh home (first start
-// initialises it) and reads the URL and fingerprint from its banner.
-func startService(t *testing.T, bin string) *service {
-	t.Helper()
-	home := dockerdtest.ShortTempDir(t)
-	os.Remove(home)
-	s := &service{Vars: map[string]string{"DOCKCA_HOME": home}, logs: &bytes.Buffer{}}
-	s.cmd = exec.Command(bin, "serve", "--no-password", "--listen", "127.0.0.1:0", "--log-format", "json")
-	s.cmd.Env = append(os.Environ(), "DOCKCA_HOME="+home)
-	stdout, err := s.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cmd.Stderr = s.logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
-	var banner strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		banner.WriteString(sc.Text() + "\n")
-		if m := svcURLRE.FindStringSubmatch(sc.Text()); m != nil {
-			s.URL = m[1]
-		}
-		if m := regexpRootFP.FindStringSubmatch(sc.Text()); m != nil {
-			s.FP = m[1]
-		}
-		if strings.HasPrefix(sc.Text(), "Mint a one-time token") {
-			break
-		}
-	}
-	go io.Copy(io.Discard, stdout)
-	if s.URL == "" || s.FP == "" {
-		t.Fatalf("no URL or fingerprint in the banner:\n%s\n%s", banner.String(), s.logs.String())
-	}
-	return s
-}
-
-// Stop sends SIGTERM and waits for a clean exit.
-func (s *service) Stop(t *testing.T) {
-	t.Helper()
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve exit: %v\n%s", err, s.logs.String())
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("serve did not stop on SIGTERM")
-	}
-}
-
-// token mints a one-time token through the admin socket.
-func (s *service) token(t *testing.T, args ...string) string {
-	t.Helper()
-	out, e, code := svcRun(t, s.Vars, append([]string{"token", "create"}, args...)...)
-	if code != 0 {
-		t.Fatalf("token create %v: %s", args, e)
-	}
-	return strings.TrimSpace(out)
-}
-
 // statusOf returns the status `dockca ls` reports for serial (through the
 // admin socket).
-func (s *service) statusOf(t *testing.T, serial string) string {
+func statusOf(t *testing.T, s *servetest.Service, serial string) string {
 	t.Helper()
-	out, e, code := svcRun(t, s.Vars, "show", "--json", serial)
+	out, e, code := svcRun(t, map[string]string{"DOCKCA_HOME": s.Home}, "show", "--json", serial)
 	if code != 0 {
 		t.Fatalf("show %s: %s", serial, e)
 	}
@@ -116,8 +37,6 @@ func (s *service) statusOf(t *testing.T, serial string) string {
 	return entry.Status
 }
 
-var regexpRootFP = regexp.MustCompile(`Root fingerprint:\s+([0-9a-f]{64})`)
-
 // TestDaemonFromServiceRenews is issue 10's first reproduction: a daemon
 // set up from the service records where to renew, so renew --cert-dir
 // works, is refused while not due, supersedes (and with --revoke-old
@@ -127,7 +46,7 @@ var regexpRootFP = regexp.MustCompile(`Root fingerprint:\s+([0-9a-f]{64})`)
 func TestDaemonFromServiceRenews(t *testing.T) {
 	dockerdtest.Require(t)
 	bin := buildDockca(t)
-	svc := startService(t, bin)
+	svc := servetest.Start(t, bin)
 	host := map[string]string{"DOCKCA_HOME": t.TempDir()}
 
 	root := t.TempDir()
@@ -135,7 +54,7 @@ func TestDaemonFromServiceRenews(t *testing.T) {
 	setup := []string{"daemon", "setup", "localhost", "--san", "127.0.0.1", "--listen", "tcp://127.0.0.1:2376",
 		"--tls-dir", tlsDir, "--config", filepath.Join(root, "daemon.json"), "--systemd-dir", filepath.Join(root, "systemd"),
 		"--ca-url", svc.URL, "--fingerprint", svc.FP}
-	setup = append(setup, "--token", svc.token(t, "--kind", "daemon", "--san", "127.0.0.1", "localhost"))
+	setup = append(setup, "--token", svc.Token(t, "--kind", "daemon", "--san", "127.0.0.1", "localhost"))
 	if out, e, code := svcRun(t, host, setup...); code != 0 {
 		t.Fatalf("remote daemon setup: %s %s", out, e)
 	}
@@ -155,7 +74,7 @@ func TestDaemonFromServiceRenews(t *testing.T) {
 		Cert: filepath.Join(tlsDir, "server-cert.pem"), Key: filepath.Join(tlsDir, "server-key.pem")})
 	clientDir := filepath.Join(t.TempDir(), "client")
 	if _, e, code := svcRun(t, host, "enroll", "--ca-url", svc.URL, "--fingerprint", svc.FP, "--cert-dir", clientDir,
-		"--token", svc.token(t, "--kind", "client", "ops")); code != 0 {
+		"--token", svc.Token(t, "--kind", "client", "ops")); code != 0 {
 		t.Fatalf("enroll client: %s", e)
 	}
 	dockerEnv := []string{"DOCKER_HOST=tcp://" + d.Addr, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + clientDir, "DOCKER_CONFIG=" + t.TempDir()}
@@ -175,20 +94,20 @@ func TestDaemonFromServiceRenews(t *testing.T) {
 		t.Fatalf("renew --within 365d: %d %s %s", code, out, e)
 	}
 	second := store.FormatSerial(tlsLeaf(t, tlsDir).SerialNumber)
-	if got := svc.statusOf(t, firstSerial); got != "superseded" {
+	if got := statusOf(t, svc, firstSerial); got != "superseded" {
 		t.Fatalf("the renewed certificate's predecessor is %q, want superseded", got)
 	}
-	if out, _, code := svcRun(t, svc.Vars, "ls", "--status", "superseded", "--json"); code != 0 || !strings.Contains(out, firstSerial) || strings.Contains(out, `"serial": "`+second) {
+	if out, _, code := svcRun(t, map[string]string{"DOCKCA_HOME": svc.Home}, "ls", "--status", "superseded", "--json"); code != 0 || !strings.Contains(out, firstSerial) || strings.Contains(out, `"serial": "`+second) {
 		t.Fatalf("ls --status superseded:\n%s", out)
 	}
-	if out, _, _ := svcRun(t, svc.Vars, "show", firstSerial); !strings.Contains(out, "Superseded by:") || !strings.Contains(out, second) {
+	if out, _, _ := svcRun(t, map[string]string{"DOCKCA_HOME": svc.Home}, "show", firstSerial); !strings.Contains(out, "Superseded by:") || !strings.Contains(out, second) {
 		t.Fatalf("show of the predecessor:\n%s", out)
 	}
 	// --force --revoke-old: renewed although not due, predecessor revoked.
 	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", tlsDir, "--force", "--revoke-old"); code != 0 || !strings.Contains(out, "revoked") {
 		t.Fatalf("renew --force --revoke-old: %d %s %s", code, out, e)
 	}
-	if got := svc.statusOf(t, second); got != "revoked (superseded)" {
+	if got := statusOf(t, svc, second); got != "revoked (superseded)" {
 		t.Fatalf("the predecessor after --revoke-old is %q", got)
 	}
 
@@ -218,7 +137,7 @@ func TestDaemonFromServiceRenews(t *testing.T) {
 		t.Fatalf("renew --watch with the CA unreachable: %d\n%s", code, e)
 	}
 	// ...and fails at once when it never could: a service of another CA...
-	other := startService(t, bin)
+	other := servetest.Start(t, bin)
 	start := time.Now()
 	if e, code := watch("--ca-url", other.URL); code != 1 || !strings.Contains(e, "cannot renew") {
 		t.Fatalf("renew --watch against another CA: %d\n%s", code, e)
@@ -241,7 +160,7 @@ func TestDaemonFromServiceRenews(t *testing.T) {
 		t.Fatalf("renew after the record was restored: %s %s", out, e)
 	}
 	// Revoked: the watcher stops at once.
-	if _, e, code := svcRun(t, svc.Vars, "revoke", store.FormatSerial(tlsLeaf(t, tlsDir).SerialNumber)); code != 0 {
+	if _, e, code := svcRun(t, map[string]string{"DOCKCA_HOME": svc.Home}, "revoke", store.FormatSerial(tlsLeaf(t, tlsDir).SerialNumber)); code != 0 {
 		t.Fatalf("revoke: %s", e)
 	}
 	if e, code := watch(); code != 1 || !strings.Contains(e, "revoked") {
@@ -282,8 +201,8 @@ func ctxStatus(t *testing.T, vars map[string]string, cfg, name string) (status, 
 func TestRemoteContextLifecycle(t *testing.T) {
 	dockerdtest.Require(t)
 	bin := buildDockca(t)
-	svc := startService(t, bin)
-	admin := svc.Vars
+	svc := servetest.Start(t, bin)
+	admin := map[string]string{"DOCKCA_HOME": svc.Home}
 	laptop := map[string]string{"DOCKCA_HOME": t.TempDir()}
 	cfg := t.TempDir()
 
@@ -296,7 +215,7 @@ func TestRemoteContextLifecycle(t *testing.T) {
 			args = append(args, "--san", s)
 		}
 		if _, e, code := svcRun(t, laptop, "enroll", "--ca-url", svc.URL, "--fingerprint", svc.FP, "--cert-dir", dir,
-			"--token", svc.token(t, append(args, name)...)); code != 0 {
+			"--token", svc.Token(t, append(args, name)...)); code != 0 {
 			t.Fatalf("enroll daemon %s: %s", name, e)
 		}
 		return dir
@@ -318,7 +237,7 @@ func TestRemoteContextLifecycle(t *testing.T) {
 	otherCA := dockerdtest.Start(t, tlsOpts(otherDir))
 	plain := dockerdtest.Start(t, dockerdtest.Options{})
 
-	tok := svc.token(t, "--kind", "client", "--role", "operator", "carol")
+	tok := svc.Token(t, "--kind", "client", "--role", "operator", "carol")
 	add := func(name, addr string, extra ...string) (string, int) {
 		args := append([]string{"context", "add", name, "--host", "tcp://" + addr, "--ca-url", svc.URL, "--token", tok,
 			"--fingerprint", svc.FP, "--docker-config", cfg}, extra...)
@@ -362,7 +281,7 @@ func TestRemoteContextLifecycle(t *testing.T) {
 	if e, code := add("carol-plain", plain.Addr, "--no-check"); code != 1 || !strings.Contains(e, "already been used") {
 		t.Fatalf("--no-check with a spent token: %d %s", code, e)
 	}
-	tok = svc.token(t, "--kind", "client", "--role", "readonly", "carol-later")
+	tok = svc.Token(t, "--kind", "client", "--role", "readonly", "carol-later")
 	if e, code := add("carol-later", plain.Addr, "--no-check"); code != 0 {
 		t.Fatalf("remote context add --no-check: %s", e)
 	}
@@ -383,13 +302,13 @@ func TestRemoteContextLifecycle(t *testing.T) {
 		t.Fatalf("context renew --force: %d %s %s", code, out, e)
 	}
 	second := contextSerial(t, laptop, cfg, "carol")
-	if got := svc.statusOf(t, first); got != "superseded" {
+	if got := statusOf(t, svc, first); got != "superseded" {
 		t.Fatalf("the renewed context's old certificate is %q, want superseded", got)
 	}
 	if out, e, code := svcRun(t, laptop, "context", "renew", "carol", "--within", "90d", "--revoke-old", "--docker-config", cfg); code != 0 || !strings.Contains(out, "revoked the old certificate") {
 		t.Fatalf("context renew --within 90d --revoke-old: %d %s %s", code, out, e)
 	}
-	if got := svc.statusOf(t, second); got != "revoked (superseded)" {
+	if got := statusOf(t, svc, second); got != "revoked (superseded)" {
 		t.Fatalf("the old certificate after --revoke-old is %q", got)
 	}
 	if out, err := dockerdtest.Docker(t, carolEnv, "--context", "carol", "ps"); err != nil {
