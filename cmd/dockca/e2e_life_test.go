@@ -355,3 +355,57 @@ func contextSerial(t *testing.T, vars map[string]string, cfg, name string) strin
 	t.Fatalf("context %s not listed:\n%s", name, out)
 	return ""
 }
+
+// TestLocalContextRenewSupersedes: at the local CA too, context renew
+// renews only when due, records the predecessor (superseded in ls and
+// show) and with --revoke-old revokes it; three renewals leave one valid
+// row, not four (issue 10's "renewals pile up").
+func TestLocalContextRenewSupersedes(t *testing.T) {
+	vars := map[string]string{"DOCKCA_HOME": t.TempDir()}
+	cfg := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		out, e, code := svcRun(t, vars, args...)
+		if code != 0 {
+			t.Fatalf("%v: %s %s", args, out, e)
+		}
+		return out
+	}
+	run("init", "--no-password")
+	run("context", "add", "prod", "--host", "tcp://127.0.0.1:2376", "--no-check", "--docker-config", cfg)
+	first := contextSerial(t, vars, cfg, "prod")
+	if out := run("context", "renew", "prod", "--docker-config", cfg); !strings.Contains(out, "not due") {
+		t.Fatalf("context renew of a fresh certificate:\n%s", out)
+	}
+	run("context", "renew", "prod", "--force", "--docker-config", cfg)
+	run("context", "renew", "prod", "--within", "30d", "--docker-config", cfg)
+	third := contextSerial(t, vars, cfg, "prod")
+	run("context", "renew", "--all", "--force", "--revoke-old", "--docker-config", cfg)
+	last := contextSerial(t, vars, cfg, "prod")
+
+	var rows []struct{ Serial, Status, Revocation_reason string }
+	json.Unmarshal([]byte(run("ls", "--json")), &rows)
+	count := map[string]int{}
+	for _, r := range rows {
+		count[r.Status]++
+		switch r.Serial {
+		case last:
+			if r.Status != "valid" {
+				t.Errorf("the current certificate is %s", r.Status)
+			}
+		case third:
+			if r.Status != "revoked" || r.Revocation_reason != "superseded" {
+				t.Errorf("the certificate --revoke-old replaced is %s (%s)", r.Status, r.Revocation_reason)
+			}
+		}
+	}
+	if len(rows) != 4 || count["valid"] != 1 || count["superseded"] != 2 || count["revoked"] != 1 {
+		t.Fatalf("ls after three renewals: %v", rows)
+	}
+	if out := run("ls", "--status", "superseded"); !strings.Contains(out, first) || strings.Contains(out, last) {
+		t.Fatalf("ls --status superseded:\n%s", out)
+	}
+	if out := run("show", first); !strings.Contains(out, "superseded") || !strings.Contains(out, "Superseded by:") {
+		t.Fatalf("show of the first certificate:\n%s", out)
+	}
+}
