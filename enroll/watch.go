@@ -94,7 +94,8 @@ func (e *NotDueError) Error() string {
 
 // RenewDir renews the certificate in o.Dir, writes the result and runs
 // the hook. Unless o.Force, a certificate that is not yet due (see
-// tlsbundle.Due) is left alone and a *NotDueError returned.
+// tlsbundle.Due) is left alone and a *NotDueError returned, after Check
+// has found nothing that would stop its renewal later.
 func RenewDir(ctx context.Context, o WatchOptions) (*Result, error) {
 	o.defaults()
 	d, err := LoadDir(o.Dir)
@@ -102,6 +103,11 @@ func RenewDir(ctx context.Context, o WatchOptions) (*Result, error) {
 		return nil, err
 	}
 	if due, from := tlsbundle.Due(d.Leaf.NotBefore, d.Leaf.NotAfter, time.Now(), o.Within); !due && !o.Force {
+		// Not due, but say so only if it could be renewed when due: a
+		// revoked certificate or an untrusted CA must not read as fine.
+		if err := Check(ctx, o); err != nil && !errors.Is(err, ErrUnreachable) {
+			return nil, err
+		}
 		return nil, &NotDueError{Serial: serial.Format(d.Leaf.SerialNumber), NotAfter: d.Leaf.NotAfter, From: from}
 	}
 	return renew(ctx, d, o)

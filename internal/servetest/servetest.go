@@ -12,10 +12,11 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dockca/dockca/internal/dockerdtest"
 )
 
 // Service is a running dockca serve.
@@ -26,7 +27,7 @@ type Service struct {
 	FP   string // root SHA-256 fingerprint
 
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *dockerdtest.LockedBuffer
 	done chan error
 }
 
@@ -44,7 +45,7 @@ func Start(t testing.TB, bin string) *Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &Service{Bin: bin, Home: dir + "/home", logs: &lockedBuffer{}, done: make(chan error, 1)}
+	s := &Service{Bin: bin, Home: dir + "/home", logs: &dockerdtest.LockedBuffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin, "--home", s.Home, "serve", "--no-password", "--listen", "127.0.0.1:0", "--log-format", "json")
 	s.cmd.Env = os.Environ()
 	stdout, err := s.cmd.StdoutPipe()
@@ -112,21 +113,4 @@ func (s *Service) Stop(t testing.TB) {
 	case <-time.After(40 * time.Second):
 		t.Fatal("dockca serve did not stop on SIGTERM")
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
