@@ -117,9 +117,9 @@ cp -a /etc/docker/tls "$OUT/tls"
 // from a unit's [Service] section.
 type unitService struct {
 	User, Group, StateDirectory, StateDirectoryMode, UMask string
-	Environment                                      []string
-	LoadCredential                                   string // ID:PATH
-	ExecStart                                        string
+	Environment                                            []string
+	LoadCredential                                         string // ID:PATH
+	ExecStart                                              string
 }
 
 func parseService(t *testing.T, path string) unitService {
