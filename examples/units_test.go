@@ -1,7 +1,6 @@
 package examples
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,32 +17,12 @@ import (
 // and its ExecStart.
 func unitLines(t *testing.T, path string) (examples []string, execStart string) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range commentLines(t, path) {
+		if strings.HasPrefix(c, "dockca ") {
+			examples = append(examples, c)
+		}
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	var cur string
-	for sc.Scan() {
-		line := sc.Text()
-		if cmd, ok := strings.CutPrefix(line, "ExecStart="); ok {
-			execStart = cmd
-			continue
-		}
-		text := strings.TrimSpace(strings.TrimPrefix(line, "#"))
-		if cur == "" && !strings.HasPrefix(text, "dockca ") {
-			continue
-		}
-		cur += strings.TrimSuffix(text, "\\")
-		if strings.HasSuffix(text, "\\") {
-			cur += " "
-			continue
-		}
-		examples = append(examples, cur)
-		cur = ""
-	}
-	return examples, execStart
+	return examples, parseService(t, path).ExecStart
 }
 
 // TestRenewUnitAsWritten runs the command lines of
