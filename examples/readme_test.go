@@ -133,6 +133,10 @@ func TestReadmeFirstPath(t *testing.T) {
 	if !strings.Contains(got, "./dockca context add dockca-demo") {
 		t.Errorf("token create's hint does not say ./dockca:\n%s", got)
 	}
+	// So does the service's banner (make demo started it as ./dockca).
+	if log, _ := os.ReadFile(filepath.Join(demo, "run", "serve.log")); !strings.Contains(string(log), "Mint a one-time token:  ./dockca --home") {
+		t.Errorf("the service's banner does not say ./dockca:\n%s", log)
+	}
 	// make quickstart next to the running service: its own home.
 	if out, err := sh("make quickstart"); err != nil {
 		t.Fatalf("make quickstart while the demo service runs: %v\n%s", err, out)
