@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test serve quickstart bench load clean
+.PHONY: build test serve demo demo-stop quickstart bench load clean
 
 build:
 	$(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o dockca ./cmd/dockca
@@ -30,10 +30,22 @@ test:
 serve: build
 	./dockca --home $(DEMO)/home serve --no-password --listen 127.0.0.1:8443
 
-# The offline main job: a development CA under $(DEMO), a daemon and a
-# client certificate, and how to start dockerd with them.
+# The README's first path: the CA service (as make serve, in the
+# background unless make serve already runs) and a throwaway dockerd on
+# 127.0.0.1:2376 whose certificate comes from it; prints the lines that
+# give a working `docker --context dockca-demo ps`. Needs root (dockerd).
+# make demo-stop ends both; the CA stays in $(DEMO)/home.
+demo: build
+	./scripts/demo.sh start $(DEMO)
+
+demo-stop:
+	./scripts/demo.sh stop $(DEMO)
+
+# The offline main job: a development CA under $(DEMO)/offline (apart from
+# the service's $(DEMO)/home), a daemon and a client certificate, and how
+# to start dockerd with them.
 quickstart: build
-	./scripts/quickstart.sh $(DEMO)
+	./scripts/quickstart.sh $(DEMO)/offline
 
 bench:
 	$(GO) test -tags $(TAGS) -run '^$$' -bench IssueFromCSR -benchtime 3s ./ca/

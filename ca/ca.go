@@ -11,12 +11,12 @@
 package ca
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"strings"
+
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 var (
@@ -28,12 +28,9 @@ var (
 	ErrBadCSR = errors.New("invalid certificate request")
 )
 
-// Fingerprint is the SHA-256 of a certificate's DER, 64 lowercase hex
-// digits, as `openssl x509 -fingerprint -sha256` prints it without colons.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return hex.EncodeToString(sum[:])
-}
+// Fingerprint is the SHA-256 of a certificate's DER (see
+// tlsbundle.Fingerprint).
+func Fingerprint(cert *x509.Certificate) string { return tlsbundle.Fingerprint(cert) }
 
 // NormalizeFingerprint accepts a fingerprint with or without colons, in any
 // case, and returns it in Fingerprint's form.

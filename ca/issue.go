@@ -54,6 +54,10 @@ type Request struct {
 	// otherwise dockca generates a key of KeyType (default ec-p256).
 	CSR     *x509.CertificateRequest
 	KeyType KeyType
+	// RenewedFrom, when set, is the serial of the certificate this one
+	// replaces (same name and kind): it is recorded as the predecessor, so
+	// it shows as superseded, and the issuance fails if it was revoked.
+	RenewedFrom string
 }
 
 // Issued is a signed certificate with what a client needs to use it.
@@ -239,6 +243,11 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	actor, kind := a.actor, n.Kind
 	if x.actor != "" {
 		actor = x.actor
+	} else if r.RenewedFrom != "" {
+		if err := a.checkPredecessor(ctx, r.RenewedFrom, n); err != nil {
+			return nil, err
+		}
+		actor = renewActorPrefix + r.RenewedFrom
 	}
 	if x.kind != "" {
 		kind = x.kind
@@ -280,6 +289,26 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 		return nil, fmt.Errorf("read back issued certificate: %w", err)
 	}
 	return &Issued{Record: rec, Leaf: chain[0], Chain: chain, Root: a.root, Key: key}, nil
+}
+
+// checkPredecessor makes sure a renewal names a certificate of the same
+// name and kind as its predecessor.
+func (a *Authority) checkPredecessor(ctx context.Context, from string, n *Normalized) error {
+	sn, err := store.ParseSerial(from)
+	if err != nil {
+		return fmt.Errorf("renewal of %q: %w", from, err)
+	}
+	rec, err := a.st.Certificate(ctx, sn)
+	if err != nil {
+		return fmt.Errorf("renewal: %w", err)
+	}
+	if rec.Name != n.Name || rec.Kind != n.Kind {
+		return fmt.Errorf("renewal of %s: it is the %s certificate of %q, not of %q", rec.Serial, rec.Kind, rec.Name, n.Name)
+	}
+	if rec.Revocation != nil {
+		return ErrRevoked
+	}
+	return nil
 }
 
 // ServiceOU marks dockca serve's own certificate (its Subject OU), so that

@@ -84,7 +84,11 @@ type ListEntry struct {
 	Fingerprint string     `json:"sha256"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	Reason      string     `json:"revocation_reason,omitempty"`
-	PEM         string     `json:"pem,omitempty"`
+	// RenewedFrom and SupersededBy link a certificate to its predecessor
+	// and to its renewal.
+	RenewedFrom  string `json:"renewed_from,omitempty"`
+	SupersededBy string `json:"superseded_by,omitempty"`
+	PEM          string `json:"pem,omitempty"`
 }
 
 // Entry converts a record for output at now. Times are in UTC, as
@@ -94,6 +98,7 @@ func Entry(c *store.Certificate, now time.Time) ListEntry {
 		Serial: c.Serial, Name: c.Name, Kind: c.Kind, Role: c.Role, SANs: c.SANs,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), Status: string(c.Status(now)),
 		IssuedAt: c.IssuedAt.UTC(), IssuedBy: c.IssuedBy, Fingerprint: c.Fingerprint,
+		RenewedFrom: c.RenewedFrom, SupersededBy: c.SupersededBy,
 	}
 	if r := c.Revocation; r != nil {
 		t := r.RevokedAt.UTC()
@@ -164,6 +169,12 @@ func WriteShow(w io.Writer, e ListEntry, asJSON, withPEM bool) error {
 	if e.RevokedAt != nil {
 		row("Revoked at", e.RevokedAt.UTC().Format(time.RFC3339))
 		row("Reason", e.Reason)
+	}
+	if e.SupersededBy != "" {
+		row("Superseded by", e.SupersededBy)
+	}
+	if e.RenewedFrom != "" {
+		row("Renewed from", e.RenewedFrom)
 	}
 	row("Issued at", e.IssuedAt.UTC().Format(time.RFC3339))
 	row("Issued by", e.IssuedBy)

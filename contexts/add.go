@@ -14,6 +14,7 @@ import (
 	"github.com/docker/cli/cli/context/store"
 
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // DefaultCheckTimeout bounds the reachability check of AddOptions.
@@ -43,7 +44,9 @@ type AddOptions struct {
 	SkipHostCheck bool
 	// CheckTimeout bounds the connect; zero means DefaultCheckTimeout.
 	CheckTimeout time.Duration
-	// CAURL is recorded in the marker for later renewal against a remote CA.
+	// CAURL is recorded in the marker, with the fingerprint of the root
+	// the certificate came with, for later renewal and revocation checks
+	// against a remote CA.
 	CAURL string
 }
 
@@ -135,7 +138,11 @@ func add(ctx context.Context, o AddOptions, iss Issuer, w io.Writer) error {
 		}
 	}
 	if !o.SkipHostCheck {
-		if err := checkReachable(ctx, host, o.CheckTimeout); err != nil {
+		if hv, ok := iss.(HostVerifier); ok {
+			if err := hv.VerifyHost(ctx, host); err != nil {
+				return fmt.Errorf("%w (skip this check with --no-check)", err)
+			}
+		} else if err := checkReachable(ctx, host, o.CheckTimeout); err != nil {
 			return err
 		}
 	}
@@ -153,6 +160,13 @@ func add(ctx context.Context, o AddOptions, iss Issuer, w io.Writer) error {
 	}
 	if o.TTL != 0 {
 		rec.Marker.TTL = o.TTL.String()
+	}
+	if o.CAURL != "" {
+		root, err := tlsbundle.Leaf(m.CA)
+		if err != nil {
+			return fmt.Errorf("issued certificate's root: %w", err)
+		}
+		rec.Marker.RootSHA256 = tlsbundle.Fingerprint(root)
 	}
 	if rec.Marker.Client == "" {
 		rec.Marker.Client = client

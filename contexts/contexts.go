@@ -64,6 +64,35 @@ type RemoteRenewer interface {
 	RenewRemote(ctx context.Context, caURL string, current tlsbundle.Bundle) (*Material, error)
 }
 
+// HostVerifier is implemented by issuers that can check, before a
+// certificate is issued, that host is a daemon of their CA: it answers TLS
+// with a certificate that chains to the CA's root and covers the host
+// name. Add uses it instead of the plain TCP check, so a one-time token is
+// never spent on a context that cannot work.
+type HostVerifier interface {
+	VerifyHost(ctx context.Context, host string) error
+}
+
+// ServiceStatusChecker tells whether the CA service at caURL, whose root is
+// rootPEM, has revoked a serial (from its CRL). An error means the status
+// is not known (unreachable service, bad CRL).
+type ServiceStatusChecker interface {
+	RevokedAtService(ctx context.Context, caURL string, rootPEM []byte, serial string) (bool, error)
+}
+
+// Reissuer is an Issuer that records the certificate a renewal replaces,
+// so the CA shows the old one as superseded.
+type Reissuer interface {
+	ReissueClient(ctx context.Context, from, client, role string, ttl time.Duration) (*Material, error)
+}
+
+// SupersededRevoker revokes a renewed context's previous certificate with
+// reason superseded (RenewOptions.RevokeOld): at the service at caURL with
+// the certificate itself, or at the local CA when caURL is empty.
+type SupersededRevoker interface {
+	RevokeSuperseded(ctx context.Context, caURL string, old tlsbundle.Bundle) error
+}
+
 // Revoker revokes a certificate by serial (lowercase hex).
 type Revoker interface {
 	Revoke(ctx context.Context, serial string) error
@@ -91,6 +120,10 @@ func (o Options) configDir() string {
 	return config.Dir()
 }
 
+// CacheDir is where dockca keeps what it fetched for these contexts (the
+// CRLs of CA services), beside the docker CLI configuration.
+func (o Options) CacheDir() string { return filepath.Join(o.configDir(), "dockca", "cache") }
+
 func (o Options) storeDir() string { return filepath.Join(o.configDir(), "contexts") }
 
 // envDir is where Env materialises TLS files; Remove and Renew keep it in
@@ -114,9 +147,28 @@ type Marker struct {
 	Client   string    `json:"client"`
 	Role     string    `json:"role,omitempty"`
 	CAURL    string    `json:"ca_url,omitempty"`
+	// RootSHA256 is the fingerprint of the root the service was trusted
+	// by at enrollment; renewals and revocation checks insist on it.
+	RootSHA256 string `json:"root_sha256,omitempty"`
 	// TTL is the lifetime asked for at add (Go duration text, empty for the
 	// CA's default); renew asks for the same.
 	TTL string `json:"ttl,omitempty"`
+}
+
+// checkRoot insists that rootPEM is the root the context was enrolled
+// with, when the marker recorded one.
+func (m *Marker) checkRoot(rootPEM []byte) error {
+	if m.RootSHA256 == "" {
+		return nil
+	}
+	root, err := tlsbundle.Leaf(rootPEM)
+	if err != nil {
+		return fmt.Errorf("the context's ca.pem: %w", err)
+	}
+	if got := tlsbundle.Fingerprint(root); got != m.RootSHA256 {
+		return fmt.Errorf("the context's ca.pem (SHA-256 %s) is not the root it was enrolled with (%s)", got, m.RootSHA256)
+	}
+	return nil
 }
 
 func (m *Marker) ttl() time.Duration {

@@ -227,7 +227,7 @@ func TestSwapFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer contexts.SetNoExchange()()
-	if err := contexts.Renew(ctx, contexts.RenewOptions{Options: o, Names: []string{"prod"}}, c, &bytes.Buffer{}); err != nil {
+	if err := contexts.Renew(ctx, contexts.RenewOptions{Options: o, Names: []string{"prod"}, Force: true}, c, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	infos, err := contexts.List(ctx, o, c)

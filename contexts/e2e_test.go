@@ -149,7 +149,7 @@ func TestAgainstDockerd(t *testing.T) {
 	t.Run("renew", func(t *testing.T) {
 		old := servedSerial(t, cfg, "prod")
 		var out bytes.Buffer
-		if err := contexts.Renew(ctx, contexts.RenewOptions{Options: o, Names: []string{"prod"}}, c, &out); err != nil {
+		if err := contexts.Renew(ctx, contexts.RenewOptions{Options: o, Names: []string{"prod"}, Force: true}, c, &out); err != nil {
 			t.Fatal(err)
 		}
 		now := servedSerial(t, cfg, "prod")
@@ -185,7 +185,7 @@ func TestAgainstDockerd(t *testing.T) {
 		crash := errors.New("simulated crash")
 		var stage string
 		reset := contexts.SetHookBeforeSwap(func(s string) error { stage = s; return crash })
-		err := contexts.Renew(ctx, contexts.RenewOptions{Options: o, Names: []string{"prod"}}, c, &bytes.Buffer{})
+		err := contexts.Renew(ctx, contexts.RenewOptions{Options: o, Names: []string{"prod"}, Force: true}, c, &bytes.Buffer{})
 		reset()
 		if !errors.Is(err, crash) {
 			t.Fatalf("err %v", err)
@@ -222,7 +222,7 @@ func TestAgainstDockerd(t *testing.T) {
 		stale := filepath.Join(filepath.Dir(inspect(t, cfg, "prod").Storage.TLSPath), ".dockca-stage-"+filepath.Base(inspect(t, cfg, "prod").Storage.TLSPath)+"-123")
 		os.MkdirAll(stale, 0o700)
 		os.WriteFile(filepath.Join(stale, "key.pem"), []byte("junk"), 0o600)
-		if err := contexts.Renew(ctx, contexts.RenewOptions{Options: o, Names: []string{"prod"}}, c, &bytes.Buffer{}); err != nil {
+		if err := contexts.Renew(ctx, contexts.RenewOptions{Options: o, Names: []string{"prod"}, Force: true}, c, &bytes.Buffer{}); err != nil {
 			t.Fatal(err)
 		}
 		if in := inspect(t, cfg, "prod"); in.Metadata["dockca"].(map[string]any)["serial"] != servedSerial(t, cfg, "prod") {

@@ -26,6 +26,9 @@ const (
 	StatusExpired  Status = "expired"
 	StatusRevoked  Status = "revoked"
 	StatusInvalid  Status = "invalid" // TLS files missing, mismatched or not from the CA
+	// StatusUnknown: the context was enrolled from a CA service whose CRL
+	// could not be consulted, so it cannot be called valid.
+	StatusUnknown Status = "unknown"
 )
 
 // Info describes one dockca context. Serial and NotAfter come from the
@@ -64,7 +67,17 @@ func List(ctx context.Context, o Options, sc StatusChecker) ([]Info, error) {
 		}
 		info := inspect(st, rec, now)
 		info.Current = rec.Name == current
-		if sc != nil && info.Serial != "" && info.Status != StatusInvalid {
+		switch {
+		case info.Serial == "" || info.Status == StatusInvalid:
+		case rec.Marker.CAURL != "":
+			revoked, err := serviceRevoked(ctx, st, rec, info.Serial, sc)
+			switch {
+			case revoked:
+				info.Status = StatusRevoked
+			case err != nil && info.Status != StatusExpired:
+				info.Status, info.Problem = StatusUnknown, "revocation status unknown: "+err.Error()
+			}
+		case sc != nil:
 			revoked, err := sc.Revoked(ctx, info.Serial)
 			if err != nil {
 				return nil, fmt.Errorf("list contexts: revocation status of %s: %w", rec.Name, err)
@@ -76,6 +89,24 @@ func List(ctx context.Context, o Options, sc StatusChecker) ([]Info, error) {
 		infos = append(infos, info)
 	}
 	return infos, nil
+}
+
+// serviceRevoked asks the CA service a context was enrolled from whether
+// its certificate is revoked, trusting the root the context holds (and
+// recorded at enrollment). An error means the status is unknown.
+func serviceRevoked(ctx context.Context, st store.Reader, rec record, serial string, sc StatusChecker) (bool, error) {
+	ssc, ok := sc.(ServiceStatusChecker)
+	if !ok {
+		return false, fmt.Errorf("the CRL of %s was not consulted", rec.Marker.CAURL)
+	}
+	b, err := readTLS(st, rec.Name)
+	if err != nil {
+		return false, err
+	}
+	if err := rec.Marker.checkRoot(b.CA); err != nil {
+		return false, err
+	}
+	return ssc.RevokedAtService(ctx, rec.Marker.CAURL, b.CA, serial)
 }
 
 // inspect reads a context's TLS files and rates them at now.

@@ -23,8 +23,14 @@ type RenewOptions struct {
 	// All renews every dockca context.
 	All bool
 	// Within, when positive, renews only certificates that expire within
-	// this duration; the others are reported as not due.
+	// this duration; zero means within the last third of their lifetime.
+	// The others are reported as not due.
 	Within time.Duration
+	// Force renews whether due or not.
+	Force bool
+	// RevokeOld revokes each replaced certificate (reason superseded) once
+	// its renewal is installed; the issuer must be a SupersededRevoker.
+	RevokeOld bool
 	// TTL is the new lifetime, remembered for later renewals; zero keeps
 	// the lifetime the context was created with.
 	TTL time.Duration
@@ -37,6 +43,9 @@ type RenewOptions struct {
 func Renew(ctx context.Context, o RenewOptions, iss Issuer, w io.Writer) error {
 	if o.All == (len(o.Names) > 0) {
 		return errors.New("renew contexts: name contexts or use --all, not both or neither")
+	}
+	if _, ok := iss.(SupersededRevoker); o.RevokeOld && !ok {
+		return fmt.Errorf("renew contexts: %w: the old certificates cannot be revoked", ErrNoRevoker)
 	}
 	st := openStore(o.Options)
 	var recs []record
@@ -71,14 +80,16 @@ func Renew(ctx context.Context, o RenewOptions, iss Issuer, w io.Writer) error {
 func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec record, iss Issuer, w io.Writer) error {
 	now := o.now()
 	notAfter, oldSerial := rec.Marker.NotAfter, rec.Marker.Serial
+	var notBefore time.Time
 	current, readErr := readTLS(st, rec.Name)
 	if readErr == nil {
 		if leaf, err := tlsbundle.Leaf(current.Cert); err == nil {
-			notAfter, oldSerial = leaf.NotAfter, serial.Format(leaf.SerialNumber)
+			notBefore, notAfter, oldSerial = leaf.NotBefore, leaf.NotAfter, serial.Format(leaf.SerialNumber)
 		}
 	}
-	if o.Within > 0 && notAfter.Sub(now) > o.Within {
-		fmt.Fprintf(w, "context %s: not due, expires %s\n", rec.Name, notAfter.UTC().Format(time.RFC3339))
+	if due, from := tlsbundle.Due(notBefore, notAfter, now, o.Within); !o.Force && !due {
+		fmt.Fprintf(w, "context %s: not due, expires %s (due from %s; --force renews now)\n",
+			rec.Name, notAfter.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
 		return nil
 	}
 	ttl := o.TTL
@@ -99,8 +110,23 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 		case readErr != nil:
 			return fmt.Errorf("read the current certificate to renew with: %w", readErr)
 		}
+		if err := rec.Marker.checkRoot(current.CA); err != nil {
+			return err
+		}
+		// A revoked certificate cannot be renewed; say so from the CRL
+		// rather than from a refused handshake. An unreachable CRL is left
+		// to the renewal itself to report.
+		if ssc, ok := iss.(ServiceStatusChecker); ok {
+			if revoked, err := ssc.RevokedAtService(ctx, caURL, current.CA, oldSerial); err == nil && revoked {
+				return fmt.Errorf("certificate %s was revoked by %s; it cannot be renewed: add the context again with a new token", oldSerial, caURL)
+			}
+		}
 		if m, err = rr.RenewRemote(ctx, caURL, *current); err != nil {
 			return fmt.Errorf("renew at %s: %w", caURL, err)
+		}
+	} else if ri, ok := iss.(Reissuer); ok && readErr == nil {
+		if m, err = ri.ReissueClient(ctx, oldSerial, rec.Marker.Client, rec.Marker.Role, ttl); err != nil {
+			return fmt.Errorf("issue client certificate: %w", err)
 		}
 	} else if m, err = iss.IssueClient(ctx, rec.Marker.Client, rec.Marker.Role, ttl); err != nil {
 		return fmt.Errorf("issue client certificate: %w", err)
@@ -128,5 +154,14 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 	}
 	fmt.Fprintf(w, "context %s: renewed, certificate %s replaces %s, expires %s\n",
 		rec.Name, m.Serial, oldSerial, m.NotAfter.UTC().Format(time.RFC3339))
+	if o.RevokeOld {
+		if readErr != nil {
+			return fmt.Errorf("renewed, but the old certificate %s could not be read to revoke it: %w", oldSerial, readErr)
+		}
+		if err := iss.(SupersededRevoker).RevokeSuperseded(ctx, rec.Marker.CAURL, *current); err != nil {
+			return fmt.Errorf("renewed, but revoking the old certificate %s failed: %w", oldSerial, err)
+		}
+		fmt.Fprintf(w, "context %s: revoked the old certificate %s (superseded)\n", rec.Name, oldSerial)
+	}
 	return nil
 }

@@ -82,6 +82,15 @@ type Issuer interface {
 	IssueDaemon(ctx context.Context, host string, sans []string, ttl time.Duration) (*tlsbundle.Bundle, error)
 }
 
+// Recorder is implemented by issuers that keep a record beside the
+// certificate: a CA service writes where it is and which root it was
+// trusted by (enroll.FileMeta), so that `dockca renew --cert-dir TLSDIR`
+// and `renew --watch` need no flags. Record returns the file name (in the
+// TLS directory) and its content for a daemon certificate of host.
+type Recorder interface {
+	Record(host string) (name string, data []byte, err error)
+}
+
 // SetupOptions are the inputs of `dockca daemon setup`.
 type SetupOptions struct {
 	// Host is the daemon's primary name or IP (the certificate's subject).
@@ -231,7 +240,11 @@ func setup(ctx context.Context, o SetupOptions, iss Issuer, w io.Writer) (*Resul
 			if missing := uncovered(leaf, want); missing != "" {
 				return res, fmt.Errorf("issued certificate %s does not cover %s; nothing installed", b.Serial, missing)
 			}
-			if err := installTLS(tlsDir, b); err != nil {
+			rec, err := record(iss, o.Host)
+			if err != nil {
+				return res, err
+			}
+			if err := installTLS(tlsDir, b, rec); err != nil {
 				return res, fmt.Errorf("install certificate %s: %w", b.Serial, err)
 			}
 			res.Serial = b.Serial
@@ -246,6 +259,24 @@ func setup(ctx context.Context, o SetupOptions, iss Issuer, w io.Writer) (*Resul
 		for _, f := range fixed {
 			res.Changed = true
 			fmt.Fprintf(w, "tls: %s %s\n", verb("restricted", "would restrict"), f)
+		}
+		// A certificate kept from an earlier run may lack the record (set
+		// up before it was written): add it, so it can be renewed. dockerd
+		// does not read it, so no restart is needed.
+		rec, err := record(iss, o.Host)
+		if err != nil {
+			return res, err
+		}
+		if rec != nil {
+			path := filepath.Join(tlsDir, rec.name)
+			if old, err := os.ReadFile(path); err != nil || !bytes.Equal(old, rec.data) {
+				if !o.DryRun {
+					if err := atomicfile.WriteFile(path, rec.data, 0o644); err != nil {
+						return res, err
+					}
+				}
+				fmt.Fprintf(w, "tls: %s %s (where to renew)\n", verb("recorded", "would record"), path)
+			}
 		}
 	}
 
@@ -505,20 +536,46 @@ func uncovered(leaf *x509.Certificate, names []string) string {
 // last so that an interrupted run leaves a pair needsIssue rejects (and the
 // next run replaces), while dockerd, which reads them only at start, keeps
 // serving the old material until it is restarted.
-func installTLS(dir string, b *tlsbundle.Bundle) error {
+func installTLS(dir string, b *tlsbundle.Bundle, rec *recordFile) error {
 	if err := atomicfile.MkdirPrivate(dir); err != nil {
 		return err
 	}
-	for _, f := range []struct {
+	type file struct {
 		name string
 		data []byte
 		perm os.FileMode
-	}{{CAFile, b.CA, 0o644}, {CertFile, b.Cert, 0o644}, {KeyFile, b.Key, 0o600}} {
+	}
+	files := []file{{CAFile, b.CA, 0o644}, {CertFile, b.Cert, 0o644}}
+	if rec != nil {
+		files = append(files, file{rec.name, rec.data, 0o644})
+	}
+	for _, f := range append(files, file{KeyFile, b.Key, 0o600}) {
 		if err := atomicfile.WriteFile(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+type recordFile struct {
+	name string
+	data []byte
+}
+
+// record asks a Recorder issuer for its record; nil for other issuers.
+func record(iss Issuer, host string) (*recordFile, error) {
+	r, ok := iss.(Recorder)
+	if !ok {
+		return nil, nil
+	}
+	name, data, err := r.Record(host)
+	if err != nil {
+		return nil, fmt.Errorf("record the CA: %w", err)
+	}
+	if name != filepath.Base(name) || name == CAFile || name == CertFile || name == KeyFile {
+		return nil, fmt.Errorf("record the CA: bad file name %q", name)
+	}
+	return &recordFile{name: name, data: data}, nil
 }
 
 // fixModes tightens a kept TLS directory (0700) and key (0600).

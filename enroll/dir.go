@@ -56,7 +56,7 @@ func WriteDir(dir string, c *Client, res *Result) error {
 		return err
 	}
 	certPath, keyPath := Files(dir, store.Kind(res.Resp.Kind))
-	meta, err := json.MarshalIndent(Meta{CAURL: c.URL(), RootSHA256: ca.Fingerprint(c.Root()), Kind: res.Resp.Kind, Name: res.Resp.Name}, "", "  ")
+	meta, err := c.MetaFile(res.Resp.Kind, res.Resp.Name)
 	if err != nil {
 		return err
 	}
@@ -70,9 +70,21 @@ func WriteDir(dir string, c *Client, res *Result) error {
 	}
 	files = append(files,
 		atomicfile.File{Path: certPath, Data: []byte(res.Resp.Chain), Mode: 0o644},
-		atomicfile.File{Path: filepath.Join(dir, FileMeta), Data: append(meta, '\n'), Mode: 0o644},
+		atomicfile.File{Path: filepath.Join(dir, FileMeta), Data: meta, Mode: 0o644},
 	)
 	return atomicfile.WriteAll(files, true)
+}
+
+// MetaFile is the content of FileMeta for a certificate of kind and name
+// enrolled from c: the service URL and the pinned root, which is all a
+// later `dockca renew --cert-dir` needs. Every enrollment (enroll, remote
+// daemon setup) writes it beside the certificate.
+func (c *Client) MetaFile(kind, name string) ([]byte, error) {
+	meta, err := json.MarshalIndent(Meta{CAURL: c.URL(), RootSHA256: ca.Fingerprint(c.Root()), Kind: kind, Name: name}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(meta, '\n'), nil
 }
 
 // LoadDir reads a certificate directory.

@@ -243,24 +243,30 @@ func (c *Client) RevokeWithToken(ctx context.Context, token, reason string) (*ap
 // intermediate that signs certificates (taken from the service's verified
 // chain).
 func (c *Client) CRL(ctx context.Context) (*x509.RevocationList, error) {
+	crl, _, err := c.crlAndIssuer(ctx)
+	return crl, err
+}
+
+// crlAndIssuer is CRL, also returning the certificate that signed it.
+func (c *Client) crlAndIssuer(ctx context.Context) (*x509.RevocationList, *x509.Certificate, error) {
 	der, err := get(ctx, c.hc, c.url+api.PathCRL, 16<<20)
 	if err != nil {
-		return nil, fmt.Errorf("fetch CRL: %w", err)
+		return nil, nil, fmt.Errorf("fetch CRL: %w", err)
 	}
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
-		return nil, fmt.Errorf("fetch CRL: %w", err)
+		return nil, nil, fmt.Errorf("fetch CRL: %w", err)
 	}
 	issuers, err := c.Issuers(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, iss := range issuers {
 		if crl.CheckSignatureFrom(iss) == nil {
-			return crl, nil
+			return crl, iss, nil
 		}
 	}
-	return nil, errors.New("fetch CRL: its signature is not the CA's")
+	return nil, nil, errors.New("fetch CRL: its signature is not the CA's")
 }
 
 // get fetches url, reading at most limit bytes of a 200 answer.
@@ -275,7 +281,7 @@ func get(ctx context.Context, hc *http.Client, url string, limit int64) ([]byte,
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+		return nil, &api.StatusError{Status: resp.StatusCode, Message: http.StatusText(resp.StatusCode)}
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, limit))
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/serial"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // ErrExpired means the certificate expired before it could be renewed:
@@ -36,6 +39,14 @@ type WatchOptions struct {
 	// MinBackoff and MaxBackoff bound the retry delay while the CA is
 	// unreachable; defaults 5 s and 5 min.
 	MinBackoff, MaxBackoff time.Duration
+	// Force makes RenewDir renew whether due or not; Within is how close
+	// to expiry a certificate is due (zero: the last third of its
+	// lifetime). Watch ignores both: it renews at Fraction.
+	Force  bool
+	Within time.Duration
+	// RevokeOld revokes each replaced certificate at the service (reason
+	// superseded) once its renewal is written.
+	RevokeOld bool
 	// MaxRenewals stops Watch after that many renewals (0: never).
 	MaxRenewals int
 	Logger      *slog.Logger
@@ -69,15 +80,95 @@ func (o *WatchOptions) defaults() {
 	}
 }
 
-// RenewDir renews the certificate in o.Dir now, writes the result and runs
-// the hook.
+// NotDueError is RenewDir's answer for a certificate that is not due for
+// renewal (and o.Force was not set): nothing was changed.
+type NotDueError struct {
+	Serial         string
+	NotAfter, From time.Time
+}
+
+func (e *NotDueError) Error() string {
+	return fmt.Sprintf("certificate %s is not due for renewal: it expires %s, due from %s",
+		e.Serial, e.NotAfter.UTC().Format(time.RFC3339), e.From.UTC().Format(time.RFC3339))
+}
+
+// RenewDir renews the certificate in o.Dir, writes the result and runs
+// the hook. Unless o.Force, a certificate that is not yet due (see
+// tlsbundle.Due) is left alone and a *NotDueError returned, after Check
+// has found nothing that would stop its renewal later.
 func RenewDir(ctx context.Context, o WatchOptions) (*Result, error) {
 	o.defaults()
 	d, err := LoadDir(o.Dir)
 	if err != nil {
 		return nil, err
 	}
+	if due, from := tlsbundle.Due(d.Leaf.NotBefore, d.Leaf.NotAfter, time.Now(), o.Within); !due && !o.Force {
+		// Not due, but say so only if it could be renewed when due: a
+		// revoked certificate or an untrusted CA must not read as fine.
+		if err := Check(ctx, o); err != nil && !errors.Is(err, ErrUnreachable) {
+			return nil, err
+		}
+		return nil, &NotDueError{Serial: serial.Format(d.Leaf.SerialNumber), NotAfter: d.Leaf.NotAfter, From: from}
+	}
 	return renew(ctx, d, o)
+}
+
+// ErrUnreachable marks a failure to reach the service (network, timeout,
+// the service's own 5xx): retrying may help.
+var ErrUnreachable = errors.New("the CA service is unreachable")
+
+// Check verifies, without renewing, that the certificate in o.Dir can be
+// renewed: it loads, it has not expired, the directory records a CA URL
+// (or o.CAURL names one), the service at that URL presents the pinned
+// root, and its CRL does not list the certificate. A failure that
+// retrying cannot fix is returned as is; a service that cannot be reached
+// is returned wrapped in ErrUnreachable.
+func Check(ctx context.Context, o WatchOptions) error {
+	d, err := LoadDir(o.Dir)
+	if err != nil {
+		return err
+	}
+	if !time.Now().Before(d.Leaf.NotAfter) {
+		return ErrExpired
+	}
+	c, err := d.Client(o.CAURL)
+	if err != nil {
+		return err
+	}
+	defer c.hc.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	crl, _, err := c.crlAndIssuer(ctx)
+	if err != nil {
+		if unreachable(err) {
+			return fmt.Errorf("%w: %s: %v", ErrUnreachable, c.URL(), err)
+		}
+		return fmt.Errorf("the CA at %s cannot renew %s: %w", c.URL(), o.Dir, err)
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(d.Leaf.SerialNumber) == 0 {
+			return fmt.Errorf("certificate %s in %s has been revoked: enroll again with a new token", serial.Format(d.Leaf.SerialNumber), o.Dir)
+		}
+	}
+	return nil
+}
+
+// unreachable tells network failures, timeouts and server-side errors
+// (worth retrying) from refusals, such as a service that does not present
+// the pinned root (not worth it).
+func unreachable(err error) bool {
+	var op *net.OpError
+	var se *api.StatusError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return true
+	case errors.As(err, &se):
+		return se.Status >= 500 || se.Status == http.StatusTooManyRequests
+	case errors.As(err, &op):
+		return op.Op == "dial" || op.Op == "read" || op.Op == "write"
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func renew(ctx context.Context, d *Dir, o WatchOptions) (*Result, error) {
@@ -99,6 +190,13 @@ func renew(ctx context.Context, d *Dir, o WatchOptions) (*Result, error) {
 	o.Logger.Info("certificate renewed", "dir", d.Path, "serial", res.Resp.Serial, "name", res.Resp.Name,
 		"not_after", res.Leaf.NotAfter, "rekeyed", res.KeyPEM != nil)
 	runHook(ctx, o, res)
+	if o.RevokeOld {
+		old := serial.Format(d.Leaf.SerialNumber)
+		if _, err := c.Revoke(ctx, d.Cert, "superseded"); err != nil {
+			return res, fmt.Errorf("renewed (serial %s), but revoking the old certificate %s failed: %w", res.Resp.Serial, old, err)
+		}
+		o.Logger.Info("old certificate revoked", "serial", old, "reason", "superseded")
+	}
 	return res, nil
 }
 
@@ -129,6 +227,14 @@ func permanent(err error) bool {
 // renewal can no longer succeed.
 func Watch(ctx context.Context, o WatchOptions) error {
 	o.defaults()
+	// Fail at once what would only fail at the first renewal, months from
+	// now: no CA URL, an untrusted service, a revoked certificate.
+	if err := Check(ctx, o); err != nil {
+		if !errors.Is(err, ErrUnreachable) {
+			return fmt.Errorf("cannot renew %s: %w", o.Dir, err)
+		}
+		o.Logger.Warn("the CA cannot be reached now; renewals will be retried", "dir", o.Dir, "err", err)
+	}
 	backoff := o.MinBackoff
 	renewals := 0
 	for {
@@ -148,7 +254,11 @@ func Watch(ctx context.Context, o WatchOptions) error {
 				return nil
 			}
 		}
-		if _, err := renew(ctx, d, o); err != nil {
+		if res, err := renew(ctx, d, o); err != nil && res != nil {
+			// Renewed; only revoking the old certificate failed. Retrying
+			// would renew again, so report it and carry on.
+			o.Logger.Error("renewal written, but a follow-up failed", "dir", o.Dir, "err", err)
+		} else if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

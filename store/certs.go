@@ -31,6 +31,9 @@ const (
 	StatusValid   Status = "valid"
 	StatusRevoked Status = "revoked"
 	StatusExpired Status = "expired"
+	// StatusSuperseded is an unexpired, unrevoked certificate that has been
+	// renewed: its successor is the one in use.
+	StatusSuperseded Status = "superseded"
 )
 
 // Certificate is dockca's record of one issued certificate.
@@ -54,6 +57,9 @@ type Certificate struct {
 	// It must still be unrevoked when this record is written, checked in
 	// the same transaction, so a renewal cannot outrun a revocation.
 	RenewedFrom string `json:"renewed_from,omitempty"`
+	// SupersededBy is the serial of a renewal made from this
+	// certificate, filled on reads from the renewals index (never stored).
+	SupersededBy string `json:"-"`
 }
 
 // Status reports the certificate's status at now.
@@ -63,6 +69,8 @@ func (c *Certificate) Status(now time.Time) Status {
 		return StatusRevoked
 	case !now.Before(c.NotAfter):
 		return StatusExpired
+	case c.SupersededBy != "":
+		return StatusSuperseded
 	default:
 		return StatusValid
 	}
@@ -182,7 +190,27 @@ func getCert(tx *bolt.Tx, key []byte) (*Certificate, error) {
 		}
 		c.Revocation = &rev
 	}
+	c.SupersededBy = successorOf(tx, key)
 	return &c, nil
+}
+
+// successorOf returns the serial of the last renewal recorded from the
+// certificate with key, or "" when it has none.
+func successorOf(tx *bolt.Tx, key []byte) string {
+	b := tx.Bucket(bucketRenewals)
+	if b == nil {
+		return "" // a database written before renewals were indexed
+	}
+	prefix := append(append(make([]byte, 0, len(key)+1), key...), 0)
+	var last []byte
+	cur := b.Cursor()
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		last = k[len(prefix):]
+	}
+	if last == nil {
+		return ""
+	}
+	return FormatSerial(new(big.Int).SetBytes(last))
 }
 
 // RenewalsOf returns the unexpired certificates renewed from serial (one

@@ -29,6 +29,21 @@ type env struct {
 	IsTerminal func() bool
 	// ReadPassword reads a line without echo from the terminal.
 	ReadPassword func(prompt string) ([]byte, error)
+	// Self is how to run dockca again in the hints it prints: the path it
+	// was started by (./dockca) when that has a slash, else "dockca".
+	Self string
+}
+
+// selfInvocation turns argv[0] into Self: a pasted hint must run the same
+// binary, and ./dockca is not on the PATH.
+func selfInvocation(argv0 string) string {
+	if !strings.Contains(argv0, "/") {
+		return "dockca"
+	}
+	if strings.Trim(argv0, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+") == "" {
+		return argv0
+	}
+	return "'" + strings.ReplaceAll(argv0, "'", `'\''`) + "'"
 }
 
 func newSystemEnv() *env {
@@ -73,6 +88,9 @@ func run(ctx context.Context, args []string, e *env) int {
 		// urfave/cli would run the command itself: a completion request
 		// must never act.
 		return exitOK
+	}
+	if e.Self == "" && len(args) > 0 {
+		e.Self = selfInvocation(args[0])
 	}
 	app := newApp(e)
 	err := app.RunContext(ctx, reorderArgs(app, args))

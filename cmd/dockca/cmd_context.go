@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
+	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/store"
 )
 
@@ -18,6 +20,12 @@ func dockerConfigFlag() cli.Flag {
 
 func contextOptions(c *cli.Context) contexts.Options {
 	return contexts.Options{DockerConfigDir: c.String("docker-config")}
+}
+
+// crlCache is the CRL cache of contexts enrolled from CA services, beside
+// the docker configuration they live in.
+func crlCache(o contexts.Options) *enroll.CRLCache {
+	return &enroll.CRLCache{Dir: filepath.Join(o.CacheDir(), "crl")}
 }
 
 func newContextCommand(e *env) *cli.Command {
@@ -36,7 +44,10 @@ func newContextCommand(e *env) *cli.Command {
 					"--host that is malformed or does not accept TCP connections (skip that check with --no-check).\n\n" +
 					"With --ca-url and --token the certificate comes from a dockca service: the key is generated here and\n" +
 					"never leaves this machine, the token decides the client name and role, trust in the service is pinned\n" +
-					"by --fingerprint (or confirmed on a terminal), and no CA database is created here.",
+					"by --fingerprint (or confirmed on a terminal), and no CA database is created here. Before the token is\n" +
+					"spent, --host must answer TLS with a certificate that chains to the service's root and covers its\n" +
+					"host name (a daemon of another name, of another CA or without TLS is refused; --no-check skips this).\n" +
+					"The context records the CA URL and the root's fingerprint, for 'context renew' and 'context ls'.",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "host", Usage: "the daemon's `URL`, tcp://HOST:PORT"},
 					&cli.StringFlag{Name: "client", Usage: "client `NAME` in the certificate (default: the context name)"},
@@ -45,7 +56,7 @@ func newContextCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "description", Usage: "`TEXT` shown by 'docker context ls'"},
 					&cli.BoolFlag{Name: "use", Usage: "make it the current docker context"},
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing context of that name, even one dockca did not write"},
-					&cli.BoolFlag{Name: "no-check", Usage: "do not check that --host accepts connections"},
+					&cli.BoolFlag{Name: "no-check", Usage: "do not check --host first (that it accepts connections; with --ca-url, that it is a TLS daemon of the CA)"},
 					dockerConfigFlag(),
 				}, remoteFlags("dockca token create --kind client NAME")...),
 				Action: func(c *cli.Context) error {
@@ -85,7 +96,9 @@ func newContextCommand(e *env) *cli.Command {
 				Usage:     "list the docker contexts dockca wrote",
 				UsageText: "dockca context ls [--json | --format TEMPLATE]",
 				Description: "Name, host, client, role, expiry and status: valid, expiring (within 7 days), expired, or revoked\n" +
-					"(when this machine holds the CA), and invalid when the TLS files are missing or do not match.\n" +
+					"(when this machine holds the CA, or from the CA service's CRL for contexts enrolled from one), invalid\n" +
+					"when the TLS files are missing or do not match, and unknown when the service's CRL cannot be had (it\n" +
+					"is fetched once per run with a 3 s timeout; a copy kept offline still shows revocations).\n" +
 					"--format takes a Go template over each context's fields: .Name .Host .Client .Role .Serial .NotAfter\n" +
 					".Status .Problem .Current .Description ('{{json .}}' is one --json object a line).",
 				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}, formatFlag(), dockerConfigFlag()},
@@ -101,7 +114,8 @@ func newContextCommand(e *env) *cli.Command {
 						return err
 					}
 					defer done()
-					infos, err := contexts.List(c.Context, contextOptions(c), sc)
+					o := contextOptions(c)
+					infos, err := contexts.List(c.Context, o, contextStatus{local: sc, crl: crlCache(o)})
 					if err != nil {
 						return err
 					}
@@ -136,13 +150,17 @@ func newContextCommand(e *env) *cli.Command {
 			{
 				Name:      "renew",
 				Usage:     "give dockca contexts new certificates for the same client and role",
-				UsageText: "dockca context renew [--within D] [--ttl D] NAME...|--all",
+				UsageText: "dockca context renew [--within D] [--force] [--revoke-old] [--ttl D] NAME...|--all",
 				Description: "The TLS material is swapped in with one atomic rename, so a context never holds a certificate and a\n" +
-					"key that do not match, even if dockca dies midway. With --within only certificates expiring within D\n" +
-					"are renewed.",
+					"key that do not match, even if dockca dies midway. Only certificates that are due are renewed: in the\n" +
+					"last third of their lifetime, or expiring within --within D; --force renews regardless. The old\n" +
+					"certificate then shows as superseded in 'dockca ls'; --revoke-old also revokes it (reason superseded).\n" +
+					"Contexts enrolled from a CA service renew there, over mutual TLS, after a look at its CRL.",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "all", Usage: "renew every dockca context"},
-					&cli.StringFlag{Name: "within", Usage: "only certificates expiring within `D`"},
+					&cli.StringFlag{Name: "within", Usage: "due when expiring within `D` (default: the last third of the lifetime)"},
+					&cli.BoolFlag{Name: "force", Usage: "renew even if not due"},
+					&cli.BoolFlag{Name: "revoke-old", Usage: "revoke each replaced certificate (reason superseded)"},
 					&cli.StringFlag{Name: "ttl", Usage: "new lifetime `D` (default: the one the context was created with)"},
 					dockerConfigFlag(),
 				},
@@ -160,12 +178,13 @@ func newContextCommand(e *env) *cli.Command {
 							return usagef("context renew: --within: %q is not a positive duration", c.String("within"))
 						}
 					}
-					o := contexts.RenewOptions{Options: contextOptions(c), Names: c.Args().Slice(), All: c.Bool("all"), Within: within, TTL: ttl}
+					o := contexts.RenewOptions{Options: contextOptions(c), Names: c.Args().Slice(), All: c.Bool("all"), Within: within, TTL: ttl,
+						Force: c.Bool("force"), RevokeOld: c.Bool("revoke-old")}
 					// Contexts enrolled from a CA service renew there, over mutual
 					// TLS; the others at the local CA, opened only if needed.
 					l := newLocalCA(c, e)
 					defer l.Close()
-					return contexts.Renew(c.Context, o, serviceRenewer{l}, c.App.Writer)
+					return contexts.Renew(c.Context, o, serviceRenewer{localCA: l, crl: crlCache(o.Options)}, c.App.Writer)
 				},
 			},
 			{

@@ -18,7 +18,7 @@ func newListCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "ls",
 		Usage:     "list issued certificates",
-		UsageText: "dockca ls [--kind client|daemon] [--status valid|revoked|expired] [--expiring-within D] [--json | -q | --format TEMPLATE]",
+		UsageText: "dockca ls [--kind client|daemon] [--status valid|superseded|revoked|expired] [--expiring-within D] [--json | -q | --format TEMPLATE]",
 		Description: "Prints a table (name, kind, role, serial, not-after, status), oldest first; --json prints an\n" +
 			"array of objects with serial, name, kind, role, not_after, status and more; -q prints the serials\n" +
 			"only, one a line. --format takes a Go template over each certificate's fields: .Serial .Name .Kind\n" +
@@ -26,7 +26,7 @@ func newListCommand(e *env) *cli.Command {
 			"('{{json .}}' is one --json object a line; 'table {{.Name}}\\t{{.Serial}}' aligns columns).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kind", Usage: "only certificates of `KIND` client or daemon"},
-			&cli.StringFlag{Name: "status", Usage: "only certificates whose `STATUS` is valid, revoked or expired"},
+			&cli.StringFlag{Name: "status", Usage: "only certificates whose `STATUS` is valid, superseded (renewed), revoked or expired"},
 			&cli.StringFlag{Name: "expiring-within", Usage: "only valid certificates expiring within `D` (e.g. 7d)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print serials only"},
@@ -49,10 +49,10 @@ func newListCommand(e *env) *cli.Command {
 			}
 			if c.IsSet("status") {
 				switch s := store.Status(c.String("status")); s {
-				case store.StatusValid, store.StatusRevoked, store.StatusExpired:
+				case store.StatusValid, store.StatusSuperseded, store.StatusRevoked, store.StatusExpired:
 					f.Status = s
 				default:
-					return usagef("ls: unknown status %q (use valid, revoked or expired)", c.String("status"))
+					return usagef("ls: unknown status %q (use valid, superseded, revoked or expired)", c.String("status"))
 				}
 			}
 			if c.IsSet("expiring-within") {

@@ -20,10 +20,14 @@ func newRenewCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "renew",
 		Usage:     "renew a certificate directory against dockca serve over mutual TLS",
-		UsageText: "dockca renew --cert-dir DIR [--watch] [--exec CMD] [--rekey] [--ca-url URL]",
-		Description: "Without --watch, renews now. With --watch, keeps renewing at two thirds of each certificate's\n" +
-			"lifetime (with jitter), retrying with backoff while the CA is unreachable, until stopped; it exits\n" +
-			"with an error only when renewal cannot succeed any more (revoked or expired: enroll again).\n" +
+		UsageText: "dockca renew --cert-dir DIR [--watch] [--exec CMD] [--rekey] [--within D] [--force] [--revoke-old] [--ca-url URL]",
+		Description: "Without --watch, renews now if the certificate is due (in the last third of its lifetime, or expiring\n" +
+			"within --within D; --force renews regardless). With --watch, first checks that it can renew (DIR\n" +
+			"records a CA URL, the service presents the pinned root, the certificate is not revoked or expired:\n" +
+			"otherwise it fails at once; an unreachable service is only a warning), then keeps renewing at two\n" +
+			"thirds of each certificate's lifetime (with jitter), retrying with backoff while the CA is unreachable,\n" +
+			"until stopped; it exits with an error only when renewal cannot succeed any more (enroll again).\n" +
+			"--revoke-old revokes each replaced certificate (reason superseded).\n" +
 			"--exec runs CMD with /bin/sh after each renewal (e.g. 'systemctl restart docker'). DIR is what\n" +
 			"'dockca enroll' wrote: ca.pem with cert.pem/key.pem or server-cert.pem/server-key.pem.",
 		Flags: []cli.Flag{
@@ -32,25 +36,47 @@ func newRenewCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "exec", Usage: "shell `CMD` to run after each renewal"},
 			&cli.BoolFlag{Name: "rekey", Usage: "generate a new key with each renewal"},
 			caURLFlag("the service `URL` (default: recorded in DIR)"),
+			&cli.StringFlag{Name: "within", Usage: "due when expiring within `D` (default: the last third of the lifetime)"},
+			&cli.BoolFlag{Name: "force", Usage: "renew even if not due"},
+			&cli.BoolFlag{Name: "revoke-old", Usage: "revoke each replaced certificate (reason superseded)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 0, ""); err != nil {
 				return err
+			}
+			var within time.Duration
+			if c.IsSet("within") {
+				var err error
+				if within, err = ca.ParseTTL(c.String("within")); err != nil || within <= 0 {
+					return usagef("renew: --within: %q is not a positive duration", c.String("within"))
+				}
 			}
 			dir, err := filepath.Abs(c.String("cert-dir"))
 			if err != nil {
 				return err
 			}
 			o := enroll.WatchOptions{Dir: dir, CAURL: c.String("ca-url"), Exec: c.String("exec"), Rekey: c.Bool("rekey"),
+				Within: within, Force: c.Bool("force"), RevokeOld: c.Bool("revoke-old"),
 				Logger: slog.New(slog.NewTextHandler(e.Stderr, nil)), Stdout: e.Stdout, Stderr: e.Stderr}
 			if c.Bool("watch") {
 				return enroll.Watch(c.Context, o)
 			}
 			res, err := enroll.RenewDir(c.Context, o)
+			var nd *enroll.NotDueError
+			if errors.As(err, &nd) {
+				fmt.Fprintf(c.App.Writer, "Not renewed: %v (--force renews now)\n", nd)
+				return nil
+			}
+			if err != nil && res != nil {
+				fmt.Fprintf(c.App.Writer, "Renewed %s %s: serial %s, valid until %s\n", res.Resp.Kind, res.Resp.Name, res.Resp.Serial, res.Leaf.NotAfter.UTC().Format(time.RFC3339))
+			}
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "Renewed %s %s: serial %s, valid until %s\n", res.Resp.Kind, res.Resp.Name, res.Resp.Serial, res.Leaf.NotAfter.UTC().Format(time.RFC3339))
+			if o.RevokeOld {
+				fmt.Fprintln(c.App.Writer, "The old certificate was revoked (superseded).")
+			}
 			return nil
 		},
 	}

@@ -102,7 +102,7 @@ func runServe(c *cli.Context, e *env, o serve.Options) error {
 	if c.IsSet("home") {
 		homeFlag = " --home " + home
 	}
-	fmt.Fprintf(w, "Mint a one-time token:  dockca%s token create --kind client NAME   (or --kind daemon --san IP HOST)\n", homeFlag)
+	fmt.Fprintf(w, "Mint a one-time token:  %s%s token create --kind client NAME   (or --kind daemon --san IP HOST)\n", e.Self, homeFlag)
 	return srv.Serve(c.Context)
 }
 

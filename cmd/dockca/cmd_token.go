@@ -170,11 +170,11 @@ func printTokenHints(e *env, r *api.TokenResponse) {
 	// The token goes in the environment, not on the command line, where
 	// other local users could read it in the process list.
 	case "client":
-		fmt.Fprintf(w, "On the client machine:\n  DOCKCA_TOKEN=%s dockca context add %s --host tcp://DOCKER_HOST:2376 --ca-url %s --fingerprint %s\n",
-			r.Token, r.Info.Name, r.CAURL, r.RootFingerprint)
+		fmt.Fprintf(w, "On the client machine:\n  DOCKCA_TOKEN=%s %s context add %s --host tcp://DOCKER_HOST:2376 --ca-url %s --fingerprint %s\n",
+			r.Token, e.Self, r.Info.Name, r.CAURL, r.RootFingerprint)
 	case "daemon":
-		fmt.Fprintf(w, "On the Docker host:\n  DOCKCA_TOKEN=%s dockca daemon setup %s --ca-url %s --fingerprint %s\n",
-			r.Token, r.Info.Name, r.CAURL, r.RootFingerprint)
+		fmt.Fprintf(w, "On the Docker host:\n  DOCKCA_TOKEN=%s %s daemon setup %s --ca-url %s --fingerprint %s\n",
+			r.Token, e.Self, r.Info.Name, r.CAURL, r.RootFingerprint)
 	case ca.TokenKindRevoke:
 		fmt.Fprintf(w, "To revoke: curl --cacert ca.pem -X POST %s%s -d '{\"token\": \"%s\"}'\n", r.CAURL, api.PathRevoke, r.Token)
 	}

@@ -110,7 +110,7 @@ func TestDaemonSetupAndContextsEndToEnd(t *testing.T) {
 	}
 
 	// renew: the context keeps working with a new serial.
-	r.ok("context", "renew", "prod", "--docker-config", dockerCfg)
+	r.ok("context", "renew", "prod", "--force", "--docker-config", dockerCfg)
 	var ls []map[string]any
 	json.Unmarshal([]byte(r.ok("context", "ls", "--json", "--docker-config", dockerCfg)), &ls)
 	if len(ls) != 1 || ls[0]["serial"] == serial || ls[0]["status"] != "valid" || ls[0]["role"] != "operator" {

@@ -204,7 +204,7 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 	}
 	// Renewal of a remote context goes to the service over mutual TLS.
 	before, _, _ := svcRun(t, laptop, "context", "ls", "--json", "--docker-config", bobCfg)
-	if out, e, code := svcRun(t, laptop, "context", "renew", "bob", "--docker-config", bobCfg); code != 0 {
+	if out, e, code := svcRun(t, laptop, "context", "renew", "bob", "--force", "--docker-config", bobCfg); code != 0 {
 		t.Fatalf("remote context renew: %s %s", out, e)
 	}
 	after, _, _ := svcRun(t, laptop, "context", "ls", "--json", "--docker-config", bobCfg)
@@ -244,7 +244,7 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 
 	// Renewal over mutual TLS; docker keeps working with the new certificate.
 	old := tlsLeaf(t, clientDir)
-	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", clientDir, "--rekey"); code != 0 || !strings.Contains(out, "Renewed client alice") {
+	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", clientDir, "--rekey", "--force"); code != 0 || !strings.Contains(out, "Renewed client alice") {
 		t.Fatalf("renew: %s %s", out, e)
 	}
 	renewed := tlsLeaf(t, clientDir)

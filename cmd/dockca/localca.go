@@ -80,7 +80,14 @@ func (l *localCA) issue(ctx context.Context, r ca.Request) (*tlsbundle.Bundle, e
 
 // IssueClient implements contexts.Issuer.
 func (l *localCA) IssueClient(ctx context.Context, client, role string, ttl time.Duration) (*contexts.Material, error) {
-	b, err := l.issue(ctx, ca.Request{Kind: store.KindClient, Name: client, Role: role, TTL: ttl})
+	return l.ReissueClient(ctx, "", client, role, ttl)
+}
+
+// ReissueClient implements contexts.Reissuer: a renewal at the local CA
+// records the certificate it replaces (from), which then shows as
+// superseded; from "" is a first issuance.
+func (l *localCA) ReissueClient(ctx context.Context, from, client, role string, ttl time.Duration) (*contexts.Material, error) {
+	b, err := l.issue(ctx, ca.Request{Kind: store.KindClient, Name: client, Role: role, TTL: ttl, RenewedFrom: from})
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +95,25 @@ func (l *localCA) IssueClient(ctx context.Context, client, role string, ttl time
 		role = ca.RoleAdmin
 	}
 	return &contexts.Material{Bundle: *b, Client: client, Role: role}, nil
+}
+
+// RevokeSuperseded revokes a renewed context's old certificate at the
+// local CA, reason superseded.
+func (l *localCA) RevokeSuperseded(ctx context.Context, _ string, old tlsbundle.Bundle) error {
+	leaf, err := tlsbundle.Leaf(old.Cert)
+	if err != nil {
+		return err
+	}
+	a, err := l.authority(ctx)
+	if err != nil {
+		return err
+	}
+	reason, err := ca.ParseReason("superseded")
+	if err != nil {
+		return err
+	}
+	_, err = a.Revoke(ctx, leaf.SerialNumber, reason)
+	return err
 }
 
 // IssueDaemon implements daemonsetup.Issuer.

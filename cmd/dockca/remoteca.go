@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -146,6 +147,29 @@ func (r *remoteCA) IssueDaemon(ctx context.Context, host string, sans []string, 
 	return &b, nil
 }
 
+// Record implements daemonsetup.Recorder: the service and its root, kept
+// beside the daemon certificate for 'dockca renew --cert-dir'.
+func (r *remoteCA) Record(host string) (string, []byte, error) {
+	if r.client == nil {
+		return "", nil, errors.New("not connected to the service")
+	}
+	data, err := r.client.MetaFile(string(store.KindDaemon), host)
+	return enroll.FileMeta, data, err
+}
+
+// VerifyHost implements contexts.HostVerifier: before the token is spent,
+// the daemon must answer TLS with a certificate of this CA for its name.
+func (r *remoteCA) VerifyHost(ctx context.Context, host string) error {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	if err := enroll.VerifyDaemon(ctx, strings.TrimPrefix(host, "tcp://"), c.Root()); err != nil {
+		return fmt.Errorf("%s: %w; the token was not used", host, err)
+	}
+	return nil
+}
+
 func certCovers(c *x509.Certificate, name string) bool {
 	san, err := ca.ParseSAN(name)
 	if err != nil {
@@ -157,23 +181,85 @@ func certCovers(c *x509.Certificate, name string) bool {
 	return slices.Contains(c.DNSNames, san.DNS)
 }
 
-// serviceRenewer renews contexts that were enrolled from a CA service,
-// trusting the root the context already holds.
-type serviceRenewer struct{ *localCA }
+// serviceRenewer renews contexts: those enrolled from a CA service there,
+// trusting the root the context already holds (and consulting its CRL
+// first), the others at the local CA.
+type serviceRenewer struct {
+	*localCA
+	crl *enroll.CRLCache
+}
 
-// RenewRemote implements contexts.RemoteRenewer.
-func (serviceRenewer) RenewRemote(ctx context.Context, caURL string, current tlsbundle.Bundle) (*contexts.Material, error) {
-	root, err := tlsbundle.Leaf(current.CA)
+// RevokedAtService implements contexts.ServiceStatusChecker.
+func (s serviceRenewer) RevokedAtService(ctx context.Context, caURL string, rootPEM []byte, serial string) (bool, error) {
+	return revokedAtService(ctx, s.crl, caURL, rootPEM, serial)
+}
+
+// RevokeSuperseded implements contexts.SupersededRevoker: at the service,
+// the holder of the old certificate revokes it over mutual TLS.
+func (s serviceRenewer) RevokeSuperseded(ctx context.Context, caURL string, old tlsbundle.Bundle) error {
+	if caURL == "" {
+		return s.localCA.RevokeSuperseded(ctx, caURL, old)
+	}
+	c, pair, err := serviceClientFor(caURL, old)
 	if err != nil {
-		return nil, fmt.Errorf("read the context's root: %w", err)
+		return err
+	}
+	_, err = c.Revoke(ctx, pair, "superseded")
+	return err
+}
+
+func serviceClientFor(caURL string, b tlsbundle.Bundle) (*enroll.Client, tls.Certificate, error) {
+	root, err := tlsbundle.Leaf(b.CA)
+	if err != nil {
+		return nil, tls.Certificate{}, fmt.Errorf("read the context's root: %w", err)
 	}
 	c, err := enroll.New(caURL, root)
 	if err != nil {
-		return nil, err
+		return nil, tls.Certificate{}, err
 	}
-	pair, err := tls.X509KeyPair(current.Cert, current.Key)
+	pair, err := tls.X509KeyPair(b.Cert, b.Key)
 	if err != nil {
-		return nil, errors.New("the context's certificate and key do not form a pair")
+		return nil, tls.Certificate{}, errors.New("the context's certificate and key do not form a pair")
+	}
+	return c, pair, nil
+}
+
+func revokedAtService(ctx context.Context, cache *enroll.CRLCache, caURL string, rootPEM []byte, serial string) (bool, error) {
+	root, err := tlsbundle.Leaf(rootPEM)
+	if err != nil {
+		return false, err
+	}
+	n, err := store.ParseSerial(serial)
+	if err != nil {
+		return false, err
+	}
+	return cache.Revoked(ctx, caURL, root, n)
+}
+
+// contextStatus answers contexts.List: revocation from the local CA's
+// database for contexts it issued (local may be nil: none here), and from
+// the service's CRL for contexts enrolled from a service.
+type contextStatus struct {
+	local contexts.StatusChecker
+	crl   *enroll.CRLCache
+}
+
+func (s contextStatus) Revoked(ctx context.Context, serial string) (bool, error) {
+	if s.local == nil {
+		return false, nil
+	}
+	return s.local.Revoked(ctx, serial)
+}
+
+func (s contextStatus) RevokedAtService(ctx context.Context, caURL string, rootPEM []byte, serial string) (bool, error) {
+	return revokedAtService(ctx, s.crl, caURL, rootPEM, serial)
+}
+
+// RenewRemote implements contexts.RemoteRenewer.
+func (serviceRenewer) RenewRemote(ctx context.Context, caURL string, current tlsbundle.Bundle) (*contexts.Material, error) {
+	c, pair, err := serviceClientFor(caURL, current)
+	if err != nil {
+		return nil, err
 	}
 	res, err := c.Renew(ctx, pair, true, "")
 	if err != nil {

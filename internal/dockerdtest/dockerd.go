@@ -58,7 +58,7 @@ type Daemon struct {
 	Socket string // unix socket path
 	Addr   string // host:port of the TCP listener ("" with NoTCP)
 	cmd    *exec.Cmd
-	logBuf *lockedBuffer
+	logBuf *LockedBuffer
 	done   chan struct{}
 	once   sync.Once
 }
@@ -128,7 +128,7 @@ func Start(t testing.TB, o Options) *Daemon {
 	t.Helper()
 	Require(t)
 	dir := ShortTempDir(t)
-	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "docker.sock"), logBuf: &lockedBuffer{}, done: make(chan struct{})}
+	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "docker.sock"), logBuf: &LockedBuffer{}, done: make(chan struct{})}
 	if o.Socket != "" {
 		d.Socket = o.Socket
 		o.NoTCP = true
@@ -267,18 +267,20 @@ func (d *Daemon) Local(t testing.TB, args ...string) (string, error) {
 	return Docker(t, []string{"DOCKER_CONFIG=" + cfg, "DOCKER_HOST=unix://" + d.Socket}, args...)
 }
 
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer safe for a process writing its output
+// while a test reads it.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()

@@ -14,8 +14,10 @@ import (
 	"github.com/dockca/dockca/internal/serial"
 
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -103,4 +105,25 @@ func SameCA(a, b []byte) bool {
 	ca, errA := Leaf(a)
 	cb, errB := Leaf(b)
 	return errA == nil && errB == nil && bytes.Equal(ca.Raw, cb.Raw)
+}
+
+// Fingerprint is the SHA-256 of a certificate's DER, 64 lowercase hex
+// digits, as `openssl x509 -fingerprint -sha256` prints it without colons.
+// It is how a root is pinned everywhere in dockca.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// Due reports whether a certificate valid from notBefore to notAfter is
+// due for renewal at now, and from when it is: within the last `within`
+// of its lifetime, or, when within is zero, within the last third of it.
+// Both commands that renew on request (context renew, renew --cert-dir)
+// use this one rule.
+func Due(notBefore, notAfter, now time.Time, within time.Duration) (bool, time.Time) {
+	if within <= 0 {
+		within = notAfter.Sub(notBefore) / 3
+	}
+	from := notAfter.Add(-within)
+	return !now.Before(from), from
 }

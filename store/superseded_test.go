@@ -1,0 +1,51 @@
+package store
+
+import (
+	"context"
+	"math/big"
+	"testing"
+	"time"
+)
+
+// A renewed certificate is superseded while unexpired and unrevoked; the
+// renewal itself stays valid; revoked and expired take precedence.
+func TestSupersededStatus(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	now := time.Now()
+	first := rec(1, "alice", KindClient, now.Add(24*time.Hour))
+	second := rec(2, "alice", KindClient, now.Add(48*time.Hour))
+	second.RenewedFrom = first.Serial
+	third := rec(3, "alice", KindClient, now.Add(72*time.Hour))
+	third.RenewedFrom = second.Serial
+	for _, c := range []*Certificate{first, second, third} {
+		if err := s.PutCertificate(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(n int64) (Status, string) {
+		c, err := s.Certificate(ctx, big.NewInt(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Status(now), c.SupersededBy
+	}
+	for n, want := range map[int64][2]string{1: {"superseded", second.Serial}, 2: {"superseded", third.Serial}, 3: {"valid", ""}} {
+		if st, by := status(n); string(st) != want[0] || by != want[1] {
+			t.Errorf("certificate %d: %s by %q, want %v", n, st, by, want)
+		}
+	}
+	got, err := s.List(ctx, Filter{Status: StatusSuperseded, Now: now})
+	if err != nil || len(got) != 2 || got[0].Serial != first.Serial || got[1].Serial != second.Serial {
+		t.Fatalf("List superseded: %v %v", got, err)
+	}
+	if err := s.Revoke(ctx, big.NewInt(1), &Revocation{Reason: "superseded", ReasonCode: 4, RevokedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := status(1); st != StatusRevoked {
+		t.Errorf("a revoked predecessor is %s", st)
+	}
+	if c, _ := s.Certificate(ctx, big.NewInt(2)); c.Status(now.Add(49*time.Hour)) != StatusExpired {
+		t.Errorf("an expired predecessor is %s", c.Status(now.Add(49*time.Hour)))
+	}
+}
