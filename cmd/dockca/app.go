@@ -11,6 +11,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
+
+	"github.com/dockca/dockca/store"
 )
 
 // env is everything a command may touch of its process, so tests can run
@@ -74,6 +76,12 @@ func run(ctx context.Context, args []string, e *env) int {
 		return es.code
 	}
 	msg := err.Error()
+	// A damaged database is said the same way by every command, without
+	// the prefixes of what was being done when it was found.
+	var de *store.DamagedError
+	if errors.As(err, &de) {
+		msg = de.Error()
+	}
 	msg = strings.TrimSuffix(strings.TrimSpace(msg), ".")
 	fmt.Fprintf(e.Stderr, "dockca: %s\n", msg)
 	var ue *usageError

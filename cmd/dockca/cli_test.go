@@ -365,7 +365,7 @@ func TestLockedAndCorruptDatabase(t *testing.T) {
 	os.WriteFile(store.Path(bad.home()), []byte(strings.Repeat("not a bbolt file ", 1000)), 0o600)
 	for _, args := range [][]string{{"ls"}, {"issue", "client", "x"}} {
 		res := bad.run(args...)
-		if res.code != 1 || !strings.Contains(res.err, "corrupt") {
+		if res.code != 1 || !strings.Contains(res.err, "dockca.db is damaged: it is not a bbolt database") {
 			t.Fatalf("corrupt database, %v: %+v", args, res)
 		}
 	}

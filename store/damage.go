@@ -1,0 +1,140 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"runtime/debug"
+)
+
+// DamagedError says that the database file cannot be trusted: it is
+// empty, truncated, not a bbolt file, not a dockca database, or bbolt
+// found a damaged page. It matches ErrCorrupt. Nothing is written to a
+// damaged file; the way out is a backup.
+type DamagedError struct {
+	Path   string
+	Detail string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("%s is damaged: %s; restore it from a backup", e.Path, e.Detail)
+}
+
+// Is makes a DamagedError match ErrCorrupt.
+func (e *DamagedError) Is(target error) bool { return target == ErrCorrupt }
+
+func damaged(path, format string, args ...any) error {
+	return &DamagedError{Path: path, Detail: fmt.Sprintf(format, args...)}
+}
+
+// bbolt's on-disk meta page (go.etcd.io/bbolt/internal/common): a 16-byte
+// page header, then magic, version, page size, flags, the root bucket
+// (root page, sequence), freelist page, high-water page id, txid and an
+// FNV-64a checksum of everything before it.
+const (
+	boltMagic      = 0xED0CDAED
+	boltVersion    = 2
+	pageHeaderSize = 16
+	metaSize       = 64
+)
+
+type boltMeta struct {
+	pageSize uint32
+	root     uint64
+	freelist uint64
+	pgid     uint64
+	txid     uint64
+}
+
+func readMeta(b []byte) (boltMeta, bool) {
+	if len(b) < metaSize {
+		return boltMeta{}, false
+	}
+	le := binary.LittleEndian
+	m := boltMeta{pageSize: le.Uint32(b[8:]), root: le.Uint64(b[16:]), freelist: le.Uint64(b[32:]),
+		pgid: le.Uint64(b[40:]), txid: le.Uint64(b[48:])}
+	h := fnv.New64a()
+	h.Write(b[:56])
+	if le.Uint32(b[0:]) != boltMagic || le.Uint32(b[4:]) != boltVersion || h.Sum64() != le.Uint64(b[56:]) {
+		return boltMeta{}, false
+	}
+	return m, true
+}
+
+// precheckFile refuses, before bbolt maps it, a file that would make bbolt
+// fault or panic: an empty file (bbolt would silently make a new database
+// of it), a file without a valid meta page, and a file shorter than its
+// meta page says (a truncated copy: bbolt would read past the end of the
+// mapping and crash with SIGBUS). A missing file is fine: bbolt creates it.
+func precheckFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() == 0 {
+		return damaged(path, "the file is empty")
+	}
+	head := make([]byte, pageHeaderSize+metaSize)
+	if _, err := io.ReadFull(f, head); err != nil {
+		return damaged(path, "the file is %d bytes long, too short for a database", fi.Size())
+	}
+	m0, ok0 := readMeta(head[pageHeaderSize:])
+	var m1 boltMeta
+	var ok1 bool
+	ps := int64(m0.pageSize)
+	if !ok0 {
+		ps = int64(os.Getpagesize())
+	}
+	if ps > 0 && ps <= 1<<16 {
+		second := make([]byte, pageHeaderSize+metaSize)
+		if _, err := f.ReadAt(second, ps); err == nil {
+			m1, ok1 = readMeta(second[pageHeaderSize:])
+		}
+	}
+	m := m0
+	switch {
+	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
+		m = m1
+	case !ok0 && !ok1:
+		return damaged(path, "it is not a bbolt database (no valid meta page)")
+	}
+	if m.pageSize < 512 || m.pageSize > 1<<16 {
+		return damaged(path, "its page size %d is invalid", m.pageSize)
+	}
+	if need := int64(m.pgid) * int64(m.pageSize); fi.Size() < need {
+		return damaged(path, "the file is %d bytes long but its pages reach %d bytes (truncated)", fi.Size(), need)
+	}
+	if m.root >= m.pgid || (m.freelist >= m.pgid && m.freelist != ^uint64(0)) {
+		return damaged(path, "its meta page points past the end of the file")
+	}
+	return nil
+}
+
+// guard turns a bbolt panic, or a fault while reading the memory map, in
+// the calling goroutine into a DamagedError: bbolt panics on some kinds of
+// page corruption, and a command must say so, not crash.
+func guard(path string, err *error) {
+	if r := recover(); r != nil {
+		*err = damaged(path, "bbolt failed on a damaged page (%v)", r)
+	}
+}
+
+// faultsPanic makes a fault on the memory map (SIGBUS on a file truncated
+// while open) a recoverable panic in this goroutine; call the returned
+// function to restore the previous setting.
+func faultsPanic() func() {
+	old := debug.SetPanicOnFault(true)
+	return func() { debug.SetPanicOnFault(old) }
+}
