@@ -32,6 +32,8 @@ type CheckOptions struct {
 	// KeysChecked, when set, replaces the key check: a running service
 	// has unlocked the keys already and says so here.
 	KeysChecked string
+	// KeyProblems are what that earlier key check found.
+	KeyProblems []store.Problem
 }
 
 // Check verifies a database: the store's own check (bbolt consistency,
@@ -67,29 +69,13 @@ func Check(ctx context.Context, st *store.Store, o CheckOptions) (*CheckReport, 
 	}
 	if o.KeysChecked != "" {
 		rep.Keys = o.KeysChecked
+		rep.Problems = append(rep.Problems, o.KeyProblems...)
 	} else {
 		rep.Keys = "decrypted with the password and matched to the CA certificates"
 		if !rec.Encrypted {
 			rep.Keys = "stored unencrypted (--no-password); matched to the CA certificates"
 		}
-		for _, k := range []struct {
-			name string
-			pem  []byte
-			cert *x509.Certificate
-		}{{"root key", rec.RootKeyPEM, root}, {"intermediate key", rec.IntermediateKey, inter}} {
-			var pw []byte
-			if rec.Encrypted {
-				pw = o.Password
-			}
-			key, err := DecryptKey(k.pem, pw)
-			if err != nil {
-				add(k.name, "%v", err)
-				continue
-			}
-			if !publicKeysEqual(key.Public(), k.cert.PublicKey) {
-				add(k.name, "does not match its certificate")
-			}
-		}
+		rep.Problems = append(rep.Problems, CheckKeys(rec, root, inter, o.Password)...)
 	}
 	for _, c := range res.Certificates {
 		where := "certificate " + c.Serial
@@ -114,6 +100,31 @@ func Check(ctx context.Context, st *store.Store, o CheckOptions) (*CheckReport, 
 		}
 	}
 	return rep, nil
+}
+
+// CheckKeys reports whether both CA keys decrypt with password (ignored
+// for an unencrypted CA) and match their certificates.
+func CheckKeys(rec *store.CA, root, inter *x509.Certificate, password []byte) []store.Problem {
+	var out []store.Problem
+	for _, k := range []struct {
+		name string
+		pem  []byte
+		cert *x509.Certificate
+	}{{"root key", rec.RootKeyPEM, root}, {"intermediate key", rec.IntermediateKey, inter}} {
+		var pw []byte
+		if rec.Encrypted {
+			pw = password
+		}
+		key, err := DecryptKey(k.pem, pw)
+		if err != nil {
+			out = append(out, store.Problem{Where: k.name, Problem: err.Error()})
+			continue
+		}
+		if !publicKeysEqual(key.Public(), k.cert.PublicKey) {
+			out = append(out, store.Problem{Where: k.name, Problem: "does not match its certificate"})
+		}
+	}
+	return out
 }
 
 func publicKeysEqual(a, b any) bool {

@@ -294,7 +294,8 @@ func TestBadInputIsOneLineAndChangesNothing(t *testing.T) {
 		want string
 	}{
 		{"unknown kind", []string{"sign", "--kind", "server", garbage}, nil, 2, "unknown kind"},
-		{"unknown role", []string{"issue", "client", "x", "--role", "root"}, nil, 2, "unknown role"},
+		{"unknown role", []string{"issue", "client", "x", "--role", "root"}, nil, 1, "unknown role"},
+		{"malformed role", []string{"issue", "client", "x", "--role", "Root!"}, nil, 2, "not a role name"},
 		{"ttl above maximum", []string{"issue", "client", "x", "--ttl", "91d"}, nil, 1, "above the client maximum"},
 		{"daemon ttl above maximum", []string{"issue", "daemon", "h.example", "--ttl", "366d"}, nil, 1, "above the daemon maximum"},
 		{"bad ttl", []string{"issue", "client", "x", "--ttl", "soon"}, nil, 2, "not a duration"},

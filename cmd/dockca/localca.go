@@ -8,58 +8,40 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/store"
 )
 
-// localCA adapts the CA in --home to the interfaces of the contexts and
-// daemonsetup packages. It opens the database and asks for the password
-// only when first needed, so those packages can refuse bad input before
-// anything is unlocked or issued.
+// localCA adapts the CA of --home (the running service's admin socket, or
+// the database) to the interfaces of the contexts and daemonsetup
+// packages. It opens the CA and asks for the password only when first
+// needed, so those packages can refuse bad input before anything is
+// unlocked or issued.
 type localCA struct {
-	c  *cli.Context
-	e  *env
-	st *store.Store
-	a  *ca.Authority
+	c   *cli.Context
+	e   *env
+	adm admin.Admin
 }
 
 func newLocalCA(c *cli.Context, e *env) *localCA { return &localCA{c: c, e: e} }
 
-func (l *localCA) store() (*store.Store, error) {
-	if l.st == nil {
-		st, err := openStore(l.c, l.e, false)
+func (l *localCA) admin() (admin.Admin, error) {
+	if l.adm == nil {
+		adm, err := openAdmin(l.c, l.e, true)
 		if err != nil {
 			return nil, err
 		}
-		l.st = st
+		l.adm = adm
 	}
-	return l.st, nil
-}
-
-func (l *localCA) authority(ctx context.Context) (*ca.Authority, error) {
-	if l.a != nil {
-		return l.a, nil
-	}
-	st, err := l.store()
-	if err != nil {
-		return nil, err
-	}
-	a, err := unlock(ctx, l.c, l.e, st, true)
-	if err != nil {
-		return nil, err
-	}
-	l.a = a
-	return a, nil
+	return l.adm, nil
 }
 
 func (l *localCA) Close() {
-	if l.a != nil {
-		l.a.Close()
-	}
-	if l.st != nil {
-		l.st.Close()
+	if l.adm != nil {
+		l.adm.Close()
 	}
 }
 
@@ -67,11 +49,11 @@ func (l *localCA) issue(ctx context.Context, r ca.Request) (*tlsbundle.Bundle, e
 	if err := ca.Precheck(r); err != nil {
 		return nil, err
 	}
-	a, err := l.authority(ctx)
+	adm, err := l.admin()
 	if err != nil {
 		return nil, err
 	}
-	iss, err := a.Issue(ctx, r)
+	iss, err := adm.Issue(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -97,11 +79,11 @@ func (l *localCA) IssueDaemon(ctx context.Context, host string, sans []string, t
 
 // CACertificate implements daemonsetup.Issuer without unlocking anything.
 func (l *localCA) CACertificate(ctx context.Context) ([]byte, error) {
-	st, err := l.store()
+	adm, err := l.admin()
 	if err != nil {
 		return nil, err
 	}
-	_, root, _, err := ca.LoadCertificates(ctx, st)
+	root, err := adm.Root(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -111,15 +93,14 @@ func (l *localCA) CACertificate(ctx context.Context) ([]byte, error) {
 // Revoke implements contexts.Revoker: a removed context's certificate is
 // no longer in use.
 func (l *localCA) Revoke(ctx context.Context, serial string) error {
-	n, err := store.ParseSerial(serial)
+	if _, err := store.ParseSerial(serial); err != nil {
+		return err
+	}
+	adm, err := l.admin()
 	if err != nil {
 		return err
 	}
-	a, err := l.authority(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = a.Revoke(ctx, n, ca.Reason{Name: "cessation-of-operation", Code: 5})
+	_, err = adm.Revoke(ctx, []string{serial}, ca.Reason{Name: "cessation-of-operation", Code: 5})
 	return err
 }
 
