@@ -353,13 +353,16 @@ func (l *Local) Policy(ctx context.Context) (*store.Policy, error) {
 }
 
 // ErrInvalidPolicy is matched by a policy the plugin's compiler refuses.
-var ErrInvalidPolicy = errors.New("invalid policy")
+var ErrInvalidPolicy = authz.ErrPolicy
 
 // SetPolicy implements Admin.
 func (l *Local) SetPolicy(ctx context.Context, yaml []byte, by string) (*store.Policy, error) {
 	p, err := authz.LoadPolicy(bytes.NewReader(yaml))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidPolicy, err)
+		if !errors.Is(err, ErrInvalidPolicy) {
+			err = fmt.Errorf("%w: %v", ErrInvalidPolicy, err)
+		}
+		return nil, err
 	}
 	rec := &store.Policy{YAML: yaml, Roles: p.Roles(), UpdatedBy: by}
 	if err := l.st.SetPolicy(ctx, rec); err != nil {

@@ -127,6 +127,8 @@ func newApp(e *env) *cli.App {
 			newRevokeCommand(e),
 			newCRLCommand(e),
 			newBackupCommand(e),
+			newCheckCommand(e),
+			newPolicyCommand(e),
 			newContextCommand(e),
 			newDaemonCommand(e),
 			newAuditCommand(e),
