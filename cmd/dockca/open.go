@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/admin"
-	"github.com/dockca/dockca/store"
 )
 
 const minPasswordLen = 8
@@ -92,18 +90,4 @@ func actor() string {
 	}
 	host, _ := os.Hostname()
 	return "cli:" + name + "@" + host
-}
-
-// removeEmptyStore deletes a database file that init created but could not
-// fill, so a failed init leaves the home as it found it.
-func removeEmptyStore(path string) {
-	st, err := store.Open(path, &store.Options{ReadOnly: true})
-	if err != nil {
-		return
-	}
-	_, caErr := st.CA(context.Background())
-	st.Close()
-	if errors.Is(caErr, store.ErrNoCA) {
-		os.Remove(path)
-	}
 }
