@@ -119,7 +119,42 @@ func precheckFile(path string) error {
 	if m.root >= m.pgid || (m.freelist >= m.pgid && m.freelist != ^uint64(0)) {
 		return damaged(path, "its meta page points past the end of the file")
 	}
+	// bbolt panics while opening when the freelist page is not one, and
+	// the panic leaks its file lock: check the two pages it reads first.
+	if m.freelist != ^uint64(0) {
+		if err := checkPageFlags(f, m, m.freelist, freelistPageFlag); err != nil {
+			return damaged(path, "its freelist page %d %v", m.freelist, err)
+		}
+	}
+	if err := checkPageFlags(f, m, m.root, branchPageFlag, leafPageFlag); err != nil {
+		return damaged(path, "its root page %d %v", m.root, err)
+	}
 	return nil
+}
+
+// bbolt's page types.
+const (
+	branchPageFlag   = 0x01
+	leafPageFlag     = 0x02
+	freelistPageFlag = 0x10
+)
+
+func checkPageFlags(f *os.File, m boltMeta, id uint64, want ...uint16) error {
+	hdr := make([]byte, pageHeaderSize)
+	if _, err := f.ReadAt(hdr, int64(id)*int64(m.pageSize)); err != nil {
+		return fmt.Errorf("cannot be read (%v)", err)
+	}
+	le := binary.LittleEndian
+	if le.Uint64(hdr[0:]) != id {
+		return fmt.Errorf("carries id %d", le.Uint64(hdr[0:]))
+	}
+	flags := le.Uint16(hdr[8:])
+	for _, w := range want {
+		if flags == w {
+			return nil
+		}
+	}
+	return fmt.Errorf("has the wrong page type %#x", flags)
 }
 
 // guard turns a bbolt panic, or a fault while reading the memory map, in

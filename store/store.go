@@ -182,6 +182,24 @@ func (s *Store) prepare(readOnly bool) (err error) {
 	if readOnly {
 		return s.view(context.Background(), func(tx *bolt.Tx) error { return checkSchema(tx) })
 	}
+	// An intact database is only read: opening it for writing must not
+	// write (a damaged or foreign file is then left exactly as it was).
+	complete := false
+	if err := s.view(context.Background(), func(tx *bolt.Tx) error {
+		if err := checkSchema(tx); err != nil {
+			if errors.Is(err, ErrNoCA) {
+				return nil
+			}
+			return err
+		}
+		complete = true
+		for _, b := range allBuckets {
+			complete = complete && tx.Bucket(b) != nil
+		}
+		return nil
+	}); err != nil || complete {
+		return err
+	}
 	return s.update(context.Background(), func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMeta) == nil && hasAnyBucket(tx) {
 			return ErrCorrupt
