@@ -181,6 +181,12 @@ func TestEveryAdminCommandThroughTheService(t *testing.T) {
 	if _, e, code := svcRun(t, noPW, "policy", "show"); code != 0 || !strings.Contains(e, "No policy is stored") {
 		t.Fatalf("policy show without a policy: %d %s", code, e)
 	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(root)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}, Timeout: 10 * time.Second}
+	if resp, err := hc.Get(sp.url + api.PathPolicy); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /v1/policy without a stored policy: %v %v", resp, err)
+	}
 	okRun("policy", "set", "../../authz/testdata/policies/custom.yaml")
 	if got := okRun("policy", "show"); got != string(policy) {
 		t.Fatalf("policy show:\n%s", got)
@@ -189,9 +195,6 @@ func TestEveryAdminCommandThroughTheService(t *testing.T) {
 	if out := opensslOut(t, "x509", "-in", filepath.Join(dir, "bob", "cert.pem"), "-noout", "-subject"); !strings.Contains(out, "OU=deployer") && !strings.Contains(out, "OU = deployer") {
 		t.Fatalf("bob's certificate: %s", out)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(root)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}, Timeout: 10 * time.Second}
 	resp, err := hc.Get(sp.url + api.PathPolicy)
 	if err != nil {
 		t.Fatal(err)
@@ -246,8 +249,13 @@ func TestEveryAdminCommandThroughTheService(t *testing.T) {
 	// through the service too.
 	cfg := t.TempDir()
 	okRun("context", "add", "laptop", "--host", "tcp://127.0.0.1:2376", "--role", "deployer", "--no-check", "--docker-config", cfg)
-	if out := okRun("context", "ls", "--json", "--docker-config", cfg); !strings.Contains(out, "deployer") {
+	if out := okRun("context", "ls", "--json", "--docker-config", cfg); !strings.Contains(out, "deployer") || !strings.Contains(out, `"valid"`) {
 		t.Fatalf("context ls:\n%s", out)
+	}
+	// context ls learns revocation from the service as well.
+	okRun("context", "rm", "--revoke", "laptop", "--docker-config", cfg)
+	if out := okRun("ls", "--status", "revoked"); !strings.Contains(out, "laptop") {
+		t.Fatalf("context rm --revoke through the service:\n%s", out)
 	}
 	etc := t.TempDir()
 	okRun("daemon", "setup", "dockerhost", "--san", "127.0.0.1", "--tls-dir", filepath.Join(etc, "tls"),

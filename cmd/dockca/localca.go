@@ -11,6 +11,7 @@ import (
 	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/store"
 )
@@ -104,17 +105,28 @@ func (l *localCA) Revoke(ctx context.Context, serial string) error {
 	return err
 }
 
-// revocationView answers contexts.StatusChecker from a read-only view of
-// the local database, without the password.
-type revocationView struct{ st *store.Store }
+// revocationView answers contexts.StatusChecker from the CA of this
+// machine (read-only, or through the running service), without the
+// password.
+type revocationView struct{ adm admin.Admin }
 
 func (r revocationView) Revoked(ctx context.Context, serial string) (bool, error) {
-	n, err := store.ParseSerial(serial)
+	if _, err := store.ParseSerial(serial); err != nil {
+		return false, err
+	}
+	entries, err := r.adm.Certificates(ctx, api.AdminCertificatesRequest{Arg: serial})
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}
-	rev, err := r.st.Revocation(ctx, n)
-	return rev != nil, err
+	for _, e := range entries {
+		if e.Serial == serial && e.Status == string(store.StatusRevoked) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // openRevocationView returns a status checker when this machine holds the
@@ -124,7 +136,7 @@ func openRevocationView(c *cli.Context, e *env) (contexts.StatusChecker, func(),
 	if err != nil || !store.Exists(home) {
 		return nil, func() {}, nil
 	}
-	st, err := store.Open(store.Path(home), &store.Options{ReadOnly: true})
+	adm, err := openAdmin(c, e, false)
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			fmt.Fprintln(c.App.ErrWriter, "dockca: the CA database is in use; revocation status is not shown")
@@ -132,5 +144,5 @@ func openRevocationView(c *cli.Context, e *env) (contexts.StatusChecker, func(),
 		}
 		return nil, nil, err
 	}
-	return revocationView{st: st}, func() { st.Close() }, nil
+	return revocationView{adm: adm}, func() { adm.Close() }, nil
 }
