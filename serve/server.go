@@ -1,9 +1,9 @@
 // Package serve runs dockca's certificate authority as a network service:
 // one-time-token enrollment, renewal and revocation over mutual TLS, CRL and
 // root distribution, health and Prometheus metrics (the HTTPS API of package
-// api), and an admin API on a unix socket in the dockca home so that
-// `dockca token create`, `token ls` and `revoke` keep working while the
-// service holds the database's exclusive lock.
+// api), the CA's stored policy, and the admin API of package admin on a
+// unix socket in the dockca home, so that every admin command keeps
+// working while the service holds the database's exclusive lock.
 //
 // The service unlocks the CA keys once at start, is the only process with
 // the database open, and issues its own HTTPS certificate from the
