@@ -80,12 +80,14 @@ func Open(ctx context.Context, home string, o OpenOptions) (Admin, error) {
 		return nil, fmt.Errorf("%w in %s (run 'dockca init', or set --home / DOCKCA_HOME)", ErrNoHome, home)
 	}
 	if c, err := Dial(home); err == nil {
+		c.Actor = o.Actor
 		return c, nil
 	}
 	st, err := store.Open(store.Path(home), &store.Options{ReadOnly: !o.Writable})
 	if errors.Is(err, store.ErrLocked) {
 		// The service may have taken the lock before its socket was up.
 		if c, derr := Dial(home); derr == nil {
+			c.Actor = o.Actor
 			return c, nil
 		}
 		return nil, fmt.Errorf("%w, and no dockca serve answers on the admin socket of %s", err, home)

@@ -30,6 +30,8 @@ var ErrNoService = errors.New("dockca serve is not running for this home")
 // socket (<home>/serve.sock).
 type Client struct {
 	hc *http.Client
+	// Actor is recorded as the issuer of what this client issues.
+	Actor string
 }
 
 var _ Admin = (*Client)(nil)
@@ -146,13 +148,14 @@ type pemBuffer struct{ b []byte }
 
 func (p *pemBuffer) Write(b []byte) (int, error) { p.b = append(p.b, b...); return len(b), nil }
 
-func issueRequest(r ca.Request) api.AdminIssueRequest {
-	return api.AdminIssueRequest{Kind: string(r.Kind), Name: r.Name, Role: r.Role, SANs: r.SANs, TTLSeconds: int64(r.TTL / time.Second)}
+func (c *Client) issueRequest(r ca.Request) api.AdminIssueRequest {
+	return api.AdminIssueRequest{Kind: string(r.Kind), Name: r.Name, Role: r.Role, SANs: r.SANs,
+		TTLSeconds: int64(r.TTL / time.Second), By: c.Actor}
 }
 
 // CheckRequest implements Admin.
 func (c *Client) CheckRequest(ctx context.Context, r ca.Request) (*ca.Normalized, error) {
-	req := issueRequest(r)
+	req := c.issueRequest(r)
 	req.DryRun = true
 	if r.CSR != nil {
 		req.CSR = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: r.CSR.Raw}))
@@ -196,7 +199,7 @@ func (c *Client) Issue(ctx context.Context, r ca.Request) (*ca.Issued, error) {
 			return nil, err
 		}
 	}
-	req := issueRequest(r)
+	req := c.issueRequest(r)
 	req.CSR = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw}))
 	var out api.CertResponse
 	if err := c.do(ctx, http.MethodPost, api.PathAdminIssue, req, &out); err != nil {

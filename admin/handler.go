@@ -210,7 +210,8 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r.Body, &req); err != nil {
 		return err
 	}
-	cr := ca.Request{Kind: store.Kind(req.Kind), Name: req.Name, Role: req.Role, SANs: req.SANs, TTL: time.Duration(req.TTLSeconds) * time.Second}
+	cr := ca.Request{Kind: store.Kind(req.Kind), Name: req.Name, Role: req.Role, SANs: req.SANs,
+		TTL: time.Duration(req.TTLSeconds) * time.Second, Actor: "socket:" + req.By}
 	if req.CSR != "" {
 		csr, err := ca.ParseCSR([]byte(req.CSR))
 		if err != nil {

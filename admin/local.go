@@ -221,6 +221,10 @@ func (l *Local) CurrentCRL(ctx context.Context) (*store.CRL, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Unlocking with CRLs on may have made a fresh one already.
+		if fresh, err := ca.CurrentCRL(ctx, l.st, time.Now()); err != nil || fresh != nil {
+			return fresh, err
+		}
 		return a.GenerateCRL(ctx)
 	})
 	if err != nil {

@@ -54,6 +54,9 @@ type Request struct {
 	// otherwise dockca generates a key of KeyType (default ec-p256).
 	CSR     *x509.CertificateRequest
 	KeyType KeyType
+	// Actor, when set, is recorded as the issuer instead of the
+	// authority's own actor (an admin command run through the service).
+	Actor string
 }
 
 // Issued is a signed certificate with what a client needs to use it.
@@ -250,6 +253,9 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 		return nil, err
 	}
 	actor, kind := a.actor, n.Kind
+	if r.Actor != "" {
+		actor = r.Actor
+	}
 	if x.actor != "" {
 		actor = x.actor
 	}

@@ -220,8 +220,10 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	if s.adminLn != nil {
-		s.admin = &http.Server{Handler: s.adminRoutes(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+		// Owner-only and local: a backup streams the whole database and a
+		// token set may be large, so the timeouts are generous.
+		s.admin = &http.Server{Handler: s.adminRoutes(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: time.Minute,
+			WriteTimeout: 10 * time.Minute, IdleTimeout: time.Minute}
 	}
 	return s, nil
 }

@@ -138,7 +138,8 @@ func TestEveryAdminCommandThroughTheService(t *testing.T) {
 	if !strings.Contains(svc, "service") || strings.Contains(svc, "alice") {
 		t.Fatalf("ls --kind service:\n%s", svc)
 	}
-	if out := okRun("show", "alice"); !strings.Contains(out, "readonly") {
+	// The record names who issued it through the socket.
+	if out := okRun("show", "alice"); !strings.Contains(out, "readonly") || !strings.Contains(out, "socket:cli:") {
 		t.Fatalf("show alice:\n%s", out)
 	}
 

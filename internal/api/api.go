@@ -188,6 +188,8 @@ type AdminIssueRequest struct {
 	CSR        string   `json:"csr,omitempty"` // PEM; required unless DryRun
 	// DryRun only applies the policy and answers AdminIssueCheck.
 	DryRun bool `json:"dry_run,omitempty"`
+	// By is recorded as the issuer (after "socket:").
+	By string `json:"by,omitempty"`
 }
 
 // AdminIssueCheck is what the policy made of an AdminIssueRequest.
