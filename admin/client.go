@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -133,20 +134,16 @@ func (c *Client) get(ctx context.Context, path string, w io.Writer) (int64, erro
 
 // Root implements Admin.
 func (c *Client) Root(ctx context.Context) (*x509.Certificate, error) {
-	var buf pemBuffer
+	var buf bytes.Buffer
 	if _, err := c.get(ctx, api.PathAdminRoot, &buf); err != nil {
 		return nil, err
 	}
-	certs, err := parseCerts(buf.b)
+	certs, err := parseCerts(buf.Bytes())
 	if err != nil || len(certs) != 1 {
 		return nil, fmt.Errorf("admin socket: the service sent no root certificate")
 	}
 	return certs[0], nil
 }
-
-type pemBuffer struct{ b []byte }
-
-func (p *pemBuffer) Write(b []byte) (int, error) { p.b = append(p.b, b...); return len(b), nil }
 
 func (c *Client) issueRequest(r ca.Request) api.AdminIssueRequest {
 	return api.AdminIssueRequest{Kind: string(r.Kind), Name: r.Name, Role: r.Role, SANs: r.SANs,
@@ -258,11 +255,11 @@ func (c *Client) Revoke(ctx context.Context, targets []string, reason ca.Reason)
 
 // CRL implements Admin.
 func (c *Client) CRL(ctx context.Context) ([]byte, error) {
-	var buf pemBuffer
+	var buf bytes.Buffer
 	if _, err := c.get(ctx, api.PathAdminCRL, &buf); err != nil {
 		return nil, err
 	}
-	return buf.b, nil
+	return buf.Bytes(), nil
 }
 
 // Backup implements Admin: the service streams a copy made in one read

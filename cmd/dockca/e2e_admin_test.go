@@ -278,4 +278,18 @@ func TestEveryAdminCommandThroughTheService(t *testing.T) {
 	if store.Exists(filepath.Join(dir, "ci1")) {
 		t.Fatal("enrollment created a database")
 	}
+
+	// A service killed outright leaves a stale socket: commands notice at
+	// once (the connection is refused) and use the database again.
+	sp.cmd.Process.Kill()
+	sp.cmd.Wait()
+	if _, err := os.Lstat(filepath.Join(home, api.SocketName)); err != nil {
+		t.Fatalf("no stale socket to test with: %v", err)
+	}
+	if out := okRun("ls", "--status", "revoked"); !strings.Contains(out, "alice") {
+		t.Fatalf("ls after the service was killed:\n%s", out)
+	}
+	if out := okRun("check"); !strings.Contains(out, "decrypted with the password and matched") {
+		t.Fatalf("check of the database after the service was killed:\n%s", out)
+	}
 }
