@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"io/fs"
 	"os"
 	"runtime/debug"
@@ -70,6 +69,10 @@ func readMeta(b []byte) (boltMeta, bool) {
 // of it), a file without a valid meta page, and a file shorter than its
 // meta page says (a truncated copy: bbolt would read past the end of the
 // mapping and crash with SIGBUS). A missing file is fine: bbolt creates it.
+//
+// The check reads without bbolt's file lock, so a writer may commit while
+// it reads: a finding is only reported when the newest meta page is the
+// same after it, else the check is made again.
 func precheckFile(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -79,16 +82,23 @@ func precheckFile(path string) error {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
+	for attempt := 0; ; attempt++ {
+		m, err := precheckOnce(f, path)
+		if err == nil || attempt == 4 {
+			return err
+		}
+		if again, _, _ := newestMeta(f); again == m {
+			return err
+		}
 	}
-	if fi.Size() == 0 {
-		return damaged(path, "the file is empty")
-	}
+}
+
+// newestMeta reads both meta pages and returns the valid one with the
+// higher transaction id; ok is false when neither is valid.
+func newestMeta(f *os.File) (m boltMeta, ok bool, err error) {
 	head := make([]byte, pageHeaderSize+metaSize)
-	if _, err := io.ReadFull(f, head); err != nil {
-		return damaged(path, "the file is %d bytes long, too short for a database", fi.Size())
+	if _, err := f.ReadAt(head, 0); err != nil {
+		return boltMeta{}, false, err
 	}
 	m0, ok0 := readMeta(head[pageHeaderSize:])
 	var m1 boltMeta
@@ -103,33 +113,51 @@ func precheckFile(path string) error {
 			m1, ok1 = readMeta(second[pageHeaderSize:])
 		}
 	}
-	m := m0
 	switch {
 	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
-		m = m1
-	case !ok0 && !ok1:
-		return damaged(path, "it is not a bbolt database (no valid meta page)")
+		return m1, true, nil
+	case ok0:
+		return m0, true, nil
+	}
+	return boltMeta{}, false, nil
+}
+
+func precheckOnce(f *os.File, path string) (boltMeta, error) {
+	// The meta page first, then the size: the file only grows, and it
+	// grows before a meta page points into the new part.
+	m, ok, rerr := newestMeta(f)
+	fi, err := f.Stat()
+	if err != nil {
+		return m, err
+	}
+	switch {
+	case fi.Size() == 0:
+		return m, damaged(path, "the file is empty")
+	case rerr != nil:
+		return m, damaged(path, "the file is %d bytes long, too short for a database", fi.Size())
+	case !ok:
+		return m, damaged(path, "it is not a bbolt database (no valid meta page)")
 	}
 	if m.pageSize < 512 || m.pageSize > 1<<16 {
-		return damaged(path, "its page size %d is invalid", m.pageSize)
+		return m, damaged(path, "its page size %d is invalid", m.pageSize)
 	}
 	if need := int64(m.pgid) * int64(m.pageSize); fi.Size() < need {
-		return damaged(path, "the file is %d bytes long but its pages reach %d bytes (truncated)", fi.Size(), need)
+		return m, damaged(path, "the file is %d bytes long but its pages reach %d bytes (truncated)", fi.Size(), need)
 	}
 	if m.root >= m.pgid || (m.freelist >= m.pgid && m.freelist != ^uint64(0)) {
-		return damaged(path, "its meta page points past the end of the file")
+		return m, damaged(path, "its meta page points past the end of the file")
 	}
 	// bbolt panics while opening when the freelist page is not one, and
 	// the panic leaks its file lock: check the two pages it reads first.
 	if m.freelist != ^uint64(0) {
 		if err := checkPageFlags(f, m, m.freelist, freelistPageFlag); err != nil {
-			return damaged(path, "its freelist page %d %v", m.freelist, err)
+			return m, damaged(path, "its freelist page %d %v", m.freelist, err)
 		}
 	}
 	if err := checkPageFlags(f, m, m.root, branchPageFlag, leafPageFlag); err != nil {
-		return damaged(path, "its root page %d %v", m.root, err)
+		return m, damaged(path, "its root page %d %v", m.root, err)
 	}
-	return nil
+	return m, nil
 }
 
 // bbolt's page types.
