@@ -253,6 +253,7 @@ func TestEveryAdminCommandThroughTheService(t *testing.T) {
 	if out := okRun("context", "ls", "--json", "--docker-config", cfg); !strings.Contains(out, "deployer") || !strings.Contains(out, `"valid"`) {
 		t.Fatalf("context ls:\n%s", out)
 	}
+	okRun("context", "renew", "laptop", "--docker-config", cfg)
 	// context ls learns revocation from the service as well.
 	okRun("context", "rm", "--revoke", "laptop", "--docker-config", cfg)
 	if out := okRun("ls", "--status", "revoked"); !strings.Contains(out, "laptop") {
