@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,24 +29,25 @@ func newCheckCommand(e *env) *cli.Command {
 			if err := argsExactly(c, 0, ""); err != nil {
 				return err
 			}
-			var rep *ca.CheckReport
-			err := withAdmin(c, e, false, func(adm admin.Admin) error {
-				var err error
-				rep, err = adm.Check(c.Context)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("check: %w", err)
-			}
-			if err := writeCheckReport(c.App.Writer, rep, c.Bool("json")); err != nil {
-				return err
-			}
-			if !rep.OK() {
-				return fmt.Errorf("check: %d problems found", len(rep.Problems))
-			}
-			return nil
+			return withAdmin(c, e, false, func(adm admin.Admin) error { return runCheck(c.Context, adm, c.Bool("json"), c.App.Writer) })
 		},
 	}
+}
+
+// runCheck checks the database and prints the report; any problem is an
+// error (exit 1) after the report.
+func runCheck(ctx context.Context, adm admin.Admin, asJSON bool, w io.Writer) error {
+	rep, err := adm.Check(ctx)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if err := writeCheckReport(w, rep, asJSON); err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return fmt.Errorf("check: %d problems found", len(rep.Problems))
+	}
+	return nil
 }
 
 func writeCheckReport(w io.Writer, rep *ca.CheckReport, asJSON bool) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,30 @@ import (
 	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/store"
 )
+
+// runPolicySet validates and stores the policy read from file.
+func runPolicySet(ctx context.Context, adm admin.Admin, file string, data []byte, w io.Writer) error {
+	p, err := adm.SetPolicy(ctx, data, actor())
+	if err != nil {
+		return fmt.Errorf("policy set: %q: %w", file, err)
+	}
+	fmt.Fprintf(w, "Stored the policy from %s (sha256 %s); roles: %s\n", file, p.SHA256, strings.Join(p.Roles, ", "))
+	return nil
+}
+
+// runPolicyShow prints the stored policy, or says on stderr that none is.
+func runPolicyShow(ctx context.Context, adm admin.Admin, w, stderr io.Writer) error {
+	p, err := adm.Policy(ctx)
+	if errors.Is(err, store.ErrNoPolicy) {
+		fmt.Fprintln(stderr, "No policy is stored: the built-in roles (readonly, operator, admin) apply.")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("policy show: %w", err)
+	}
+	_, err = w.Write(p.YAML)
+	return err
+}
 
 func newPolicyCommand(e *env) *cli.Command {
 	return &cli.Command{
@@ -41,16 +66,9 @@ func newPolicyCommand(e *env) *cli.Command {
 					if err != nil {
 						return fmt.Errorf("policy set: %w", err)
 					}
-					var p *store.Policy
-					err = withAdmin(c, e, true, func(adm admin.Admin) error {
-						p, err = adm.SetPolicy(c.Context, data, actor())
-						return err
+					return withAdmin(c, e, true, func(adm admin.Admin) error {
+						return runPolicySet(c.Context, adm, file, data, c.App.Writer)
 					})
-					if err != nil {
-						return fmt.Errorf("policy set: %q: %w", file, err)
-					}
-					fmt.Fprintf(c.App.Writer, "Stored the policy from %s (sha256 %s); roles: %s\n", file, p.SHA256, strings.Join(p.Roles, ", "))
-					return nil
 				},
 			},
 			{
@@ -63,21 +81,9 @@ func newPolicyCommand(e *env) *cli.Command {
 					if err := argsExactly(c, 0, ""); err != nil {
 						return err
 					}
-					var p *store.Policy
-					err := withAdmin(c, e, false, func(adm admin.Admin) error {
-						var err error
-						p, err = adm.Policy(c.Context)
-						return err
+					return withAdmin(c, e, false, func(adm admin.Admin) error {
+						return runPolicyShow(c.Context, adm, c.App.Writer, e.Stderr)
 					})
-					if errors.Is(err, store.ErrNoPolicy) {
-						fmt.Fprintln(e.Stderr, "No policy is stored: the built-in roles (readonly, operator, admin) apply.")
-						return nil
-					}
-					if err != nil {
-						return fmt.Errorf("policy show: %w", err)
-					}
-					_, err = c.App.Writer.Write(p.YAML)
-					return err
 				},
 			},
 		},
