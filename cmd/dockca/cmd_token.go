@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,16 +60,10 @@ func newTokenCommand(e *env) *cli.Command {
 							return usagef("token create: %v", err)
 						}
 					}
-					var resps []api.TokenResponse
-					err = withAdmin(c, e, true, func(adm admin.Admin) error {
-						resps, err = adm.CreateTokens(c.Context, reqs)
-						return err
+					o := tokenCreateOptions{reqs: reqs, asJSON: c.Bool("json"), fleet: len(names) > 1 || c.IsSet("from-file")}
+					return withAdmin(c, e, true, func(adm admin.Admin) error {
+						return runTokenCreate(c.Context, adm, o, c.App.Writer, e.Stderr)
 					})
-					if err != nil {
-						return fmt.Errorf("token create: %w", err)
-					}
-					fleet := len(names) > 1 || c.IsSet("from-file")
-					return writeTokensCreated(c.App.Writer, e, resps, c.Bool("json"), fleet)
 				},
 			},
 			{
@@ -134,10 +129,22 @@ func tokenNames(c *cli.Context, e *env) ([]string, error) {
 	return names, nil
 }
 
-// writeTokensCreated prints minted tokens: a single token with its usage
-// hints, a fleet as NAME TOKEN lines, or JSON.
-func writeTokensCreated(w io.Writer, e *env, resps []api.TokenResponse, asJSON, fleet bool) error {
-	if asJSON {
+type tokenCreateOptions struct {
+	reqs   []api.TokenRequest
+	asJSON bool
+	// fleet prints NAME TOKEN lines even for one token (--from-file).
+	fleet bool
+}
+
+// runTokenCreate mints the tokens (one transaction) and prints them: a
+// single token with its usage hints on stderr, a fleet as NAME TOKEN
+// lines, or JSON.
+func runTokenCreate(ctx context.Context, adm admin.Admin, o tokenCreateOptions, w, stderr io.Writer) error {
+	resps, err := adm.CreateTokens(ctx, o.reqs)
+	if err != nil {
+		return fmt.Errorf("token create: %w", err)
+	}
+	if o.asJSON {
 		type entry struct {
 			Name    string    `json:"name"`
 			Token   string    `json:"token"`
@@ -151,9 +158,9 @@ func writeTokensCreated(w io.Writer, e *env, resps []api.TokenResponse, asJSON, 
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	if !fleet {
+	if !o.fleet {
 		fmt.Fprintln(w, resps[0].Token)
-		printTokenHints(e, &resps[0])
+		printTokenHints(stderr, &resps[0])
 		return nil
 	}
 	bw := bufio.NewWriter(w)
@@ -164,14 +171,13 @@ func writeTokensCreated(w io.Writer, e *env, resps []api.TokenResponse, asJSON, 
 		return err
 	}
 	r := resps[0]
-	fmt.Fprintf(e.Stderr, "%d %s tokens, valid until %s, single use each; CA %s, root fingerprint (SHA-256) %s\n",
+	fmt.Fprintf(stderr, "%d %s tokens, valid until %s, single use each; CA %s, root fingerprint (SHA-256) %s\n",
 		len(resps), r.Info.Kind, r.Info.ExpiresAt.UTC().Format(time.RFC3339), r.CAURL, r.RootFingerprint)
 	return nil
 }
 
 // printTokenHints tells the admin, on stderr, how the token is used.
-func printTokenHints(e *env, r *api.TokenResponse) {
-	w := e.Stderr
+func printTokenHints(w io.Writer, r *api.TokenResponse) {
 	fmt.Fprintf(w, "Token %s for %s %q, valid until %s, single use.\n", r.Info.ID, r.Info.Kind, r.Info.Name, r.Info.ExpiresAt.Local().Format(time.RFC3339))
 	fmt.Fprintf(w, "Root fingerprint (SHA-256): %s\n", r.RootFingerprint)
 	switch r.Info.Kind {
