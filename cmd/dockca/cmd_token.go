@@ -144,6 +144,10 @@ func runTokenCreate(ctx context.Context, adm admin.Admin, o tokenCreateOptions, 
 	if err != nil {
 		return fmt.Errorf("token create: %w", err)
 	}
+	return writeTokensCreated(resps, o, w, stderr)
+}
+
+func writeTokensCreated(resps []api.TokenResponse, o tokenCreateOptions, w, stderr io.Writer) error {
 	if o.asJSON {
 		type entry struct {
 			Name    string    `json:"name"`
