@@ -58,6 +58,9 @@ type Request struct {
 	// replaces (same name and kind): it is recorded as the predecessor, so
 	// it shows as superseded, and the issuance fails if it was revoked.
 	RenewedFrom string
+	// Actor, when set, is recorded as the issuer instead of the
+	// authority's own actor (an admin command run through the service).
+	Actor string
 }
 
 // Issued is a signed certificate with what a client needs to use it.
@@ -121,18 +124,31 @@ type Normalized struct {
 // Check applies the policy to r without signing anything; Issue calls it
 // first, and the CLI can call it before it touches any file.
 func (a *Authority) Check(r Request) (*Normalized, error) {
-	return check(r, a.intermediate, time.Now())
+	roles, err := PolicyRoles(context.Background(), a.st)
+	if err != nil {
+		return nil, err
+	}
+	return check(r, a.intermediate, roles, time.Now())
 }
 
 // Precheck applies the policy without the CA (so without the check that
 // the certificate would not outlive the intermediate): commands call it
 // before asking for the CA password, so bad input fails fast.
 func Precheck(r Request) error {
-	_, err := check(r, nil, time.Now())
+	_, err := PrecheckRequest(r)
 	return err
 }
 
-func check(r Request, issuer *x509.Certificate, now time.Time) (*Normalized, error) {
+// PrecheckRequest is Precheck returning the normalized request, so that a
+// command knows the name it will issue for before it asks the CA. Any
+// well-formed role passes: the CA checks it against its stored policy.
+func PrecheckRequest(r Request) (*Normalized, error) {
+	return check(r, nil, AnyRole, time.Now())
+}
+
+// check applies the policy; roles are the stored policy's roles beside the
+// built-in ones.
+func check(r Request, issuer *x509.Certificate, roles []string, now time.Time) (*Normalized, error) {
 	if _, err := ParseKind(string(r.Kind)); err != nil {
 		return nil, err
 	}
@@ -167,7 +183,7 @@ func check(r Request, issuer *x509.Certificate, now time.Time) (*Normalized, err
 		if n.Role == "" {
 			n.Role = RoleAdmin
 		}
-		if err := CheckRole(n.Role); err != nil {
+		if err := CheckRole(n.Role, roles...); err != nil {
 			return nil, err
 		}
 		if len(r.SANs) > 0 {
@@ -241,6 +257,9 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 		return nil, err
 	}
 	actor, kind := a.actor, n.Kind
+	if r.Actor != "" {
+		actor = r.Actor
+	}
 	if x.actor != "" {
 		actor = x.actor
 	} else if r.RenewedFrom != "" {

@@ -1,7 +1,9 @@
 package ca
 
 import (
+	"context"
 	"crypto"
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -46,14 +48,53 @@ func ParseKind(s string) (store.Kind, error) {
 	return "", fmt.Errorf("unknown kind %q (use client or daemon): %w", s, ErrPolicy)
 }
 
-// CheckRole validates a --role value.
-func CheckRole(role string) error {
+// roleNameRE is the form of a role name, the same as the authorization
+// plugin's policy files require.
+var roleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+
+// AnyRole, given as the extra roles of a check made before the CA (and so
+// its stored policy) is at hand, accepts every well-formed role name; the
+// CA checks the role against its policy when it issues.
+var AnyRole = []string{"*"}
+
+// CheckRoleName checks only the form of a role name.
+func CheckRoleName(role string) error {
+	if !roleNameRE.MatchString(role) {
+		return fmt.Errorf("role %q is not a role name (lowercase letters, digits and . _ -, at most 64 characters): %w", role, ErrPolicy)
+	}
+	return nil
+}
+
+// CheckRole validates a --role value against the built-in roles and extra,
+// the roles of the CA's stored policy.
+func CheckRole(role string, extra ...string) error {
+	if err := CheckRoleName(role); err != nil {
+		return err
+	}
 	for _, r := range Roles {
 		if r == role {
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown role %q (use readonly, operator or admin): %w", role, ErrPolicy)
+	for _, r := range extra {
+		if r == role || r == AnyRole[0] {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown role %q (use readonly, operator or admin, or a role of the policy stored with 'dockca policy set'): %w", role, ErrPolicy)
+}
+
+// PolicyRoles returns the roles of the policy stored in st (nil when none
+// is stored): issuance accepts them beside the built-in ones.
+func PolicyRoles(ctx context.Context, st *store.Store) ([]string, error) {
+	p, err := st.Policy(ctx)
+	if errors.Is(err, store.ErrNoPolicy) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.Roles, nil
 }
 
 // CheckClientName enforces the client-name rule.

@@ -76,6 +76,9 @@ type TokenRequest struct {
 	CAURL string
 	// CreatedBy is recorded with the token.
 	CreatedBy string
+	// Roles are the roles of the CA's stored policy, accepted beside the
+	// built-in ones (AnyRole for a check made without the CA).
+	Roles []string
 }
 
 // TokenMinter holds the unlocked token key.
@@ -219,7 +222,7 @@ func CheckTokenRequest(r *TokenRequest) error {
 	if err != nil {
 		return err
 	}
-	n, err := check(Request{Kind: kind, Name: r.Name, Role: r.Role, SANs: r.SANs, TTL: r.CertTTL}, nil, time.Now())
+	n, err := check(Request{Kind: kind, Name: r.Name, Role: r.Role, SANs: r.SANs, TTL: r.CertTTL}, nil, r.Roles, time.Now())
 	if err != nil {
 		return err
 	}
@@ -272,14 +275,38 @@ func (m *TokenMinter) Mint(r TokenRequest, now time.Time) (string, *store.Token,
 // CreateToken mints a token and records it; the token is only returned
 // once its record is stored.
 func CreateToken(ctx context.Context, st *store.Store, m *TokenMinter, r TokenRequest) (string, *store.Token, error) {
-	tok, rec, err := m.Mint(r, time.Now())
+	toks, recs, err := CreateTokens(ctx, st, m, []TokenRequest{r})
 	if err != nil {
 		return "", nil, err
 	}
-	if err := st.PutToken(ctx, rec); err != nil {
-		return "", nil, err
+	return toks[0], recs[0], nil
+}
+
+// CreateTokens mints a token for each request and records them all in one
+// transaction: every token is returned, or none is valid. A request the
+// policy refuses fails the whole set, naming it. Roles of the stored
+// policy are accepted.
+func CreateTokens(ctx context.Context, st *store.Store, m *TokenMinter, rs []TokenRequest) ([]string, []*store.Token, error) {
+	roles, err := PolicyRoles(ctx, st)
+	if err != nil {
+		return nil, nil, err
 	}
-	return tok, rec, nil
+	now := time.Now()
+	toks := make([]string, len(rs))
+	recs := make([]*store.Token, len(rs))
+	for i, r := range rs {
+		r.Roles = roles
+		if toks[i], recs[i], err = m.Mint(r, now); err != nil {
+			if len(rs) > 1 {
+				return nil, nil, fmt.Errorf("token for %q: %w", r.Name, err)
+			}
+			return nil, nil, err
+		}
+	}
+	if err := st.PutTokens(ctx, recs); err != nil {
+		return nil, nil, err
+	}
+	return toks, recs, nil
 }
 
 // PeekToken decodes a token's claims without verifying it: clients use it

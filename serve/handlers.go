@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
@@ -30,6 +31,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST "+api.PathRevoke, s.instrument("revoke", s.handleRevoke))
 	mux.Handle("GET "+api.PathCRL, s.instrument("crl", s.handleCRL))
 	mux.Handle("GET "+api.PathRoots, s.instrument("roots", s.handleRoots))
+	mux.Handle("GET "+api.PathPolicy, s.instrument("policy", s.handlePolicy))
 	mux.Handle("GET "+api.PathHealthz, s.instrument("healthz", s.handleHealthz))
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
 	return mux
@@ -304,24 +306,11 @@ func parseReason(name string) (ca.Reason, error) {
 }
 
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	crl, err := ca.CurrentCRL(ctx, s.st, time.Now())
+	// Many clients notice a stale CRL at once; one regeneration serves
+	// them all.
+	crl, err := s.local.CurrentCRL(r.Context())
 	if err != nil {
 		return err
-	}
-	if crl == nil {
-		// Many clients notice a stale CRL at once; one regeneration
-		// serves them all.
-		v, err, _ := s.crlGen.Do("crl", func() (any, error) {
-			if fresh, err := ca.CurrentCRL(ctx, s.st, time.Now()); err != nil || fresh != nil {
-				return fresh, err
-			}
-			return s.a.GenerateCRL(ctx)
-		})
-		if err != nil {
-			return err
-		}
-		crl = v.(*store.CRL)
 	}
 	sum := sha256.Sum256(crl.DER)
 	body, ctype := crl.DER, "application/pkix-crl"
@@ -350,6 +339,31 @@ func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
+// handlePolicy serves the CA's stored authorization policy, the YAML as
+// `dockca policy set` stored it, so remote plugins enforce the roles the CA
+// issues. It is not secret: TLS is all it needs. 404 when none is stored
+// (the built-in roles apply).
+func (s *Server) handlePolicy(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.local.Policy(r.Context())
+	if errors.Is(err, store.ErrNoPolicy) {
+		return errorf(http.StatusNotFound, "no policy is stored: the built-in roles apply")
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", p.ETag())
+	w.Header().Set("Cache-Control", "public, max-age=60, must-revalidate")
+	w.Header().Set("Last-Modified", p.UpdatedAt.UTC().Format(http.TimeFormat))
+	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, p.ETag()) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("Content-Length", strconv.Itoa(len(p.YAML)))
+	_, err = w.Write(p.YAML)
+	return err
+}
+
 func (s *Server) handleRoots(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
@@ -367,24 +381,11 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-func certResponse(iss *ca.Issued) api.CertResponse {
-	return api.CertResponse{
-		Cert: string(ca.PEMCert(iss.Leaf)), Chain: string(iss.ChainPEM()), CA: string(ca.PEMCert(iss.Root)),
-		Serial: iss.Record.Serial, Kind: string(iss.Record.Kind), Name: iss.Record.Name, Role: iss.Record.Role,
-		SANs: iss.Record.SANs, NotAfter: iss.Record.NotAfter,
-	}
-}
+func certResponse(iss *ca.Issued) api.CertResponse { return admin.CertResponse(iss) }
 
-// RevokeResponse is the wire form of a revocation's result; the CLI prints
-// local revocations from it too, so both paths say the same.
-func RevokeResponse(res *ca.RevokeResult) api.RevokeResponse {
-	r := res.Record
-	out := api.RevokeResponse{Serial: r.Serial, Kind: string(r.Kind), Name: r.Name, Already: res.Already}
-	if r.Revocation != nil {
-		out.Reason, out.RevokedAt = r.Revocation.Reason, r.Revocation.RevokedAt
-	}
-	return out
-}
+// RevokeResponse is the wire form of a revocation's result (see
+// admin.RevokeResponse).
+func RevokeResponse(res *ca.RevokeResult) api.RevokeResponse { return admin.RevokeResponse(res) }
 
 // limiterKey buckets IPv6 clients by /64, the block one host or site is
 // usually given, so that one client cannot spread over 2^64 addresses.

@@ -83,8 +83,8 @@ func TestEnrollRenewRevokeCRLMetrics(t *testing.T) {
 	}
 
 	// Admin revokes by name over the socket: every unexpired alice.
-	rr, err := ts.admin.Revoke(ctx, api.AdminRevokeRequest{Targets: []string{"alice"}, Reason: "key-compromise"})
-	if err != nil || len(rr.Results) != 3 {
+	rr, err := ts.admin.Revoke(ctx, []string{"alice"}, ca.Reason{Name: "key-compromise", Code: 1})
+	if err != nil || len(rr) != 3 {
 		t.Fatalf("admin revoke: %v %+v", err, rr)
 	}
 	if _, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: dir, Logger: ts.Server.Logger()}); !api.IsStatus(err, http.StatusForbidden) {

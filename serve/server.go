@@ -1,9 +1,9 @@
 // Package serve runs dockca's certificate authority as a network service:
 // one-time-token enrollment, renewal and revocation over mutual TLS, CRL and
 // root distribution, health and Prometheus metrics (the HTTPS API of package
-// api), and an admin API on a unix socket in the dockca home so that
-// `dockca token create`, `token ls` and `revoke` keep working while the
-// service holds the database's exclusive lock.
+// api), the CA's stored policy, and the admin API of package admin on a
+// unix socket in the dockca home, so that every admin command keeps
+// working while the service holds the database's exclusive lock.
 //
 // The service unlocks the CA keys once at start, is the only process with
 // the database open, and issues its own HTTPS certificate from the
@@ -27,10 +27,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
-	"golang.org/x/sync/singleflight"
 )
 
 // Defaults.
@@ -44,7 +44,7 @@ const (
 
 // SettingURL is the store setting where the service records its URL, so
 // `dockca token create` run while it is stopped knows the audience.
-const SettingURL = "serve.url"
+const SettingURL = admin.SettingURL
 
 // Options configure a Server.
 type Options struct {
@@ -74,7 +74,9 @@ type Server struct {
 	log     *slog.Logger
 	m       *metrics
 	limiter *ipLimiter
-	crlGen  singleflight.Group
+	// local performs the admin operations (and serves the CRL) on the
+	// service's store and unlocked authority.
+	local *admin.Local
 	// inflight counts running handlers: the authority is closed only
 	// after the last one, even when graceful shutdown timed out.
 	inflight sync.WaitGroup
@@ -158,27 +160,43 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 	if err != nil {
 		return nil, err
 	}
-	minter, err := ca.UnlockTokenKey(ctx, st, password)
-	if err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
-	}
-	a, err := ca.Open(ctx, st, ca.OpenOptions{Password: password, Actor: "serve", CRL: true, DNSNames: names})
-	if err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
-	}
-	s := &Server{a: a, st: st, minter: minter, o: o, log: o.Logger, names: names,
-		m: newMetrics(), limiter: newIPLimiter(o.SignRate, o.SignBurst), rootPEM: ca.PEMCert(a.Root()), certRenewAt: 2.0 / 3}
+	s := &Server{st: st, o: o, log: o.Logger, names: names,
+		m: newMetrics(), limiter: newIPLimiter(o.SignRate, o.SignBurst), certRenewAt: 2.0 / 3}
 	defer func() {
 		if err != nil {
 			s.closeListeners()
-			a.Close()
+			if s.a != nil {
+				s.a.Close()
+			}
 		}
 	}()
-	if err := s.renewServiceCert(ctx); err != nil {
-		return nil, err
-	}
+	// Bind first: a service that cannot have its port or its socket must
+	// fail before it writes anything (a token key, a service certificate).
 	if s.ln, err = net.Listen("tcp", o.Listen); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if o.Home != "" {
+		if s.adminLn, err = listenAdmin(filepath.Join(o.Home, api.SocketName), s.log); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+	}
+	rec, root, inter, err := ca.LoadCertificates(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if s.minter, err = ca.UnlockTokenKey(ctx, st, password); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if s.a, err = ca.Open(ctx, st, ca.OpenOptions{Password: password, Actor: "serve", CRL: true, DNSNames: names}); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	s.rootPEM = ca.PEMCert(s.a.Root())
+	keyProblems := ca.CheckKeys(rec, root, inter, password)
+	for _, p := range keyProblems {
+		s.log.Warn("CA key check failed", "key", p.Where, "problem", p.Problem)
+	}
+	if err := s.renewServiceCert(ctx); err != nil {
+		return nil, err
 	}
 	// A URL defaulted from a port-0 listen address gets the real port.
 	if o.Address == "" {
@@ -189,11 +207,8 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 	if err := st.SetSetting(ctx, SettingURL, []byte(s.url)); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	if o.Home != "" {
-		if s.adminLn, err = listenAdmin(filepath.Join(o.Home, api.SocketName), s.log); err != nil {
-			return nil, fmt.Errorf("serve: %w", err)
-		}
-	}
+	s.local = admin.NewLocal(st, admin.LocalOptions{Authority: s.a, Minter: s.minter, CAURL: s.url,
+		KeysChecked: "decrypted with the password when dockca serve started", KeyProblems: keyProblems})
 	s.https = &http.Server{
 		Handler:           s.routes(),
 		TLSConfig:         s.tlsConfig(),
@@ -205,8 +220,10 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	if s.adminLn != nil {
-		s.admin = &http.Server{Handler: s.adminRoutes(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+		// Owner-only and local: a backup streams the whole database and a
+		// token set may be large, so the timeouts are generous.
+		s.admin = &http.Server{Handler: s.adminRoutes(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: time.Minute,
+			WriteTimeout: 10 * time.Minute, IdleTimeout: time.Minute}
 	}
 	return s, nil
 }

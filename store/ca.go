@@ -35,7 +35,10 @@ func (s *Store) CA(ctx context.Context) (*CA, error) {
 		if v == nil {
 			return ErrNoCA
 		}
-		return json.Unmarshal(v, &ca)
+		if err := json.Unmarshal(v, &ca); err != nil {
+			return damaged(s.path, "the CA record does not decode (%v)", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read ca: %w", err)

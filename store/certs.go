@@ -181,12 +181,12 @@ func getCert(tx *bolt.Tx, key []byte) (*Certificate, error) {
 	}
 	var c Certificate
 	if err := json.Unmarshal(v, &c); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
+		return nil, damaged(tx.DB().Path(), "the record of certificate %x does not decode (%v)", key, err)
 	}
 	if r := tx.Bucket(bucketRevoked).Get(key); r != nil {
 		var rev Revocation
 		if err := json.Unmarshal(r, &rev); err != nil {
-			return nil, fmt.Errorf("decode revocation: %w", err)
+			return nil, damaged(tx.DB().Path(), "the revocation of certificate %x does not decode (%v)", key, err)
 		}
 		c.Revocation = &rev
 	}

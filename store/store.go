@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -118,9 +119,16 @@ func Open(path string, o *Options) (*Store, error) {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: o.ReadOnly, NoSync: o.NoSync})
+	if err := precheckFile(path); err != nil {
+		return nil, err
+	}
+	db, err := openBolt(path, &bolt.Options{Timeout: timeout, ReadOnly: o.ReadOnly, NoSync: o.NoSync})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, classifyOpenError(err))
+		var de *DamagedError
+		if errors.As(err, &de) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("open %s: %w", path, classifyOpenError(path, err))
 	}
 	// Group commits wait at most this long for company: long enough for
 	// concurrent issuances to share an fsync, short enough that a lone
@@ -129,20 +137,34 @@ func Open(path string, o *Options) (*Store, error) {
 	s := &Store{db: db, path: path}
 	if err := s.prepare(o.ReadOnly); err != nil {
 		db.Close()
+		var de *DamagedError
+		if errors.As(err, &de) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return s, nil
 }
 
-func classifyOpenError(err error) error {
+// openBolt is bolt.Open with its panics (a damaged freelist page) and
+// faults turned into a DamagedError.
+func openBolt(path string, o *bolt.Options) (db *bolt.DB, err error) {
+	defer faultsPanic()()
+	defer guard(path, &err)
+	return bolt.Open(path, 0o600, o)
+}
+
+func classifyOpenError(path string, err error) error {
+	var pe *fs.PathError
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return ErrLocked
-	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
-		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
-		return ErrCorrupt
+	case errors.As(err, &pe):
+		return err
 	}
-	return err
+	// Everything else bbolt refuses on open is about the file's content:
+	// a bad magic, version or checksum, a page size it cannot use.
+	return damaged(path, "%v", err)
 }
 
 // prepare creates the buckets of a new file and checks the schema marker of
@@ -150,16 +172,35 @@ func classifyOpenError(err error) error {
 // silently extended.
 func (s *Store) prepare(readOnly bool) (err error) {
 	defer func() {
-		// bbolt panics on some kinds of page corruption; turn that into
-		// the typed error instead of a crash.
-		if r := recover(); r != nil {
-			err = ErrCorrupt
+		if errors.Is(err, ErrCorrupt) {
+			var de *DamagedError
+			if !errors.As(err, &de) {
+				err = damaged(s.path, "it is not a dockca database")
+			}
 		}
 	}()
 	if readOnly {
-		return s.db.View(func(tx *bolt.Tx) error { return checkSchema(tx) })
+		return s.view(context.Background(), func(tx *bolt.Tx) error { return checkSchema(tx) })
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	// An intact database is only read: opening it for writing must not
+	// write (a damaged or foreign file is then left exactly as it was).
+	complete := false
+	if err := s.view(context.Background(), func(tx *bolt.Tx) error {
+		if err := checkSchema(tx); err != nil {
+			if errors.Is(err, ErrNoCA) {
+				return nil
+			}
+			return err
+		}
+		complete = true
+		for _, b := range allBuckets {
+			complete = complete && tx.Bucket(b) != nil
+		}
+		return nil
+	}); err != nil || complete {
+		return err
+	}
+	return s.update(context.Background(), func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMeta) == nil && hasAnyBucket(tx) {
 			return ErrCorrupt
 		}
@@ -210,35 +251,59 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	return s.BackupSized(ctx, func(int64) (io.Writer, error) { return w, nil })
+}
+
+// BackupSized is Backup for a writer that must know the size first (an
+// HTTP response's Content-Length): start is called inside the read
+// transaction with the size of the copy and returns where to write it.
+func (s *Store) BackupSized(ctx context.Context, start func(size int64) (io.Writer, error)) (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		w, err := start(tx.Size())
+		if err != nil {
+			return err
+		}
 		n, err = tx.WriteTo(w)
 		return err
 	})
 	return n, err
 }
 
-func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+// view, update and batch run fn in a bbolt transaction. A bbolt panic or a
+// fault on the memory map (damaged pages) becomes a DamagedError: no
+// command may crash on a damaged database.
+func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer faultsPanic()()
+	defer guard(s.path, &err)
 	return s.db.View(fn)
 }
 
-func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer faultsPanic()()
+	defer guard(s.path, &err)
 	return s.db.Update(fn)
 }
 
 // batch is update for writes that many goroutines make at once: bbolt
 // groups them into one transaction and one fsync. fn may run more than once
-// and must be idempotent.
-func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+// and must be idempotent. bbolt runs fn in another goroutine and returns
+// its panic as an error, which is reported as damage.
+func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(fn)
+	defer faultsPanic()()
+	defer guard(s.path, &err)
+	return s.db.Batch(func(tx *bolt.Tx) (err error) {
+		defer faultsPanic()()
+		defer guard(s.path, &err)
+		return fn(tx)
+	})
 }

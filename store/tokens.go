@@ -103,23 +103,38 @@ func (s *Store) EnsureTokenProvisioner(ctx context.Context, p *TokenProvisioner)
 
 // PutToken records a newly minted token. An ID seen before is refused.
 func (s *Store) PutToken(ctx context.Context, t *Token) error {
-	if t.ID == "" {
-		return errors.New("store token: empty id")
-	}
-	b, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("store token: %w", err)
+	return s.PutTokens(ctx, []*Token{t})
+}
+
+// PutTokens records many newly minted tokens in one transaction: all of
+// them or none. An ID seen before refuses the whole set.
+func (s *Store) PutTokens(ctx context.Context, ts []*Token) error {
+	vals := make([][]byte, len(ts))
+	for i, t := range ts {
+		if t.ID == "" {
+			return errors.New("store tokens: empty id")
+		}
+		b, err := json.Marshal(t)
+		if err != nil {
+			return fmt.Errorf("store tokens: %w", err)
+		}
+		vals[i] = b
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		bucket, err := tx.CreateBucketIfNotExists(bucketTokenMeta)
 		if err != nil {
 			return err
 		}
-		k := append(append([]byte(nil), tokenPrefix...), t.ID...)
-		if bucket.Get(k) != nil {
-			return fmt.Errorf("store token: id %s exists", t.ID)
+		for i, t := range ts {
+			k := append(append([]byte(nil), tokenPrefix...), t.ID...)
+			if bucket.Get(k) != nil {
+				return fmt.Errorf("store tokens: id %s exists", t.ID)
+			}
+			if err := bucket.Put(k, vals[i]); err != nil {
+				return err
+			}
 		}
-		return bucket.Put(k, b)
+		return nil
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/store"
 )
 
 // env is everything a command may touch of its process, so tests can run
@@ -102,6 +103,12 @@ func run(ctx context.Context, args []string, e *env) int {
 		return es.code
 	}
 	msg := err.Error()
+	// A damaged database is said the same way by every command, without
+	// the prefixes of what was being done when it was found.
+	var de *store.DamagedError
+	if errors.As(err, &de) {
+		msg = de.Error()
+	}
 	msg = oneLine(strings.TrimSuffix(strings.TrimSpace(msg), "."))
 	fmt.Fprintf(e.Stderr, "dockca: %s\n", msg)
 	var ue *usageError
@@ -167,6 +174,8 @@ func newApp(e *env) *cli.App {
 			newRevokeCommand(e),
 			newCRLCommand(e),
 			newBackupCommand(e),
+			newCheckCommand(e),
+			newPolicyCommand(e),
 			newContextCommand(e),
 			newDaemonCommand(e),
 			newAuditCommand(e),

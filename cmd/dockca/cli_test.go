@@ -296,6 +296,7 @@ func TestBadInputIsOneLineAndChangesNothing(t *testing.T) {
 		{"unknown kind", []string{"sign", "--kind", "server", garbage}, nil, 2, "unknown kind"},
 		// Roles are policy: a refusal, like a lifetime above the maximum.
 		{"unknown role", []string{"issue", "client", "x", "--role", "root"}, nil, 1, "unknown role"},
+		{"malformed role", []string{"issue", "client", "x", "--role", "Root!"}, nil, 2, "not a role name"},
 		{"ttl above maximum", []string{"issue", "client", "x", "--ttl", "91d"}, nil, 1, "above the client maximum"},
 		{"daemon ttl above maximum", []string{"issue", "daemon", "h.example", "--ttl", "366d"}, nil, 1, "above the daemon maximum"},
 		{"bad ttl", []string{"issue", "client", "x", "--ttl", "soon"}, nil, 2, "not a duration"},
@@ -366,7 +367,7 @@ func TestLockedAndCorruptDatabase(t *testing.T) {
 	os.WriteFile(store.Path(bad.home()), []byte(strings.Repeat("not a bbolt file ", 1000)), 0o600)
 	for _, args := range [][]string{{"ls"}, {"issue", "client", "x"}} {
 		res := bad.run(args...)
-		if res.code != 1 || !strings.Contains(res.err, "corrupt") {
+		if res.code != 1 || !strings.Contains(res.err, "dockca.db is damaged: it is not a bbolt database") {
 			t.Fatalf("corrupt database, %v: %+v", args, res)
 		}
 	}

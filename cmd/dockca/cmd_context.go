@@ -66,8 +66,8 @@ func newContextCommand(e *env) *cli.Command {
 					if !c.IsSet("host") {
 						return usagef("context add: --host tcp://HOST:PORT is required")
 					}
-					if err := ca.CheckRole(c.String("role")); err != nil {
-						return inputError(err, "context add")
+					if err := ca.CheckRoleName(c.String("role")); err != nil {
+						return usagef("context add: %v", err)
 					}
 					ttl, err := ttlFlag(c)
 					if err != nil {

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -94,20 +99,9 @@ func initHome(c *cli.Context, e *env, home string, o ca.InitOptions, noPassword 
 	if err := atomicfile.MkdirPrivate(home); err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(path, nil)
+	rec, err := createDatabase(c.Context, home, o)
 	if err != nil {
 		return nil, nil, err
-	}
-	rec, err := ca.Init(c.Context, st, o)
-	closeErr := st.Close()
-	if err != nil {
-		if !errors.Is(err, store.ErrCAExists) {
-			removeEmptyStore(path)
-		}
-		return nil, nil, err
-	}
-	if closeErr != nil {
-		return nil, nil, closeErr
 	}
 	if noPassword {
 		fmt.Fprintf(e.Stderr, "WARNING: the CA keys are stored UNENCRYPTED in %s.\n"+
@@ -116,4 +110,59 @@ func initHome(c *cli.Context, e *env, home string, o ca.InitOptions, noPassword 
 	}
 	fmt.Fprintf(c.App.Writer, "Initialised certificate authority %q in %s\n", rec.Name, home)
 	return rec, o.Password, nil
+}
+
+// createDatabase builds the new CA's database under a temporary name in
+// home and links it into place only once it is complete and synced, so an
+// init killed at any instant leaves either no dockca.db (and a rerun works)
+// or a whole one. Link, unlike rename, never replaces a database that
+// appeared meanwhile.
+func createDatabase(ctx context.Context, home string, o ca.InitOptions) (*store.CA, error) {
+	path := store.Path(home)
+	removeStaleInits(home)
+	f, err := os.CreateTemp(home, store.FileName+".init-*")
+	if err != nil {
+		return nil, err
+	}
+	tmp := f.Name()
+	f.Close()
+	os.Remove(tmp) // bbolt creates it afresh: an empty file is refused
+	defer os.Remove(tmp)
+	st, err := store.Open(tmp, nil)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := ca.Init(ctx, st, o)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%s appeared while the CA was being created; refusing to replace it", path)
+		}
+		return nil, err
+	}
+	if err := atomicfile.SyncDir(home); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// removeStaleInits deletes what killed inits left: temporary databases no
+// process holds open.
+func removeStaleInits(home string) {
+	stale, _ := filepath.Glob(filepath.Join(home, store.FileName+".init-*"))
+	for _, p := range stale {
+		st, err := store.Open(p, &store.Options{ReadOnly: true, LockTimeout: 10 * time.Millisecond})
+		if errors.Is(err, store.ErrLocked) {
+			continue // another init is building it
+		}
+		if err == nil {
+			st.Close()
+		}
+		os.Remove(p)
+	}
 }

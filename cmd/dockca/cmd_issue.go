@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
 	"github.com/dockca/dockca/store"
@@ -54,13 +55,13 @@ func newIssueCommand(e *env) *cli.Command {
 						out:   c.String("out"),
 						force: c.Bool("force"),
 					}
-					return withIssuer(c, e, o.req, func(a *ca.Authority) error { return runIssue(c.Context, a, o, c.App.Writer) })
+					return withIssuer(c, e, o.req, func(adm admin.Admin) error { return runIssue(c.Context, adm, o, c.App.Writer) })
 				},
 			},
 			{
 				Name:      "client",
 				Usage:     "issue a client certificate for NAME (a person or a tool)",
-				UsageText: "dockca issue client NAME [--role readonly|operator|admin] [--ttl D] [--out DIR] [--force]",
+				UsageText: "dockca issue client NAME [--role readonly|operator|admin|POLICY-ROLE] [--ttl D] [--out DIR] [--force]",
 				Description: "Issues a client certificate: CN=NAME, extended key usage clientAuth only, the role carried in the\n" +
 					"certificate (its Subject OU) and recorded in the database. Writes DIR/ca.pem, DIR/cert.pem (leaf then\n" +
 					"intermediate) and DIR/key.pem (0600): the DOCKER_CERT_PATH layout.\n\n" +
@@ -68,7 +69,7 @@ func newIssueCommand(e *env) *cli.Command {
 					"not run the dockca authorization plugin: full control of the host. readonly and operator are\n" +
 					"enforced only where the plugin runs. Default TTL 30d, maximum 90d.",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "role", Value: ca.RoleAdmin, Usage: "`ROLE`: readonly, operator or admin"},
+					&cli.StringFlag{Name: "role", Value: ca.RoleAdmin, Usage: "`ROLE`: readonly, operator, admin or a role of the stored policy"},
 					&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` (default 30d, at most 90d)"},
 					&cli.StringFlag{Name: "out", Usage: "output `DIR` (default ./NAME), created 0700 if missing"},
 					&cli.BoolFlag{Name: "force", Usage: "replace existing files in DIR"},
@@ -81,15 +82,15 @@ func newIssueCommand(e *env) *cli.Command {
 					if err != nil {
 						return err
 					}
-					if err := ca.CheckRole(c.String("role")); err != nil {
-						return inputError(err, "issue client")
+					if err := ca.CheckRoleName(c.String("role")); err != nil {
+						return usagef("issue client: %v", err)
 					}
 					o := issueOptions{
 						req:   ca.Request{Kind: store.KindClient, Name: c.Args().First(), Role: c.String("role"), TTL: ttl},
 						out:   c.String("out"),
 						force: c.Bool("force"),
 					}
-					return withIssuer(c, e, o.req, func(a *ca.Authority) error { return runIssue(c.Context, a, o, c.App.Writer) })
+					return withIssuer(c, e, o.req, func(adm admin.Admin) error { return runIssue(c.Context, adm, o, c.App.Writer) })
 				},
 			},
 		},
@@ -110,37 +111,23 @@ func ttlFlag(c *cli.Context) (time.Duration, error) {
 	return d, nil
 }
 
-// withIssuer prechecks the request, then runs fn with the unlocked CA.
-func withIssuer(c *cli.Context, e *env, r ca.Request, fn func(*ca.Authority) error) error {
+// withIssuer prechecks the request's form, then runs fn with the CA of
+// the home (the running service, or the database).
+func withIssuer(c *cli.Context, e *env, r ca.Request, fn func(admin.Admin) error) error {
 	if r.CSR == nil {
 		if err := ca.Precheck(r); err != nil {
 			return fmt.Errorf("%s %s: %w", cmdName(c), r.Name, err)
 		}
 	}
-	return withAuthority(c, e, false, fn)
-}
-
-// withAuthority opens the store and unlocks the CA around fn.
-func withAuthority(c *cli.Context, e *env, withCRL bool, fn func(*ca.Authority) error) error {
-	st, err := openStore(c, e, false)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	a, err := unlock(c.Context, c, e, st, withCRL)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	return fn(a)
+	return withAdmin(c, e, true, fn)
 }
 
 // runIssue checks everything that can be checked before signing (policy,
 // output directory, existing files), so bad input issues nothing, then
 // signs, stores and writes the files.
-func runIssue(ctx context.Context, a *ca.Authority, o issueOptions, w io.Writer) error {
+func runIssue(ctx context.Context, adm admin.Admin, o issueOptions, w io.Writer) error {
 	what := fmt.Sprintf("issue %s %s", o.req.Kind, o.req.Name)
-	n, err := a.Check(o.req)
+	n, err := adm.CheckRequest(ctx, o.req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -154,7 +141,7 @@ func runIssue(ctx context.Context, a *ca.Authority, o issueOptions, w io.Writer)
 	if err := preflightDir(dir, o.req.Kind, o.force); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	iss, err := a.Issue(ctx, o.req)
+	iss, err := adm.Issue(ctx, o.req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

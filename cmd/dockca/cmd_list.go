@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
-	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
 
@@ -18,14 +16,14 @@ func newListCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "ls",
 		Usage:     "list issued certificates",
-		UsageText: "dockca ls [--kind client|daemon] [--status valid|superseded|revoked|expired] [--expiring-within D] [--json | -q | --format TEMPLATE]",
+		UsageText: "dockca ls [--kind client|daemon|service] [--status valid|superseded|revoked|expired] [--expiring-within D] [--json | -q | --format TEMPLATE]",
 		Description: "Prints a table (name, kind, role, serial, not-after, status), oldest first; --json prints an\n" +
 			"array of objects with serial, name, kind, role, not_after, status and more; -q prints the serials\n" +
 			"only, one a line. --format takes a Go template over each certificate's fields: .Serial .Name .Kind\n" +
 			".Role .SANs .NotBefore .NotAfter .Status .IssuedAt .IssuedBy .Fingerprint .RevokedAt .Reason\n" +
 			"('{{json .}}' is one --json object a line; 'table {{.Name}}\\t{{.Serial}}' aligns columns).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "kind", Usage: "only certificates of `KIND` client or daemon"},
+			&cli.StringFlag{Name: "kind", Usage: "only certificates of `KIND` client, daemon or service (dockca serve's own)"},
 			&cli.StringFlag{Name: "status", Usage: "only certificates whose `STATUS` is valid, superseded (renewed), revoked or expired"},
 			&cli.StringFlag{Name: "expiring-within", Usage: "only valid certificates expiring within `D` (e.g. 7d)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
@@ -41,9 +39,14 @@ func newListCommand(e *env) *cli.Command {
 			}
 			var f store.Filter
 			if c.IsSet("kind") {
-				k, err := ca.ParseKind(c.String("kind"))
-				if err != nil {
-					return usagef("ls: %v", err)
+				// The service's own certificate is listed with kind
+				// service, so ls filters by it too.
+				k := store.Kind(c.String("kind"))
+				if k != store.KindService {
+					var err error
+					if k, err = ca.ParseKind(c.String("kind")); err != nil {
+						return usagef("ls: unknown kind %q (use client, daemon or service)", c.String("kind"))
+					}
 				}
 				f.Kind = k
 			}
@@ -128,26 +131,13 @@ func newShowCommand(e *env) *cli.Command {
 	}
 }
 
-// certificates answers ls (the filters of req) and show (req.Arg) from the
-// database, read-only, or, while dockca serve holds it, from the service's
-// admin socket.
+// certificates answers ls (the filters of req) and show (req.Arg) from
+// the CA of the home: the database read-only, or the running service.
 func certificates(c *cli.Context, e *env, req api.AdminCertificatesRequest) ([]ca.ListEntry, error) {
-	st, err := openStore(c, e, true)
-	if errors.Is(err, store.ErrLocked) {
-		ac, aerr := serviceClient(c, e, err)
-		if aerr != nil {
-			return nil, aerr
-		}
-		defer ac.Close()
-		var entries []ca.ListEntry
-		if err := ac.Certificates(c.Context, req, &entries); err != nil {
-			return nil, err
-		}
-		return entries, nil
-	}
+	adm, err := openAdmin(c, e, false)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	return ca.FindEntries(c.Context, st, req.Arg, serve.CertificatesFilter(req), req.PEM)
+	defer adm.Close()
+	return adm.Certificates(c.Context, req)
 }

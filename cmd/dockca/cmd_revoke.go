@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,11 +11,10 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/atomicfile"
-	"github.com/dockca/dockca/serve"
-	"github.com/dockca/dockca/store"
 )
 
 func newRevokeCommand(e *env) *cli.Command {
@@ -43,30 +41,18 @@ func newRevokeCommand(e *env) *cli.Command {
 			if err != nil {
 				return usagef("revoke: %v", err)
 			}
-			st, err := openStore(c, e, false)
-			if errors.Is(err, store.ErrLocked) {
-				return revokeViaService(c, e, err, reason) // dockca serve holds the database
-			}
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			// Resolve first: an unknown argument fails before the password
-			// is asked for, and nothing is revoked.
-			if _, err := st.ResolveAll(c.Context, c.Args().Slice(), true, time.Now()); err != nil {
-				return fmt.Errorf("revoke: %w", err)
-			}
-			a, err := unlock(c.Context, c, e, st, true)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			results, err := a.RevokeTargets(c.Context, c.Args().Slice(), reason)
-			for _, r := range results {
-				printRevoked(c.App.Writer, serve.RevokeResponse(r))
-			}
-			// Its errors say "revoke SERIAL: …" already.
-			return err
+			return withAdmin(c, e, true, func(adm admin.Admin) error {
+				// Every argument is resolved before the password is asked
+				// for, so an unknown one revokes nothing.
+				results, err := adm.Revoke(c.Context, c.Args().Slice(), reason)
+				for _, r := range results {
+					printRevoked(c.App.Writer, r)
+				}
+				if err != nil {
+					return fmt.Errorf("revoke: %w", err)
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -105,29 +91,18 @@ func newCRLCommand(e *env) *cli.Command {
 			out := c.String("out")
 			toStdout := out == "" || out == "-"
 			asPEM := c.Bool("pem") || (toStdout && !c.Bool("der") && isTerminal(c.App.Writer))
-			st, err := openStore(c, e, false)
-			if err != nil {
+			var der []byte
+			err := withAdmin(c, e, true, func(adm admin.Admin) error {
+				var err error
+				der, err = adm.CRL(c.Context)
 				return err
-			}
-			defer st.Close()
-			crl, err := ca.CurrentCRL(c.Context, st, time.Now())
+			})
 			if err != nil {
 				return fmt.Errorf("crl: %w", err)
 			}
-			if crl == nil {
-				a, err := unlock(c.Context, c, e, st, true)
-				if err != nil {
-					return err
-				}
-				// Opening with CRL support generates a fresh one.
-				a.Close()
-				if crl, err = st.CRL(c.Context); err != nil {
-					return fmt.Errorf("crl: %w", err)
-				}
-			}
-			data := crl.DER
+			data := der
 			if asPEM {
-				data = ca.PEMCRL(crl.DER)
+				data = ca.PEMCRL(der)
 			}
 			if !toStdout {
 				return atomicfile.WriteFile(out, data, 0o644)
@@ -150,7 +125,8 @@ func newBackupCommand(e *env) *cli.Command {
 		Name:      "backup",
 		Usage:     "write a consistent copy of the database to FILE",
 		UsageText: "dockca backup FILE",
-		Description: "Copies dockca.db in one read transaction while other readers continue. A home directory holding\n" +
+		Description: "Copies dockca.db in one read transaction while other readers continue; while 'dockca serve' runs,\n" +
+			"the service streams the copy over its admin socket. A home directory holding\n" +
 			"the copy as dockca.db is a working dockca home. The copy holds the encrypted CA keys: keep it safe.\n" +
 			"Refuses to overwrite an existing FILE.",
 		Action: func(c *cli.Context) error {
@@ -161,21 +137,18 @@ func newBackupCommand(e *env) *cli.Command {
 			if _, err := os.Lstat(out); err == nil {
 				return fmt.Errorf("backup: %s already exists", out)
 			}
-			st, err := openStore(c, e, true)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			return runBackup(c.Context, st, out, c.App.Writer)
+			return withAdmin(c, e, false, func(adm admin.Admin) error { return runBackup(c.Context, adm, out, c.App.Writer) })
 		},
 	}
 }
 
-func runBackup(ctx context.Context, st *store.Store, out string, w io.Writer) error {
+// runBackup writes the copy next to out and renames it into place once
+// complete, so a failed or interrupted backup leaves no partial file.
+func runBackup(ctx context.Context, adm admin.Admin, out string, w io.Writer) error {
 	var n int64
 	err := atomicfile.Create(out, 0o600, func(w io.Writer) error {
 		var err error
-		n, err = st.Backup(ctx, w)
+		n, err = adm.Backup(ctx, w)
 		return err
 	})
 	if err != nil {

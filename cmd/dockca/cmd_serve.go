@@ -21,9 +21,10 @@ func newServeCommand(e *env) *cli.Command {
 			"prompt) and serves the API under /v1 over HTTPS with a certificate issued for the names in --address\n" +
 			"and --listen. On first start in an empty home the CA is initialised (the password is required unless\n" +
 			"--no-password, which stores the keys UNENCRYPTED, for development only).\n\n" +
-			"While it runs, the service holds dockca.db exclusively: 'dockca token create', 'token ls' and\n" +
-			"'revoke' then go through its admin socket <home>/serve.sock (owner only). SIGTERM or SIGINT stops\n" +
-			"it after in-flight requests finish.",
+			"While it runs, the service holds dockca.db exclusively: every command that needs the CA (issue, sign,\n" +
+			"ls, show, revoke, crl, backup, token, check, policy) then goes through its admin socket\n" +
+			"<home>/serve.sock (owner only). It binds its port and socket before it writes anything, so a start\n" +
+			"that fails changes nothing. SIGTERM or SIGINT stops it after in-flight requests finish.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: serve.DefaultListen, EnvVars: []string{"DOCKCA_LISTEN"}, Usage: "`HOST:PORT` to listen on"},
 			&cli.StringFlag{Name: "address", EnvVars: []string{"DOCKCA_ADDRESS"}, Usage: "the `URL` clients reach the service at (default https://<listen>)"},

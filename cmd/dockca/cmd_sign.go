@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
 )
@@ -29,7 +30,7 @@ func newSignCommand(e *env) *cli.Command {
 			"Prints the certificate followed by the intermediate (PEM), or writes them to --out.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kind", Usage: "`KIND` of certificate: client or daemon"},
-			&cli.StringFlag{Name: "role", Usage: "`ROLE` of a client certificate: readonly, operator or admin (default admin)"},
+			&cli.StringFlag{Name: "role", Usage: "`ROLE` of a client certificate: readonly, operator, admin or a role of the stored policy (default admin)"},
 			&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` (defaults and maximums as for issue)"},
 			&cli.StringFlag{Name: "out", Usage: "write the chain to `FILE` instead of standard output"},
 		},
@@ -45,8 +46,8 @@ func newSignCommand(e *env) *cli.Command {
 				return usagef("sign: %v", err)
 			}
 			if c.IsSet("role") {
-				if err := ca.CheckRole(c.String("role")); err != nil {
-					return inputError(err, "sign")
+				if err := ca.CheckRoleName(c.String("role")); err != nil {
+					return usagef("sign: %v", err)
 				}
 			}
 			ttl, err := ttlFlag(c)
@@ -54,12 +55,12 @@ func newSignCommand(e *env) *cli.Command {
 				return err
 			}
 			o := signOptions{req: ca.Request{Kind: kind, Role: c.String("role"), TTL: ttl}, csr: c.Args().First(), out: c.String("out")}
-			return withAuthority(c, e, false, func(a *ca.Authority) error { return runSign(c.Context, a, o, c.App.Writer) })
+			return withAdmin(c, e, true, func(adm admin.Admin) error { return runSign(c.Context, adm, o, c.App.Writer) })
 		},
 	}
 }
 
-func runSign(ctx context.Context, a *ca.Authority, o signOptions, w io.Writer) error {
+func runSign(ctx context.Context, adm admin.Admin, o signOptions, w io.Writer) error {
 	b, err := os.ReadFile(o.csr)
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", o.csr, err)
@@ -69,7 +70,7 @@ func runSign(ctx context.Context, a *ca.Authority, o signOptions, w io.Writer) e
 		return fmt.Errorf("sign %s: %w", o.csr, err)
 	}
 	o.req.CSR = csr
-	if _, err := a.Check(o.req); err != nil {
+	if _, err := adm.CheckRequest(ctx, o.req); err != nil {
 		return fmt.Errorf("sign %s: %w", o.csr, err)
 	}
 	toFile := o.out != "" && o.out != "-"
@@ -78,7 +79,7 @@ func runSign(ctx context.Context, a *ca.Authority, o signOptions, w io.Writer) e
 			return fmt.Errorf("sign %s: %s already exists", o.csr, o.out)
 		}
 	}
-	iss, err := a.Issue(ctx, o.req)
+	iss, err := adm.Issue(ctx, o.req)
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", o.csr, err)
 	}

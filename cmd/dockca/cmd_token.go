@@ -1,19 +1,21 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
-	"github.com/dockca/dockca/serve"
-	"github.com/dockca/dockca/store"
 )
 
 func newTokenCommand(e *env) *cli.Command {
@@ -23,48 +25,50 @@ func newTokenCommand(e *env) *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:      "create",
-				Usage:     "mint a one-time token bound to a kind, name, role and SANs",
-				UsageText: "dockca token create --kind client|daemon|revoke [--role R] [--san X]... [--ttl D] [--token-ttl 1h] [--ca-url URL] NAME",
-				Description: "Prints the token on standard output and, on standard error, the root fingerprint and a\n" +
-					"ready-to-paste enrollment command. NAME is the client name, the daemon host, or (--kind revoke)\n" +
-					"the serial of the certificate an admin may revoke with it via POST /v1/revoke.\n" +
-					"The token works once and expires after --token-ttl (default 1h, at most 24h); --ttl is the\n" +
-					"lifetime of the certificate it buys. While 'dockca serve' runs, the token is minted by the\n" +
-					"service over its admin socket; otherwise the CA password unlocks the token key here.",
+				Usage:     "mint one-time tokens bound to a kind, name, role and SANs",
+				UsageText: "dockca token create --kind client|daemon|revoke [--role R] [--san X]... [--ttl D] [--token-ttl 1h] [--ca-url URL] [--json] NAME...|--from-file FILE",
+				Description: "With one NAME, prints the token on standard output and, on standard error, the root fingerprint and a\n" +
+					"ready-to-paste enrollment command. With several NAMEs or --from-file FILE (one name per line, blank\n" +
+					"lines and # comments skipped, - for standard input) it mints a token for each, all recorded in one\n" +
+					"transaction (all or none), and prints one line per token, NAME TOKEN; --json prints an array of\n" +
+					"{name, token, expires} instead. NAME is the client name, the daemon host, or (--kind revoke) the\n" +
+					"serial of the certificate an admin may revoke with it via POST /v1/revoke.\n" +
+					"A token works once and expires after --token-ttl (default 1h, at most 24h); --ttl is the lifetime of\n" +
+					"the certificate it buys. While 'dockca serve' runs, tokens are minted by the service over its admin\n" +
+					"socket; otherwise the CA password unlocks the token key here.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "kind", Required: true, Usage: "`KIND` client, daemon or revoke"},
-					&cli.StringFlag{Name: "role", Usage: "client `ROLE`: readonly, operator or admin (default admin)"},
+					&cli.StringFlag{Name: "role", Usage: "client `ROLE`: readonly, operator, admin or a role of the stored policy (default admin)"},
 					&cli.StringSliceFlag{Name: "san", Usage: "extra daemon name `X` (DNS or IP); repeatable"},
 					&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` of the certificate (default: the kind's)"},
 					&cli.StringFlag{Name: "token-ttl", Value: "1h", Usage: "lifetime `D` of the token (at most 24h)"},
 					caURLFlag("the service `URL` (default: the one dockca serve recorded)"),
+					&cli.StringFlag{Name: "from-file", Usage: "read names from `FILE`, one per line (- for standard input)"},
+					&cli.BoolFlag{Name: "json", Usage: "print a JSON array of {name, token, expires}"},
 				},
 				Action: func(c *cli.Context) error {
-					if err := argsExactly(c, 1, "NAME"); err != nil {
+					names, err := tokenNames(c, e)
+					if err != nil {
 						return err
 					}
-					req := api.TokenRequest{Kind: c.String("kind"), Name: c.Args().First(), Role: c.String("role"),
-						SANs: c.StringSlice("san"), CertTTL: c.String("ttl"), TTL: c.String("token-ttl"), CAURL: c.String("ca-url"), By: actor()}
-					switch req.Kind {
+					switch kind := c.String("kind"); kind {
 					case "client", "daemon", ca.TokenKindRevoke:
 					default:
-						return usagef("token create: unknown kind %q (use client, daemon or revoke)", req.Kind)
+						return usagef("token create: unknown kind %q (use client, daemon or revoke)", kind)
 					}
-					// Bad input fails before any password is asked.
-					tr, err := serve.TokenRequestFromAPI(req, "https://precheck.invalid")
-					if err == nil {
-						err = ca.CheckTokenRequest(&tr)
+					reqs := make([]api.TokenRequest, len(names))
+					for i, name := range names {
+						reqs[i] = api.TokenRequest{Kind: c.String("kind"), Name: name, Role: c.String("role"),
+							SANs: c.StringSlice("san"), CertTTL: c.String("ttl"), TTL: c.String("token-ttl"), CAURL: c.String("ca-url"), By: actor()}
+						// Bad input fails before any password is asked.
+						if err := admin.PrecheckTokenRequest(reqs[i]); err != nil {
+							return inputError(err, "token create")
+						}
 					}
-					if err != nil {
-						return inputError(err, "token create")
-					}
-					resp, err := createToken(c, e, req)
-					if err != nil {
-						return fmt.Errorf("token create: %w", err)
-					}
-					fmt.Fprintln(c.App.Writer, resp.Token)
-					printTokenHints(e, resp)
-					return nil
+					o := tokenCreateOptions{reqs: reqs, asJSON: c.Bool("json"), fleet: len(names) > 1 || c.IsSet("from-file"), self: e.Self}
+					return withAdmin(c, e, true, func(adm admin.Admin) error {
+						return runTokenCreate(c.Context, adm, o, c.App.Writer, e.Stderr)
+					})
 				},
 			},
 			{
@@ -92,78 +96,104 @@ func newTokenCommand(e *env) *cli.Command {
 	}
 }
 
-// serviceClient returns the admin client of a service running for the
-// home, for commands that found the database locked.
-func serviceClient(c *cli.Context, e *env, locked error) (*serve.AdminClient, error) {
-	home, err := homeDir(c, e)
-	if err != nil {
-		return nil, err
+// tokenNames are the names token create mints for: its arguments, or the
+// lines of --from-file.
+func tokenNames(c *cli.Context, e *env) ([]string, error) {
+	file := c.String("from-file")
+	if file == "" {
+		if c.Args().Len() == 0 {
+			return nil, usagef("token create: missing NAME (or --from-file FILE)")
+		}
+		return c.Args().Slice(), nil
 	}
-	ac, err := serve.DialAdmin(home)
-	if err != nil {
-		return nil, fmt.Errorf("%w, and no dockca serve answers on its admin socket: %v", locked, err)
+	if c.Args().Len() > 0 {
+		return nil, usagef("token create: give names as arguments or in --from-file, not both")
 	}
-	return ac, nil
+	var r io.Reader = e.Stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("token create: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var names []string
+	sc := bufio.NewScanner(r)
+	for line := 1; sc.Scan(); line++ {
+		name := strings.TrimSpace(sc.Text())
+		if name == "" || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if strings.ContainsAny(name, " \t") {
+			return nil, usagef("token create: %s line %d: %q is not one name", file, line, name)
+		}
+		names = append(names, name)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("token create: read %s: %w", file, err)
+	}
+	if len(names) == 0 {
+		return nil, usagef("token create: %s names nobody", file)
+	}
+	return names, nil
 }
 
-func createToken(c *cli.Context, e *env, req api.TokenRequest) (*api.TokenResponse, error) {
-	st, err := openStore(c, e, false)
-	if errors.Is(err, store.ErrLocked) {
-		ac, err := serviceClient(c, e, err)
-		if err != nil {
-			return nil, err
-		}
-		defer ac.Close()
-		return ac.CreateToken(c.Context, req)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	return createTokenLocal(c, e, st, req)
+type tokenCreateOptions struct {
+	reqs   []api.TokenRequest
+	asJSON bool
+	// fleet prints NAME TOKEN lines even for one token (--from-file).
+	fleet bool
+	// self is how the hints name the dockca binary (./dockca).
+	self string
 }
 
-func createTokenLocal(c *cli.Context, e *env, st *store.Store, req api.TokenRequest) (*api.TokenResponse, error) {
-	ctx := c.Context
-	rec, err := st.CA(ctx)
+// runTokenCreate mints the tokens (one transaction) and prints them: a
+// single token with its usage hints on stderr, a fleet as NAME TOKEN
+// lines, or JSON.
+func runTokenCreate(ctx context.Context, adm admin.Admin, o tokenCreateOptions, w, stderr io.Writer) error {
+	resps, err := adm.CreateTokens(ctx, o.reqs)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("token create: %w", err)
 	}
-	if req.CAURL == "" {
-		u, err := st.Setting(ctx, serve.SettingURL)
-		if err != nil {
-			return nil, err
+	return writeTokensCreated(resps, o, w, stderr)
+}
+
+func writeTokensCreated(resps []api.TokenResponse, o tokenCreateOptions, w, stderr io.Writer) error {
+	if o.asJSON {
+		type entry struct {
+			Name    string    `json:"name"`
+			Token   string    `json:"token"`
+			Expires time.Time `json:"expires"`
 		}
-		if len(u) == 0 {
-			return nil, errors.New("no CA URL: pass --ca-url (dockca serve records its URL when it starts)")
+		out := make([]entry, len(resps))
+		for i, r := range resps {
+			out[i] = entry{Name: r.Info.Name, Token: r.Token, Expires: r.Info.ExpiresAt.UTC()}
 		}
-		req.CAURL = string(u)
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
 	}
-	tr, err := serve.TokenRequestFromAPI(req, "")
-	if err != nil {
-		return nil, err
+	if !o.fleet {
+		fmt.Fprintln(w, resps[0].Token)
+		printTokenHints(stderr, o.self, &resps[0])
+		return nil
 	}
-	tr.CreatedBy = req.By
-	var pw []byte
-	if rec.Encrypted {
-		if pw, err = readPassword(c, e, false); err != nil {
-			return nil, err
-		}
+	bw := bufio.NewWriter(w)
+	for _, r := range resps {
+		fmt.Fprintf(bw, "%s %s\n", r.Info.Name, r.Token)
 	}
-	m, err := ca.UnlockTokenKey(ctx, st, pw)
-	if err != nil {
-		return nil, err
+	if err := bw.Flush(); err != nil {
+		return err
 	}
-	tok, t, err := ca.CreateToken(ctx, st, m, tr)
-	if err != nil {
-		return nil, err
-	}
-	return &api.TokenResponse{Token: tok, Info: serve.TokenInfo(t), CAURL: tr.CAURL, RootFingerprint: rec.RootFingerprint}, nil
+	r := resps[0]
+	fmt.Fprintf(stderr, "%d %s tokens, valid until %s, single use each; CA %s, root fingerprint (SHA-256) %s\n",
+		len(resps), r.Info.Kind, r.Info.ExpiresAt.UTC().Format(time.RFC3339), r.CAURL, r.RootFingerprint)
+	return nil
 }
 
 // printTokenHints tells the admin, on stderr, how the token is used.
-func printTokenHints(e *env, r *api.TokenResponse) {
-	w := e.Stderr
+func printTokenHints(w io.Writer, self string, r *api.TokenResponse) {
 	fmt.Fprintf(w, "Token %s for %s %q, valid until %s, single use.\n", r.Info.ID, r.Info.Kind, r.Info.Name, r.Info.ExpiresAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "Root fingerprint (SHA-256): %s\n", r.RootFingerprint)
 	switch r.Info.Kind {
@@ -171,38 +201,22 @@ func printTokenHints(e *env, r *api.TokenResponse) {
 	// other local users could read it in the process list.
 	case "client":
 		fmt.Fprintf(w, "On the client machine:\n  DOCKCA_TOKEN=%s %s context add %s --host tcp://DOCKER_HOST:2376 --ca-url %s --fingerprint %s\n",
-			r.Token, e.Self, r.Info.Name, r.CAURL, r.RootFingerprint)
+			r.Token, self, r.Info.Name, r.CAURL, r.RootFingerprint)
 	case "daemon":
 		fmt.Fprintf(w, "On the Docker host:\n  DOCKCA_TOKEN=%s %s daemon setup %s --ca-url %s --fingerprint %s\n",
-			r.Token, e.Self, r.Info.Name, r.CAURL, r.RootFingerprint)
+			r.Token, self, r.Info.Name, r.CAURL, r.RootFingerprint)
 	case ca.TokenKindRevoke:
 		fmt.Fprintf(w, "To revoke: curl --cacert ca.pem -X POST %s%s -d '{\"token\": \"%s\"}'\n", r.CAURL, api.PathRevoke, r.Token)
 	}
 }
 
 func listTokens(c *cli.Context, e *env) ([]api.TokenInfo, error) {
-	st, err := openStore(c, e, true)
-	if errors.Is(err, store.ErrLocked) {
-		ac, err := serviceClient(c, e, err)
-		if err != nil {
-			return nil, err
-		}
-		defer ac.Close()
-		return ac.Tokens(c.Context)
-	}
+	adm, err := openAdmin(c, e, false)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	toks, err := st.Tokens(c.Context)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]api.TokenInfo, 0, len(toks))
-	for _, t := range toks {
-		out = append(out, serve.TokenInfo(t))
-	}
-	return out, nil
+	defer adm.Close()
+	return adm.Tokens(c.Context)
 }
 
 func tokenStatus(t api.TokenInfo, now time.Time) string {
@@ -268,22 +282,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// revokeViaService revokes through a running service's admin socket when
-// the database is locked by it.
-func revokeViaService(c *cli.Context, e *env, locked error, reason ca.Reason) error {
-	ac, err := serviceClient(c, e, locked)
-	if err != nil {
-		return err
-	}
-	defer ac.Close()
-	resp, err := ac.Revoke(c.Context, api.AdminRevokeRequest{Targets: c.Args().Slice(), Reason: reason.Name})
-	if err != nil {
-		return fmt.Errorf("revoke: %w", err)
-	}
-	for _, r := range resp.Results {
-		printRevoked(c.App.Writer, r)
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -151,28 +149,6 @@ func startAuthzPlugin(t *testing.T, r *cliRunner, args ...string) string {
 	}
 }
 
-// startServe runs `dockca serve` as its own process on r's home and waits
-// for its admin socket.
-func startServe(t *testing.T, r *cliRunner, bin string) *exec.Cmd {
-	t.Helper()
-	srv := exec.Command(bin, "--home", r.home(), "serve", "--listen", "127.0.0.1:0")
-	srv.Env = append(os.Environ(), "DOCKCA_PASSWORD="+r.env["DOCKCA_PASSWORD"])
-	var logs bytes.Buffer
-	srv.Stdout, srv.Stderr = &logs, &logs
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-		if t.Failed() {
-			t.Logf("dockca serve:\n%s", logs.String())
-		}
-	})
-	waitForFile(t, filepath.Join(r.home(), "serve.sock"))
-	return srv
-}
-
 // TestAuthzLocalModeWhileServeRuns: with dockca serve holding the home, a
 // revocation through the service is enforced by the local plugin on the
 // next request, whether the plugin started before the service or after it,
@@ -188,7 +164,8 @@ func TestAuthzLocalModeWhileServeRuns(t *testing.T) {
 		r.ok("issue", "client", n, "--role", "readonly", "--out", filepath.Join(dir, n))
 	}
 	before := startAuthzPlugin(t, r) // reads the database directly
-	startServe(t, r, bin)
+	startServe(t, bin, r.home(), r.env["DOCKCA_PASSWORD"])
+	waitForFile(t, filepath.Join(r.home(), "serve.sock"))
 	after := startAuthzPlugin(t, r) // the database is held: the admin socket
 
 	dd := filepath.Join(dir, "daemon")

@@ -8,58 +8,42 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
+	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/store"
 )
 
-// localCA adapts the CA in --home to the interfaces of the contexts and
-// daemonsetup packages. It opens the database and asks for the password
-// only when first needed, so those packages can refuse bad input before
-// anything is unlocked or issued.
+// localCA adapts the CA of --home (the running service's admin socket, or
+// the database) to the interfaces of the contexts and daemonsetup
+// packages. It opens the CA and asks for the password only when first
+// needed, so those packages can refuse bad input before anything is
+// unlocked or issued.
 type localCA struct {
-	c  *cli.Context
-	e  *env
-	st *store.Store
-	a  *ca.Authority
+	c   *cli.Context
+	e   *env
+	adm admin.Admin
 }
 
 func newLocalCA(c *cli.Context, e *env) *localCA { return &localCA{c: c, e: e} }
 
-func (l *localCA) store() (*store.Store, error) {
-	if l.st == nil {
-		st, err := openStore(l.c, l.e, false)
+func (l *localCA) admin() (admin.Admin, error) {
+	if l.adm == nil {
+		adm, err := openAdmin(l.c, l.e, true)
 		if err != nil {
 			return nil, err
 		}
-		l.st = st
+		l.adm = adm
 	}
-	return l.st, nil
-}
-
-func (l *localCA) authority(ctx context.Context) (*ca.Authority, error) {
-	if l.a != nil {
-		return l.a, nil
-	}
-	st, err := l.store()
-	if err != nil {
-		return nil, err
-	}
-	a, err := unlock(ctx, l.c, l.e, st, true)
-	if err != nil {
-		return nil, err
-	}
-	l.a = a
-	return a, nil
+	return l.adm, nil
 }
 
 func (l *localCA) Close() {
-	if l.a != nil {
-		l.a.Close()
-	}
-	if l.st != nil {
-		l.st.Close()
+	if l.adm != nil {
+		l.adm.Close()
 	}
 }
 
@@ -67,11 +51,11 @@ func (l *localCA) issue(ctx context.Context, r ca.Request) (*tlsbundle.Bundle, e
 	if err := ca.Precheck(r); err != nil {
 		return nil, err
 	}
-	a, err := l.authority(ctx)
+	adm, err := l.admin()
 	if err != nil {
 		return nil, err
 	}
-	iss, err := a.Issue(ctx, r)
+	iss, err := adm.Issue(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +88,7 @@ func (l *localCA) RevokeSuperseded(ctx context.Context, _ string, old tlsbundle.
 	if err != nil {
 		return err
 	}
-	a, err := l.authority(ctx)
+	adm, err := l.admin()
 	if err != nil {
 		return err
 	}
@@ -112,7 +96,7 @@ func (l *localCA) RevokeSuperseded(ctx context.Context, _ string, old tlsbundle.
 	if err != nil {
 		return err
 	}
-	_, err = a.Revoke(ctx, leaf.SerialNumber, reason)
+	_, err = adm.Revoke(ctx, []string{serial.Format(leaf.SerialNumber)}, reason)
 	return err
 }
 
@@ -123,11 +107,11 @@ func (l *localCA) IssueDaemon(ctx context.Context, host string, sans []string, t
 
 // CACertificate implements daemonsetup.Issuer without unlocking anything.
 func (l *localCA) CACertificate(ctx context.Context) ([]byte, error) {
-	st, err := l.store()
+	adm, err := l.admin()
 	if err != nil {
 		return nil, err
 	}
-	_, root, _, err := ca.LoadCertificates(ctx, st)
+	root, err := adm.Root(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -137,29 +121,39 @@ func (l *localCA) CACertificate(ctx context.Context) ([]byte, error) {
 // Revoke implements contexts.Revoker: a removed context's certificate is
 // no longer in use.
 func (l *localCA) Revoke(ctx context.Context, serial string) error {
-	n, err := store.ParseSerial(serial)
+	if _, err := store.ParseSerial(serial); err != nil {
+		return err
+	}
+	adm, err := l.admin()
 	if err != nil {
 		return err
 	}
-	a, err := l.authority(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = a.Revoke(ctx, n, ca.Reason{Name: "cessation-of-operation", Code: 5})
+	_, err = adm.Revoke(ctx, []string{serial}, ca.Reason{Name: "cessation-of-operation", Code: 5})
 	return err
 }
 
-// revocationView answers contexts.StatusChecker from a read-only view of
-// the local database, without the password.
-type revocationView struct{ st *store.Store }
+// revocationView answers contexts.StatusChecker from the CA of this
+// machine (read-only, or through the running service), without the
+// password.
+type revocationView struct{ adm admin.Admin }
 
 func (r revocationView) Revoked(ctx context.Context, serial string) (bool, error) {
-	n, err := store.ParseSerial(serial)
+	if _, err := store.ParseSerial(serial); err != nil {
+		return false, err
+	}
+	entries, err := r.adm.Certificates(ctx, api.AdminCertificatesRequest{Arg: serial})
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}
-	rev, err := r.st.Revocation(ctx, n)
-	return rev != nil, err
+	for _, e := range entries {
+		if e.Serial == serial && e.Status == string(store.StatusRevoked) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // openRevocationView returns a status checker when this machine holds the
@@ -169,7 +163,7 @@ func openRevocationView(c *cli.Context, e *env) (contexts.StatusChecker, func(),
 	if err != nil || !store.Exists(home) {
 		return nil, func() {}, nil
 	}
-	st, err := store.Open(store.Path(home), &store.Options{ReadOnly: true})
+	adm, err := openAdmin(c, e, false)
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			fmt.Fprintln(c.App.ErrWriter, "dockca: the CA database is in use; revocation status is not shown")
@@ -177,5 +171,5 @@ func openRevocationView(c *cli.Context, e *env) (contexts.StatusChecker, func(),
 		}
 		return nil, nil, err
 	}
-	return revocationView{st: st}, func() { st.Close() }, nil
+	return revocationView{adm: adm}, func() { adm.Close() }, nil
 }

@@ -2,18 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dockca/dockca/ca"
-	"github.com/dockca/dockca/internal/api"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/admin"
 )
 
 const minPasswordLen = 8
@@ -59,42 +55,31 @@ func readPassword(c *cli.Context, e *env, confirm bool) ([]byte, error) {
 	return pw, nil
 }
 
-// openStore opens the existing database of the home; it never creates
-// one (only init does), so a machine that only holds contexts never grows
-// a dockca.db.
-func openStore(c *cli.Context, e *env, readOnly bool) (*store.Store, error) {
+// openAdmin returns the CA of the home for an admin command: the running
+// service's admin socket when there is one, else the database itself
+// (writable for commands that change it; it is never created here, only
+// init does that). The password is asked for only when a key must be
+// unlocked here.
+func openAdmin(c *cli.Context, e *env, writable bool) (admin.Admin, error) {
 	home, err := homeDir(c, e)
 	if err != nil {
 		return nil, err
 	}
-	if !store.Exists(home) {
-		return nil, fmt.Errorf("no certificate authority in %s (run 'dockca init', or set --home / DOCKCA_HOME)", home)
-	}
-	st, err := store.Open(store.Path(home), &store.Options{ReadOnly: readOnly})
-	if errors.Is(err, store.ErrLocked) {
-		if _, serr := os.Stat(filepath.Join(home, api.SocketName)); serr == nil {
-			// Callers that can go through the service check for ErrLocked;
-			// the others should say what to do instead.
-			return nil, fmt.Errorf("%w; dockca serve is running for %s: mint a token with 'dockca token create' and enroll with it, or stop the service first", err, home)
-		}
-	}
-	return st, err
+	return admin.Open(c.Context, home, admin.OpenOptions{
+		Writable: writable,
+		Password: func() ([]byte, error) { return readPassword(c, e, false) },
+		Actor:    actor(),
+	})
 }
 
-// unlock opens the authority of an open store, asking for the password
-// only when the keys are encrypted.
-func unlock(ctx context.Context, c *cli.Context, e *env, st *store.Store, withCRL bool) (*ca.Authority, error) {
-	rec, err := st.CA(ctx)
+// withAdmin runs fn with the CA of the home and closes it afterwards.
+func withAdmin(c *cli.Context, e *env, writable bool, fn func(admin.Admin) error) error {
+	adm, err := openAdmin(c, e, writable)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var pw []byte
-	if rec.Encrypted {
-		if pw, err = readPassword(c, e, false); err != nil {
-			return nil, err
-		}
-	}
-	return ca.Open(ctx, st, ca.OpenOptions{Password: pw, Actor: actor(), CRL: withCRL})
+	defer adm.Close()
+	return fn(adm)
 }
 
 // actor names who is issuing, for the record: the OS user and host.
@@ -105,18 +90,4 @@ func actor() string {
 	}
 	host, _ := os.Hostname()
 	return "cli:" + name + "@" + host
-}
-
-// removeEmptyStore deletes a database file that init created but could not
-// fill, so a failed init leaves the home as it found it.
-func removeEmptyStore(path string) {
-	st, err := store.Open(path, &store.Options{ReadOnly: true})
-	if err != nil {
-		return
-	}
-	_, caErr := st.CA(context.Background())
-	st.Close()
-	if errors.Is(caErr, store.ErrNoCA) {
-		os.Remove(path)
-	}
 }

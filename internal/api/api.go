@@ -17,9 +17,19 @@
 // Admin API, plain HTTP on <home>/serve.sock (0600; the server also checks
 // that the peer's uid is its own or root):
 //
-//	POST /admin/v1/tokens  TokenRequest -> TokenResponse
-//	GET  /admin/v1/tokens  -> []TokenInfo
-//	POST /admin/v1/revoke  AdminRevokeRequest -> AdminRevokeResponse
+//	POST /admin/v1/tokens        TokenRequest -> TokenResponse
+//	POST /admin/v1/token-sets    AdminTokensRequest -> AdminTokensResponse
+//	GET  /admin/v1/tokens        -> []TokenInfo
+//	POST /admin/v1/revoke        AdminRevokeRequest -> AdminRevokeResponse
+//	POST /admin/v1/certificates  AdminCertificatesRequest -> list entries
+//	POST /admin/v1/issue         AdminIssueRequest -> CertResponse, or
+//	                             AdminIssueCheck when DryRun
+//	GET  /admin/v1/crl           the current CRL, DER
+//	GET  /admin/v1/backup        a consistent copy of the database
+//	GET  /admin/v1/root          the root certificate, PEM
+//	GET  /admin/v1/check         the database check report
+//	GET  /admin/v1/policy        the stored policy (404 when none)
+//	PUT  /admin/v1/policy        AdminPolicyRequest -> the stored policy
 package api
 
 import "time"
@@ -31,12 +41,21 @@ const (
 	PathRevoke  = "/v1/revoke"
 	PathCRL     = "/v1/crl"
 	PathRoots   = "/v1/roots"
+	PathPolicy  = "/v1/policy"
 	PathHealthz = "/healthz"
 	PathMetrics = "/metrics"
 
 	PathAdminTokens = "/admin/v1/tokens"
 	PathAdminRevoke = "/admin/v1/revoke"
 	PathAdminCerts  = "/admin/v1/certificates"
+	PathAdminIssue  = "/admin/v1/issue"
+	PathAdminCRL    = "/admin/v1/crl"
+	PathAdminBackup = "/admin/v1/backup"
+	PathAdminRoot   = "/admin/v1/root"
+	PathAdminCheck  = "/admin/v1/check"
+	PathAdminPolicy = "/admin/v1/policy"
+
+	PathAdminTokenSets = "/admin/v1/token-sets"
 	// PathAdminChain answers the root and the intermediate, PEM, root
 	// first: the trust a local authorization plugin needs while the
 	// service holds the database. The admin socket also serves PathCRL.
@@ -50,6 +69,10 @@ const (
 const (
 	GateALPN = "dockca-gate"
 )
+
+// MaxAdminBodyBytes bounds admin socket bodies: a token set for a fleet is
+// far larger than any HTTPS request.
+const MaxAdminBodyBytes = 64 << 20
 
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 64 << 10
@@ -164,4 +187,48 @@ type AdminCertificatesRequest struct {
 // AdminRevokeResponse lists what each target revoked, in order.
 type AdminRevokeResponse struct {
 	Results []RevokeResponse `json:"results"`
+}
+
+// AdminIssueRequest issues one certificate through the service, for a CSR
+// made by the caller (whose key never travels).
+type AdminIssueRequest struct {
+	Kind       string   `json:"kind"`
+	Name       string   `json:"name"`
+	Role       string   `json:"role,omitempty"`
+	SANs       []string `json:"sans,omitempty"`
+	TTLSeconds int64    `json:"ttl_seconds,omitempty"`
+	CSR        string   `json:"csr,omitempty"` // PEM; required unless DryRun
+	// DryRun only applies the policy and answers AdminIssueCheck.
+	DryRun bool `json:"dry_run,omitempty"`
+	// By is recorded as the issuer (after "socket:").
+	By string `json:"by,omitempty"`
+	// RenewedFrom is the serial of the certificate this one replaces
+	// (a local context renew): recorded as its predecessor.
+	RenewedFrom string `json:"renewed_from,omitempty"`
+}
+
+// AdminIssueCheck is what the policy made of an AdminIssueRequest.
+type AdminIssueCheck struct {
+	Kind      string    `json:"kind"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role,omitempty"`
+	SANs      []string  `json:"sans,omitempty"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+}
+
+// AdminTokensRequest mints a set of tokens in one transaction.
+type AdminTokensRequest struct {
+	Requests []TokenRequest `json:"requests"`
+}
+
+// AdminTokensResponse holds the minted tokens, in request order.
+type AdminTokensResponse struct {
+	Tokens []TokenResponse `json:"tokens"`
+}
+
+// AdminPolicyRequest stores a policy (YAML, the authz --policy format).
+type AdminPolicyRequest struct {
+	YAML string `json:"yaml"`
+	By   string `json:"by,omitempty"`
 }

@@ -26,6 +26,11 @@ const maxResponseBytes = 1 << 20
 // Do sends in (nil: no body) as JSON and decodes a 2xx response into out
 // (nil: ignored). Error responses become *StatusError.
 func Do(ctx context.Context, hc *http.Client, method, url string, in, out any) error {
+	return DoLimit(ctx, hc, method, url, in, out, maxResponseBytes)
+}
+
+// DoLimit is Do reading at most limit bytes of response.
+func DoLimit(ctx context.Context, hc *http.Client, method, url string, in, out any, limit int64) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -46,7 +51,7 @@ func Do(ctx context.Context, hc *http.Client, method, url string, in, out any) e
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return err
 	}
