@@ -5,11 +5,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"path"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dockca/dockca/internal/serial"
@@ -44,6 +46,14 @@ type Options struct {
 	// where they came from, for the status ("" is the built-in roles).
 	Policy       *Policy
 	PolicySource string
+	// PolicyReload, if set, is called every PolicyEvery (default 30s) by
+	// Serve and the gate to pick up the CA's stored policy: a new policy
+	// replaces the current one between two decisions; an error keeps the
+	// current one (and is logged by the caller).
+	PolicyReload func(ctx context.Context) (*Policy, string, error)
+	PolicyEvery  time.Duration
+	// Log receives operational warnings (nil: none).
+	Log *slog.Logger
 	// Audit receives one JSON line per decision; nil disables the audit.
 	Audit *AuditLog
 	// DenyLocal denies requests without a client certificate (the unix
@@ -76,21 +86,20 @@ type Decision struct {
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
-	roots        *x509.CertPool
-	revoked      RevocationChecker
-	policy       *Policy
-	denyLocal    bool
-	now          func() time.Time
-	audit        *AuditLog
-	chains       chainCache
-	issuers      issuerCache
-	containers   ContainerLookup
-	cache        containerCache
-	name         string
-	policySource string
-	stats        counters
-	noCache      bool // benchmarks: no per-client chain cache
-	noIssuers    bool // benchmarks: no verified-issuer cache either
+	roots      *x509.CertPool
+	revoked    RevocationChecker
+	denyLocal  bool
+	now        func() time.Time
+	audit      *AuditLog
+	chains     chainCache
+	issuers    issuerCache
+	containers ContainerLookup
+	cache      containerCache
+	name       string
+	policy     atomic.Pointer[policyInForce]
+	stats      counters
+	noCache    bool // benchmarks: no per-client chain cache
+	noIssuers  bool // benchmarks: no verified-issuer cache either
 }
 
 // ErrOptions marks invalid Options.
@@ -107,12 +116,10 @@ func New(o Options) (*Authorizer, error) {
 	if o.Revocations == nil {
 		return nil, fmt.Errorf("%w: no revocation checker", ErrOptions)
 	}
-	a := &Authorizer{roots: x509.NewCertPool(), revoked: o.Revocations, policy: o.Policy,
-		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit, containers: o.Containers, name: o.Name, policySource: o.PolicySource}
+	a := &Authorizer{roots: x509.NewCertPool(), revoked: o.Revocations,
+		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit, containers: o.Containers, name: o.Name}
 	a.roots.AddCert(o.Root)
-	if a.policy == nil {
-		a.policy = BuiltinPolicy()
-	}
+	a.SetPolicy(o.Policy, o.PolicySource)
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -323,10 +330,11 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		return d
 	}
 	d.Role = leaf.Subject.OrganizationalUnit[0]
-	rules, ok := a.policy.roles[d.Role]
+	pol := a.policy.Load().p
+	rules, ok := pol.roles[d.Role]
 	if !ok {
 		d.Rule = "unknown-role"
-		d.Msg = fmt.Sprintf("dockca: %s has role %q, which this plugin does not know (known: %s)", who, d.Role, strings.Join(a.policy.Roles(), ", "))
+		d.Msg = fmt.Sprintf("dockca: %s has role %q, which this plugin does not know (known: %s)", who, d.Role, strings.Join(pol.Roles(), ", "))
 		return d
 	}
 	if uriErr != nil {
@@ -339,8 +347,8 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 			return d
 		}
 	}
-	r := &request{method: d.Method, path: p, query: q, body: req.RequestBody, limits: &a.policy.limits}
-	d = a.policy.evaluate(d, rules, r)
+	r := &request{method: d.Method, path: p, query: q, body: req.RequestBody, limits: &pol.limits}
+	d = pol.evaluate(d, rules, r)
 	if !d.Allow {
 		return d
 	}
@@ -360,6 +368,21 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		d.Msg = fmt.Sprintf("dockca: role %s may not %s %s %s", d.Role, d.Method, d.Path, f)
 	}
 	return d
+}
+
+// policyInForce is the policy decisions use and where it came from.
+type policyInForce struct {
+	p      *Policy
+	source string
+}
+
+// SetPolicy replaces the policy between two decisions; nil means the
+// built-in roles.
+func (a *Authorizer) SetPolicy(p *Policy, source string) {
+	if p == nil {
+		p = BuiltinPolicy()
+	}
+	a.policy.Store(&policyInForce{p: p, source: source})
 }
 
 // noteUpdate forgets cached verdicts on containers when one is updated:

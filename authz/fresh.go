@@ -68,3 +68,41 @@ func (w *staleWarner) observe(now time.Time, f Freshness) {
 	}
 	w.stale = true
 }
+
+// RunPolicyReload calls reload every `every` (default 30s) until ctx ends
+// and puts each policy it returns in force; a failed reload keeps the
+// current policy and is logged once until a reload works again.
+func (a *Authorizer) RunPolicyReload(ctx context.Context, reload func(context.Context) (*Policy, string, error), every time.Duration, log *slog.Logger) {
+	if reload == nil {
+		return
+	}
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p, source, err := reload(ctx)
+		switch {
+		case err != nil && !failing:
+			failing = true
+			if log != nil {
+				log.Warn("the CA's stored policy could not be read; the current one stays in force", "err", err)
+			}
+		case err == nil:
+			if failing && log != nil {
+				log.Info("the CA's stored policy is read again", "source", source)
+			}
+			failing = false
+			if cur := a.policy.Load(); cur.source != source {
+				a.SetPolicy(p, source)
+			}
+		}
+	}
+}

@@ -86,6 +86,7 @@ func Serve(ctx context.Context, o Options) error {
 	if r, ok := o.Revocations.(Runner); ok {
 		go func() { runErr <- r.Run(ctx) }()
 	}
+	go a.RunPolicyReload(ctx, o.PolicyReload, o.PolicyEvery, o.Log)
 	srv := &http.Server{Handler: NewHandler(a), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	serveErr := make(chan error, 1)

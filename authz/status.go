@@ -55,7 +55,8 @@ func (c *counters) note(now time.Time, allow bool) {
 
 // Status reports the plugin's state.
 func (a *Authorizer) Status(ctx context.Context) Status {
-	s := Status{Name: a.name, Policy: a.policySource, Roles: a.policy.Roles(), DenyLocal: a.denyLocal,
+	pol := a.policy.Load()
+	s := Status{Name: a.name, Policy: pol.source, Roles: pol.p.Roles(), DenyLocal: a.denyLocal,
 		Decisions: a.stats.decisions.Load(), Denials: a.stats.denials.Load()}
 	if s.Policy == "" {
 		s.Policy = "built-in"

@@ -373,3 +373,17 @@ func (c *Client) Issuers(ctx context.Context) ([]*x509.Certificate, error) {
 	chain := resp.TLS.VerifiedChains[0]
 	return chain[1 : len(chain)-1], nil
 }
+
+// Policy fetches the CA's stored authorization policy (GET /v1/policy, the
+// YAML `dockca policy set` stored); nil without an error when none is
+// stored and the built-in roles apply.
+func (c *Client) Policy(ctx context.Context) ([]byte, error) {
+	yaml, err := get(ctx, c.hc, c.url+api.PathPolicy, 4<<20)
+	if api.IsStatus(err, http.StatusNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch the CA's policy: %w", err)
+	}
+	return yaml, nil
+}

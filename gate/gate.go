@@ -189,6 +189,7 @@ func (g *Gate) Serve(ctx context.Context) error {
 	if r, ok := g.o.Authz.Revocations.(authz.Runner); ok {
 		go func() { runErr <- r.Run(ctx) }()
 	}
+	go g.a.RunPolicyReload(ctx, g.o.Authz.PolicyReload, g.o.Authz.PolicyEvery, g.log)
 	srv := &http.Server{Handler: g, TLSConfig: g.TLSConfig(), ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		ConnContext: withConnState}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,8 +15,12 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/authz"
 	"github.com/dockca/dockca/daemonsetup"
+	"github.com/dockca/dockca/enroll"
+	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/store"
 )
 
 // engineFlags are the policy engine's flags, shared by the plugin and the
@@ -105,11 +112,13 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 	if err != nil {
 		return nil, err
 	}
+	var service *enroll.Client // remote mode
 	if caURL := c.String("ca-url"); caURL != "" {
 		client, err := trustCA(c.Context, e, caURL, c.String("fingerprint"))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
+		service = client
 		issuers, err := client.Issuers(c.Context)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cmd, err)
@@ -133,6 +142,7 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 		}
 		o.Root, o.Revocations = root, src
 	}
+	o.Log = log
 	if f := c.String("policy"); f != "" {
 		fh, err := os.Open(f)
 		if err != nil {
@@ -144,6 +154,17 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 			return nil, fmt.Errorf("%s: policy %s: %w", cmd, f, err)
 		}
 		o.Policy, o.PolicySource = p, f
+	} else {
+		// The CA owns the policy: its stored one, read again every
+		// --refresh, so that `dockca policy set` reaches every plugin and
+		// gate. Unreadable at start is an error: the built-in roles could
+		// be wider than the stored ones.
+		o.PolicyReload, o.PolicyEvery = storedPolicy(home, service), c.Duration("refresh")
+		p, source, err := o.PolicyReload(c.Context)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cmd, err)
+		}
+		o.Policy, o.PolicySource = p, source
 	}
 	if f := c.String("audit-log"); f != "" {
 		a, err := authz.OpenAuditLog(f)
@@ -299,4 +320,45 @@ func runAuthzStatus(ctx context.Context, socket string, asJSON bool, w io.Writer
 		return fmt.Errorf("authz status: the plugin's revocation data is stale: %s", why)
 	}
 	return nil
+}
+
+// storedPolicy reads the CA's stored policy: from the service's GET
+// /v1/policy with --ca-url, else from the home (through dockca serve's
+// admin socket while it runs). None stored means the built-in roles.
+func storedPolicy(home string, client *enroll.Client) func(context.Context) (*authz.Policy, string, error) {
+	return func(ctx context.Context) (*authz.Policy, string, error) {
+		var yaml []byte
+		from := ""
+		if client != nil {
+			var err error
+			if yaml, err = client.Policy(ctx); err != nil {
+				return nil, "", err
+			}
+			from = client.URL() + api.PathPolicy
+		} else {
+			adm, err := admin.Open(ctx, home, admin.OpenOptions{})
+			if err != nil {
+				return nil, "", fmt.Errorf("read the CA's stored policy: %w", err)
+			}
+			defer adm.Close()
+			sp, err := adm.Policy(ctx)
+			switch {
+			case errors.Is(err, store.ErrNoPolicy):
+			case err != nil:
+				return nil, "", fmt.Errorf("read the CA's stored policy: %w", err)
+			default:
+				yaml = sp.YAML
+			}
+			from = "the CA in " + home
+		}
+		if yaml == nil {
+			return nil, "", nil // built-in roles
+		}
+		p, err := authz.LoadPolicy(bytes.NewReader(yaml))
+		if err != nil {
+			return nil, "", fmt.Errorf("the CA's stored policy: %w", err)
+		}
+		sum := sha256.Sum256(yaml)
+		return p, fmt.Sprintf("stored by the CA (dockca policy set, sha256 %x), from %s", sum[:6], from), nil
+	}
 }

@@ -272,3 +272,71 @@ func toStrings(v any) []string {
 	}
 	return out
 }
+
+// TestAuthzEnforcesStoredPolicy: without --policy the plugin enforces the
+// policy the CA stores (dockca policy set), read from the home in local
+// mode and from GET /v1/policy in remote mode, and picks up a new one
+// without a restart.
+func TestAuthzEnforcesStoredPolicy(t *testing.T) {
+	dockerdtest.Require(t)
+	r := newCLI(t)
+	initCA(t, r)
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(policy, []byte(`roles:
+  deployer:
+    extends: operator
+    rules:
+      - {name: keep-volumes, action: deny, methods: [DELETE], paths: ["/volumes/*"], message: volumes are kept for the backup job}
+`), 0o600)
+	r.ok("policy", "set", policy)
+	r.ok("issue", "daemon", "127.0.0.1", "--out", filepath.Join(dir, "daemon"))
+	r.ok("issue", "client", "dora", "--role", "deployer", "--out", filepath.Join(dir, "dora"))
+	r.ok("issue", "client", "ada", "--role", "admin", "--out", filepath.Join(dir, "ada"))
+	name := startAuthzPlugin(t, r, "--refresh", "200ms")
+	dd := filepath.Join(dir, "daemon")
+	d := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(dd, "ca.pem"),
+		Cert: filepath.Join(dd, "server-cert.pem"), Key: filepath.Join(dd, "server-key.pem"),
+		Args: []string{"--authorization-plugin=" + name}})
+	as := func(who string, args ...string) (string, error) { return dockerTLS(t, d.Addr, filepath.Join(dir, who), args...) }
+	if out, err := as("dora", "volume", "create", "v1"); err != nil {
+		t.Fatalf("deployer creates a volume: %v\n%s", err, out)
+	}
+	if out, err := as("dora", "volume", "rm", "v1"); err == nil || !strings.Contains(out, "volumes are kept for the backup job") {
+		t.Fatalf("deployer removes a volume: %v\n%s", err, out)
+	}
+	res := r.run("authz", "status", "--name", name)
+	if res.code != 0 || !strings.Contains(res.out, "stored by the CA (dockca policy set") || !strings.Contains(res.out, "deployer") {
+		t.Fatalf("status: %d %s %s", res.code, res.out, res.err)
+	}
+
+	// A new stored policy reaches the running plugin.
+	os.WriteFile(policy, []byte(`roles:
+  deployer:
+    extends: operator
+    rules: []
+`), 0o600)
+	r.ok("policy", "set", policy)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := as("dora", "volume", "rm", "v1")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new stored policy was not picked up: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Remote mode: the same policy from the running service.
+	bin := buildDockca(t)
+	sp := startServe(t, bin, r.home(), r.env["DOCKCA_PASSWORD"])
+	remoteHome := t.TempDir()
+	rr := &cliRunner{t: t, env: map[string]string{"DOCKCA_HOME": remoteHome, "HOME": t.TempDir()}}
+	remote := startAuthzPlugin(t, rr, "--ca-url", sp.url, "--fingerprint", sp.fp)
+	st := rr.run("authz", "status", "--name", remote, "--json")
+	if st.code != 0 || !strings.Contains(st.out, "/v1/policy") || !strings.Contains(st.out, `"deployer"`) {
+		t.Fatalf("remote plugin status: %d %s %s", st.code, st.out, st.err)
+	}
+}
