@@ -67,14 +67,14 @@ func TestEnrollRenewRevokeCRLMetrics(t *testing.T) {
 	}
 
 	// Renew without and with a new key.
-	same, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: dir, Logger: ts.Server.Logger()})
+	same, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: dir, Force: true, Logger: ts.Server.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if same.KeyPEM != nil || same.Resp.Serial == res.Resp.Serial || same.Resp.Role != "operator" {
 		t.Fatalf("renewal: %+v", same.Resp)
 	}
-	rekeyed, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: dir, Rekey: true, Logger: ts.Server.Logger()})
+	rekeyed, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: dir, Rekey: true, Force: true, Logger: ts.Server.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestEnrollRenewRevokeCRLMetrics(t *testing.T) {
 	if err != nil || len(rr) != 3 {
 		t.Fatalf("admin revoke: %v %+v", err, rr)
 	}
-	if _, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: dir, Logger: ts.Server.Logger()}); !api.IsStatus(err, http.StatusForbidden) {
+	if _, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: dir, Force: true, Logger: ts.Server.Logger()}); !api.IsStatus(err, http.StatusForbidden) {
 		t.Fatalf("renewal after revocation: %v", err)
 	}
 	crl, err := c.CRL(ctx)
@@ -303,7 +303,7 @@ func TestRefusedTokensAndBootstrap(t *testing.T) {
 	}
 	odir := tempDir(t, "mallory")
 	enroll.WriteDir(odir, oc, ores)
-	if _, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: odir, CAURL: ts.URL(), Logger: ts.Server.Logger()}); err == nil {
+	if _, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: odir, CAURL: ts.URL(), Force: true, Logger: ts.Server.Logger()}); err == nil {
 		t.Fatal("renewed against a CA the directory does not trust")
 	}
 	fc := tlsCert(t, odir)

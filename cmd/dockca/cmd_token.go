@@ -56,6 +56,15 @@ func newTokenCommand(e *env) *cli.Command {
 					default:
 						return usagef("token create: unknown kind %q (use client, daemon or revoke)", kind)
 					}
+					// A malformed lifetime is a malformed command line (2); one the
+					// CA refuses is a policy refusal (1), found by the precheck.
+					for _, f := range []string{"ttl", "token-ttl"} {
+						if v := c.String(f); v != "" {
+							if _, err := ca.ParseTTL(v); err != nil {
+								return usagef("token create: --%s: %v", f, err)
+							}
+						}
+					}
 					reqs := make([]api.TokenRequest, len(names))
 					for i, name := range names {
 						reqs[i] = api.TokenRequest{Kind: c.String("kind"), Name: name, Role: c.String("role"),

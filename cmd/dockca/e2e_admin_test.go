@@ -233,7 +233,7 @@ func TestEveryAdminCommandThroughTheService(t *testing.T) {
 	if err := json.Unmarshal([]byte(okRun("token", "create", "--kind", "client", "--from-file", names, "--json")), &js); err != nil || len(js) != 2 || js[1].Name != "ci-2" || js[0].Expires.IsZero() || js[0].Token == "" {
 		t.Fatalf("--from-file --json: %v %+v", err, js)
 	}
-	if _, e, code := svcRun(t, noPW, "token", "create", "--kind", "client", "ok-name", "bad name!"); code != 2 || !strings.Contains(e, "bad name!") {
+	if _, e, code := svcRun(t, noPW, "token", "create", "--kind", "client", "ok-name", "bad name!"); code != 1 || !strings.Contains(e, "bad name!") {
 		t.Fatalf("a fleet with a bad name: %d %s", code, e)
 	}
 	var toks []map[string]any
