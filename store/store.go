@@ -87,8 +87,9 @@ type Options struct {
 
 // Store is the dockca database.
 type Store struct {
-	db   *bolt.DB
-	path string
+	db    *bolt.DB
+	path  string
+	group groupCommit
 }
 
 // Path returns the database path inside home.
@@ -122,10 +123,6 @@ func Open(path string, o *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, classifyOpenError(err))
 	}
-	// Group commits wait at most this long for company: long enough for
-	// concurrent issuances to share an fsync, short enough that a lone
-	// issuance is not held back.
-	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &Store{db: db, path: path}
 	if err := s.prepare(o.ReadOnly); err != nil {
 		db.Close()
@@ -233,12 +230,12 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return s.db.Update(fn)
 }
 
-// batch is update for writes that many goroutines make at once: bbolt
-// groups them into one transaction and one fsync. fn may run more than once
-// and must be idempotent.
+// batch is update for writes that many goroutines make at once: writers
+// arriving together share one transaction and one fsync (see groupCommit).
+// fn may run more than once and must be idempotent.
 func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(fn)
+	return s.group.do(s.db, fn)
 }
