@@ -151,7 +151,9 @@ func decodeJSON(r io.Reader, v any, allowEmpty bool) error {
 }
 
 // DecodeSignRequest reads and checks a /v1/sign body: one JSON object with
-// a PEM CSR whose signature verifies and a token. It touches nothing.
+// a PEM CSR and a token. It touches nothing. The CSR's signature is
+// verified by the signing call (a bad one is a 400 there, before the token
+// is spent), not here as well.
 func DecodeSignRequest(r io.Reader) (*api.SignRequest, *x509.CertificateRequest, error) {
 	var req api.SignRequest
 	if err := decodeJSON(r, &req, false); err != nil {
@@ -177,7 +179,7 @@ func parseCSRField(s string, required bool) (*x509.CertificateRequest, error) {
 	if !strings.Contains(s, "-----BEGIN") {
 		return nil, errorf(http.StatusBadRequest, "csr must be PEM")
 	}
-	csr, err := ca.ParseCSR([]byte(s))
+	csr, err := ca.DecodeCSR([]byte(s))
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "%v", err)
 	}

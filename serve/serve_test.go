@@ -403,3 +403,47 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// A CSR whose signature does not verify is refused with a 400 by the
+// signing call (the request decoder leaves that check to it), and the
+// token it came with is not spent.
+func TestSignRefusesBadCSRSignatureKeepsToken(t *testing.T) {
+	ts := startServer(t, serve.Options{})
+	ctx := context.Background()
+	tok := ts.token(t, api.TokenRequest{Kind: "client", Name: "sigcheck"})
+	blk, _ := pem.Decode([]byte(csrPEM(t, "sigcheck", nil)))
+	der := append([]byte(nil), blk.Bytes...)
+	der[len(der)-5] ^= 0xff // inside the signature
+	bad := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	before := ts.certCount(t)
+	err := api.Do(ctx, ts.httpsClient(nil), http.MethodPost, ts.URL()+api.PathSign, api.SignRequest{CSR: bad, Token: tok}, nil)
+	if !api.IsStatus(err, http.StatusBadRequest) || !strings.Contains(err.Error(), "signature does not verify") {
+		t.Fatalf("bad signature: %v, want 400 saying the signature does not verify", err)
+	}
+	if ts.certCount(t) != before {
+		t.Fatal("a CSR with a bad signature was signed")
+	}
+	var resp api.CertResponse
+	if err := api.Do(ctx, ts.httpsClient(nil), http.MethodPost, ts.URL()+api.PathSign, api.SignRequest{CSR: csrPEM(t, "sigcheck", nil), Token: tok}, &resp); err != nil {
+		t.Fatalf("the token was spent by the refused request: %v", err)
+	}
+}
+
+// --debug-pprof serves Go's profiles on loopback only.
+func TestDebugPprofLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:6060", "192.0.2.1:6060", "localhost:6060", "6060"} {
+		if err := serve.CheckDebugPprof(addr); err == nil {
+			t.Errorf("debug pprof on %q accepted", addr)
+		}
+	}
+	ts := startServer(t, serve.Options{DebugPprof: "127.0.0.1:0"})
+	resp, err := http.Get("http://" + ts.PprofAddr() + "/debug/pprof/allocs?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile") {
+		t.Fatalf("pprof: %d %.80q", resp.StatusCode, body)
+	}
+}

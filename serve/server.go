@@ -63,6 +63,10 @@ type Options struct {
 	SignBurst int
 	// Logger receives structured logs; default slog.Default().
 	Logger *slog.Logger
+	// DebugPprof, when set, is a loopback HOST:PORT serving Go's
+	// /debug/pprof profiles (CPU, allocations, goroutines) while the
+	// service runs.
+	DebugPprof string
 }
 
 // Server is a running service.
@@ -87,8 +91,10 @@ type Server struct {
 	certRenewAt float64
 	ln          net.Listener
 	adminLn     net.Listener
+	pprofLn     net.Listener
 	https       *http.Server
 	admin       *http.Server
+	pprof       *http.Server
 	wg          sync.WaitGroup
 }
 
@@ -174,6 +180,11 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 			a.Close()
 		}
 	}()
+	if o.DebugPprof != "" {
+		if s.pprofLn, s.pprof, err = listenPprof(o.DebugPprof); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+	}
 	if err := s.renewServiceCert(ctx); err != nil {
 		return nil, err
 	}
@@ -297,6 +308,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.admin != nil {
 		go func() { errc <- s.admin.Serve(s.adminLn) }()
 	}
+	if s.pprof != nil {
+		go func() { _ = s.pprof.Serve(s.pprofLn) }()
+		defer s.pprof.Close()
+		s.log.Info("debug pprof listening", "addr", s.pprofLn.Addr().String())
+	}
 	s.log.Info("serving", "url", s.url, "listen", s.Addr(), "admin_socket", s.AdminSocket(), "root_sha256", s.RootFingerprint())
 	var err error
 	select {
@@ -337,6 +353,9 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) closeListeners() {
 	if s.ln != nil {
 		s.ln.Close()
+	}
+	if s.pprofLn != nil {
+		s.pprofLn.Close()
 	}
 	if s.adminLn != nil {
 		s.adminLn.Close()
