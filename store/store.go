@@ -87,9 +87,10 @@ type Options struct {
 
 // Store is the dockca database.
 type Store struct {
-	db    *bolt.DB
-	path  string
-	group groupCommit
+	db          *bolt.DB
+	path        string
+	group       groupCommit
+	indexBackup string // see IndexBackup
 }
 
 // Path returns the database path inside home.
@@ -127,6 +128,12 @@ func Open(path string, o *Options) (*Store, error) {
 	if err := s.prepare(o.ReadOnly); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if !o.ReadOnly {
+		if err := s.ensureIndexes(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	return s, nil
 }
