@@ -300,8 +300,9 @@ func (s *Server) keepServiceCertFresh(ctx context.Context) {
 func (s *Server) Serve(ctx context.Context) error {
 	bg, stop := context.WithCancel(context.Background())
 	defer stop()
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.keepServiceCertFresh(bg) }()
+	go func() { defer s.wg.Done(); s.keepCRLFresh(bg, 10*time.Minute) }()
 	go func() { defer s.wg.Done(); s.limiter.sweep(bg, time.Minute) }()
 	errc := make(chan error, 2)
 	go func() { errc <- s.https.ServeTLS(s.ln, "", "") }()
@@ -348,6 +349,24 @@ func (s *Server) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// keepCRLFresh regenerates the stored CRL when it nears its nextUpdate
+// (or a revocation outdated it) even if no client asks for it, so that
+// readers of the database never find it stale.
+func (s *Server) keepCRLFresh(ctx context.Context, every time.Duration) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		if crl, err := ca.CurrentCRL(ctx, s.st, time.Now()); err == nil && crl == nil {
+			if _, err := s.a.GenerateCRL(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("CRL regeneration failed", "err", err)
+			}
+		}
+	}
 }
 
 func (s *Server) closeListeners() {

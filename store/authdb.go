@@ -192,6 +192,10 @@ type CRL struct {
 	NextUpdate time.Time     `json:"next_update"`
 	Duration   time.Duration `json:"duration"`
 	DER        []byte        `json:"der"`
+	// RevocationSeq is the revocation counter (Store.RevocationSeq) of the
+	// snapshot the CRL was made from: it lists every revocation up to it.
+	// Zero in CRLs made before the counter existed.
+	RevocationSeq uint64 `json:"revocation_seq,omitempty"`
 }
 
 // CRL returns the stored CRL or an error matching ErrNotFound.
@@ -210,6 +214,29 @@ func (s *Store) CRL(ctx context.Context) (*CRL, error) {
 	return &crl, nil
 }
 
+// crlHeader reads a stored CRL's number without decoding its DER, which
+// with many revocations is megabytes of base64.
+type crlHeader struct {
+	Number int64 `json:"number"`
+}
+
+// CRLNumber returns the stored CRL's number, or an error matching
+// ErrNotFound when there is none.
+func (s *Store) CRLNumber(ctx context.Context) (int64, error) {
+	var h crlHeader
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCRL).Get(keyCRL)
+		if v == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(v, &h)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read crl number: %w", err)
+	}
+	return h.Number, nil
+}
+
 // PutCRL replaces the stored CRL. A CRL whose number is not above the
 // stored one is refused: CRL numbers only ever increase.
 func (s *Store) PutCRL(ctx context.Context, crl *CRL) error {
@@ -220,7 +247,7 @@ func (s *Store) PutCRL(ctx context.Context, crl *CRL) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		bucket := tx.Bucket(bucketCRL)
 		if v := bucket.Get(keyCRL); v != nil {
-			var old CRL
+			var old crlHeader
 			if err := json.Unmarshal(v, &old); err == nil && crl.Number <= old.Number && old.Number > 0 {
 				return fmt.Errorf("store crl: number %d is not above the stored %d", crl.Number, old.Number)
 			}

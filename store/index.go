@@ -224,6 +224,13 @@ func buildIndexes(tx *bolt.Tx) error {
 	}); err != nil {
 		return err
 	}
+	// The counter starts above zero, so that every CRL made before it
+	// existed (RevocationSeq 0) counts as out of date once.
+	var seq [8]byte
+	binary.BigEndian.PutUint64(seq[:], uint64(entries.Stats().KeyN)+1)
+	if err := tx.Bucket(bucketMeta).Put(keyRevocationSeq, seq[:]); err != nil {
+		return err
+	}
 	return tx.Bucket(bucketMeta).Put(keyIndexes, indexesV1)
 }
 
