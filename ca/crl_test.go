@@ -193,3 +193,45 @@ func populateRevoked(t testing.TB, st *store.Store, n int) {
 		t.Fatal(err)
 	}
 }
+
+// `revoke A B C` makes one CRL, and opening the authority again (a
+// restart of serve) makes none while the stored one is current.
+func TestRevokeTargetsOneCRLAndOpenKeepsCurrent(t *testing.T) {
+	st, a := newCA(t, KeyECP256, "")
+	ctx := context.Background()
+	var args []string
+	for i := range 3 {
+		iss, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: fmt.Sprintf("abc%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, iss.Record.Serial)
+	}
+	before, err := st.CRL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.RevokeTargets(ctx, args, Reason{"superseded", 4})
+	if err != nil || len(res) != 3 {
+		t.Fatalf("revoke: %d results, %v", len(res), err)
+	}
+	after, err := st.CRL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Number != before.Number+1 {
+		t.Fatalf("revoking 3 made %d CRLs, want 1", after.Number-before.Number)
+	}
+	rl, err := x509.ParseRevocationList(after.DER)
+	if err != nil || len(rl.RevokedCertificateEntries) != 3 {
+		t.Fatalf("CRL lists %d entries (%v), want 3", len(rl.RevokedCertificateEntries), err)
+	}
+	a2, err := Open(ctx, st, OpenOptions{Actor: "test", CRL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a2.Close()
+	if again, err := st.CRL(ctx); err != nil || again.Number != after.Number {
+		t.Fatalf("reopening regenerated a current CRL: %v", err)
+	}
+}
