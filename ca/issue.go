@@ -1,43 +1,16 @@
 package ca
 
 import (
-	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/smallstep/certificates/authority/provisioner"
-	"go.step.sm/crypto/x509util"
 
 	"github.com/dockca/dockca/store"
 )
-
-// The issuance profiles are x509util certificate JSON. The subject and
-// names come from dockca's validated request, never straight from a CSR,
-// so a CSR cannot smuggle in names or extensions the policy did not see.
-//
-// They are marshalled directly rather than rendered from x509util text
-// templates: a template is parsed, and its function map (all of sprig)
-// built, on every signing, which was a tenth of the service's CPU time
-// under load.
-type profileJSON struct {
-	Subject     profileSubject                    `json:"subject"`
-	SANs        []x509util.SubjectAlternativeName `json:"sans,omitempty"`
-	KeyUsage    []string                          `json:"keyUsage"`
-	ExtKeyUsage []string                          `json:"extKeyUsage"`
-}
-
-type profileSubject struct {
-	CommonName         string `json:"commonName"`
-	OrganizationalUnit string `json:"organizationalUnit,omitempty"`
-	Organization       string `json:"organization"`
-}
 
 // Request asks for one certificate.
 type Request struct {
@@ -95,17 +68,6 @@ func (i identity) GetIDForToken() string     { return i.GetID() }
 func (i identity) GetName() string           { return i.actor }
 func (i identity) GetType() provisioner.Type { return provisioner.TypeJWK }
 
-// profileOption hands smallstep the finished certificate JSON (what an
-// x509util template would have rendered).
-type profileOption []byte
-
-func (p profileOption) Options(provisioner.SignOptions) []x509util.Option {
-	return []x509util.Option{func(_ *x509.CertificateRequest, o *x509util.Options) error {
-		o.CertBuffer = bytes.NewBuffer(p)
-		return nil
-	}}
-}
-
 // Normalized is a request after policy: the exact subject, names, role and
 // validity the certificate will have.
 type Normalized struct {
@@ -120,31 +82,27 @@ type Normalized struct {
 // Check applies the policy to r without signing anything; Issue calls it
 // first, and the CLI can call it before it touches any file.
 func (a *Authority) Check(r Request) (*Normalized, error) {
-	return check(r, a.intermediate, time.Now(), true)
+	return check(r, a.intermediate, time.Now())
 }
 
 // Precheck applies the policy without the CA (so without the check that
 // the certificate would not outlive the intermediate): commands call it
 // before asking for the CA password, so bad input fails fast.
 func Precheck(r Request) error {
-	_, err := check(r, nil, time.Now(), true)
+	_, err := check(r, nil, time.Now())
 	return err
 }
 
-// check applies the policy. verifyCSR is false only on the signing path,
-// where smallstep verifies the CSR's signature in the signing call anyway:
-// an ECDSA verification is the largest single cost of an issuance, and the
-// service had been doing it three times per request.
-func check(r Request, issuer *x509.Certificate, now time.Time, verifyCSR bool) (*Normalized, error) {
+// check applies the policy. It is where a CSR's signature is verified, once
+// per issuance (the service's request decoder only parses it).
+func check(r Request, issuer *x509.Certificate, now time.Time) (*Normalized, error) {
 	if _, err := ParseKind(string(r.Kind)); err != nil {
 		return nil, err
 	}
 	n := &Normalized{Kind: r.Kind, Name: r.Name}
 	if r.CSR != nil {
-		if verifyCSR {
-			if err := r.CSR.CheckSignature(); err != nil {
-				return nil, fmt.Errorf("%w: signature does not verify: %v", ErrBadCSR, err)
-			}
+		if err := r.CSR.CheckSignature(); err != nil {
+			return nil, fmt.Errorf("%w: signature does not verify: %v", ErrBadCSR, err)
 		}
 		if err := CheckPublicKey(r.CSR.PublicKey); err != nil {
 			return nil, err
@@ -241,7 +199,7 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	if a.step == nil {
 		return nil, errNotOpen
 	}
-	n, err := check(r, a.intermediate, time.Now(), false)
+	n, err := check(r, a.intermediate, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -252,9 +210,13 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	if x.kind != "" {
 		kind = x.kind
 	}
-	csr := r.CSR
 	var key crypto.Signer
-	if csr == nil {
+	pub := x.pubKey
+	switch {
+	case pub != nil:
+	case r.CSR != nil:
+		pub = r.CSR.PublicKey
+	default:
 		kt := r.KeyType
 		if kt == "" {
 			kt = KeyECP256
@@ -262,40 +224,16 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 		if key, err = GenerateKey(kt); err != nil {
 			return nil, err
 		}
-		if csr, err = newCSR(n, key); err != nil {
-			return nil, err
-		}
+		pub = key.Public()
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	profile, err := a.profile(n, certifiedKey(csr, x.pubKey), kind)
+	leaf, rec, err := a.sign(ctx, n, pub, kind, actor)
 	if err != nil {
 		return nil, err
 	}
-	opts := []provisioner.SignOption{
-		identity{kind: kind, actor: actor},
-		profile,
-		finalize(n.NotBefore, n.NotAfter),
-	}
-	if x.pubKey != nil {
-		opts = append(opts, withPublicKey(x.pubKey))
-	}
-	chain, err := a.step.SignWithContext(ctx, csr, provisioner.SignOptions{}, opts...)
-	if errors.Is(err, store.ErrRenewedFromRevoked) {
-		return nil, ErrRevoked
-	}
-	if err != nil {
-		if r.CSR != nil && r.CSR.CheckSignature() != nil {
-			return nil, fmt.Errorf("%w: signature does not verify", ErrBadCSR)
-		}
-		return nil, fmt.Errorf("sign: %w", err)
-	}
-	rec, err := a.st.Certificate(ctx, chain[0].SerialNumber)
-	if err != nil {
-		return nil, fmt.Errorf("read back issued certificate: %w", err)
-	}
-	return &Issued{Record: rec, Leaf: chain[0], Chain: chain, Root: a.root, Key: key}, nil
+	return &Issued{Record: rec, Leaf: leaf, Chain: []*x509.Certificate{leaf, a.intermediate}, Root: a.root, Key: key}, nil
 }
 
 // ServiceOU marks dockca serve's own certificate (its Subject OU), so that
@@ -303,73 +241,6 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 // certificate of the same CA that happens to carry the service's name.
 // Daemon certificates carry no OU and client roles are never this value.
 const ServiceOU = "dockca-service"
-
-func (a *Authority) profile(n *Normalized, pub crypto.PublicKey, kind store.Kind) (profileOption, error) {
-	p := profileJSON{
-		Subject:  profileSubject{CommonName: n.Name, Organization: a.rec.Name},
-		KeyUsage: []string{"digitalSignature"},
-	}
-	if n.Kind == store.KindClient {
-		p.Subject.OrganizationalUnit = n.Role
-		p.ExtKeyUsage = []string{"clientAuth"}
-	} else {
-		sans := make([]string, len(n.SANs))
-		for i, s := range n.SANs {
-			sans[i] = s.String()
-		}
-		p.SANs = x509util.CreateSANs(sans)
-		if kind == store.KindService {
-			p.Subject.OrganizationalUnit = ServiceOU
-		}
-		if isRSA(pub) {
-			p.KeyUsage = append(p.KeyUsage, "keyEncipherment")
-		}
-		p.ExtKeyUsage = []string{"serverAuth"}
-	}
-	b, err := json.Marshal(&p)
-	if err != nil {
-		return nil, fmt.Errorf("certificate profile: %w", err)
-	}
-	return profileOption(b), nil
-}
-
-// finalize sets what dockca decides rather than smallstep's defaults: the
-// lifetime (backdated for clock skew), a serial of more than 128 random
-// bits and the subject key identifier RFC 5280 asks for.
-func finalize(notBefore, notAfter time.Time) provisioner.CertificateModifierFunc {
-	return func(cert *x509.Certificate, _ provisioner.SignOptions) error {
-		cert.NotBefore, cert.NotAfter = notBefore, notAfter
-		serial, err := RandomSerial()
-		if err != nil {
-			return err
-		}
-		cert.SerialNumber = serial
-		if cert.SubjectKeyId == nil {
-			skid, err := subjectKeyID(cert.PublicKey)
-			if err != nil {
-				return err
-			}
-			cert.SubjectKeyId = skid
-		}
-		return nil
-	}
-}
-
-func newCSR(n *Normalized, key crypto.Signer) (*x509.CertificateRequest, error) {
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: n.Name}}
-	for _, s := range n.SANs {
-		if s.IP != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, s.IP)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, s.DNS)
-		}
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		return nil, fmt.Errorf("create request: %w", err)
-	}
-	return x509.ParseCertificateRequest(der)
-}
 
 // ParseCSR reads a PEM or DER certificate request and checks its signature.
 func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
@@ -385,7 +256,7 @@ func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
 
 // DecodeCSR reads a PEM or DER certificate request without checking its
 // signature. It is for requests that go straight to Issue, IssueWithToken
-// or Renew, whose signing call verifies the signature (and answers
+// or Renew, whose policy check verifies the signature (and answers
 // ErrBadCSR) before anything is signed or stored; checking it here too
 // would cost one more ECDSA verification per request.
 func DecodeCSR(b []byte) (*x509.CertificateRequest, error) {

@@ -2,7 +2,6 @@ package ca
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -239,19 +238,7 @@ func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509
 		}
 		r.CSR = csr
 	} else {
-		// smallstep signs CSRs only: a throwaway key makes one with the
-		// right names, and the certificate is made for the old key.
-		n, err := a.Check(r)
-		if err != nil {
-			return nil, err
-		}
-		tmp, err := GenerateKey(KeyECP256)
-		if err != nil {
-			return nil, err
-		}
-		if r.CSR, err = newCSR(n, tmp); err != nil {
-			return nil, err
-		}
+		// Without a CSR the old public key is certified again.
 		x.pubKey = cert.PublicKey
 	}
 	return a.issue(ctx, r, x)
@@ -305,24 +292,4 @@ func (a *Authority) IssueService(ctx context.Context, names []string, ttl time.D
 	}
 	return a.issue(ctx, Request{Kind: store.KindDaemon, Name: names[0], SANs: names[1:], TTL: ttl},
 		issueExtra{kind: store.KindService, actor: "serve"})
-}
-
-// withPublicKey certifies pub instead of the CSR's key (after finalize,
-// so the subject key identifier is the new key's).
-func withPublicKey(pub crypto.PublicKey) provisioner.CertificateModifierFunc {
-	return func(cert *x509.Certificate, _ provisioner.SignOptions) error {
-		skid, err := subjectKeyID(pub)
-		if err != nil {
-			return err
-		}
-		cert.PublicKey, cert.SubjectKeyId = pub, skid
-		return nil
-	}
-}
-
-func certifiedKey(csr *x509.CertificateRequest, pub crypto.PublicKey) crypto.PublicKey {
-	if pub != nil {
-		return pub
-	}
-	return csr.PublicKey
 }

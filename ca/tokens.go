@@ -219,7 +219,7 @@ func CheckTokenRequest(r *TokenRequest) error {
 	if err != nil {
 		return err
 	}
-	n, err := check(Request{Kind: kind, Name: r.Name, Role: r.Role, SANs: r.SANs, TTL: r.CertTTL}, nil, time.Now(), true)
+	n, err := check(Request{Kind: kind, Name: r.Name, Role: r.Role, SANs: r.SANs, TTL: r.CertTTL}, nil, time.Now())
 	if err != nil {
 		return err
 	}
