@@ -27,6 +27,9 @@ type Authority struct {
 	actor        string
 	crl          bool
 	crlRounds    crlRounds
+	// audiences are the token audiences smallstep's configuration gives
+	// the CA's names (VerifyToken).
+	audiences provisioner.Audiences
 }
 
 // OpenOptions configure Open.
@@ -90,6 +93,7 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 	if err := configureTokens(ctx, st, cfg); err != nil {
 		return nil, err
 	}
+	a.audiences = cfg.GetAudiences()
 	// smallstep's CRL generator stays off: it rebuilt the whole CRL at
 	// every start and on every revocation, at a cost that grows with the
 	// number of revocations. dockca makes its CRLs itself (crl.go).

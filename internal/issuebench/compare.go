@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,13 +28,34 @@ func runCompare(args []string) error {
 	stepBin := fs.String("stepca", "step-ca", "step-ca binary")
 	dockBin := fs.String("dockca", "dockca", "dockca binary")
 	levels := fs.String("c", "64,1", "comma-separated client counts")
-	dur := fs.Duration("d", 10*time.Second, "measured duration of each run")
-	warm := fs.Duration("warmup", 2*time.Second, "warm-up before each measured window")
-	n := fs.Int("n", 40000, "tokens+CSRs to pre-make per run")
+	rounds := fs.Int("rounds", 3, "alternating step-ca/dockca runs per client count")
+	dur := fs.Duration("d", 5*time.Second, "measured duration of each run")
+	warm := fs.Duration("warmup", time.Second, "warm-up before each measured window")
+	n := fs.Int("n", 15000, "tokens+CSRs per run (a run ends early if they run out)")
 	fs.Parse(args)
+
+	// The CSRs are made once (tokens are minted for each fresh service):
+	// step-ca's carry the name as DNS SAN, dockca client CSRs carry none.
+	t := time.Now()
+	names := benchNames(*n)
+	stepSANs := make([][]string, *n)
+	for i := range stepSANs {
+		stepSANs[i] = []string{names[i]}
+	}
+	stepCSRs, err := makeCSRs(names, stepSANs)
+	if err != nil {
+		return err
+	}
+	dockCSRs, err := makeCSRs(names, make([][]string, *n))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("made 2 x %d keys+CSRs in %v\n", *n, time.Since(t).Round(time.Millisecond))
+
 	type row struct {
 		c          int
 		step, dock *outcome
+		ratios     []float64
 	}
 	var rows []row
 	for _, f := range strings.Split(*levels, ",") {
@@ -42,31 +64,46 @@ func runCompare(args []string) error {
 			return fmt.Errorf("compare: -c %q: not a client count", f)
 		}
 		o := runOpts{conc: c, warm: *warm, dur: *dur}
-		fmt.Printf("\n== step-ca, %d clients\n", c)
-		s, err := stepcaRun(o, *stepBin, *n, false)
-		if err != nil {
-			return fmt.Errorf("step-ca at %d clients: %w", c, err)
+		r := row{c: c, step: &outcome{errs: map[string]int{}}, dock: &outcome{errs: map[string]int{}}}
+		// Alternating short runs, so that a burst of load from elsewhere
+		// on a shared machine hits both services alike.
+		for round := 1; round <= *rounds; round++ {
+			fmt.Printf("\n== step-ca, %d clients, round %d\n", c, round)
+			s, err := stepcaRun(o, *stepBin, *n, false, stepCSRs)
+			if err != nil {
+				return fmt.Errorf("step-ca at %d clients: %w", c, err)
+			}
+			s.report("stepca", o, "signings")
+			fmt.Printf("\n== dockca, %d clients, round %d\n", c, round)
+			d, err := dockcaRun(o, *dockBin, dockCSRs)
+			if err != nil {
+				return fmt.Errorf("dockca at %d clients: %w", c, err)
+			}
+			d.report("dockca", o, "signings")
+			r.ratios = append(r.ratios, d.rate()/s.rate())
+			r.step.add(s)
+			r.dock.add(d)
 		}
-		s.report("stepca", o, "signings")
-		fmt.Printf("\n== dockca, %d clients\n", c)
-		d, err := dockcaRun(o, *dockBin, *n)
-		if err != nil {
-			return fmt.Errorf("dockca at %d clients: %w", c, err)
-		}
-		d.report("dockca", o, "signings")
-		rows = append(rows, row{c, s, d})
+		slices.Sort(r.step.lat)
+		slices.Sort(r.dock.lat)
+		rows = append(rows, r)
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
-	rate := func(r *outcome) float64 { return float64(r.ok) / r.window.Seconds() }
-	fmt.Printf("\n| clients | dockca | step-ca v0.30.2 | dockca / step-ca |\n|---|---|---|---|\n")
+	fmt.Printf("\nAll %d rounds of each client count together (rate = successes / measured time):\n\n", *rounds)
+	fmt.Printf("| clients | dockca | step-ca v0.30.2 | dockca / step-ca | per round |\n|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Printf("| %d | %.0f/s, p50 %s, p99 %s, %d errors | %.0f/s, p50 %s, p99 %s, %d errors | **%.2f** |\n", r.c,
-			rate(r.dock), ms(pct(r.dock.lat, 50)), ms(pct(r.dock.lat, 99)), r.dock.failed,
-			rate(r.step), ms(pct(r.step.lat, 50)), ms(pct(r.step.lat, 99)), r.step.failed, rate(r.dock)/rate(r.step))
+		var per []string
+		for _, x := range r.ratios {
+			per = append(per, fmt.Sprintf("%.2f", x))
+		}
+		fmt.Printf("| %d | %.0f/s, p50 %s, p99 %s, %d errors | %.0f/s, p50 %s, p99 %s, %d errors | **%.2f** | %s |\n", r.c,
+			r.dock.rate(), ms(pct(r.dock.lat, 50)), ms(pct(r.dock.lat, 99)), r.dock.failed,
+			r.step.rate(), ms(pct(r.step.lat, 50)), ms(pct(r.step.lat, 99)), r.step.failed, r.dock.rate()/r.step.rate(), strings.Join(per, ", "))
 	}
+	fmt.Println()
 	for _, r := range rows {
 		fmt.Printf("RATIO c=%d dockca=%.1f stepca=%.1f ratio=%.2f dockca_p99_ms=%.2f stepca_p99_ms=%.2f\n", r.c,
-			rate(r.dock), rate(r.step), rate(r.dock)/rate(r.step),
+			r.dock.rate(), r.step.rate(), r.dock.rate()/r.step.rate(),
 			float64(pct(r.dock.lat, 99))/1e6, float64(pct(r.step.lat, 99))/1e6)
 	}
 	return nil
@@ -76,7 +113,8 @@ func runCompare(args []string) error {
 // unencrypted like step-ca's here), mints n client tokens in-process,
 // starts `dockca serve` on it, loads it, stops it and checks that every
 // certificate answered 2xx is stored exactly once with its token spent.
-func dockcaRun(o runOpts, bin string, n int) (*outcome, error) {
+func dockcaRun(o runOpts, bin string, csrs [][]byte) (*outcome, error) {
+	n := len(csrs)
 	dir, err := os.MkdirTemp("", "issuebench-dockca-")
 	if err != nil {
 		return nil, err
@@ -115,11 +153,11 @@ func dockcaRun(o runOpts, bin string, n int) (*outcome, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		toks := make([]string, n)
+		toks, names := make([]string, n), benchNames(n)
 		now := time.Now()
 		t := time.Now()
 		err = parallel(n, func(i int) (err error) {
-			toks[i], _, err = minter.Mint(ca.TokenRequest{Kind: "client", Name: fmt.Sprintf("c%07d.issuebench.test", i), CAURL: base, TTL: time.Hour}, now)
+			toks[i], _, err = minter.Mint(ca.TokenRequest{Kind: "client", Name: names[i], CAURL: base, TTL: time.Hour}, now)
 			return err
 		})
 		fmt.Printf("pre-made %d tokens in %v\n", n, time.Since(t).Round(time.Millisecond))
@@ -128,16 +166,6 @@ func dockcaRun(o runOpts, bin string, n int) (*outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("c%07d.issuebench.test", i)
-	}
-	t := time.Now()
-	csrs, err := makeCSRs(names, make([][]string, n))
-	if err != nil {
-		return nil, err
-	}
-	fmt.Printf("pre-made %d keys+CSRs in %v\n", n, time.Since(t).Round(time.Millisecond))
 	bodies := signBodies(csrs, toks, "token")
 
 	srv, err := startChild(filepath.Join(dir, "dockca.log"), bin, "--home", home, "serve", "--no-password",

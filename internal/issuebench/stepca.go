@@ -27,7 +27,7 @@ func runStepCA(args []string) error {
 	n := fs.Int("n", 40000, "tokens+CSRs to pre-make; the window ends early if they run out")
 	keep := fs.Bool("keep", false, "keep the temp dir (ca.json, keys, db, step-ca.log)")
 	fs.Parse(args)
-	out, err := stepcaRun(o, *bin, *n, *keep)
+	out, err := stepcaRun(o, *bin, *n, *keep, nil)
 	if out != nil {
 		out.report("stepca", o, "signings")
 	}
@@ -35,7 +35,9 @@ func runStepCA(args []string) error {
 }
 
 // stepcaRun starts a fresh step-ca, loads it and checks what it stored.
-func stepcaRun(o runOpts, bin string, n int, keep bool) (*outcome, error) {
+// csrs, when given, are the CSRs to send (made by stepcaCSRs); otherwise n
+// are made.
+func stepcaRun(o runOpts, bin string, n int, keep bool, csrs [][]byte) (*outcome, error) {
 	dir, err := os.MkdirTemp("", "issuebench-stepca-")
 	if err != nil {
 		return nil, err
@@ -74,7 +76,12 @@ func stepcaRun(o runOpts, bin string, n int, keep bool) (*outcome, error) {
 	fmt.Printf("step-ca up on %s\n", base)
 
 	// Minted only now: step-ca refuses tokens whose iat is before its start.
-	toks, csrs, err := ca.prepare(n, base+"/1.0/sign", o.warm+o.dur+10*time.Minute)
+	var toks []string
+	if csrs == nil {
+		toks, csrs, err = ca.prepare(n, base+"/1.0/sign", o.warm+o.dur+10*time.Minute)
+	} else {
+		toks, err = ca.mintTokens(base+"/1.0/sign", benchNames(len(csrs)), o.warm+o.dur+10*time.Minute)
+	}
 	if err != nil {
 		return nil, err
 	}
