@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/big"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -234,4 +235,46 @@ func TestRevokeTargetsOneCRLAndOpenKeepsCurrent(t *testing.T) {
 	if again, err := st.CRL(ctx); err != nil || again.Number != after.Number {
 		t.Fatalf("reopening regenerated a current CRL: %v", err)
 	}
+}
+
+// TestMakeRevokedHome builds a dockca home for timing the CLI by hand: a
+// CA (keys encrypted under DOCKCA_REVOKED_HOME_PASSWORD, or a development
+// CA without it) with 100,000 revoked certificates and one valid client
+// certificate, whose serial it prints. Not part of the
+// default run:
+//
+//	DOCKCA_REVOKED_HOME=/tmp/h go test -tags nobadger,nomysql,nopgx -run TestMakeRevokedHome -v ./ca/
+//	time ./dockca --home /tmp/h revoke SERIAL
+func TestMakeRevokedHome(t *testing.T) {
+	home := os.Getenv("DOCKCA_REVOKED_HOME")
+	if home == "" {
+		t.Skip("set DOCKCA_REVOKED_HOME=DIR to build the home")
+	}
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(store.Path(home), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	pw := []byte(os.Getenv("DOCKCA_REVOKED_HOME_PASSWORD"))
+	if _, err := Init(ctx, st, InitOptions{Name: "bench", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(ctx, st, OpenOptions{Actor: "bench", CRL: true, Password: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	populateRevoked(t, st, 100000)
+	if _, err := a.GenerateCRL(ctx); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "victim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("home %s: 100,000 revoked; revoke %s", home, iss.Record.Serial)
 }
