@@ -116,8 +116,8 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 	if o.CRL {
 		// A CRL must exist for clients to fetch; one that is current is
 		// kept, so opening costs nothing that grows with revocations.
-		cur, err := CurrentCRL(ctx, st, time.Now())
-		if err == nil && cur == nil {
+		current, err := CurrentCRLHeader(ctx, st, time.Now())
+		if err == nil && current == nil {
 			_, err = a.GenerateCRL(ctx)
 		}
 		if err != nil {

@@ -110,10 +110,10 @@ func (a *Authority) GenerateCRL(ctx context.Context) (*store.CRL, error) {
 func (a *Authority) generateCRL(ctx context.Context) (*store.CRL, error) {
 	now := time.Now().UTC().Truncate(time.Second)
 	number := int64(0)
-	prev, err := a.st.CRLNumber(ctx)
+	prev, err := a.st.CRLHeader(ctx)
 	switch {
 	case err == nil:
-		number = prev + 1
+		number = prev.Number + 1
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("generate crl: %w", err)
 	}

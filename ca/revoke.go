@@ -129,10 +129,34 @@ func CurrentCRL(ctx context.Context, st *store.Store, now time.Time) (*store.CRL
 	if err != nil {
 		return nil, err
 	}
-	if now.Add(CRLFreshFor).After(crl.NextUpdate) || crlOutdated(ctx, st, crl) {
+	if !crlCurrent(ctx, st, crl, now) {
 		return nil, nil
 	}
 	return crl, nil
+}
+
+// CurrentCRLHeader is CurrentCRL without the DER: the stored CRL's
+// number, times and revocation counter when it is current, else nil. It
+// reads nothing that grows with the number of revocations, for start-up,
+// periodic checks and the service's in-memory copy.
+func CurrentCRLHeader(ctx context.Context, st *store.Store, now time.Time) (*store.CRL, error) {
+	h, err := st.CRLHeader(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !crlCurrent(ctx, st, h, now) {
+		return nil, nil
+	}
+	return h, nil
+}
+
+// crlCurrent reports a CRL that is neither close to its nextUpdate nor
+// outdated by a later revocation.
+func crlCurrent(ctx context.Context, st *store.Store, crl *store.CRL, now time.Time) bool {
+	return !now.Add(CRLFreshFor).After(crl.NextUpdate) && !crlOutdated(ctx, st, crl)
 }
 
 // crlOutdated reports a revocation recorded after the CRL's snapshot: a

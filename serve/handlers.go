@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -294,24 +295,9 @@ func parseReason(name string) (ca.Reason, error) {
 }
 
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	crl, err := ca.CurrentCRL(ctx, s.st, time.Now())
+	crl, err := s.currentCRL(r.Context())
 	if err != nil {
 		return err
-	}
-	if crl == nil {
-		// Many clients notice a stale CRL at once; one regeneration
-		// serves them all.
-		v, err, _ := s.crlGen.Do("crl", func() (any, error) {
-			if fresh, err := ca.CurrentCRL(ctx, s.st, time.Now()); err != nil || fresh != nil {
-				return fresh, err
-			}
-			return s.a.GenerateCRL(ctx)
-		})
-		if err != nil {
-			return err
-		}
-		crl = v.(*store.CRL)
 	}
 	sum := sha256.Sum256(crl.DER)
 	body, ctype := crl.DER, "application/pkix-crl"
@@ -338,6 +324,36 @@ func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	_, err = io.Copy(w, bytes.NewReader(body))
 	return err
+}
+
+// currentCRL is the CRL to hand out: the stored one while it is current
+// (from memory while its number is unchanged), else a new one, which
+// covers every revocation recorded before the request.
+func (s *Server) currentCRL(ctx context.Context) (*store.CRL, error) {
+	h, err := ca.CurrentCRLHeader(ctx, s.st, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if h != nil {
+		if c := s.crl.Load(); c != nil && c.Number == h.Number {
+			return c, nil
+		}
+		crl, err := s.st.CRL(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.crl.Store(crl)
+		return crl, nil
+	}
+	// Many clients notice a stale CRL at once; GenerateCRL gives them
+	// (and revocations under way) shared regenerations, each started after
+	// its callers arrived, so none gets a CRL older than its request.
+	crl, err := s.a.GenerateCRL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.crl.Store(crl)
+	return crl, nil
 }
 
 func (s *Server) handleRoots(w http.ResponseWriter, _ *http.Request) error {

@@ -30,7 +30,6 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
-	"golang.org/x/sync/singleflight"
 )
 
 // Defaults.
@@ -78,7 +77,10 @@ type Server struct {
 	log     *slog.Logger
 	m       *metrics
 	limiter *ipLimiter
-	crlGen  singleflight.Group
+	// crl is the last CRL handed out, kept so that a CRL request reads
+	// only the stored CRL's header while it is unchanged (the CRL itself
+	// is megabytes with many revocations).
+	crl atomic.Pointer[store.CRL]
 	// inflight counts running handlers: the authority is closed only
 	// after the last one, even when graceful shutdown timed out.
 	inflight sync.WaitGroup
@@ -361,7 +363,7 @@ func (s *Server) keepCRLFresh(ctx context.Context, every time.Duration) {
 			return
 		case <-time.After(every):
 		}
-		if crl, err := ca.CurrentCRL(ctx, s.st, time.Now()); err == nil && crl == nil {
+		if current, err := ca.CurrentCRLHeader(ctx, s.st, time.Now()); err == nil && current == nil {
 			if _, err := s.a.GenerateCRL(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("CRL regeneration failed", "err", err)
 			}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -187,5 +188,34 @@ func TestExistingDatabaseGainsIndexesAfterBackup(t *testing.T) {
 	defer s3.Close()
 	if s3.IndexBackup() != "" {
 		t.Fatal("a second open backed up and migrated again")
+	}
+}
+
+// The CRL header is written beside the CRL and read without the DER; a CRL
+// stored before the header existed is still read (from the CRL itself).
+func TestCRLHeader(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	if _, err := s.CRLHeader(ctx); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("no CRL: %v", err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	crl := &CRL{Number: 7, ThisUpdate: now, NextUpdate: now.Add(24 * time.Hour), Duration: 24 * time.Hour, DER: []byte{0x30, 0}, RevocationSeq: 3}
+	if err := s.PutCRL(ctx, crl); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.CRLHeader(ctx)
+	if err != nil || h.Number != 7 || h.RevocationSeq != 3 || !h.NextUpdate.Equal(crl.NextUpdate) || h.DER != nil {
+		t.Fatalf("header: %+v %v", h, err)
+	}
+	if err := s.PutCRL(ctx, &CRL{Number: 7, DER: []byte{0x30, 0}}); err == nil {
+		t.Fatal("a CRL number that does not increase was stored")
+	}
+	// As a database from before the header would hold it.
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCRL).Delete(keyCRLHeader) }); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.CRLHeader(ctx); err != nil || h.Number != 7 || h.RevocationSeq != 3 {
+		t.Fatalf("header of an older CRL: %+v %v", h, err)
 	}
 }
