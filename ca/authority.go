@@ -152,8 +152,9 @@ func (a *Authority) Store() *store.Store { return a.st }
 // Step exposes the embedded smallstep authority (for token provisioners).
 func (a *Authority) Step() *authority.Authority { return a.step }
 
-// record turns a just-signed leaf into dockca's record; it runs inside the
-// authority's store call, so the record is written with the certificate.
+// record turns a just-signed leaf into dockca's record (sign stores it
+// before the certificate is handed out; smallstep's signing call, which
+// the tests still use as a reference, reaches it through AuthDB).
 func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (*store.Certificate, error) {
 	kind := kindOf(leaf)
 	actor := a.actor

@@ -52,9 +52,9 @@ func (i *Issued) KeyPEM() ([]byte, error) {
 	return MarshalPrivateKey(i.Key)
 }
 
-// identity is the smallstep "provisioner" dockca passes with its own
-// issuances; the store's record function reads the kind from its ID and the
-// issuer from its name. Only the methods the signing path calls are real.
+// identity is the smallstep "provisioner" that stands for dockca's own
+// issuances; the record function reads the kind from its ID and the issuer
+// from its name. Only the methods the record function calls are real.
 type identity struct {
 	provisioner.Interface
 	kind  store.Kind

@@ -95,8 +95,10 @@ func (a *AuthDB) GetCertificate(sn string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(c.DER)
 }
 
-// StoreCertificateChain is what the authority calls after signing; the
-// record and its index are written in one batched transaction.
+// StoreCertificateChain is what smallstep's signing call stores through;
+// the record and its indexes are written in one group-committed
+// transaction. dockca's own signing path (ca.Authority.sign) calls
+// PutCertificate directly.
 func (a *AuthDB) StoreCertificateChain(prov provisioner.Interface, chain ...*x509.Certificate) error {
 	if len(chain) == 0 {
 		return errors.New("store certificate: empty chain")
