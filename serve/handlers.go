@@ -295,18 +295,18 @@ func parseReason(name string) (ca.Reason, error) {
 }
 
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
-	crl, err := s.currentCRL(r.Context())
+	c, err := s.currentCRL(r.Context())
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(crl.DER)
+	crl := c.CRL
 	body, ctype := crl.DER, "application/pkix-crl"
-	etag := fmt.Sprintf(`"%d-%s"`, crl.Number, hex.EncodeToString(sum[:8]))
+	etag := fmt.Sprintf(`"%d-%s"`, crl.Number, c.tag)
 	switch r.URL.Query().Get("format") {
 	case "", "der":
 	case "pem":
 		body, ctype = ca.PEMCRL(crl.DER), "application/x-pem-file"
-		etag = fmt.Sprintf(`"%d-%s-pem"`, crl.Number, hex.EncodeToString(sum[:8]))
+		etag = fmt.Sprintf(`"%d-%s-pem"`, crl.Number, c.tag)
 	default:
 		return errorf(http.StatusBadRequest, "format must be der or pem")
 	}
@@ -326,10 +326,22 @@ func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
+// servedCRL is a CRL as the service hands it out, with its ETag digest
+// computed once (hashing megabytes on every request would not be cheap).
+type servedCRL struct {
+	*store.CRL
+	tag string
+}
+
+func newServedCRL(crl *store.CRL) *servedCRL {
+	sum := sha256.Sum256(crl.DER)
+	return &servedCRL{CRL: crl, tag: hex.EncodeToString(sum[:8])}
+}
+
 // currentCRL is the CRL to hand out: the stored one while it is current
 // (from memory while its number is unchanged), else a new one, which
 // covers every revocation recorded before the request.
-func (s *Server) currentCRL(ctx context.Context) (*store.CRL, error) {
+func (s *Server) currentCRL(ctx context.Context) (*servedCRL, error) {
 	h, err := ca.CurrentCRLHeader(ctx, s.st, time.Now())
 	if err != nil {
 		return nil, err
@@ -342,8 +354,9 @@ func (s *Server) currentCRL(ctx context.Context) (*store.CRL, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.crl.Store(crl)
-		return crl, nil
+		c := newServedCRL(crl)
+		s.crl.Store(c)
+		return c, nil
 	}
 	// Many clients notice a stale CRL at once; GenerateCRL gives them
 	// (and revocations under way) shared regenerations, each started after
@@ -352,8 +365,9 @@ func (s *Server) currentCRL(ctx context.Context) (*store.CRL, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.crl.Store(crl)
-	return crl, nil
+	c := newServedCRL(crl)
+	s.crl.Store(c)
+	return c, nil
 }
 
 func (s *Server) handleRoots(w http.ResponseWriter, _ *http.Request) error {

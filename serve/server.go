@@ -80,7 +80,7 @@ type Server struct {
 	// crl is the last CRL handed out, kept so that a CRL request reads
 	// only the stored CRL's header while it is unchanged (the CRL itself
 	// is megabytes with many revocations).
-	crl atomic.Pointer[store.CRL]
+	crl atomic.Pointer[servedCRL]
 	// inflight counts running handlers: the authority is closed only
 	// after the last one, even when graceful shutdown timed out.
 	inflight sync.WaitGroup
