@@ -41,6 +41,13 @@ const (
 	shutdownTimeout  = 30 * time.Second
 )
 
+// GCPercent is the garbage collector's target that dockca serve runs with
+// unless GOGC is set: the service's live heap is small (megabytes) and it
+// allocates quickly while signing, so the default of 100 collects very
+// often; 400 took a tenth or more off the CPU time per signing under load,
+// for a heap that stays in the tens of megabytes.
+const GCPercent = 400
+
 // SettingURL is the store setting where the service records its URL, so
 // `dockca token create` run while it is stopped knows the audience.
 const SettingURL = "serve.url"

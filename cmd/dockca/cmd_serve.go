@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 
@@ -67,6 +69,9 @@ func newServeCommand(e *env) *cli.Command {
 }
 
 func runServe(c *cli.Context, e *env, o serve.Options) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(serve.GCPercent)
+	}
 	home, err := homeDir(c, e)
 	if err != nil {
 		return err
