@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test serve demo demo-stop quickstart bench load clean
+.PHONY: build test serve demo demo-stop quickstart bench bench-stepca bench-crl load clean
 
 build:
 	$(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o dockca ./cmd/dockca
@@ -50,6 +50,24 @@ quickstart: build
 bench:
 	$(GO) test -tags $(TAGS) -run '^$$' -bench IssueFromCSR -benchtime 3s ./ca/
 	$(GO) test -tags $(TAGS) -run '^$$' -bench Decision -benchtime 20000x ./authz/
+
+# dockca serve against step-ca v0.30.2, same load generator, same run, at 64
+# clients and at 1: prints both rates and their ratio. step-ca is built from
+# its Go module into BENCH_CACHE (never committed).
+BENCH_CACHE ?= $(CURDIR)/.cache/bench
+STEPCA_VERSION := v0.30.2
+bench-stepca: build
+	test -x $(BENCH_CACHE)/step-ca-$(STEPCA_VERSION) || { \
+		mkdir -p $(BENCH_CACHE) && \
+		CGO_ENABLED=0 GOBIN=$(BENCH_CACHE) $(GO) install github.com/smallstep/certificates/cmd/step-ca@$(STEPCA_VERSION) && \
+		mv $(BENCH_CACHE)/step-ca $(BENCH_CACHE)/step-ca-$(STEPCA_VERSION); }
+	$(GO) run -tags $(TAGS) ./internal/issuebench compare -stepca $(BENCH_CACHE)/step-ca-$(STEPCA_VERSION) -dockca ./dockca -c 64,1
+
+# CRL generation and revocation with 100,000 revoked; ls on 10,000 and
+# 1,000,000 records.
+bench-crl:
+	$(GO) test -tags $(TAGS) -run '^$$' -bench CRL100k -benchtime 5x ./ca/
+	DOCKCA_LS_BENCH=1 $(GO) test -tags $(TAGS) -count=1 -run TestListScales -v -timeout 30m ./store/
 
 # Load tests against real HTTPS and real dockerd; not part of make test.
 load:

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -22,8 +23,13 @@ type Authority struct {
 	root         *x509.Certificate
 	intermediate *x509.Certificate
 	step         *authority.Authority
+	signer       crypto.Signer // the intermediate's key, for CRLs
 	actor        string
 	crl          bool
+	crlRounds    crlRounds
+	// audiences are the token audiences smallstep's configuration gives
+	// the CA's names (VerifyToken).
+	audiences provisioner.Audiences
 }
 
 // OpenOptions configure Open.
@@ -33,9 +39,9 @@ type OpenOptions struct {
 	Password []byte
 	// Actor is recorded as the issuer of every certificate ("cli:root@host").
 	Actor string
-	// CRL turns on smallstep's CRL machinery (generation on start, on
-	// revoke and on a timer). Commands that only issue leave it off so they
-	// do not rewrite the CRL on every run.
+	// CRL lets the authority revoke and publish CRLs (GenerateCRL, and a
+	// regeneration after each revocation). Commands that only issue leave
+	// it off.
 	CRL bool
 	// DNSNames are the names the authority answers to; they set the audience
 	// of one-time tokens. Default: localhost.
@@ -72,7 +78,7 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 	if err != nil {
 		return nil, fmt.Errorf("unlock intermediate key: %w", err)
 	}
-	a := &Authority{st: st, rec: rec, root: root, intermediate: inter, actor: o.Actor, crl: o.CRL}
+	a := &Authority{st: st, rec: rec, root: root, intermediate: inter, signer: signer, actor: o.Actor, crl: o.CRL}
 	if a.actor == "" {
 		a.actor = "dockca"
 	}
@@ -87,9 +93,10 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 	if err := configureTokens(ctx, st, cfg); err != nil {
 		return nil, err
 	}
-	if o.CRL {
-		cfg.CRL = &config.CRLConfig{Enabled: true, GenerateOnRevoke: true}
-	}
+	a.audiences = cfg.GetAudiences()
+	// smallstep's CRL generator stays off: it rebuilt the whole CRL at
+	// every start and on every revocation, at a cost that grows with the
+	// number of revocations. dockca makes its CRLs itself (crl.go).
 	signingService, err := newSigningService(inter, signer)
 	if err != nil {
 		return nil, err
@@ -106,6 +113,18 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 		return nil, fmt.Errorf("start authority: %w", err)
 	}
 	a.step = step
+	if o.CRL {
+		// A CRL must exist for clients to fetch; one that is current is
+		// kept, so opening costs nothing that grows with revocations.
+		current, err := CurrentCRLHeader(ctx, st, time.Now())
+		if err == nil && current == nil {
+			_, err = a.GenerateCRL(ctx)
+		}
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("start authority: %w", err)
+		}
+	}
 	return a, nil
 }
 
@@ -133,8 +152,9 @@ func (a *Authority) Store() *store.Store { return a.st }
 // Step exposes the embedded smallstep authority (for token provisioners).
 func (a *Authority) Step() *authority.Authority { return a.step }
 
-// record turns a just-signed leaf into dockca's record; it runs inside the
-// authority's store call, so the record is written with the certificate.
+// record turns a just-signed leaf into dockca's record (sign stores it
+// before the certificate is handed out; smallstep's signing call, which
+// the tests still use as a reference, reaches it through AuthDB).
 func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (*store.Certificate, error) {
 	kind := kindOf(leaf)
 	actor := a.actor

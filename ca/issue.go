@@ -3,39 +3,13 @@ package ca
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/smallstep/certificates/authority/provisioner"
-	"go.step.sm/crypto/x509util"
 
 	"github.com/dockca/dockca/store"
-)
-
-// The issuance profiles, as x509util templates. The subject and names come
-// from dockca's validated request, never straight from a CSR, so a CSR
-// cannot smuggle in names or extensions the policy did not see.
-const (
-	clientTemplate = `{
-	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "organizationalUnit": {{ toJson .Role }}, "organization": {{ toJson .Org }}},
-	"keyUsage": ["digitalSignature"],
-	"extKeyUsage": ["clientAuth"]
-}`
-	daemonTemplate = `{
-	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "organization": {{ toJson .Org }}
-{{- if .ServiceOU }}, "organizationalUnit": {{ toJson .ServiceOU }}{{ end }}},
-	"sans": {{ toJson .SANs }},
-{{- if .RSA }}
-	"keyUsage": ["digitalSignature", "keyEncipherment"],
-{{- else }}
-	"keyUsage": ["digitalSignature"],
-{{- end }}
-	"extKeyUsage": ["serverAuth"]
-}`
 )
 
 // Request asks for one certificate.
@@ -85,9 +59,9 @@ func (i *Issued) KeyPEM() ([]byte, error) {
 	return MarshalPrivateKey(i.Key)
 }
 
-// identity is the smallstep "provisioner" dockca passes with its own
-// issuances; the store's record function reads the kind from its ID and the
-// issuer from its name. Only the methods the signing path calls are real.
+// identity is the smallstep "provisioner" that stands for dockca's own
+// issuances; the record function reads the kind from its ID and the issuer
+// from its name. Only the methods the record function calls are real.
 type identity struct {
 	provisioner.Interface
 	kind  store.Kind
@@ -100,15 +74,6 @@ func (i identity) GetID() string             { return identityPrefix + string(i.
 func (i identity) GetIDForToken() string     { return i.GetID() }
 func (i identity) GetName() string           { return i.actor }
 func (i identity) GetType() provisioner.Type { return provisioner.TypeJWK }
-
-type templateOption struct {
-	text string
-	data x509util.TemplateData
-}
-
-func (t templateOption) Options(provisioner.SignOptions) []x509util.Option {
-	return []x509util.Option{x509util.WithTemplate(t.text, t.data)}
-}
 
 // Normalized is a request after policy: the exact subject, names, role and
 // validity the certificate will have.
@@ -147,7 +112,8 @@ func PrecheckRequest(r Request) (*Normalized, error) {
 }
 
 // check applies the policy; roles are the stored policy's roles beside the
-// built-in ones.
+// built-in ones. It is where a CSR's signature is verified, once per
+// issuance (the service's request decoder only parses it).
 func check(r Request, issuer *x509.Certificate, roles []string, now time.Time) (*Normalized, error) {
 	if _, err := ParseKind(string(r.Kind)); err != nil {
 		return nil, err
@@ -271,9 +237,13 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	if x.kind != "" {
 		kind = x.kind
 	}
-	csr := r.CSR
 	var key crypto.Signer
-	if csr == nil {
+	pub := x.pubKey
+	switch {
+	case pub != nil:
+	case r.CSR != nil:
+		pub = r.CSR.PublicKey
+	default:
 		kt := r.KeyType
 		if kt == "" {
 			kt = KeyECP256
@@ -281,33 +251,16 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 		if key, err = GenerateKey(kt); err != nil {
 			return nil, err
 		}
-		if csr, err = newCSR(n, key); err != nil {
-			return nil, err
-		}
+		pub = key.Public()
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	opts := []provisioner.SignOption{
-		identity{kind: kind, actor: actor},
-		a.profile(n, certifiedKey(csr, x.pubKey), kind),
-		finalize(n.NotBefore, n.NotAfter),
-	}
-	if x.pubKey != nil {
-		opts = append(opts, withPublicKey(x.pubKey))
-	}
-	chain, err := a.step.SignWithContext(ctx, csr, provisioner.SignOptions{}, opts...)
-	if errors.Is(err, store.ErrRenewedFromRevoked) {
-		return nil, ErrRevoked
-	}
+	leaf, rec, err := a.sign(ctx, n, pub, kind, actor)
 	if err != nil {
-		return nil, fmt.Errorf("sign: %w", err)
+		return nil, err
 	}
-	rec, err := a.st.Certificate(ctx, chain[0].SerialNumber)
-	if err != nil {
-		return nil, fmt.Errorf("read back issued certificate: %w", err)
-	}
-	return &Issued{Record: rec, Leaf: chain[0], Chain: chain, Root: a.root, Key: key}, nil
+	return &Issued{Record: rec, Leaf: leaf, Chain: []*x509.Certificate{leaf, a.intermediate}, Root: a.root, Key: key}, nil
 }
 
 // checkPredecessor makes sure a renewal names a certificate of the same
@@ -336,66 +289,24 @@ func (a *Authority) checkPredecessor(ctx context.Context, from string, n *Normal
 // Daemon certificates carry no OU and client roles are never this value.
 const ServiceOU = "dockca-service"
 
-func (a *Authority) profile(n *Normalized, pub crypto.PublicKey, kind store.Kind) templateOption {
-	sans := make([]string, len(n.SANs))
-	for i, s := range n.SANs {
-		sans[i] = s.String()
-	}
-	data := x509util.CreateTemplateData(n.Name, sans)
-	data.Set("Org", a.rec.Name)
-	data.Set("RSA", isRSA(pub))
-	if kind == store.KindService {
-		data.Set("ServiceOU", ServiceOU)
-	}
-	text := daemonTemplate
-	if n.Kind == store.KindClient {
-		data.Set("Role", n.Role)
-		data.SetSANs(nil)
-		text = clientTemplate
-	}
-	return templateOption{text: text, data: data}
-}
-
-// finalize sets what dockca decides rather than smallstep's defaults: the
-// lifetime (backdated for clock skew), a serial of more than 128 random
-// bits and the subject key identifier RFC 5280 asks for.
-func finalize(notBefore, notAfter time.Time) provisioner.CertificateModifierFunc {
-	return func(cert *x509.Certificate, _ provisioner.SignOptions) error {
-		cert.NotBefore, cert.NotAfter = notBefore, notAfter
-		serial, err := RandomSerial()
-		if err != nil {
-			return err
-		}
-		cert.SerialNumber = serial
-		if cert.SubjectKeyId == nil {
-			skid, err := subjectKeyID(cert.PublicKey)
-			if err != nil {
-				return err
-			}
-			cert.SubjectKeyId = skid
-		}
-		return nil
-	}
-}
-
-func newCSR(n *Normalized, key crypto.Signer) (*x509.CertificateRequest, error) {
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: n.Name}}
-	for _, s := range n.SANs {
-		if s.IP != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, s.IP)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, s.DNS)
-		}
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		return nil, fmt.Errorf("create request: %w", err)
-	}
-	return x509.ParseCertificateRequest(der)
-}
-
 // ParseCSR reads a PEM or DER certificate request and checks its signature.
 func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
+	csr, err := DecodeCSR(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: signature does not verify", ErrBadCSR)
+	}
+	return csr, nil
+}
+
+// DecodeCSR reads a PEM or DER certificate request without checking its
+// signature. It is for requests that go straight to Issue, IssueWithToken
+// or Renew, whose policy check verifies the signature (and answers
+// ErrBadCSR) before anything is signed or stored; checking it here too
+// would cost one more ECDSA verification per request.
+func DecodeCSR(b []byte) (*x509.CertificateRequest, error) {
 	der := b
 	if blk := pemBlock(b, "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"); blk != nil {
 		der = blk
@@ -403,9 +314,6 @@ func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("%w: signature does not verify", ErrBadCSR)
 	}
 	return csr, nil
 }

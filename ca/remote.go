@@ -2,14 +2,13 @@ package ca
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
-	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/provisioner"
 	"go.step.sm/crypto/jose"
 
@@ -53,12 +52,20 @@ func renewedFromOfActor(actor string) string {
 	return ""
 }
 
-// VerifyToken checks a token with smallstep's JWK provisioner (signature,
-// issuer, audience for method, nbf/exp) without spending it; the caller
-// spends it together with what it buys.
+// VerifyToken checks a token against the token provisioner's key:
+// signature, issuer, audience for method (the audiences smallstep's
+// configuration gives the CA's names), nbf/exp with a minute of leeway,
+// subject and ID, without spending it; the caller spends it together with
+// what it buys. These are the checks of smallstep's JWK provisioner, made
+// here on one parse of the token: smallstep's Authorize parsed it three
+// times more and built sign options dockca does not use, a fifth of a
+// signing's time under load.
 func (a *Authority) VerifyToken(ctx context.Context, tok string, method provisioner.Method) (*TokenClaims, error) {
 	if a.step == nil {
 		return nil, errNotOpen
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" {
@@ -67,50 +74,69 @@ func (a *Authority) VerifyToken(ctx context.Context, tok string, method provisio
 	if len(tok) > 8192 {
 		return nil, fmt.Errorf("%w: token too long", ErrTokenInvalid)
 	}
-	// smallstep reports an unknown key and a wrong audience alike
-	// ("provisioner not found or invalid audience"); telling them apart
-	// first gives the client a useful reason.
 	jwt, err := jose.ParseSigned(tok)
 	if err != nil || len(jwt.Headers) != 1 {
 		return nil, fmt.Errorf("%w: malformed token", ErrTokenInvalid)
 	}
-	c, err := PeekToken(tok)
-	if err != nil {
-		return nil, err
-	}
 	p, perr := a.step.LoadProvisionerByName(TokenProvisionerName)
 	jwk, isJWK := p.(*provisioner.JWK)
-	if perr != nil || !isJWK || c.Issuer != TokenProvisionerName || jwt.Headers[0].KeyID != jwk.Key.KeyID {
+	if perr != nil || !isJWK || jwt.Headers[0].KeyID != jwk.Key.KeyID {
 		return nil, fmt.Errorf("%w: the token was not signed by this CA", ErrTokenInvalid)
 	}
-	vctx := authority.NewContextWithSkipTokenReuse(provisioner.NewContextWithMethod(ctx, method))
-	if _, err := a.step.Authorize(vctx, tok); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrTokenInvalid, tokenReason(err))
+	var c TokenClaims
+	if err := jwt.Claims(jwk.Key, &c); err != nil {
+		return nil, fmt.Errorf("%w: the token was not signed by this CA", ErrTokenInvalid)
+	}
+	err = c.ValidateWithLeeway(jose.Expected{Issuer: TokenProvisionerName, Time: time.Now().UTC()}, time.Minute)
+	switch {
+	case errors.Is(err, jose.ErrExpired):
+		return nil, fmt.Errorf("%w: the token has expired", ErrTokenInvalid)
+	case errors.Is(err, jose.ErrNotValidYet):
+		return nil, fmt.Errorf("%w: the token is not valid yet", ErrTokenInvalid)
+	case errors.Is(err, jose.ErrInvalidIssuer):
+		return nil, fmt.Errorf("%w: the token was not signed by this CA", ErrTokenInvalid)
+	case err != nil:
+		return nil, fmt.Errorf("%w: the token does not verify", ErrTokenInvalid)
+	}
+	var want []string
+	switch method {
+	case provisioner.SignMethod:
+		want = a.audiences.Sign
+	case provisioner.RevokeMethod:
+		want = a.audiences.Revoke
+	}
+	if !matchesAudience(c.Audience, want) {
+		return nil, fmt.Errorf("%w: the token is for another CA address or another operation", ErrTokenInvalid)
+	}
+	if c.Subject == "" {
+		return nil, fmt.Errorf("%w: the token does not verify", ErrTokenInvalid)
 	}
 	if c.ID == "" {
 		return nil, fmt.Errorf("%w: no token ID (jti)", ErrTokenInvalid)
 	}
-	return c, nil
+	return &c, nil
 }
 
-// tokenReason turns smallstep's layered error into one short reason that
-// is safe to show a client.
-func tokenReason(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "expired"):
-		return "the token has expired"
-	case strings.Contains(msg, "not valid yet"):
-		return "the token is not valid yet"
-	case strings.Contains(msg, "error parsing token"), strings.Contains(msg, "error parsing jwk token"):
-		return "malformed token"
-	case strings.Contains(msg, "audience"):
-		return "the token is for another CA address or another operation"
-	case strings.Contains(msg, "cryptographic primitive"), strings.Contains(msg, "error parsing jwk claims"),
-		strings.Contains(msg, "issuer"):
-		return "the token was not signed by this CA"
+// matchesAudience is smallstep's audience rule: one of the token's
+// audiences equals one of want, ports aside.
+func matchesAudience(have, want []string) bool {
+	for _, w := range want {
+		for _, h := range have {
+			if h == w || stripPort(h) == stripPort(w) {
+				return true
+			}
+		}
 	}
-	return "the token does not verify"
+	return false
+}
+
+func stripPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Host = u.Hostname()
+	return u.String()
 }
 
 // IssueWithToken signs csr under the binding of a one-time token. The
@@ -239,19 +265,7 @@ func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509
 		}
 		r.CSR = csr
 	} else {
-		// smallstep signs CSRs only: a throwaway key makes one with the
-		// right names, and the certificate is made for the old key.
-		n, err := a.Check(r)
-		if err != nil {
-			return nil, err
-		}
-		tmp, err := GenerateKey(KeyECP256)
-		if err != nil {
-			return nil, err
-		}
-		if r.CSR, err = newCSR(n, tmp); err != nil {
-			return nil, err
-		}
+		// Without a CSR the old public key is certified again.
 		x.pubKey = cert.PublicKey
 	}
 	return a.issue(ctx, r, x)
@@ -305,24 +319,4 @@ func (a *Authority) IssueService(ctx context.Context, names []string, ttl time.D
 	}
 	return a.issue(ctx, Request{Kind: store.KindDaemon, Name: names[0], SANs: names[1:], TTL: ttl},
 		issueExtra{kind: store.KindService, actor: "serve"})
-}
-
-// withPublicKey certifies pub instead of the CSR's key (after finalize,
-// so the subject key identifier is the new key's).
-func withPublicKey(pub crypto.PublicKey) provisioner.CertificateModifierFunc {
-	return func(cert *x509.Certificate, _ provisioner.SignOptions) error {
-		skid, err := subjectKeyID(pub)
-		if err != nil {
-			return err
-		}
-		cert.PublicKey, cert.SubjectKeyId = pub, skid
-		return nil
-	}
-}
-
-func certifiedKey(csr *x509.CertificateRequest, pub crypto.PublicKey) crypto.PublicKey {
-	if pub != nil {
-		return pub
-	}
-	return csr.PublicKey
 }

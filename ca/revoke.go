@@ -62,9 +62,23 @@ type RevokeResult struct {
 	Already bool
 }
 
-// Revoke revokes one certificate issued by this CA and regenerates the CRL.
-// Revoking a revoked certificate is not an error: Already says so.
+// Revoke revokes one certificate issued by this CA and regenerates the CRL
+// (shared with revocations made at the same time, see GenerateCRL), so
+// the revocation is in the CRL by the time Revoke returns. Revoking a
+// revoked certificate is not an error: Already says so.
 func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason Reason) (*RevokeResult, error) {
+	res, err := a.revoke(ctx, serial, reason)
+	if err != nil || res.Already {
+		return res, err
+	}
+	if _, err := a.GenerateCRL(ctx); err != nil {
+		return nil, fmt.Errorf("revoke %s: %w", res.Record.Serial, err)
+	}
+	return res, nil
+}
+
+// revoke records one revocation without regenerating the CRL.
+func (a *Authority) revoke(ctx context.Context, serial *big.Int, reason Reason) (*RevokeResult, error) {
 	if a.step == nil || !a.crl {
 		return nil, errNotOpen
 	}
@@ -115,29 +129,42 @@ func CurrentCRL(ctx context.Context, st *store.Store, now time.Time) (*store.CRL
 	if err != nil {
 		return nil, err
 	}
-	if now.Add(CRLFreshFor).After(crl.NextUpdate) || crlOutdated(ctx, st, crl) {
+	if !crlCurrent(ctx, st, crl, now) {
 		return nil, nil
 	}
 	return crl, nil
 }
 
-// crlOutdated reports a revocation recorded after the CRL was made: a
+// CurrentCRLHeader is CurrentCRL without the DER: the stored CRL's
+// number, times and revocation counter when it is current, else nil. It
+// reads nothing that grows with the number of revocations, for start-up,
+// periodic checks and the service's in-memory copy.
+func CurrentCRLHeader(ctx context.Context, st *store.Store, now time.Time) (*store.CRL, error) {
+	h, err := st.CRLHeader(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !crlCurrent(ctx, st, h, now) {
+		return nil, nil
+	}
+	return h, nil
+}
+
+// crlCurrent reports a CRL that is neither close to its nextUpdate nor
+// outdated by a later revocation.
+func crlCurrent(ctx context.Context, st *store.Store, crl *store.CRL, now time.Time) bool {
+	return !now.Add(CRLFreshFor).After(crl.NextUpdate) && !crlOutdated(ctx, st, crl)
+}
+
+// crlOutdated reports a revocation recorded after the CRL's snapshot: a
 // crash between the two transactions of a revocation leaves exactly that,
 // and the next CRL request repairs it.
 func crlOutdated(ctx context.Context, st *store.Store, crl *store.CRL) bool {
-	last, err := st.LastRevocation(ctx)
-	return err != nil || last.After(crl.ThisUpdate)
-}
-
-// GenerateCRL signs and stores a new CRL with the next CRL number.
-func (a *Authority) GenerateCRL(ctx context.Context) (*store.CRL, error) {
-	if a.step == nil || !a.crl {
-		return nil, errNotOpen
-	}
-	if err := a.step.GenerateCertificateRevocationList(); err != nil {
-		return nil, fmt.Errorf("generate crl: %w", err)
-	}
-	return a.st.CRL(ctx)
+	seq, err := st.RevocationSeq(ctx)
+	return err != nil || seq != crl.RevocationSeq
 }
 
 // maxRevokeRounds bounds RevokeTargets' follow-up rounds; each round needs
@@ -151,12 +178,23 @@ const maxRevokeRounds = 16
 // is left, so a renewal that raced the revocation is caught; and for
 // key-compromise, unexpired certificates renewed from a revoked one (with
 // the compromised key in hand) are revoked too.
-func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason Reason) ([]*RevokeResult, error) {
+func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason Reason) (results []*RevokeResult, err error) {
 	queue, err := a.st.ResolveAll(ctx, args, true, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	var results []*RevokeResult
+	// One CRL for the whole command, however many it revoked; also when
+	// it stops early, so what was revoked is published.
+	defer func() {
+		for _, r := range results {
+			if !r.Already {
+				if _, gerr := a.GenerateCRL(ctx); gerr != nil && err == nil {
+					err = gerr
+				}
+				return
+			}
+		}
+	}()
 	done := map[string]bool{}
 	for round := 0; len(queue) > 0; round++ {
 		if round == maxRevokeRounds {
@@ -172,7 +210,7 @@ func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason Rea
 			if err != nil {
 				return results, err
 			}
-			res, err := a.Revoke(ctx, serial, reason)
+			res, err := a.revoke(ctx, serial, reason)
 			if err != nil {
 				return results, err
 			}

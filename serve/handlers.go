@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -165,7 +166,9 @@ func decodeJSON(r io.Reader, v any, allowEmpty bool) error {
 }
 
 // DecodeSignRequest reads and checks a /v1/sign body: one JSON object with
-// a PEM CSR whose signature verifies and a token. It touches nothing.
+// a PEM CSR and a token. It touches nothing. The CSR's signature is
+// verified by the signing call (a bad one is a 400 there, before the token
+// is spent), not here as well.
 func DecodeSignRequest(r io.Reader) (*api.SignRequest, *x509.CertificateRequest, error) {
 	var req api.SignRequest
 	if err := decodeJSON(r, &req, false); err != nil {
@@ -191,7 +194,7 @@ func parseCSRField(s string, required bool) (*x509.CertificateRequest, error) {
 	if !strings.Contains(s, "-----BEGIN") {
 		return nil, errorf(http.StatusBadRequest, "csr must be PEM")
 	}
-	csr, err := ca.ParseCSR([]byte(s))
+	csr, err := ca.DecodeCSR([]byte(s))
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "%v", err)
 	}
@@ -306,20 +309,18 @@ func parseReason(name string) (ca.Reason, error) {
 }
 
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
-	// Many clients notice a stale CRL at once; one regeneration serves
-	// them all.
-	crl, err := s.local.CurrentCRL(r.Context())
+	c, err := s.currentCRL(r.Context())
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(crl.DER)
+	crl := c.CRL
 	body, ctype := crl.DER, "application/pkix-crl"
-	etag := fmt.Sprintf(`"%d-%s"`, crl.Number, hex.EncodeToString(sum[:8]))
+	etag := fmt.Sprintf(`"%d-%s"`, crl.Number, c.tag)
 	switch r.URL.Query().Get("format") {
 	case "", "der":
 	case "pem":
 		body, ctype = ca.PEMCRL(crl.DER), "application/x-pem-file"
-		etag = fmt.Sprintf(`"%d-%s-pem"`, crl.Number, hex.EncodeToString(sum[:8]))
+		etag = fmt.Sprintf(`"%d-%s-pem"`, crl.Number, c.tag)
 	default:
 		return errorf(http.StatusBadRequest, "format must be der or pem")
 	}
@@ -362,6 +363,50 @@ func (s *Server) handlePolicy(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Length", strconv.Itoa(len(p.YAML)))
 	_, err = w.Write(p.YAML)
 	return err
+}
+
+// servedCRL is a CRL as the service hands it out, with its ETag digest
+// computed once (hashing megabytes on every request would not be cheap).
+type servedCRL struct {
+	*store.CRL
+	tag string
+}
+
+func newServedCRL(crl *store.CRL) *servedCRL {
+	sum := sha256.Sum256(crl.DER)
+	return &servedCRL{CRL: crl, tag: hex.EncodeToString(sum[:8])}
+}
+
+// currentCRL is the CRL to hand out: the stored one while it is current
+// (from memory while its number is unchanged), else a new one, which
+// covers every revocation recorded before the request.
+func (s *Server) currentCRL(ctx context.Context) (*servedCRL, error) {
+	h, err := ca.CurrentCRLHeader(ctx, s.st, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if h != nil {
+		if c := s.crl.Load(); c != nil && c.Number == h.Number {
+			return c, nil
+		}
+		crl, err := s.st.CRL(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c := newServedCRL(crl)
+		s.crl.Store(c)
+		return c, nil
+	}
+	// Many clients notice a stale CRL at once; GenerateCRL gives them
+	// (and revocations under way) shared regenerations, each started after
+	// its callers arrived, so none gets a CRL older than its request.
+	crl, err := s.a.GenerateCRL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := newServedCRL(crl)
+	s.crl.Store(c)
+	return c, nil
 }
 
 func (s *Server) handleRoots(w http.ResponseWriter, _ *http.Request) error {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -402,4 +403,115 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// A CSR whose signature does not verify is refused with a 400 by the
+// signing call (the request decoder leaves that check to it), and the
+// token it came with is not spent.
+func TestSignRefusesBadCSRSignatureKeepsToken(t *testing.T) {
+	ts := startServer(t, serve.Options{})
+	ctx := context.Background()
+	tok := ts.token(t, api.TokenRequest{Kind: "client", Name: "sigcheck"})
+	blk, _ := pem.Decode([]byte(csrPEM(t, "sigcheck", nil)))
+	der := append([]byte(nil), blk.Bytes...)
+	der[len(der)-5] ^= 0xff // inside the signature
+	bad := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	before := ts.certCount(t)
+	err := api.Do(ctx, ts.httpsClient(nil), http.MethodPost, ts.URL()+api.PathSign, api.SignRequest{CSR: bad, Token: tok}, nil)
+	if !api.IsStatus(err, http.StatusBadRequest) || !strings.Contains(err.Error(), "signature does not verify") {
+		t.Fatalf("bad signature: %v, want 400 saying the signature does not verify", err)
+	}
+	if ts.certCount(t) != before {
+		t.Fatal("a CSR with a bad signature was signed")
+	}
+	var resp api.CertResponse
+	if err := api.Do(ctx, ts.httpsClient(nil), http.MethodPost, ts.URL()+api.PathSign, api.SignRequest{CSR: csrPEM(t, "sigcheck", nil), Token: tok}, &resp); err != nil {
+		t.Fatalf("the token was spent by the refused request: %v", err)
+	}
+}
+
+// --debug-pprof serves Go's profiles on loopback only.
+func TestDebugPprofLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:6060", "192.0.2.1:6060", "localhost:6060", "6060"} {
+		if err := serve.CheckDebugPprof(addr); err == nil {
+			t.Errorf("debug pprof on %q accepted", addr)
+		}
+	}
+	ts := startServer(t, serve.Options{DebugPprof: "127.0.0.1:0"})
+	resp, err := http.Get("http://" + ts.PprofAddr() + "/debug/pprof/allocs?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile") {
+		t.Fatalf("pprof: %d %.80q", resp.StatusCode, body)
+	}
+}
+
+// The service keeps the CRL it hands out in memory, and a revocation is in
+// the very next CRL it hands out all the same; revoking several at once
+// through the admin socket makes one new CRL.
+func TestCRLAfterRevocationsServedFresh(t *testing.T) {
+	ts := startServer(t, serve.Options{})
+	ctx := context.Background()
+	hc := ts.httpsClient(nil)
+	fetch := func() *x509.RevocationList {
+		t.Helper()
+		resp, err := hc.Get(ts.URL() + api.PathCRL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		der, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET crl: %d %v", resp.StatusCode, err)
+		}
+		rl, err := x509.ParseRevocationList(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rl
+	}
+	first := fetch()
+	var serials []string
+	for i := range 3 {
+		iss, err := ts.Authority().Issue(ctx, ca.Request{Kind: store.KindClient, Name: fmt.Sprintf("crl%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serials = append(serials, iss.Record.Serial)
+	}
+	if _, err := ts.admin.Revoke(ctx, serials, ca.Reason{Name: "unspecified"}); err != nil {
+		t.Fatal(err)
+	}
+	second := fetch()
+	if n := second.Number.Int64() - first.Number.Int64(); n != 1 {
+		t.Fatalf("revoking 3 at once made %d CRLs, want 1", n)
+	}
+	listed := map[string]bool{}
+	for _, e := range second.RevokedCertificateEntries {
+		listed[store.FormatSerial(e.SerialNumber)] = true
+	}
+	for _, s := range serials {
+		if !listed[s] {
+			t.Errorf("revoked %s missing from the next CRL", s)
+		}
+	}
+	// One more revocation, by the holder's own route (the authority).
+	iss, err := ts.Authority().Issue(ctx, ca.Request{Kind: store.KindClient, Name: "crl-last"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.Authority().Revoke(ctx, iss.Leaf.SerialNumber, ca.Reason{Name: "superseded", Code: 4}); err != nil {
+		t.Fatal(err)
+	}
+	third := fetch()
+	found := false
+	for _, e := range third.RevokedCertificateEntries {
+		found = found || e.SerialNumber.Cmp(iss.Leaf.SerialNumber) == 0
+	}
+	if !found || third.Number.Cmp(second.Number) <= 0 {
+		t.Fatalf("the CRL after the last revocation (number %v) does not list it", third.Number)
+	}
 }

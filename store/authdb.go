@@ -95,8 +95,10 @@ func (a *AuthDB) GetCertificate(sn string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(c.DER)
 }
 
-// StoreCertificateChain is what the authority calls after signing; the
-// record and its index are written in one batched transaction.
+// StoreCertificateChain is what smallstep's signing call stores through;
+// the record and its indexes are written in one group-committed
+// transaction. dockca's own signing path (ca.Authority.sign) calls
+// PutCertificate directly.
 func (a *AuthDB) StoreCertificateChain(prov provisioner.Interface, chain ...*x509.Certificate) error {
 	if len(chain) == 0 {
 		return errors.New("store certificate: empty chain")
@@ -192,6 +194,10 @@ type CRL struct {
 	NextUpdate time.Time     `json:"next_update"`
 	Duration   time.Duration `json:"duration"`
 	DER        []byte        `json:"der"`
+	// RevocationSeq is the revocation counter (Store.RevocationSeq) of the
+	// snapshot the CRL was made from: it lists every revocation up to it.
+	// Zero in CRLs made before the counter existed.
+	RevocationSeq uint64 `json:"revocation_seq,omitempty"`
 }
 
 // CRL returns the stored CRL or an error matching ErrNotFound.
@@ -210,6 +216,50 @@ func (s *Store) CRL(ctx context.Context) (*CRL, error) {
 	return &crl, nil
 }
 
+// crlHeader reads a stored CRL without its DER, which with many
+// revocations is megabytes of base64.
+type crlHeader struct {
+	Number        int64         `json:"number"`
+	ThisUpdate    time.Time     `json:"this_update"`
+	NextUpdate    time.Time     `json:"next_update"`
+	Duration      time.Duration `json:"duration"`
+	RevocationSeq uint64        `json:"revocation_seq,omitempty"`
+}
+
+// keyCRLHeader holds the stored CRL's header beside it, written in the
+// same transaction, so that reading it costs nothing that grows with the
+// CRL (json.Unmarshal scans all of its input, DER included).
+var keyCRLHeader = []byte("crl_header")
+
+func readCRLHeader(tx *bolt.Tx) (crlHeader, error) {
+	var h crlHeader
+	b := tx.Bucket(bucketCRL)
+	v := b.Get(keyCRLHeader)
+	if v == nil {
+		// A CRL stored before the header existed.
+		if v = b.Get(keyCRL); v == nil {
+			return h, ErrNotFound
+		}
+	}
+	return h, json.Unmarshal(v, &h)
+}
+
+// CRLHeader returns the stored CRL without its DER (number, times and
+// revocation counter), or an error matching ErrNotFound when there is
+// none: enough to decide whether it is current.
+func (s *Store) CRLHeader(ctx context.Context) (*CRL, error) {
+	var h crlHeader
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		h, err = readCRLHeader(tx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read crl: %w", err)
+	}
+	return &CRL{Number: h.Number, ThisUpdate: h.ThisUpdate, NextUpdate: h.NextUpdate, Duration: h.Duration, RevocationSeq: h.RevocationSeq}, nil
+}
+
 // PutCRL replaces the stored CRL. A CRL whose number is not above the
 // stored one is refused: CRL numbers only ever increase.
 func (s *Store) PutCRL(ctx context.Context, crl *CRL) error {
@@ -217,15 +267,20 @@ func (s *Store) PutCRL(ctx context.Context, crl *CRL) error {
 	if err != nil {
 		return fmt.Errorf("store crl: %w", err)
 	}
+	hb, err := json.Marshal(&crlHeader{Number: crl.Number, ThisUpdate: crl.ThisUpdate, NextUpdate: crl.NextUpdate,
+		Duration: crl.Duration, RevocationSeq: crl.RevocationSeq})
+	if err != nil {
+		return fmt.Errorf("store crl: %w", err)
+	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		bucket := tx.Bucket(bucketCRL)
-		if v := bucket.Get(keyCRL); v != nil {
-			var old CRL
-			if err := json.Unmarshal(v, &old); err == nil && crl.Number <= old.Number && old.Number > 0 {
-				return fmt.Errorf("store crl: number %d is not above the stored %d", crl.Number, old.Number)
-			}
+		if old, err := readCRLHeader(tx); err == nil && crl.Number <= old.Number && old.Number > 0 {
+			return fmt.Errorf("store crl: number %d is not above the stored %d", crl.Number, old.Number)
 		}
-		return bucket.Put(keyCRL, b)
+		if err := bucket.Put(keyCRL, b); err != nil {
+			return err
+		}
+		return bucket.Put(keyCRLHeader, hb)
 	})
 }
 

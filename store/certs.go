@@ -151,7 +151,7 @@ func (s *Store) PutCertificate(ctx context.Context, c *Certificate) error {
 		if err := certs.Put(key, b); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketByName).Put(nameKey(c.Name, key), nil)
+		return putIndexes(tx, key, c)
 	})
 	if err != nil {
 		return fmt.Errorf("store certificate %s: %w", c.Serial, err)
@@ -179,19 +179,33 @@ func getCert(tx *bolt.Tx, key []byte) (*Certificate, error) {
 	if v == nil {
 		return nil, ErrNotFound
 	}
-	var c Certificate
-	if err := json.Unmarshal(v, &c); err != nil {
+	c, err := decodeCert(v)
+	if err != nil {
 		return nil, damaged(tx.DB().Path(), "the record of certificate %x does not decode (%v)", key, err)
 	}
 	if r := tx.Bucket(bucketRevoked).Get(key); r != nil {
-		var rev Revocation
-		if err := json.Unmarshal(r, &rev); err != nil {
+		if c.Revocation, err = decodeRevocation(r); err != nil {
 			return nil, damaged(tx.DB().Path(), "the revocation of certificate %x does not decode (%v)", key, err)
 		}
-		c.Revocation = &rev
 	}
 	c.SupersededBy = successorOf(tx, key)
+	return c, nil
+}
+
+func decodeCert(v []byte) (*Certificate, error) {
+	var c Certificate
+	if err := json.Unmarshal(v, &c); err != nil {
+		return nil, fmt.Errorf("decode certificate: %w", err)
+	}
 	return &c, nil
+}
+
+func decodeRevocation(v []byte) (*Revocation, error) {
+	var r Revocation
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("decode revocation: %w", err)
+	}
+	return &r, nil
 }
 
 // successorOf returns the serial of the last renewal recorded from the
@@ -284,24 +298,30 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Certificate, error) {
 		now = time.Now()
 	}
 	var out []*Certificate
+	keep := func(c *Certificate) error {
+		if f.Kind != "" && c.Kind != f.Kind {
+			return nil
+		}
+		st := c.Status(now)
+		if f.Status != "" && st != f.Status {
+			return nil
+		}
+		if f.ExpiringWithin > 0 && (st != StatusValid || c.NotAfter.After(now.Add(f.ExpiringWithin))) {
+			return nil
+		}
+		out = append(out, c)
+		return nil
+	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if ok, err := listIndexed(tx, f, now, keep); ok || err != nil {
+			return err
+		}
 		return tx.Bucket(bucketCerts).ForEach(func(k, _ []byte) error {
 			c, err := getCert(tx, k)
 			if err != nil {
 				return err
 			}
-			if f.Kind != "" && c.Kind != f.Kind {
-				return nil
-			}
-			st := c.Status(now)
-			if f.Status != "" && st != f.Status {
-				return nil
-			}
-			if f.ExpiringWithin > 0 && (st != StatusValid || c.NotAfter.After(now.Add(f.ExpiringWithin))) {
-				return nil
-			}
-			out = append(out, c)
-			return nil
+			return keep(c)
 		})
 	})
 	if err != nil {
@@ -328,13 +348,17 @@ func (s *Store) Revoke(ctx context.Context, serial *big.Int, r *Revocation) erro
 	if err != nil {
 		return fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	// Revocations arriving together share a commit, like issuances.
+	err = s.batch(ctx, func(tx *bolt.Tx) error {
 		key := serialKey(serial)
 		bucket := tx.Bucket(bucketRevoked)
 		if bucket.Get(key) != nil {
 			return ErrAlreadyRevoked
 		}
 		if err := bucket.Put(key, b); err != nil {
+			return err
+		}
+		if err := putRevocationIndexes(tx, key, r); err != nil {
 			return err
 		}
 		at, err := time.Now().UTC().MarshalBinary()

@@ -88,8 +88,10 @@ type Options struct {
 
 // Store is the dockca database.
 type Store struct {
-	db   *bolt.DB
-	path string
+	db          *bolt.DB
+	path        string
+	group       groupCommit
+	indexBackup string // see IndexBackup
 }
 
 // Path returns the database path inside home.
@@ -130,10 +132,6 @@ func Open(path string, o *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, classifyOpenError(path, err))
 	}
-	// Group commits wait at most this long for company: long enough for
-	// concurrent issuances to share an fsync, short enough that a lone
-	// issuance is not held back.
-	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &Store{db: db, path: path}
 	if err := s.prepare(o.ReadOnly); err != nil {
 		db.Close()
@@ -142,6 +140,12 @@ func Open(path string, o *Options) (*Store, error) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if !o.ReadOnly {
+		if err := s.ensureIndexes(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	return s, nil
 }
@@ -291,17 +295,17 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) (err error)
 	return s.db.Update(fn)
 }
 
-// batch is update for writes that many goroutines make at once: bbolt
-// groups them into one transaction and one fsync. fn may run more than once
-// and must be idempotent. bbolt runs fn in another goroutine and returns
-// its panic as an error, which is reported as damage.
+// batch is update for writes that many goroutines make at once: writers
+// arriving together share one transaction and one fsync (see groupCommit).
+// fn may run more than once and must be idempotent. A panic or memory
+// fault in fn is reported as damage.
 func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	defer faultsPanic()()
 	defer guard(s.path, &err)
-	return s.db.Batch(func(tx *bolt.Tx) (err error) {
+	return s.group.do(s.db, func(tx *bolt.Tx) (err error) {
 		defer faultsPanic()()
 		defer guard(s.path, &err)
 		return fn(tx)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 
@@ -33,6 +35,7 @@ func newServeCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "sign-burst", Value: serve.DefaultSignBurst, Usage: "burst `N` of signing requests per client IP"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log `FORMAT`: text or json (on stderr)"},
 			&cli.BoolFlag{Name: "no-password", Usage: "on first start, store the CA keys UNENCRYPTED (development only)"},
+			&cli.StringFlag{Name: "debug-pprof", Usage: "serve Go profiles (/debug/pprof) on loopback `HOST:PORT`, e.g. 127.0.0.1:6060"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 0, ""); err != nil {
@@ -52,9 +55,14 @@ func newServeCommand(e *env) *cli.Command {
 				return usagef("serve: --log-format must be text or json")
 			}
 			o := serve.Options{Listen: c.String("listen"), Address: c.String("address"), CertTTL: certTTL,
-				SignRate: c.Float64("sign-rate"), SignBurst: c.Int("sign-burst"), Logger: slog.New(h)}
+				SignRate: c.Float64("sign-rate"), SignBurst: c.Int("sign-burst"), Logger: slog.New(h), DebugPprof: c.String("debug-pprof")}
 			if _, _, err := serve.Names(o); err != nil {
 				return usagef("serve: %v", err)
+			}
+			if o.DebugPprof != "" {
+				if err := serve.CheckDebugPprof(o.DebugPprof); err != nil {
+					return usagef("serve: --debug-pprof: %v", err)
+				}
 			}
 			return runServe(c, e, o)
 		},
@@ -62,6 +70,9 @@ func newServeCommand(e *env) *cli.Command {
 }
 
 func runServe(c *cli.Context, e *env, o serve.Options) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(serve.GCPercent)
+	}
 	home, err := homeDir(c, e)
 	if err != nil {
 		return err

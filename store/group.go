@@ -1,0 +1,110 @@
+package store
+
+import (
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// groupCommit shares bbolt write transactions, and so their fsyncs, among
+// writers that arrive together, without making anyone wait for company.
+//
+// bbolt's own DB.Batch holds every batch open for MaxBatchDelay hoping for
+// more writers; a lone writer (one client, or the CLI) pays that delay on
+// every commit. Here a writer that finds no commit running commits at
+// once, alone if need be. Writers that arrive while that commit (and its
+// fsync) runs queue up, and when it finishes the first of them commits the
+// whole queue in one transaction. Under load every commit carries what
+// arrived during the previous one; idle, a commit costs one transaction.
+//
+// A writer returns only after the transaction holding its change has been
+// committed (and fsynced, unless the store was opened with NoSync), so
+// every acknowledged write is durable.
+type groupCommit struct {
+	mu      sync.Mutex
+	pending []*groupCall
+	running bool
+}
+
+type groupCall struct {
+	fn   func(*bolt.Tx) error
+	err  error
+	done chan struct{} // closed when err is final
+	lead chan struct{} // signalled when this call is to commit the queue
+}
+
+// do runs fn in a write transaction shared with the writers queued at the
+// same moment. fn may run more than once (when another writer's function
+// fails, the rest are retried without it) and must be idempotent.
+func (g *groupCommit) do(db *bolt.DB, fn func(*bolt.Tx) error) error {
+	c := &groupCall{fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
+	g.mu.Lock()
+	g.pending = append(g.pending, c)
+	if !g.running {
+		g.running = true
+		g.mu.Unlock()
+		g.commitQueue(db)
+	} else {
+		g.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-c.lead:
+			g.commitQueue(db)
+		}
+	}
+	<-c.done
+	return c.err
+}
+
+// commitQueue commits everything queued, then passes the turn to the first
+// writer that queued meanwhile (or marks the committer idle), so that no
+// writer's latency includes commits made for later arrivals.
+func (g *groupCommit) commitQueue(db *bolt.DB) {
+	g.mu.Lock()
+	calls := g.pending
+	g.pending = nil
+	g.mu.Unlock()
+
+	commitCalls(db, calls)
+
+	g.mu.Lock()
+	if len(g.pending) > 0 {
+		g.pending[0].lead <- struct{}{}
+	} else {
+		g.running = false
+	}
+	g.mu.Unlock()
+}
+
+// commitCalls runs calls in one transaction. A function that fails is taken
+// out, the others are retried together, and the failed one is run alone so
+// its error is its own and not an artefact of its neighbours.
+func commitCalls(db *bolt.DB, calls []*groupCall) {
+	var solo []*groupCall
+	for len(calls) > 0 {
+		failed := -1
+		err := db.Update(func(tx *bolt.Tx) error {
+			for i, c := range calls {
+				if err := c.fn(tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 && len(calls) > 1 {
+			solo = append(solo, calls[failed])
+			calls = append(calls[:failed:failed], calls[failed+1:]...)
+			continue
+		}
+		for _, c := range calls {
+			c.err = err
+			close(c.done)
+		}
+		break
+	}
+	for _, c := range solo {
+		c.err = db.Update(c.fn)
+		close(c.done)
+	}
+}
