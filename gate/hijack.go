@@ -78,23 +78,46 @@ func (g *Gate) relayHijack(w http.ResponseWriter, r *http.Request) {
 	wg.Add(2)
 	go func() { // client -> dockerd: whatever the client had already sent, then the rest
 		defer wg.Done()
-		var src io.Reader = client
 		if n := cbuf.Reader.Buffered(); n > 0 {
 			pending, _ := cbuf.Reader.Peek(n)
-			src = io.MultiReader(strings.NewReader(string(pending)), client)
+			if _, err := backend.Write(pending); err != nil {
+				closeWrite(backend)
+				return
+			}
 		}
-		_, _ = io.Copy(backend, src)
+		relay(backend, client)
 		closeWrite(backend)
 	}()
 	go func() { // dockerd -> client, starting with what the reader buffered
 		defer wg.Done()
-		_, _ = io.Copy(client, br)
+		if n := br.Buffered(); n > 0 {
+			pending, _ := br.Peek(n)
+			if _, err := client.Write(pending); err != nil {
+				closeWrite(client)
+				return
+			}
+		}
+		relay(client, backend)
 		closeWrite(client)
 	}()
 	wg.Wait()
 	client.Close()
 	backend.Close()
 }
+
+// relay copies one direction of a hijacked stream with a large buffer: a
+// stream of many megabytes (docker exec's output, docker cp) then costs one
+// read and one TLS write per 256 KiB, not per 16 KiB.
+func relay(dst io.Writer, src io.Reader) {
+	bufp := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(bufp)
+	_, _ = io.CopyBuffer(dst, onlyRead{src}, *bufp)
+}
+
+// onlyRead hides a reader's WriteTo, so that CopyBuffer uses the buffer.
+type onlyRead struct{ io.Reader }
+
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // writeResponseHead writes the status line and headers of resp.
 func writeResponseHead(w io.Writer, resp *http.Response) error {
