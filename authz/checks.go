@@ -21,6 +21,9 @@ type request struct {
 	query  url.Values
 	body   []byte
 	limits *hostLimits
+	// create is the container-create body once checkContainerCreate has
+	// decoded it, so that the named-volume lookups do not decode it again.
+	create *createBody
 }
 
 // hostLimits are the policy's exceptions to what a non-admin container may
@@ -140,6 +143,7 @@ func checkContainerCreate(r *request) string {
 	if f := decodeBody(r, &b); f != "" {
 		return f
 	}
+	r.create = &b
 	if f := inspectHostConfig(&b.hostConfig, "", r.limits); f != "" {
 		return f
 	}

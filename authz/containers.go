@@ -368,9 +368,12 @@ func (a *Authorizer) namedVolumeFinding(ctx context.Context, h *hostConfig, limi
 // createVolumeFinding judges the named volumes of a container create that
 // the create rules allowed.
 func (a *Authorizer) createVolumeFinding(ctx context.Context, r *request) string {
-	var b createBody
-	if json.Unmarshal(r.body, &b) != nil {
-		return "with a body that is not valid JSON for this endpoint"
+	b := r.create
+	if b == nil { // a policy whose create rule runs no container-create check
+		b = &createBody{}
+		if json.Unmarshal(r.body, b) != nil {
+			return "with a body that is not valid JSON for this endpoint"
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
