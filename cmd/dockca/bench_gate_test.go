@@ -66,7 +66,7 @@ func TestGateThroughput(t *testing.T) {
 	o.Args = []string{"--authorization-plugin=dockca-bench-" + fmt.Sprint(os.Getpid())}
 	withPlugin := dockerdtest.Start(t, o)
 
-	client := adminClient(t, filepath.Join(dir, "ada"))
+	client := mtlsClient(t, filepath.Join(dir, "ada"), 8)
 	setups := []struct{ name, addr string }{{"dockerd TLS", direct.Addr}, {"gate", gateAddr}, {"dockerd + plugin", withPlugin.Addr}}
 	for _, loops := range []int{1, 4} {
 		rate := map[string]float64{}
@@ -128,7 +128,9 @@ func waitTCP(t *testing.T, addr string) {
 	}
 }
 
-func adminClient(t *testing.T, dir string) *http.Client {
+// mtlsClient is an HTTPS client with the certificate in dir (the
+// DOCKER_CERT_PATH layout), keeping at most idle connections alive.
+func mtlsClient(t *testing.T, dir string, idle int) *http.Client {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
 	if err != nil {
@@ -137,7 +139,7 @@ func adminClient(t *testing.T, dir string) *http.Client {
 	rootPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(rootPEM)
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8,
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: idle,
 		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS12}}}
 }
 

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -262,16 +260,7 @@ func waitPane(t *testing.T, session, want string) {
 // connection alive between requests.
 func (g *gateEnv) gateClient(t *testing.T, who string) *http.Client {
 	t.Helper()
-	dir := filepath.Join(g.dir, who)
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(rootPEM)
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1,
-		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}}}
+	return mtlsClient(t, filepath.Join(g.dir, who), 1)
 }
 
 // ping sends GET /_ping and reports the status, the body, whether the
