@@ -202,8 +202,10 @@ func newApp(e *env) *cli.App {
 		},
 	}
 	// urfave adds --help only when no command is called help; dockca
-	// has its own (see newHelpCommand).
-	app.Flags = append(app.Flags, cli.HelpFlag)
+	// has its own (see newHelpCommand). A copy of its flag, not the shared
+	// global: urfave writes into a flag as it parses, and apps run
+	// concurrently in one process (the tests; dockca serve's helpers).
+	app.Flags = append(app.Flags, helpFlag())
 	setUsageErrors(app.Commands)
 	return app
 }
@@ -428,4 +430,13 @@ func argsExactly(c *cli.Context, n int, what string) error {
 // cmdName is the command path without the program name ("issue client").
 func cmdName(c *cli.Context) string {
 	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+}
+
+// helpFlag is a fresh copy of urfave's --help flag.
+func helpFlag() cli.Flag {
+	if f, ok := cli.HelpFlag.(*cli.BoolFlag); ok {
+		c := *f
+		return &c
+	}
+	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
 }

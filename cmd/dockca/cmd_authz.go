@@ -131,6 +131,12 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
+		// One fetch before serving, so that the first requests and
+		// `authz status` see a current list (or the cached one and a
+		// warning when the service is away).
+		fetchCtx, cancel := context.WithTimeout(c.Context, 5*time.Second)
+		_ = src.Refresh(fetchCtx)
+		cancel()
 		o.Root, o.Revocations = client.Root(), src
 	} else {
 		if c.IsSet("fingerprint") {
