@@ -24,6 +24,9 @@ const (
 	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "organizationalUnit": {{ toJson .Role }}, "organization": {{ toJson .Org }}},
 	"keyUsage": ["digitalSignature"],
 	"extKeyUsage": ["clientAuth"]
+{{- if .SANs }},
+	"sans": {{ toJson .SANs }}
+{{- end }}
 }`
 	daemonTemplate = `{
 	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "organization": {{ toJson .Org }}
@@ -48,6 +51,9 @@ type Request struct {
 	Role string
 	// SANs are extra daemon names (DNS or IP).
 	SANs []string
+	// Groups are a daemon's groups, or a client's scope: the groups whose
+	// daemons it may reach (none: every daemon). See scope.go.
+	Groups []string
 	// TTL; zero means the kind's default.
 	TTL time.Duration
 	// CSR, when set, is signed as is (its key never reaches the CA);
@@ -117,6 +123,7 @@ type Normalized struct {
 	Name      string
 	Role      string
 	SANs      []SAN
+	Groups    []string // sorted, without duplicates
 	NotBefore time.Time
 	NotAfter  time.Time
 }
@@ -219,6 +226,11 @@ func check(r Request, issuer *x509.Certificate, roles []string, now time.Time) (
 		n.SANs = sans
 		n.Name = sans[0].String()
 	}
+	groups, err := NormalizeGroups(r.Groups)
+	if err != nil {
+		return nil, err
+	}
+	n.Groups = groups
 	ttl, err := TTLFor(r.Kind, r.TTL)
 	if err != nil {
 		return nil, err
@@ -341,6 +353,9 @@ func (a *Authority) profile(n *Normalized, pub crypto.PublicKey, kind store.Kind
 	for i, s := range n.SANs {
 		sans[i] = s.String()
 	}
+	if kind == store.KindDaemon {
+		sans = append(sans, groupURIs(GroupURNPrefix, n.Groups)...)
+	}
 	data := x509util.CreateTemplateData(n.Name, sans)
 	data.Set("Org", a.rec.Name)
 	data.Set("RSA", isRSA(pub))
@@ -350,7 +365,7 @@ func (a *Authority) profile(n *Normalized, pub crypto.PublicKey, kind store.Kind
 	text := daemonTemplate
 	if n.Kind == store.KindClient {
 		data.Set("Role", n.Role)
-		data.SetSANs(nil)
+		data.SetSANs(groupURIs(ScopeURNPrefix, n.Groups))
 		text = clientTemplate
 	}
 	return templateOption{text: text, data: data}

@@ -38,11 +38,14 @@ const (
 
 // Certificate is dockca's record of one issued certificate.
 type Certificate struct {
-	Serial      string      `json:"serial"` // lowercase hex, see FormatSerial
-	Name        string      `json:"name"`
-	Kind        Kind        `json:"kind"`
-	Role        string      `json:"role,omitempty"`
-	SANs        []string    `json:"sans,omitempty"`
+	Serial string   `json:"serial"` // lowercase hex, see FormatSerial
+	Name   string   `json:"name"`
+	Kind   Kind     `json:"kind"`
+	Role   string   `json:"role,omitempty"`
+	SANs   []string `json:"sans,omitempty"`
+	// Groups are a daemon's groups, or a client's scope (none: every
+	// daemon), as its certificate carries them.
+	Groups      []string    `json:"groups,omitempty"`
 	NotBefore   time.Time   `json:"not_before"`
 	NotAfter    time.Time   `json:"not_after"`
 	IssuedAt    time.Time   `json:"issued_at"`
