@@ -298,7 +298,9 @@ func TestAuthzEnforcesStoredPolicy(t *testing.T) {
 	d := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(dd, "ca.pem"),
 		Cert: filepath.Join(dd, "server-cert.pem"), Key: filepath.Join(dd, "server-key.pem"),
 		Args: []string{"--authorization-plugin=" + name}})
-	as := func(who string, args ...string) (string, error) { return dockerTLS(t, d.Addr, filepath.Join(dir, who), args...) }
+	as := func(who string, args ...string) (string, error) {
+		return dockerTLS(t, d.Addr, filepath.Join(dir, who), args...)
+	}
 	if out, err := as("dora", "volume", "create", "v1"); err != nil {
 		t.Fatalf("deployer creates a volume: %v\n%s", err, out)
 	}

@@ -103,6 +103,7 @@ type CertResponse struct {
 	Name     string    `json:"name"`
 	Role     string    `json:"role,omitempty"`
 	SANs     []string  `json:"sans,omitempty"`
+	Groups   []string  `json:"groups,omitempty"` // a daemon's groups or a client's scope
 	NotAfter time.Time `json:"not_after"`
 }
 
@@ -137,6 +138,7 @@ type TokenRequest struct {
 	Name    string   `json:"name"`
 	Role    string   `json:"role,omitempty"`
 	SANs    []string `json:"sans,omitempty"`
+	Groups  []string `json:"groups,omitempty"`   // a daemon's groups or a client's scope
 	CertTTL string   `json:"cert_ttl,omitempty"` // dockca duration: 30d, 12h
 	TTL     string   `json:"ttl,omitempty"`      // token lifetime, Go duration
 	CAURL   string   `json:"ca_url,omitempty"`   // default: the service's --address
@@ -158,6 +160,7 @@ type TokenInfo struct {
 	Name      string     `json:"name"`
 	Role      string     `json:"role,omitempty"`
 	SANs      []string   `json:"sans,omitempty"`
+	Groups    []string   `json:"groups,omitempty"`
 	CertTTL   string     `json:"cert_ttl,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt time.Time  `json:"expires_at"`
@@ -196,6 +199,7 @@ type AdminIssueRequest struct {
 	Name       string   `json:"name"`
 	Role       string   `json:"role,omitempty"`
 	SANs       []string `json:"sans,omitempty"`
+	Groups     []string `json:"groups,omitempty"` // a daemon's groups or a client's scope
 	TTLSeconds int64    `json:"ttl_seconds,omitempty"`
 	CSR        string   `json:"csr,omitempty"` // PEM; required unless DryRun
 	// DryRun only applies the policy and answers AdminIssueCheck.
@@ -213,6 +217,7 @@ type AdminIssueCheck struct {
 	Name      string    `json:"name"`
 	Role      string    `json:"role,omitempty"`
 	SANs      []string  `json:"sans,omitempty"`
+	Groups    []string  `json:"groups,omitempty"`
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
 }
