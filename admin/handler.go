@@ -41,6 +41,7 @@ func Handler(l *Local, o HandlerOptions) http.Handler {
 	route("GET "+api.PathAdminCheck, h.check)
 	route("GET "+api.PathAdminPolicy, h.policy)
 	route("PUT "+api.PathAdminPolicy, h.setPolicy)
+	route("POST "+api.PathAdminAccess, h.access)
 	return mux
 }
 

@@ -36,12 +36,15 @@ import "time"
 
 // Paths of the HTTPS API.
 const (
-	PathSign    = "/v1/sign"
-	PathRenew   = "/v1/renew"
-	PathRevoke  = "/v1/revoke"
-	PathCRL     = "/v1/crl"
-	PathRoots   = "/v1/roots"
-	PathPolicy  = "/v1/policy"
+	PathSign   = "/v1/sign"
+	PathRenew  = "/v1/renew"
+	PathRevoke = "/v1/revoke"
+	PathCRL    = "/v1/crl"
+	PathRoots  = "/v1/roots"
+	PathPolicy = "/v1/policy"
+	// PathAccess answers the access map (AccessEntry) to a client that
+	// presents a valid admin certificate over mutual TLS.
+	PathAccess  = "/v1/access"
 	PathHealthz = "/healthz"
 	PathMetrics = "/metrics"
 
@@ -54,6 +57,7 @@ const (
 	PathAdminRoot   = "/admin/v1/root"
 	PathAdminCheck  = "/admin/v1/check"
 	PathAdminPolicy = "/admin/v1/policy"
+	PathAdminAccess = "/admin/v1/access"
 
 	PathAdminTokenSets = "/admin/v1/token-sets"
 	// PathAdminChain answers the root and the intermediate, PEM, root
@@ -236,4 +240,26 @@ type AdminTokensResponse struct {
 type AdminPolicyRequest struct {
 	YAML string `json:"yaml"`
 	By   string `json:"by,omitempty"`
+}
+
+// AccessRequest filters the access map: only daemons in Group, only the
+// client certificates of Client (empty: all).
+type AccessRequest struct {
+	Group  string `json:"group,omitempty"`
+	Client string `json:"client,omitempty"`
+}
+
+// AccessEntry is one pair of a valid client certificate and a valid
+// daemon certificate such that the client reaches the daemon: its scope
+// includes one of the daemon's groups, or it has none.
+type AccessEntry struct {
+	Client       string `json:"client"`
+	ClientSerial string `json:"client_serial"`
+	// Role is the role that applies on that daemon (the stored policy's
+	// group_roles may narrow the certificate's role there).
+	Role         string    `json:"role"`
+	Daemon       string    `json:"daemon"`
+	DaemonSerial string    `json:"daemon_serial"`
+	Groups       []string  `json:"groups"`  // the daemon's; [] for none
+	Expires      time.Time `json:"expires"` // the earlier of the two certificates' not-after
 }
