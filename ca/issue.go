@@ -13,6 +13,7 @@ import (
 	"github.com/smallstep/certificates/authority/provisioner"
 	"go.step.sm/crypto/x509util"
 
+	"github.com/dockca/dockca/internal/scope"
 	"github.com/dockca/dockca/store"
 )
 
@@ -354,7 +355,7 @@ func (a *Authority) profile(n *Normalized, pub crypto.PublicKey, kind store.Kind
 		sans[i] = s.String()
 	}
 	if kind == store.KindDaemon {
-		sans = append(sans, groupURIs(GroupURNPrefix, n.Groups)...)
+		sans = append(sans, scope.URIs(GroupURNPrefix, n.Groups)...)
 	}
 	data := x509util.CreateTemplateData(n.Name, sans)
 	data.Set("Org", a.rec.Name)
@@ -365,7 +366,7 @@ func (a *Authority) profile(n *Normalized, pub crypto.PublicKey, kind store.Kind
 	text := daemonTemplate
 	if n.Kind == store.KindClient {
 		data.Set("Role", n.Role)
-		data.SetSANs(groupURIs(ScopeURNPrefix, n.Groups))
+		data.SetSANs(scope.URIs(ScopeURNPrefix, n.Groups))
 		text = clientTemplate
 	}
 	return templateOption{text: text, data: data}

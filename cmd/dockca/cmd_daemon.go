@@ -73,6 +73,7 @@ func newDaemonCommand(e *env) *cli.Command {
 					if r != nil {
 						groups = r.claims.Dockca.Groups
 					}
+					o.Groups = groups
 					if c.Bool("gate") {
 						if err := gateUnitFor(c, e, r, &o, groups); err != nil {
 							return fmt.Errorf("daemon setup %s: %w", o.Host, err)
