@@ -209,3 +209,16 @@ func TestScopedAccessTwoDaemons(t *testing.T) {
 		t.Errorf("GET /v1/access without a certificate: %d %s", code, body)
 	}
 }
+
+// The gate shares the plugin's engine: with --group it denies a client
+// scoped elsewhere before any role rule, with the same message, and lets
+// unscoped and in-scope clients through.
+func TestGateEnforcesScope(t *testing.T) {
+	g := startGate(t, "--group", "prod")
+	g.r.ok("issue", "client", "dev", "--role", "admin", "--scope", "staging", "--out", filepath.Join(g.dir, "dev"))
+	g.r.ok("issue", "client", "ops", "--role", "operator", "--scope", "prod", "--out", filepath.Join(g.dir, "ops"))
+	g.deny(t, "dev", `client "dev"`, "ps")
+	g.deny(t, "dev", "has scope staging, which does not include this daemon's groups (prod)", "ps")
+	g.allow(t, "ops", "create", "--name", "ops1", "bb:1", "true")
+	g.allow(t, "bob", "ps") // unscoped
+}
