@@ -77,21 +77,3 @@ func TestScopeAndGroupsInCertificateAndRecord(t *testing.T) {
 		}
 	}
 }
-
-func TestThrough(t *testing.T) {
-	for _, c := range []struct {
-		scope, groups, want []string
-		reached             bool
-	}{
-		{nil, []string{"prod"}, []string{"prod"}, true},
-		{nil, nil, nil, true},
-		{[]string{"staging"}, []string{"prod"}, nil, false},
-		{[]string{"staging"}, nil, nil, false},
-		{[]string{"prod", "staging"}, []string{"prod", "x"}, []string{"prod"}, true},
-	} {
-		got, ok := Through(c.scope, c.groups)
-		if ok != c.reached || !slices.Equal(got, c.want) {
-			t.Errorf("Through(%v, %v) = %v, %v", c.scope, c.groups, got, ok)
-		}
-	}
-}

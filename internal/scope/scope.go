@@ -38,10 +38,13 @@ func URIs(prefix string, groups []string) []string {
 	return out
 }
 
+// withPrefix returns the names under prefix. A malformed name (dockca
+// never issues one) is kept as it is: it matches no group, so a scope made
+// only of such names reaches nothing instead of everything (fail closed).
 func withPrefix(cert *x509.Certificate, prefix string) []string {
 	var out []string
 	for _, u := range cert.URIs {
-		if g, ok := strings.CutPrefix(u.String(), prefix); ok && NameRE.MatchString(g) {
+		if g, ok := strings.CutPrefix(u.String(), prefix); ok {
 			out = append(out, g)
 		}
 	}
