@@ -123,6 +123,13 @@ func TestUIInHeadlessChromium(t *testing.T) {
 		}
 	}
 
+	// /ui leads to /ui/.
+	if resp, err := http.Get(strings.TrimSuffix(page, "/")); err != nil || resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/ui/" {
+		t.Errorf("/ui: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+
 	// Without an admin certificate the page is refused.
 	for who, c := range map[string]struct {
 		proxy string
