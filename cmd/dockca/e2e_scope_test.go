@@ -71,6 +71,9 @@ func TestScopedAccessTwoDaemons(t *testing.T) {
 		d.ImportBusybox(t, "bb:1")
 		return d
 	}
+	if st := r.ok("authz", "status", "--name", prodPlugin); !strings.Contains(st, "groups:          prod") {
+		t.Errorf("authz status does not show the daemon's groups:\n%s", st)
+	}
 	staging := start("staging", "127.0.0.1", stagingPlugin)
 	prod := start("prod", "127.0.0.2", prodPlugin)
 	as := func(who string, d *dockerdtest.Daemon, args ...string) (string, error) {
