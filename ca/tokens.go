@@ -68,12 +68,12 @@ type DockcaClaims struct {
 type TokenRequest struct {
 	Kind string // client, daemon or revoke
 	// Name is the client name, the daemon host, or the serial to revoke.
-	Name string
-	Role string
-	SANs []string
-	// Groups are the daemon's groups or the client's scope.
-	Groups  []string
+	Name    string
+	Role    string
+	SANs    []string
 	CertTTL time.Duration
+	// Groups are the daemon's groups or the client's scope.
+	Groups []string
 	// TTL of the token itself; 0 means DefaultTokenTTL.
 	TTL time.Duration
 	// CAURL is the URL clients reach the service at; it sets the audience.

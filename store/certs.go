@@ -38,14 +38,11 @@ const (
 
 // Certificate is dockca's record of one issued certificate.
 type Certificate struct {
-	Serial string   `json:"serial"` // lowercase hex, see FormatSerial
-	Name   string   `json:"name"`
-	Kind   Kind     `json:"kind"`
-	Role   string   `json:"role,omitempty"`
-	SANs   []string `json:"sans,omitempty"`
-	// Groups are a daemon's groups, or a client's scope (none: every
-	// daemon), as its certificate carries them.
-	Groups      []string    `json:"groups,omitempty"`
+	Serial      string      `json:"serial"` // lowercase hex, see FormatSerial
+	Name        string      `json:"name"`
+	Kind        Kind        `json:"kind"`
+	Role        string      `json:"role,omitempty"`
+	SANs        []string    `json:"sans,omitempty"`
 	NotBefore   time.Time   `json:"not_before"`
 	NotAfter    time.Time   `json:"not_after"`
 	IssuedAt    time.Time   `json:"issued_at"`
@@ -53,6 +50,9 @@ type Certificate struct {
 	Fingerprint string      `json:"sha256"`
 	DER         []byte      `json:"der"`
 	Revocation  *Revocation `json:"-"` // filled on reads, kept in its own bucket
+	// Groups are a daemon's groups, or a client's scope (none: every
+	// daemon), as its certificate carries them.
+	Groups []string `json:"groups,omitempty"`
 
 	// TokenID is the one-time token spent with this record (tokens.go).
 	TokenID string `json:"token_id,omitempty"`

@@ -36,17 +36,17 @@ import "time"
 
 // Paths of the HTTPS API.
 const (
-	PathSign   = "/v1/sign"
-	PathRenew  = "/v1/renew"
-	PathRevoke = "/v1/revoke"
-	PathCRL    = "/v1/crl"
-	PathRoots  = "/v1/roots"
-	PathPolicy = "/v1/policy"
-	// PathAccess answers the access map (AccessEntry) to a client that
-	// presents a valid admin certificate over mutual TLS.
-	PathAccess  = "/v1/access"
+	PathSign    = "/v1/sign"
+	PathRenew   = "/v1/renew"
+	PathRevoke  = "/v1/revoke"
+	PathCRL     = "/v1/crl"
+	PathRoots   = "/v1/roots"
+	PathPolicy  = "/v1/policy"
 	PathHealthz = "/healthz"
 	PathMetrics = "/metrics"
+	// PathAccess answers the access map (AccessEntry) to a client that
+	// presents a valid admin certificate over mutual TLS.
+	PathAccess = "/v1/access"
 
 	PathAdminTokens = "/admin/v1/tokens"
 	PathAdminRevoke = "/admin/v1/revoke"
