@@ -72,15 +72,13 @@ func (i *Issued) Files(dir string) ([]atomicfile.File, error) {
 
 // ListEntry is the JSON form of a certificate in ls and show.
 type ListEntry struct {
-	Serial string     `json:"serial"`
-	Name   string     `json:"name"`
-	Kind   store.Kind `json:"kind"`
-	Role   string     `json:"role,omitempty"`
-	SANs   []string   `json:"sans,omitempty"`
-	// Groups are a daemon's groups, or a client's scope; AllGroups marks
-	// a client without a scope, which reaches every daemon.
-	Groups      []string   `json:"groups,omitempty"`
-	AllGroups   bool       `json:"all_groups,omitempty"`
+	Serial      string     `json:"serial"`
+	Name        string     `json:"name"`
+	Kind        store.Kind `json:"kind"`
+	Role        string     `json:"role,omitempty"`
+	SANs        []string   `json:"sans,omitempty"`
+	Groups      []string   `json:"groups,omitempty"`     // a daemon's groups, or a client's scope
+	AllGroups   bool       `json:"all_groups,omitempty"` // a client without a scope: it reaches every daemon
 	NotBefore   time.Time  `json:"not_before"`
 	NotAfter    time.Time  `json:"not_after"`
 	Status      string     `json:"status"`
