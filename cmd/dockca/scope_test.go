@@ -1,16 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/internal/golden"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/store"
 )
 
 // groupsOfName reads the groups ls records for the valid certificate of
@@ -158,5 +163,39 @@ func TestScopeOnEveryIssuingCommand(t *testing.T) {
 		"--tls-dir", filepath.Join(retc, "tls"), "--config", filepath.Join(retc, "daemon.json"), "--systemd-dir", filepath.Join(retc, "dropin"))
 	if got := leafFile(t, filepath.Join(retc, "tls", "server-cert.pem")); !slices.Equal(got, []string{"edge"}) {
 		t.Errorf("daemon setup with a grouped token: certificate groups %v", got)
+	}
+}
+
+// The tables of ls (with groups and scopes) and access, on fixed rows,
+// against golden files.
+func TestScopeTablesGolden(t *testing.T) {
+	at := time.Date(2026, 12, 1, 8, 30, 0, 0, time.UTC)
+	certs := ca.Entries([]*store.Certificate{
+		{Serial: "0a1b", Name: "dev", Kind: store.KindClient, Role: "operator", Groups: []string{"staging"}, NotAfter: at.AddDate(0, 0, 30)},
+		{Serial: "0c1d", Name: "ops", Kind: store.KindClient, Role: "operator", NotAfter: at.AddDate(0, 0, 30)},
+		{Serial: "4e5f", Name: "prod1.example", Kind: store.KindDaemon, Groups: []string{"prod"}, NotAfter: at.AddDate(0, 0, 90)},
+		{Serial: "6a7b", Name: "bare.example", Kind: store.KindDaemon, NotAfter: at.AddDate(0, 0, 90)},
+	}, at, false)
+	var b bytes.Buffer
+	if err := ca.WriteList(&b, certs, false); err != nil {
+		t.Fatal(err)
+	}
+	golden.Assert(t, "ls-groups.golden", b.Bytes())
+
+	entries := []api.AccessEntry{
+		{Client: "dev", ClientSerial: "0a1b", Role: "operator", Daemon: "staging1.example", DaemonSerial: "9f00", Groups: []string{"staging"}, Expires: at.AddDate(0, 0, 3)},
+		{Client: "ops", ClientSerial: "0c1d", Role: "readonly", Daemon: "prod1.example", DaemonSerial: "4e5f", Groups: []string{"prod"}, Expires: at.AddDate(0, 0, 30)},
+		{Client: "ops", ClientSerial: "0c1d", Role: "operator", Daemon: "bare.example", DaemonSerial: "6a7b", Groups: []string{}, Expires: at.AddDate(0, 0, 30)},
+	}
+	for name, asJSON := range map[string]bool{"access-table.golden": false, "access-json.golden": true} {
+		b.Reset()
+		if err := writeAccess(&b, entries, asJSON, at); err != nil {
+			t.Fatal(err)
+		}
+		golden.Assert(t, name, b.Bytes())
+	}
+	b.Reset()
+	if err := writeAccess(&b, nil, true, at); err != nil || b.String() != "[]\n" {
+		t.Errorf("an empty map as JSON: %q %v", b.String(), err)
 	}
 }
