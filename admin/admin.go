@@ -52,6 +52,9 @@ type Admin interface {
 	// SetPolicy validates a policy (the authz --policy format) with the
 	// plugin's own compiler and stores it.
 	SetPolicy(ctx context.Context, yaml []byte, by string) (*store.Policy, error)
+	// Access is the access map: which valid client certificates reach
+	// which valid daemon certificates, with the role there (AccessMap).
+	Access(ctx context.Context, q api.AccessRequest) ([]api.AccessEntry, error)
 	// Close releases the database or the connection.
 	Close() error
 }

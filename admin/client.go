@@ -146,7 +146,7 @@ func (c *Client) Root(ctx context.Context) (*x509.Certificate, error) {
 }
 
 func (c *Client) issueRequest(r ca.Request) api.AdminIssueRequest {
-	return api.AdminIssueRequest{Kind: string(r.Kind), Name: r.Name, Role: r.Role, SANs: r.SANs,
+	return api.AdminIssueRequest{Kind: string(r.Kind), Name: r.Name, Role: r.Role, SANs: r.SANs, Groups: r.Groups,
 		TTLSeconds: int64(r.TTL / time.Second), By: c.Actor, RenewedFrom: r.RenewedFrom}
 }
 
@@ -161,7 +161,7 @@ func (c *Client) CheckRequest(ctx context.Context, r ca.Request) (*ca.Normalized
 	if err := c.do(ctx, http.MethodPost, api.PathAdminIssue, req, &out); err != nil {
 		return nil, err
 	}
-	n := &ca.Normalized{Kind: store.Kind(out.Kind), Name: out.Name, Role: out.Role, NotBefore: out.NotBefore, NotAfter: out.NotAfter}
+	n := &ca.Normalized{Kind: store.Kind(out.Kind), Name: out.Name, Role: out.Role, Groups: out.Groups, NotBefore: out.NotBefore, NotAfter: out.NotAfter}
 	for _, s := range out.SANs {
 		san, err := ca.ParseSAN(s)
 		if err != nil {
@@ -211,7 +211,7 @@ func (c *Client) Issue(ctx context.Context, r ca.Request) (*ca.Issued, error) {
 		return nil, errors.New("admin socket: the service sent no root certificate")
 	}
 	leaf := chain[0]
-	rec := &store.Certificate{Serial: out.Serial, Name: out.Name, Kind: store.Kind(out.Kind), Role: out.Role, SANs: out.SANs,
+	rec := &store.Certificate{Serial: out.Serial, Name: out.Name, Kind: store.Kind(out.Kind), Role: out.Role, SANs: out.SANs, Groups: out.Groups,
 		NotBefore: leaf.NotBefore.UTC(), NotAfter: out.NotAfter, Fingerprint: ca.Fingerprint(leaf), DER: leaf.Raw}
 	return &ca.Issued{Record: rec, Leaf: leaf, Chain: chain, Root: roots[0], Key: key}, nil
 }

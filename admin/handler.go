@@ -41,6 +41,7 @@ func Handler(l *Local, o HandlerOptions) http.Handler {
 	route("GET "+api.PathAdminCheck, h.check)
 	route("GET "+api.PathAdminPolicy, h.policy)
 	route("PUT "+api.PathAdminPolicy, h.setPolicy)
+	route("POST "+api.PathAdminAccess, h.access)
 	return mux
 }
 
@@ -210,7 +211,7 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r.Body, &req); err != nil {
 		return err
 	}
-	cr := ca.Request{Kind: store.Kind(req.Kind), Name: req.Name, Role: req.Role, SANs: req.SANs,
+	cr := ca.Request{Kind: store.Kind(req.Kind), Name: req.Name, Role: req.Role, SANs: req.SANs, Groups: req.Groups,
 		TTL: time.Duration(req.TTLSeconds) * time.Second, Actor: "socket:" + req.By, RenewedFrom: req.RenewedFrom}
 	if req.CSR != "" {
 		csr, err := ca.ParseCSR([]byte(req.CSR))
@@ -224,7 +225,7 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		out := api.AdminIssueCheck{Kind: string(n.Kind), Name: n.Name, Role: n.Role, NotBefore: n.NotBefore, NotAfter: n.NotAfter}
+		out := api.AdminIssueCheck{Kind: string(n.Kind), Name: n.Name, Role: n.Role, Groups: n.Groups, NotBefore: n.NotBefore, NotAfter: n.NotAfter}
 		for _, s := range n.SANs {
 			out.SANs = append(out.SANs, s.String())
 		}
@@ -248,7 +249,7 @@ func CertResponse(iss *ca.Issued) api.CertResponse {
 	return api.CertResponse{
 		Cert: string(ca.PEMCert(iss.Leaf)), Chain: string(iss.ChainPEM()), CA: string(ca.PEMCert(iss.Root)),
 		Serial: iss.Record.Serial, Kind: string(iss.Record.Kind), Name: iss.Record.Name, Role: iss.Record.Role,
-		SANs: iss.Record.SANs, NotAfter: iss.Record.NotAfter,
+		SANs: iss.Record.SANs, Groups: iss.Record.Groups, NotAfter: iss.Record.NotAfter,
 	}
 }
 

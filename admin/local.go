@@ -241,7 +241,7 @@ func (l *Local) Backup(ctx context.Context, w io.Writer) (int64, error) {
 // TokenRequestFromAPI turns the wire request into ca's, parsing durations;
 // defaultURL fills an empty CA URL.
 func TokenRequestFromAPI(req api.TokenRequest, defaultURL string) (ca.TokenRequest, error) {
-	tr := ca.TokenRequest{Kind: req.Kind, Name: req.Name, Role: req.Role, SANs: req.SANs, CAURL: req.CAURL, CreatedBy: req.By}
+	tr := ca.TokenRequest{Kind: req.Kind, Name: req.Name, Role: req.Role, SANs: req.SANs, Groups: req.Groups, CAURL: req.CAURL, CreatedBy: req.By}
 	if tr.CAURL == "" {
 		tr.CAURL = defaultURL
 	}
@@ -272,7 +272,7 @@ func PrecheckTokenRequest(req api.TokenRequest) error {
 
 // TokenInfo is the wire form of a token record.
 func TokenInfo(t *store.Token) api.TokenInfo {
-	out := api.TokenInfo{ID: t.ID, Kind: t.Kind, Name: t.Name, Role: t.Role, SANs: t.SANs, CreatedAt: t.CreatedAt,
+	out := api.TokenInfo{ID: t.ID, Kind: t.Kind, Name: t.Name, Role: t.Role, SANs: t.SANs, Groups: t.Groups, CreatedAt: t.CreatedAt,
 		ExpiresAt: t.ExpiresAt, CreatedBy: t.CreatedBy, UsedAt: t.UsedAt, Serial: t.Serial}
 	if t.CertTTL > 0 {
 		out.CertTTL = ca.FormatTTL(t.CertTTL)

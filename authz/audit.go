@@ -25,6 +25,7 @@ type AuditEntry struct {
 	User     string    `json:"user"`
 	Serial   string    `json:"serial,omitempty"`
 	Role     string    `json:"role,omitempty"`
+	Scope    []string  `json:"scope,omitempty"` // the client certificate's scope
 	Method   string    `json:"method"`
 	Path     string    `json:"path"`
 	Decision string    `json:"decision"` // "allow" or "deny"
@@ -54,7 +55,7 @@ func OpenAuditLog(name string) (*AuditLog, error) {
 // Write records a decision as one line; a single Write call keeps lines whole
 // with O_APPEND.
 func (l *AuditLog) Write(t time.Time, d Decision) error {
-	e := AuditEntry{Time: t.UTC(), User: d.User, Serial: d.Serial, Role: d.Role, Method: d.Method,
+	e := AuditEntry{Time: t.UTC(), User: d.User, Serial: d.Serial, Role: d.Role, Scope: d.Scope, Method: d.Method,
 		Path: d.Path, Decision: "deny", Rule: d.Rule}
 	if d.Allow {
 		e.Decision = "allow"

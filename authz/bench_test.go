@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,27 +67,40 @@ func BenchmarkDecision(b *testing.B) {
 	p := newPKI(b)
 	src := crlWithRevoked(b, p, 100_000)
 	objs := func(o *Options) { o.Containers = &fakeObjects{} }
-	b.Run("warm", func(b *testing.B) { benchDecision(b, newTestAuthorizer(b, p, src, objs), p) })
+	otto := p.client(b, "otto", "operator")
+	b.Run("warm", func(b *testing.B) { benchDecision(b, newTestAuthorizer(b, p, src, objs), otto) })
+	// The same with a scoped client, a daemon in two groups and a policy
+	// that narrows roles on another group: what scopes add to a decision.
+	b.Run("warm-scoped", func(b *testing.B) {
+		pol, err := LoadPolicy(strings.NewReader(prodReadonlyPolicy))
+		if err != nil {
+			b.Fatal(err)
+		}
+		a := newTestAuthorizer(b, p, src, func(o *Options) {
+			objs(o)
+			o.Groups, o.Policy = []string{"staging", "eu"}, pol
+		})
+		benchDecision(b, a, p.client(b, "otto", "operator", withScope("staging", "prod")))
+	})
 	// A client's first request: its chain is new, its intermediate known.
 	b.Run("new-client", func(b *testing.B) {
 		a := newTestAuthorizer(b, p, src, objs)
 		a.noCache = true
-		benchDecision(b, a, p)
+		benchDecision(b, a, otto)
 	})
 	// Nothing cached: both signatures verified (the plugin's first request).
 	b.Run("cold", func(b *testing.B) {
 		a := newTestAuthorizer(b, p, src, objs)
 		a.noCache, a.noIssuers = true, true
-		benchDecision(b, a, p)
+		benchDecision(b, a, otto)
 	})
 }
 
-func benchDecision(b *testing.B, a *Authorizer, p *testPKI) {
+func benchDecision(b *testing.B, a *Authorizer, op *testLeaf) {
 	body, err := os.ReadFile("testdata/bodies/create-plain.json")
 	if err != nil {
 		b.Fatal(err)
 	}
-	op := p.client(b, "otto", "operator")
 	raw, _ := json.Marshal(tlsRequest(op, "POST", "/v1.41/containers/create?name=web", body))
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/serial"
 )
 
@@ -63,6 +64,10 @@ type Options struct {
 	// on dockerd's local socket, so that actions on them are judged by how
 	// they were created. nil denies every such action for non-admin roles.
 	Containers ContainerLookup
+	// Groups are this daemon's groups (--group). A client certificate
+	// with a scope (ca.ScopeOf) that includes none of them is denied
+	// before any role rule; one without a scope reaches every daemon.
+	Groups []string
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -79,6 +84,8 @@ type Decision struct {
 	User   string // certificate CN ("" for local requests)
 	Serial string // lowercase hex
 	Role   string
+	// Scope is the client certificate's scope (nil: unscoped).
+	Scope  []string
 	Method string
 	Path   string // without version prefix and query
 	Rule   string // rule name, or a reason code such as "revoked"
@@ -96,6 +103,7 @@ type Authorizer struct {
 	containers ContainerLookup
 	cache      containerCache
 	name       string
+	groups     []string
 	policy     atomic.Pointer[policyInForce]
 	stats      counters
 	noCache    bool // benchmarks: no per-client chain cache
@@ -116,8 +124,12 @@ func New(o Options) (*Authorizer, error) {
 	if o.Revocations == nil {
 		return nil, fmt.Errorf("%w: no revocation checker", ErrOptions)
 	}
+	groups, err := ca.NormalizeGroups(o.Groups)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	}
 	a := &Authorizer{roots: x509.NewCertPool(), revoked: o.Revocations,
-		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit, containers: o.Containers, name: o.Name}
+		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit, containers: o.Containers, name: o.Name, groups: groups}
 	a.roots.AddCert(o.Root)
 	a.SetPolicy(o.Policy, o.PolicySource)
 	if a.now == nil {
@@ -324,6 +336,17 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		return d
 	}
 
+	// Where before what: a client scoped away from this daemon's groups
+	// is denied before any role rule.
+	d.Scope = ca.ScopeOf(leaf)
+	through, reached := ca.Through(d.Scope, a.groups)
+	if !reached {
+		d.Rule = "out-of-scope"
+		d.Msg = fmt.Sprintf("dockca: client %q (%s) has scope %s, which does not include this daemon's groups (%s)",
+			d.User, d.Serial, strings.Join(d.Scope, ","), describeGroups(a.groups))
+		return d
+	}
+
 	if len(leaf.Subject.OrganizationalUnit) != 1 {
 		d.Rule = "no-role"
 		d.Msg = fmt.Sprintf("dockca: %s carries %d roles (Subject OU); exactly one is required", who, len(leaf.Subject.OrganizationalUnit))
@@ -331,6 +354,13 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 	}
 	d.Role = leaf.Subject.OrganizationalUnit[0]
 	pol := a.policy.Load().p
+	role, err := pol.RoleOn(d.Role, through)
+	if err != nil {
+		d.Rule = "group-role"
+		d.Msg = fmt.Sprintf("dockca: %s: %v", who, err)
+		return d
+	}
+	d.Role = role
 	rules, ok := pol.roles[d.Role]
 	if !ok {
 		d.Rule = "unknown-role"
@@ -368,6 +398,13 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		d.Msg = fmt.Sprintf("dockca: role %s may not %s %s %s", d.Role, d.Method, d.Path, f)
 	}
 	return d
+}
+
+func describeGroups(groups []string) string {
+	if len(groups) == 0 {
+		return "none"
+	}
+	return strings.Join(groups, ",")
 }
 
 // policyInForce is the policy decisions use and where it came from.

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dockca/dockca/ca"
 )
 
 //go:embed builtin-policy.yaml
@@ -38,6 +40,11 @@ type PolicyFile struct {
 	// dockerd connect anywhere).
 	AllowedLogDrivers []string             `yaml:"allowed_log_drivers"`
 	Roles             map[string]*RoleSpec `yaml:"roles"`
+	// GroupRoles narrows a role on the daemons of a group: group -> (the
+	// certificate's role -> the role that applies there). A client reaches
+	// a daemon through the groups both its scope and the daemon have (all
+	// the daemon's groups when it is unscoped); see RoleOn.
+	GroupRoles map[string]map[string]string `yaml:"group_roles"`
 }
 
 // RoleSpec is one role in a policy file.
@@ -73,8 +80,9 @@ type Condition struct {
 
 // Policy is a compiled set of roles, ready for decisions.
 type Policy struct {
-	roles  map[string][]compiledRule
-	limits hostLimits
+	roles      map[string][]compiledRule
+	groupRoles map[string]map[string]string
+	limits     hostLimits
 }
 
 type compiledRule struct {
@@ -116,6 +124,7 @@ func LoadPolicy(r io.Reader) (*Policy, error) {
 		for name, role := range over.Roles {
 			base.Roles[name] = role
 		}
+		base.GroupRoles = over.GroupRoles
 	}
 	return compilePolicy(base)
 }
@@ -184,7 +193,63 @@ func compilePolicy(f *PolicyFile) (*Policy, error) {
 		}
 		p.roles[name] = rules
 	}
+	for group, m := range f.GroupRoles {
+		if err := ca.CheckGroupName(group); err != nil {
+			return nil, fmt.Errorf("%w: group_roles: group %q is not a group name (lowercase letters, digits and . _ -)", ErrPolicy, group)
+		}
+		for from, to := range m {
+			if !roleName.MatchString(from) {
+				return nil, fmt.Errorf("%w: group_roles.%s: role name %q (lowercase letters, digits, . _ -)", ErrPolicy, group, from)
+			}
+			if _, ok := p.roles[to]; !ok {
+				return nil, fmt.Errorf("%w: group_roles.%s.%s: unknown role %q", ErrPolicy, group, from, to)
+			}
+		}
+	}
+	p.groupRoles = f.GroupRoles
 	return p, nil
+}
+
+// builtinRank orders the built-in roles from narrowest to widest.
+var builtinRank = map[string]int{"readonly": 0, "operator": 1, "admin": 2}
+
+// RoleOn returns the role a certificate of role has on a daemon it
+// reaches through groups (ca.Through): each group's group_roles entry for
+// role, or role itself where a group has none. When the groups give
+// different built-in roles the narrowest applies; different roles that
+// are not all built-in cannot be ordered, so that is an error (fail
+// closed).
+func (p *Policy) RoleOn(role string, through []string) (string, error) {
+	out := ""
+	var seen []string
+	for _, g := range through {
+		r := role
+		if to, ok := p.groupRoles[g][role]; ok {
+			r = to
+		}
+		if out == "" {
+			out = r
+		}
+		if !slices.Contains(seen, r) {
+			seen = append(seen, r)
+		}
+	}
+	if len(seen) <= 1 {
+		if out == "" {
+			return role, nil
+		}
+		return out, nil
+	}
+	for _, r := range seen {
+		if _, ok := builtinRank[r]; !ok {
+			return "", fmt.Errorf("role %s maps to %s on this daemon's groups %s, and the policy cannot tell which is narrower",
+				role, strings.Join(seen, " and "), strings.Join(through, ","))
+		}
+		if builtinRank[r] < builtinRank[out] {
+			out = r
+		}
+	}
+	return out, nil
 }
 
 func compileRule(r Rule) (compiledRule, error) {

@@ -32,6 +32,9 @@ type Status struct {
 	// DockerSocket is where existing containers are looked up.
 	DockerSocket string `json:"docker_socket,omitempty"`
 	DenyLocal    bool   `json:"deny_local"`
+	// Groups are the daemon's groups (--group); none: scoped clients are
+	// denied, unscoped ones reach it.
+	Groups []string `json:"groups"`
 	// LastDecision is the time of the last decision, if any.
 	LastDecision *time.Time `json:"last_decision,omitempty"`
 	Decisions    uint64     `json:"decisions"`
@@ -56,7 +59,7 @@ func (c *counters) note(now time.Time, allow bool) {
 // Status reports the plugin's state.
 func (a *Authorizer) Status(ctx context.Context) Status {
 	pol := a.policy.Load()
-	s := Status{Name: a.name, Policy: pol.source, Roles: pol.p.Roles(), DenyLocal: a.denyLocal,
+	s := Status{Name: a.name, Policy: pol.source, Roles: pol.p.Roles(), DenyLocal: a.denyLocal, Groups: append([]string{}, a.groups...),
 		Decisions: a.stats.decisions.Load(), Denials: a.stats.denials.Load()}
 	if s.Policy == "" {
 		s.Policy = "built-in"
@@ -129,6 +132,11 @@ func (s *Status) WriteText(w io.Writer, socket string, now time.Time) {
 		fmt.Fprintf(w, "                 last error: %s\n", s.Revocation.Error)
 	}
 	fmt.Fprintf(w, "policy:          %s (roles: %s)\n", s.Policy, strings.Join(s.Roles, ", "))
+	if len(s.Groups) > 0 {
+		fmt.Fprintf(w, "groups:          %s (clients scoped to none of them are denied)\n", strings.Join(s.Groups, ", "))
+	} else {
+		fmt.Fprintln(w, "groups:          none (only unscoped client certificates reach this daemon)")
+	}
 	if s.DockerSocket != "" {
 		fmt.Fprintf(w, "containers:      looked up on %s\n", s.DockerSocket)
 	}

@@ -177,6 +177,12 @@ func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (
 		Fingerprint: Fingerprint(leaf),
 		DER:         leaf.Raw,
 	}
+	switch kind {
+	case store.KindClient:
+		rec.Groups = ScopeOf(leaf)
+	case store.KindDaemon:
+		rec.Groups = GroupsOf(leaf)
+	}
 	if kind != store.KindClient {
 		rec.Role = ""
 	}

@@ -22,6 +22,9 @@ type Request struct {
 	Role string
 	// SANs are extra daemon names (DNS or IP).
 	SANs []string
+	// Groups are a daemon's groups, or a client's scope: the groups whose
+	// daemons it may reach (none: every daemon). See scope.go.
+	Groups []string
 	// TTL; zero means the kind's default.
 	TTL time.Duration
 	// CSR, when set, is signed as is (its key never reaches the CA);
@@ -82,6 +85,7 @@ type Normalized struct {
 	Name      string
 	Role      string
 	SANs      []SAN
+	Groups    []string // sorted, without duplicates
 	NotBefore time.Time
 	NotAfter  time.Time
 }
@@ -185,6 +189,11 @@ func check(r Request, issuer *x509.Certificate, roles []string, now time.Time) (
 		n.SANs = sans
 		n.Name = sans[0].String()
 	}
+	groups, err := NormalizeGroups(r.Groups)
+	if err != nil {
+		return nil, err
+	}
+	n.Groups = groups
 	ttl, err := TTLFor(r.Kind, r.TTL)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -76,6 +77,8 @@ type ListEntry struct {
 	Kind        store.Kind `json:"kind"`
 	Role        string     `json:"role,omitempty"`
 	SANs        []string   `json:"sans,omitempty"`
+	Groups      []string   `json:"groups,omitempty"`     // a daemon's groups, or a client's scope
+	AllGroups   bool       `json:"all_groups,omitempty"` // a client without a scope: it reaches every daemon
 	NotBefore   time.Time  `json:"not_before"`
 	NotAfter    time.Time  `json:"not_after"`
 	Status      string     `json:"status"`
@@ -95,7 +98,8 @@ type ListEntry struct {
 // everything dockca prints.
 func Entry(c *store.Certificate, now time.Time) ListEntry {
 	e := ListEntry{
-		Serial: c.Serial, Name: c.Name, Kind: c.Kind, Role: c.Role, SANs: c.SANs,
+		Serial: c.Serial, Name: c.Name, Kind: c.Kind, Role: c.Role, SANs: c.SANs, Groups: c.Groups,
+		AllGroups: c.Kind == store.KindClient && len(c.Groups) == 0,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), Status: string(c.Status(now)),
 		IssuedAt: c.IssuedAt.UTC(), IssuedBy: c.IssuedBy, Fingerprint: c.Fingerprint,
 		RenewedFrom: c.RenewedFrom, SupersededBy: c.SupersededBy,
@@ -130,16 +134,28 @@ func WriteList(w io.Writer, entries []ListEntry, asJSON bool) error {
 		return writeJSON(w, entries)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKIND\tROLE\tSERIAL\tNOT AFTER\tSTATUS")
+	fmt.Fprintln(tw, "NAME\tKIND\tROLE\tGROUPS\tSERIAL\tNOT AFTER\tSTATUS")
 	for _, e := range entries {
 		role := e.Role
 		if role == "" {
 			role = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Kind, role, e.Serial,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Kind, role, e.groupsColumn(), e.Serial,
 			e.NotAfter.UTC().Format(time.RFC3339), e.Status)
 	}
 	return tw.Flush()
+}
+
+// groupsColumn is ls's GROUPS: a daemon's groups, a client's scope, "all"
+// for a client without one (it reaches every daemon), "-" for none.
+func (e ListEntry) groupsColumn() string {
+	switch {
+	case e.AllGroups:
+		return "all"
+	case len(e.Groups) == 0:
+		return "-"
+	}
+	return strings.Join(e.Groups, ",")
 }
 
 // WriteShow prints one certificate in detail, or as JSON, or (withPEM and
@@ -162,6 +178,12 @@ func WriteShow(w io.Writer, e ListEntry, asJSON, withPEM bool) error {
 	row("Serial", e.Serial)
 	for _, s := range e.SANs {
 		row("SAN", s)
+	}
+	switch {
+	case e.Kind == store.KindClient:
+		row("Scope", DescribeScope(e.Groups))
+	case len(e.Groups) > 0:
+		row("Groups", strings.Join(e.Groups, ","))
 	}
 	row("Not before", e.NotBefore.UTC().Format(time.RFC3339))
 	row("Not after", e.NotAfter.UTC().Format(time.RFC3339))

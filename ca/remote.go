@@ -160,7 +160,7 @@ func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.Ce
 	if csr == nil {
 		return nil, fmt.Errorf("%w: a CSR is required", ErrBadCSR)
 	}
-	r := Request{Kind: kind, Name: c.Subject, Role: c.Dockca.Role, TTL: time.Duration(c.Dockca.TTL) * time.Second, CSR: csr}
+	r := Request{Kind: kind, Name: c.Subject, Role: c.Dockca.Role, TTL: time.Duration(c.Dockca.TTL) * time.Second, CSR: csr, Groups: c.Dockca.Groups}
 	allowed := map[string]bool{}
 	if kind == store.KindDaemon {
 		for _, s := range append([]string{c.Subject}, c.SANs...) {
@@ -242,7 +242,7 @@ func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509
 	}
 	ttl := rec.NotAfter.Sub(rec.NotBefore) - clockSkew
 	ttl = min(max(ttl, MinTTL), limit)
-	r := Request{Kind: rec.Kind, Name: rec.Name, TTL: ttl.Round(time.Second)}
+	r := Request{Kind: rec.Kind, Name: rec.Name, TTL: ttl.Round(time.Second), Groups: rec.Groups}
 	if rec.Kind == store.KindClient {
 		r.Role = rec.Role
 	} else {

@@ -9,7 +9,9 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"net/url"
 
+	"github.com/dockca/dockca/internal/scope"
 	"github.com/dockca/dockca/store"
 )
 
@@ -72,6 +74,10 @@ func (a *Authority) leafTemplate(n *Normalized, pub crypto.PublicKey, kind store
 	if n.Kind == store.KindClient {
 		t.Subject.OrganizationalUnit = []string{n.Role}
 		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		// A client's scope: URI SANs urn:dockca:scope:G (internal/scope).
+		if t.URIs, err = groupURIs(ScopeURNPrefix, n.Groups); err != nil {
+			return nil, err
+		}
 	} else {
 		for _, s := range n.SANs {
 			if s.IP != nil {
@@ -82,6 +88,12 @@ func (a *Authority) leafTemplate(n *Normalized, pub crypto.PublicKey, kind store
 		}
 		if kind == store.KindService {
 			t.Subject.OrganizationalUnit = []string{ServiceOU}
+		}
+		if kind == store.KindDaemon {
+			// A daemon's groups: URI SANs urn:dockca:group:G.
+			if t.URIs, err = groupURIs(GroupURNPrefix, n.Groups); err != nil {
+				return nil, err
+			}
 		}
 		if isRSA(pub) {
 			t.KeyUsage |= x509.KeyUsageKeyEncipherment
@@ -97,4 +109,17 @@ func (a *Authority) leafTemplate(n *Normalized, pub crypto.PublicKey, kind store
 		}
 	}
 	return t, nil
+}
+
+// groupURIs are the URI SANs that carry groups (see internal/scope).
+func groupURIs(prefix string, groups []string) ([]*url.URL, error) {
+	var out []*url.URL
+	for _, s := range scope.URIs(prefix, groups) {
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("sign: group URI %q: %w", s, err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
 }

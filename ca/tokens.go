@@ -60,6 +60,8 @@ type DockcaClaims struct {
 	Role string `json:"role,omitempty"`
 	// TTL is the certificate lifetime in seconds; 0 means the kind's default.
 	TTL int64 `json:"ttl,omitempty"`
+	// Groups are the daemon's groups or the client's scope (scope.go).
+	Groups []string `json:"groups,omitempty"`
 }
 
 // TokenRequest asks for one token.
@@ -70,6 +72,8 @@ type TokenRequest struct {
 	Role    string
 	SANs    []string
 	CertTTL time.Duration
+	// Groups are the daemon's groups or the client's scope.
+	Groups []string
 	// TTL of the token itself; 0 means DefaultTokenTTL.
 	TTL time.Duration
 	// CAURL is the URL clients reach the service at; it sets the audience.
@@ -212,8 +216,8 @@ func CheckTokenRequest(r *TokenRequest) error {
 		if err != nil {
 			return fmt.Errorf("a revoke token names a serial: %v: %w", err, ErrPolicy)
 		}
-		if r.Role != "" || len(r.SANs) > 0 || r.CertTTL != 0 {
-			return fmt.Errorf("a revoke token takes no role, SANs or TTL: %w", ErrPolicy)
+		if r.Role != "" || len(r.SANs) > 0 || len(r.Groups) > 0 || r.CertTTL != 0 {
+			return fmt.Errorf("a revoke token takes no role, SANs, groups or TTL: %w", ErrPolicy)
 		}
 		r.Name = store.FormatSerial(n)
 		return nil
@@ -222,11 +226,11 @@ func CheckTokenRequest(r *TokenRequest) error {
 	if err != nil {
 		return err
 	}
-	n, err := check(Request{Kind: kind, Name: r.Name, Role: r.Role, SANs: r.SANs, TTL: r.CertTTL}, nil, r.Roles, time.Now())
+	n, err := check(Request{Kind: kind, Name: r.Name, Role: r.Role, SANs: r.SANs, Groups: r.Groups, TTL: r.CertTTL}, nil, r.Roles, time.Now())
 	if err != nil {
 		return err
 	}
-	r.Name, r.Role = n.Name, n.Role
+	r.Name, r.Role, r.Groups = n.Name, n.Role, n.Groups
 	r.SANs = nil
 	for _, s := range n.SANs {
 		r.SANs = append(r.SANs, s.String())
@@ -256,7 +260,7 @@ func (m *TokenMinter) Mint(r TokenRequest, now time.Time) (string, *store.Token,
 			NotBefore: jose.NewNumericDate(now), IssuedAt: jose.NewNumericDate(now), Expiry: jose.NewNumericDate(exp),
 		},
 		SANs:   r.SANs,
-		Dockca: DockcaClaims{Kind: r.Kind, Role: r.Role, TTL: int64(r.CertTTL / time.Second)},
+		Dockca: DockcaClaims{Kind: r.Kind, Role: r.Role, TTL: int64(r.CertTTL / time.Second), Groups: r.Groups},
 	}
 	so := new(jose.SignerOptions).WithType("JWT").WithHeader("kid", m.key.KeyID)
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(m.key.Algorithm), Key: m.key.Key}, so)
@@ -267,7 +271,7 @@ func (m *TokenMinter) Mint(r TokenRequest, now time.Time) (string, *store.Token,
 	if err != nil {
 		return "", nil, fmt.Errorf("sign token: %w", err)
 	}
-	rec := &store.Token{ID: id, Kind: r.Kind, Name: r.Name, Role: r.Role, SANs: r.SANs, CertTTL: r.CertTTL,
+	rec := &store.Token{ID: id, Kind: r.Kind, Name: r.Name, Role: r.Role, SANs: r.SANs, Groups: r.Groups, CertTTL: r.CertTTL,
 		CreatedAt: now, ExpiresAt: exp, CreatedBy: r.CreatedBy}
 	return tok, rec, nil
 }

@@ -38,6 +38,15 @@ func TestProfilesPassZlintRFC5280(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Groups and scope are URI SANs (scope.go): they must stay clean too.
+			scoped, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "bob", Role: RoleReadonly, Groups: []string{"staging", "prod"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			grouped, err := a.Issue(ctx, Request{Kind: store.KindDaemon, Name: "docker2.example.com", Groups: []string{"prod"}})
+			if err != nil {
+				t.Fatal(err)
+			}
 			service, err := a.IssueService(ctx, []string{"ca.example.com", "127.0.0.1"}, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -45,6 +54,7 @@ func TestProfilesPassZlintRFC5280(t *testing.T) {
 			for name, cert := range map[string]*x509.Certificate{
 				"root": a.Root(), "intermediate": a.Intermediate(),
 				"client": client.Leaf, "daemon": daemon.Leaf, "daemon-ip": ipDaemon.Leaf, "service": service.Leaf,
+				"client-scoped": scoped.Leaf, "daemon-grouped": grouped.Leaf,
 			} {
 				zc, err := zx509.ParseCertificate(cert.Raw)
 				if err != nil {

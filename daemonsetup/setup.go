@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/internal/scope"
 	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
@@ -97,6 +98,10 @@ type SetupOptions struct {
 	Host string
 	// SANs are further DNS names or IPs the certificate must cover.
 	SANs []string
+	// Groups are the daemon's groups (sorted, see package internal/scope):
+	// an installed certificate for other groups is replaced. The Issuer
+	// puts them into the new certificate.
+	Groups []string
 	// Listen are listeners added to daemon.json's hosts; empty means
 	// DefaultListen.
 	Listen []string
@@ -220,7 +225,7 @@ func setup(ctx context.Context, o SetupOptions, iss Issuer, w io.Writer) (*Resul
 		return nil, fmt.Errorf("read CA certificate: %w", err)
 	}
 	want := append([]string{o.Host}, o.SANs...)
-	reason, err := needsIssue(tlsDir, root, want, o.Now())
+	reason, err := needsIssue(tlsDir, root, want, o.Groups, o.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -491,7 +496,7 @@ func validName(s string) error {
 
 // needsIssue says why the TLS directory's certificate cannot be kept, or ""
 // when it can.
-func needsIssue(dir string, root []byte, want []string, now time.Time) (string, error) {
+func needsIssue(dir string, root []byte, want, groups []string, now time.Time) (string, error) {
 	var b tlsbundle.Bundle
 	for _, f := range []struct {
 		name string
@@ -515,6 +520,9 @@ func needsIssue(dir string, root []byte, want []string, now time.Time) (string, 
 	}
 	if missing := uncovered(leaf, want); missing != "" {
 		return "installed certificate does not cover " + missing, nil
+	}
+	if has := scope.GroupsOf(leaf); !slices.Equal(has, groups) {
+		return fmt.Sprintf("installed certificate is for groups %q, not %q", strings.Join(has, ","), strings.Join(groups, ",")), nil
 	}
 	if left, life := leaf.NotAfter.Sub(now), leaf.NotAfter.Sub(leaf.NotBefore); left < life/3 {
 		return fmt.Sprintf("installed certificate expires %s, within the last third of its lifetime", leaf.NotAfter.UTC().Format(time.RFC3339)), nil

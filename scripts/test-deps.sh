@@ -3,7 +3,8 @@
 # (Debian's docker.io), the docker CLI, openssl, curl and setpriv (a test
 # acts as another user against the service's admin socket), and a static
 # busybox (images to run without a registry) and tmux (docker run -it on a
-# real terminal). Fails loudly when it
+# real terminal) and chromium (the /ui/ page is tested in a real headless
+# browser). Fails loudly when it
 # cannot: end-to-end tests must run, never silently skip.
 set -euo pipefail
 
@@ -16,6 +17,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -35,6 +37,6 @@ echo "test-deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-for c in dockerd docker containerd openssl curl setpriv tmux busybox; do
+for c in dockerd docker containerd openssl curl setpriv tmux busybox chromium; do
   command -v "$c" >/dev/null 2>&1 || { echo "test-deps: $c is still missing after installing ${need[*]}" >&2; exit 1; }
 done

@@ -33,6 +33,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET "+api.PathCRL, s.instrument("crl", s.handleCRL))
 	mux.Handle("GET "+api.PathRoots, s.instrument("roots", s.handleRoots))
 	mux.Handle("GET "+api.PathPolicy, s.instrument("policy", s.handlePolicy))
+	mux.Handle("GET "+api.PathAccess, s.instrument("access", s.handleAccess))
+	mux.Handle("GET /ui/{$}", s.instrument("ui", s.handleUI))
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	mux.Handle("GET "+api.PathHealthz, s.instrument("healthz", s.handleHealthz))
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
 	return mux

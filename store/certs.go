@@ -50,6 +50,9 @@ type Certificate struct {
 	Fingerprint string      `json:"sha256"`
 	DER         []byte      `json:"der"`
 	Revocation  *Revocation `json:"-"` // filled on reads, kept in its own bucket
+	// Groups are a daemon's groups, or a client's scope (none: every
+	// daemon), as its certificate carries them.
+	Groups []string `json:"groups,omitempty"`
 
 	// TokenID is the one-time token spent with this record (tokens.go).
 	TokenID string `json:"token_id,omitempty"`

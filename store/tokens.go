@@ -46,6 +46,7 @@ type Token struct {
 	Name      string        `json:"name"`
 	Role      string        `json:"role,omitempty"`
 	SANs      []string      `json:"sans,omitempty"`
+	Groups    []string      `json:"groups,omitempty"` // a daemon's groups or a client's scope
 	CertTTL   time.Duration `json:"cert_ttl,omitempty"`
 	CreatedAt time.Time     `json:"created_at"`
 	ExpiresAt time.Time     `json:"expires_at"`

@@ -175,6 +175,7 @@ func newApp(e *env) *cli.App {
 			newCRLCommand(e),
 			newBackupCommand(e),
 			newCheckCommand(e),
+			newAccessCommand(e),
 			newPolicyCommand(e),
 			newContextCommand(e),
 			newDaemonCommand(e),

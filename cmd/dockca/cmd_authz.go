@@ -33,6 +33,7 @@ func engineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "audit-log", Usage: "append one JSON line per decision to `FILE` (- for standard output)"},
 		&cli.DurationFlag{Name: "refresh", Value: 30 * time.Second, Usage: "remote mode: fetch the CRL every `D`"},
 		&cli.DurationFlag{Name: "max-stale", Value: 10 * time.Minute, Usage: "deny TLS requests when the revocation list is older than `D`"},
+		&cli.StringSliceFlag{Name: "group", Usage: "a `GROUP` this daemon belongs to (repeatable): clients whose scope includes none of its groups are denied"},
 	}
 }
 
@@ -49,7 +50,7 @@ func newAuthzCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "authz",
 		Usage:     "run the Docker authorization plugin that enforces revocation and roles",
-		UsageText: "dockca authz [--name dockca] [--socket PATH] [--home DIR | --ca-url URL [--fingerprint SHA256]] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m] [--docker-socket /var/run/docker.sock] [--deny-local]",
+		UsageText: "dockca authz [--name dockca] [--socket PATH] [--home DIR | --ca-url URL [--fingerprint SHA256]] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m] [--docker-socket /var/run/docker.sock] [--deny-local] [--group G]...",
 		Description: "dockerd never checks revocation, and a valid client certificate is root on the host. This plugin, named\n" +
 			"in daemon.json's authorization-plugins, sees the client certificate of every API request and denies it\n" +
 			"when the certificate does not chain to the dockca root, has expired or is revoked, and otherwise lets the\n" +
@@ -65,7 +66,10 @@ func newAuthzCommand(e *env) *cli.Command {
 			"when the revocation data is stale; past --max-stale, TLS requests are denied.\n\n" +
 			"If the plugin stops, every docker call hangs about 30 s (dockerd retries) and then fails: restart it\n" +
 			"(systemctl restart dockca-authz; the unit from 'authz install' does so at once). 'dockca authz status' says\n" +
-			"whether it answers.",
+			"whether it answers.\n\n" +
+			"With --group (repeatable) the daemon belongs to those groups: a client certificate whose scope\n" +
+			"(URI SANs urn:dockca:scope:G, from 'issue client --scope') names none of them is denied before any role\n" +
+			"rule, and the stored policy's group_roles may narrow a role on them. Unscoped certificates reach it.",
 		Flags: authzPluginFlags(),
 		Subcommands: []*cli.Command{
 			newAuthzInstallCommand(e),
@@ -103,7 +107,11 @@ func authzOptions(c *cli.Context, e *env) (*authz.Options, error) {
 // the audit log. cmd prefixes errors; cacheName keeps each instance's CRL
 // cache apart under the home.
 func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers authz.ContainerLookup) (*authz.Options, error) {
-	o := &authz.Options{Containers: containers}
+	groups, err := groupsFlag(c, "group")
+	if err != nil {
+		return nil, err
+	}
+	o := &authz.Options{Containers: containers, Groups: groups}
 	log := slog.New(slog.NewTextHandler(e.Stderr, nil))
 	if c.Duration("refresh") <= 0 || c.Duration("max-stale") <= 0 {
 		return nil, usagef("%s: --refresh and --max-stale must be positive", cmd)
@@ -252,6 +260,13 @@ func runAuthzInstall(ctx context.Context, c *cli.Context, e *env) error {
 	}
 	if c.Bool("deny-local") {
 		args = append(args, "--deny-local")
+	}
+	groups, err := groupsFlag(c, "group")
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		args = append(args, "--group", g)
 	}
 	w := c.App.Writer
 	if _, err := authz.InstallUnit(ctx, authz.InstallOptions{SystemdDir: c.String("systemd-dir"),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -36,7 +37,7 @@ func newContextCommand(e *env) *cli.Command {
 			{
 				Name:      "add",
 				Usage:     "issue a client certificate and create a docker context with it",
-				UsageText: "dockca context add NAME --host tcp://HOST:PORT [--client NAME] [--role R] [--ttl D] [--description TEXT] [--use] [--force]",
+				UsageText: "dockca context add NAME --host tcp://HOST:PORT [--client NAME] [--role R] [--scope G]... [--ttl D] [--description TEXT] [--use] [--force]",
 				Description: "Creates docker context NAME (as 'docker context create' would) whose endpoint is --host with TLS\n" +
 					"verification: ca.pem = the dockca root, cert.pem = a new client certificate (leaf then intermediate),\n" +
 					"key.pem = its key. The client name defaults to NAME. --use makes it the current context, keeping every\n" +
@@ -52,6 +53,7 @@ func newContextCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "host", Usage: "the daemon's `URL`, tcp://HOST:PORT"},
 					&cli.StringFlag{Name: "client", Usage: "client `NAME` in the certificate (default: the context name)"},
 					&cli.StringFlag{Name: "role", Value: ca.RoleAdmin, Usage: "`ROLE` of the certificate: readonly, operator or admin"},
+					scopeFlag(),
 					&cli.StringFlag{Name: "ttl", Usage: "certificate lifetime `D` (default 30d, at most 90d)"},
 					&cli.StringFlag{Name: "description", Usage: "`TEXT` shown by 'docker context ls'"},
 					&cli.BoolFlag{Name: "use", Usage: "make it the current docker context"},
@@ -73,6 +75,10 @@ func newContextCommand(e *env) *cli.Command {
 					if err != nil {
 						return err
 					}
+					scope, err := groupsFlag(c, "scope")
+					if err != nil {
+						return err
+					}
 					o := contexts.AddOptions{
 						Options: contextOptions(c), Name: c.Args().First(), Host: c.String("host"),
 						Client: c.String("client"), Role: c.String("role"), TTL: ttl,
@@ -84,9 +90,10 @@ func newContextCommand(e *env) *cli.Command {
 						return fmt.Errorf("context add %s: %w", o.Name, err)
 					}
 					if r != nil {
-						return addRemoteContext(c, r, o)
+						return addRemoteContext(c, r, o, scope)
 					}
 					l := newLocalCA(c, e)
+					l.groups = scope
 					defer l.Close()
 					return contexts.Add(c.Context, o, l, c.App.Writer)
 				},
@@ -207,7 +214,7 @@ func newContextCommand(e *env) *cli.Command {
 
 // addRemoteContext is context add against a dockca service: the token
 // fixes the client and role, which explicit flags may only repeat.
-func addRemoteContext(c *cli.Context, r *remoteCA, o contexts.AddOptions) error {
+func addRemoteContext(c *cli.Context, r *remoteCA, o contexts.AddOptions, scope []string) error {
 	if c.IsSet("ttl") {
 		return usagef("context add: --ttl cannot be used with --ca-url: the token sets the lifetime")
 	}
@@ -216,6 +223,9 @@ func addRemoteContext(c *cli.Context, r *remoteCA, o contexts.AddOptions) error 
 	}
 	if c.IsSet("role") && o.Role != r.claims.Dockca.Role {
 		return fmt.Errorf("context add %s: the token is for role %q, not %q", o.Name, r.claims.Dockca.Role, o.Role)
+	}
+	if c.IsSet("scope") && !slices.Equal(scope, r.claims.Dockca.Groups) {
+		return fmt.Errorf("context add %s: the token is for scope %q, not %q", o.Name, ca.DescribeScope(r.claims.Dockca.Groups), ca.DescribeScope(scope))
 	}
 	o.Client, o.Role, o.CAURL, o.TTL = r.claims.Subject, r.claims.Dockca.Role, c.String("ca-url"), 0
 	return contexts.Add(c.Context, o, r, c.App.Writer)

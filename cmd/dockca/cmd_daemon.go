@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -23,16 +24,19 @@ func newDaemonCommand(e *env) *cli.Command {
 			{
 				Name:      "setup",
 				Usage:     "issue the daemon certificate and configure dockerd to require dockca client certificates",
-				UsageText: "dockca daemon setup HOST [--san DNS-or-IP]... [--listen tcp://0.0.0.0:2376]... [--tls-dir /etc/docker/tls] [--config /etc/docker/daemon.json] [--systemd-dir /etc/systemd/system/docker.service.d] [--dry-run]",
+				UsageText: "dockca daemon setup HOST [--san DNS-or-IP]... [--group G]... [--listen tcp://0.0.0.0:2376]... [--tls-dir /etc/docker/tls] [--config /etc/docker/daemon.json] [--systemd-dir /etc/systemd/system/docker.service.d] [--dry-run]",
 				Description: "Writes ca.pem, server-cert.pem and server-key.pem (0600) into --tls-dir (0700); merges tlsverify,\n" +
 					"tlscacert, tlscert, tlskey and hosts (existing hosts plus each --listen; the local unix socket is kept)\n" +
 					"into daemon.json, keeping every other key and the previous file as daemon.json.bak; and writes the\n" +
 					"systemd drop-in dockca.conf that clears the stock unit's '-H fd://' (dockerd refuses hosts given both\n" +
 					"as a flag and in daemon.json). A certificate already in place is kept while it is valid for HOST and\n" +
 					"the SANs and has more than a third of its lifetime left, so a second run changes nothing.\n" +
-					"dockerd must be restarted afterwards: it does not reload TLS material on SIGHUP.",
+					"dockerd must be restarted afterwards: it does not reload TLS material on SIGHUP.\n" +
+					"Each --group puts the daemon in a group: its certificate carries it, and with --gate the gate's unit\n" +
+					"enforces it (dockca gate --group), so clients scoped elsewhere are denied.",
 				Flags: append([]cli.Flag{
 					&cli.StringSliceFlag{Name: "san", Usage: "an extra DNS name or IP `ADDRESS` for the certificate (repeatable)"},
+					groupFlag(),
 					&cli.StringSliceFlag{Name: "listen", Usage: "a `URL` for dockerd to listen on (repeatable; default " + daemonsetup.DefaultListen + ")"},
 					&cli.StringFlag{Name: "tls-dir", Value: daemonsetup.DefaultTLSDir, Usage: "`DIR` for the TLS files"},
 					&cli.StringFlag{Name: "config", Value: daemonsetup.DefaultConfigPath, Usage: "dockerd's daemon.json `FILE`"},
@@ -50,6 +54,10 @@ func newDaemonCommand(e *env) *cli.Command {
 					if err != nil {
 						return err
 					}
+					groups, err := groupsFlag(c, "group")
+					if err != nil {
+						return err
+					}
 					o := daemonsetup.SetupOptions{
 						Host: c.Args().First(), SANs: c.StringSlice("san"), Listen: c.StringSlice("listen"),
 						TLSDir: c.String("tls-dir"), ConfigPath: c.String("config"), SystemdDir: c.String("systemd-dir"),
@@ -59,8 +67,15 @@ func newDaemonCommand(e *env) *cli.Command {
 					if err != nil {
 						return fmt.Errorf("daemon setup %s: %w", o.Host, err)
 					}
+					if r != nil && c.IsSet("group") && !slices.Equal(groups, r.claims.Dockca.Groups) {
+						return fmt.Errorf("daemon setup %s: the token is for groups %q, not %q", o.Host, strings.Join(r.claims.Dockca.Groups, ","), strings.Join(groups, ","))
+					}
+					if r != nil {
+						groups = r.claims.Dockca.Groups
+					}
+					o.Groups = groups
 					if c.Bool("gate") {
-						if err := gateUnitFor(c, e, r, &o); err != nil {
+						if err := gateUnitFor(c, e, r, &o, groups); err != nil {
 							return fmt.Errorf("daemon setup %s: %w", o.Host, err)
 						}
 					}
@@ -72,6 +87,7 @@ func newDaemonCommand(e *env) *cli.Command {
 						return err
 					}
 					l := newLocalCA(c, e)
+					l.groups = groups
 					defer l.Close()
 					_, err = daemonsetup.Setup(c.Context, o, l, c.App.Writer)
 					return err
@@ -84,7 +100,7 @@ func newDaemonCommand(e *env) *cli.Command {
 // gateUnitFor renders dockca-gate.service for daemon setup --gate: the gate
 // listens where dockerd would have, reads this TLS directory, and takes
 // revocations from the local home or from the service the token came from.
-func gateUnitFor(c *cli.Context, e *env, r *remoteCA, o *daemonsetup.SetupOptions) error {
+func gateUnitFor(c *cli.Context, e *env, r *remoteCA, o *daemonsetup.SetupOptions, groups []string) error {
 	listen := daemonsetup.DefaultListen
 	if l := c.StringSlice("listen"); len(l) == 1 {
 		listen = l[0]
@@ -112,6 +128,9 @@ func gateUnitFor(c *cli.Context, e *env, r *remoteCA, o *daemonsetup.SetupOption
 		return err
 	}
 	args := []string{"--home", home, "gate", "--listen", addr, "--docker", "unix://" + authz.DefaultDockerSocket, "--cert-dir", tlsDir}
+	for _, g := range groups {
+		args = append(args, "--group", g)
+	}
 	if r != nil {
 		client, err := r.connect(c.Context)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -30,14 +31,17 @@ func newIssueCommand(e *env) *cli.Command {
 			{
 				Name:      "daemon",
 				Usage:     "issue a server certificate for dockerd on HOST",
-				UsageText: "dockca issue daemon HOST [--san DNS-or-IP]... [--ttl D] [--out DIR] [--force]",
+				UsageText: "dockca issue daemon HOST [--san DNS-or-IP]... [--group G]... [--ttl D] [--out DIR] [--force]",
 				Description: "Issues a server certificate: CN=HOST, SANs = HOST plus each --san (typed as DNS name or IP),\n" +
 					"extended key usage serverAuth only. Writes DIR/ca.pem (the root), DIR/server-cert.pem (leaf then\n" +
 					"intermediate), DIR/server-key.pem (0600, unencrypted: dockerd cannot read encrypted keys) and\n" +
 					"DIR/daemon.json, a fragment with tlsverify/tlscacert/tlscert/tlskey for /etc/docker/daemon.json.\n" +
+					"Each --group puts the daemon in a group (URI SAN urn:dockca:group:G, recorded and shown by ls):\n" +
+					"clients scoped to one of its groups reach it, where its plugin or gate runs with the same --group.\n" +
 					"Default TTL 90d, maximum 365d.",
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "san", Usage: "an extra DNS name or IP `ADDRESS` (repeatable)"},
+					groupFlag(),
 					&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` (default 90d, at most 365d)"},
 					&cli.StringFlag{Name: "out", Usage: "output `DIR` (default ./HOST), created 0700 if missing"},
 					&cli.BoolFlag{Name: "force", Usage: "replace existing files in DIR"},
@@ -50,8 +54,12 @@ func newIssueCommand(e *env) *cli.Command {
 					if err != nil {
 						return err
 					}
+					groups, err := groupsFlag(c, "group")
+					if err != nil {
+						return err
+					}
 					o := issueOptions{
-						req:   ca.Request{Kind: store.KindDaemon, Name: c.Args().First(), SANs: c.StringSlice("san"), TTL: ttl},
+						req:   ca.Request{Kind: store.KindDaemon, Name: c.Args().First(), SANs: c.StringSlice("san"), Groups: groups, TTL: ttl},
 						out:   c.String("out"),
 						force: c.Bool("force"),
 					}
@@ -61,15 +69,18 @@ func newIssueCommand(e *env) *cli.Command {
 			{
 				Name:      "client",
 				Usage:     "issue a client certificate for NAME (a person or a tool)",
-				UsageText: "dockca issue client NAME [--role readonly|operator|admin|POLICY-ROLE] [--ttl D] [--out DIR] [--force]",
+				UsageText: "dockca issue client NAME [--role readonly|operator|admin|POLICY-ROLE] [--scope G]... [--ttl D] [--out DIR] [--force]",
 				Description: "Issues a client certificate: CN=NAME, extended key usage clientAuth only, the role carried in the\n" +
 					"certificate (its Subject OU) and recorded in the database. Writes DIR/ca.pem, DIR/cert.pem (leaf then\n" +
 					"intermediate) and DIR/key.pem (0600): the DOCKER_CERT_PATH layout.\n\n" +
 					"The default role is admin because that is what any valid certificate means to a dockerd that does\n" +
 					"not run the dockca authorization plugin: full control of the host. readonly and operator are\n" +
-					"enforced only where the plugin runs. Default TTL 30d, maximum 90d.",
+					"enforced only where the plugin runs. Default TTL 30d, maximum 90d.\n\n" +
+					"Each --scope names a group of daemons the certificate may reach (URI SAN urn:dockca:scope:G); the\n" +
+					"plugin and the gate deny it on daemons in none of them. Without --scope it reaches every daemon.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "role", Value: ca.RoleAdmin, Usage: "`ROLE`: readonly, operator, admin or a role of the stored policy"},
+					scopeFlag(),
 					&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` (default 30d, at most 90d)"},
 					&cli.StringFlag{Name: "out", Usage: "output `DIR` (default ./NAME), created 0700 if missing"},
 					&cli.BoolFlag{Name: "force", Usage: "replace existing files in DIR"},
@@ -85,8 +96,12 @@ func newIssueCommand(e *env) *cli.Command {
 					if err := ca.CheckRoleName(c.String("role")); err != nil {
 						return usagef("issue client: %v", err)
 					}
+					scope, err := groupsFlag(c, "scope")
+					if err != nil {
+						return err
+					}
 					o := issueOptions{
-						req:   ca.Request{Kind: store.KindClient, Name: c.Args().First(), Role: c.String("role"), TTL: ttl},
+						req:   ca.Request{Kind: store.KindClient, Name: c.Args().First(), Role: c.String("role"), Groups: scope, TTL: ttl},
 						out:   c.String("out"),
 						force: c.Bool("force"),
 					}
@@ -109,6 +124,24 @@ func ttlFlag(c *cli.Context) (time.Duration, error) {
 		return 0, usagef("%s: --ttl must be positive", cmdName(c))
 	}
 	return d, nil
+}
+
+func groupFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "group", Usage: "a `GROUP` the daemon belongs to, e.g. staging or prod (repeatable)"}
+}
+
+func scopeFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "scope", Usage: "a `GROUP` of daemons the client may reach (repeatable; none: every daemon)"}
+}
+
+// groupsFlag reads a repeatable --group or --scope flag: valid group
+// names, sorted, without duplicates.
+func groupsFlag(c *cli.Context, flag string) ([]string, error) {
+	g, err := ca.NormalizeGroups(c.StringSlice(flag))
+	if err != nil {
+		return nil, usagef("%s: --%s: %v", cmdName(c), flag, err)
+	}
+	return g, nil
 }
 
 // withIssuer prechecks the request's form, then runs fn with the CA of
@@ -219,6 +252,12 @@ func printIssued(w io.Writer, iss *ca.Issued, files []atomicfile.File) {
 	fmt.Fprintf(w, "Issued %s certificate for %s", r.Kind, r.Name)
 	if r.Role != "" {
 		fmt.Fprintf(w, " (role %s)", r.Role)
+	}
+	switch {
+	case r.Kind == store.KindClient:
+		fmt.Fprintf(w, ", reaching %s", ca.DescribeScope(r.Groups))
+	case len(r.Groups) > 0:
+		fmt.Fprintf(w, " in groups %s", strings.Join(r.Groups, ","))
 	}
 	fmt.Fprintf(w, "\n  serial   %s\n  expires  %s\n", r.Serial, r.NotAfter.UTC().Format(time.RFC3339))
 	for _, f := range files {

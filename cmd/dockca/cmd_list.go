@@ -17,10 +17,12 @@ func newListCommand(e *env) *cli.Command {
 		Name:      "ls",
 		Usage:     "list issued certificates",
 		UsageText: "dockca ls [--kind client|daemon|service] [--status valid|superseded|revoked|expired] [--expiring-within D] [--json | -q | --format TEMPLATE]",
-		Description: "Prints a table (name, kind, role, serial, not-after, status), oldest first; --json prints an\n" +
-			"array of objects with serial, name, kind, role, not_after, status and more; -q prints the serials\n" +
-			"only, one a line. --format takes a Go template over each certificate's fields: .Serial .Name .Kind\n" +
-			".Role .SANs .NotBefore .NotAfter .Status .IssuedAt .IssuedBy .Fingerprint .RevokedAt .Reason\n" +
+		Description: "Prints a table (name, kind, role, groups, serial, not-after, status), oldest first; GROUPS is a\n" +
+			"daemon's groups or a client's scope, 'all' for a client without a scope (it reaches every daemon).\n" +
+			"--json prints an array of objects with serial, name, kind, role, groups, all_groups, not_after, status\n" +
+			"and more; -q prints the serials only, one a line. --format takes a Go template over each certificate's\n" +
+			"fields: .Serial .Name .Kind .Role .SANs .Groups .AllGroups .NotBefore .NotAfter .Status .IssuedAt\n" +
+			".IssuedBy .Fingerprint .RevokedAt .Reason\n" +
 			"('{{json .}}' is one --json object a line; 'table {{.Name}}\\t{{.Serial}}' aligns columns).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kind", Usage: "only certificates of `KIND` client, daemon or service (dockca serve's own)"},

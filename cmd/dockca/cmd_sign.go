@@ -11,6 +11,7 @@ import (
 	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/store"
 )
 
 type signOptions struct {
@@ -23,7 +24,7 @@ func newSignCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "sign",
 		Usage:     "sign a certificate request made elsewhere (the key never reaches the CA)",
-		UsageText: "dockca sign --kind client|daemon [--role R] [--ttl D] [--out FILE] CSR_FILE",
+		UsageText: "dockca sign --kind client|daemon [--role R] [--scope G]... [--group G]... [--ttl D] [--out FILE] CSR_FILE",
 		Description: "Signs a PEM or DER CSR (for example from 'openssl req -new'). The CSR's signature is verified and its\n" +
 			"names go through the same policy as 'dockca issue': a client CSR's CN is the client name and it may not\n" +
 			"ask for host names; a daemon CSR's CN (or first SAN) is the host and its DNS/IP SANs are kept.\n" +
@@ -31,6 +32,8 @@ func newSignCommand(e *env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kind", Usage: "`KIND` of certificate: client or daemon"},
 			&cli.StringFlag{Name: "role", Usage: "`ROLE` of a client certificate: readonly, operator, admin or a role of the stored policy (default admin)"},
+			scopeFlag(),
+			groupFlag(),
 			&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` (defaults and maximums as for issue)"},
 			&cli.StringFlag{Name: "out", Usage: "write the chain to `FILE` instead of standard output"},
 		},
@@ -54,10 +57,34 @@ func newSignCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			o := signOptions{req: ca.Request{Kind: kind, Role: c.String("role"), TTL: ttl}, csr: c.Args().First(), out: c.String("out")}
+			groups, err := kindGroups(c, kind)
+			if err != nil {
+				return err
+			}
+			o := signOptions{req: ca.Request{Kind: kind, Role: c.String("role"), Groups: groups, TTL: ttl}, csr: c.Args().First(), out: c.String("out")}
 			return withAdmin(c, e, true, func(adm admin.Admin) error { return runSign(c.Context, adm, o, c.App.Writer) })
 		},
 	}
+}
+
+// kindGroups reads --scope for a client and --group for a daemon,
+// refusing the other one.
+func kindGroups(c *cli.Context, kind store.Kind) ([]string, error) {
+	flag, other := "scope", "group"
+	if kind == store.KindDaemon {
+		flag, other = "group", "scope"
+	}
+	if c.IsSet(other) {
+		return nil, usagef("%s: --%s is for %s certificates; a %s has --%s", cmdName(c), other, otherKind(kind), kind, flag)
+	}
+	return groupsFlag(c, flag)
+}
+
+func otherKind(k store.Kind) store.Kind {
+	if k == store.KindDaemon {
+		return store.KindClient
+	}
+	return store.KindDaemon
 }
 
 func runSign(ctx context.Context, adm admin.Admin, o signOptions, w io.Writer) error {

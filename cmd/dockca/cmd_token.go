@@ -16,6 +16,7 @@ import (
 	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/store"
 )
 
 func newTokenCommand(e *env) *cli.Command {
@@ -26,7 +27,7 @@ func newTokenCommand(e *env) *cli.Command {
 			{
 				Name:      "create",
 				Usage:     "mint one-time tokens bound to a kind, name, role and SANs",
-				UsageText: "dockca token create --kind client|daemon|revoke [--role R] [--san X]... [--ttl D] [--token-ttl 1h] [--ca-url URL] [--json] NAME...|--from-file FILE",
+				UsageText: "dockca token create --kind client|daemon|revoke [--role R] [--scope G]... [--san X]... [--group G]... [--ttl D] [--token-ttl 1h] [--ca-url URL] [--json] NAME...|--from-file FILE",
 				Description: "With one NAME, prints the token on standard output and, on standard error, the root fingerprint and a\n" +
 					"ready-to-paste enrollment command. With several NAMEs or --from-file FILE (one name per line, blank\n" +
 					"lines and # comments skipped, - for standard input) it mints a token for each, all recorded in one\n" +
@@ -40,6 +41,8 @@ func newTokenCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "kind", Required: true, Usage: "`KIND` client, daemon or revoke"},
 					&cli.StringFlag{Name: "role", Usage: "client `ROLE`: readonly, operator, admin or a role of the stored policy (default admin)"},
 					&cli.StringSliceFlag{Name: "san", Usage: "extra daemon name `X` (DNS or IP); repeatable"},
+					scopeFlag(),
+					groupFlag(),
 					&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` of the certificate (default: the kind's)"},
 					&cli.StringFlag{Name: "token-ttl", Value: "1h", Usage: "lifetime `D` of the token (at most 24h)"},
 					caURLFlag("the service `URL` (default: the one dockca serve recorded)"),
@@ -65,10 +68,18 @@ func newTokenCommand(e *env) *cli.Command {
 							}
 						}
 					}
+					var groups []string
+					if kind := store.Kind(c.String("kind")); kind == store.KindClient || kind == store.KindDaemon {
+						if groups, err = kindGroups(c, kind); err != nil {
+							return err
+						}
+					} else if c.IsSet("scope") || c.IsSet("group") {
+						return usagef("token create: a revoke token takes no --scope or --group")
+					}
 					reqs := make([]api.TokenRequest, len(names))
 					for i, name := range names {
 						reqs[i] = api.TokenRequest{Kind: c.String("kind"), Name: name, Role: c.String("role"),
-							SANs: c.StringSlice("san"), CertTTL: c.String("ttl"), TTL: c.String("token-ttl"), CAURL: c.String("ca-url"), By: actor()}
+							SANs: c.StringSlice("san"), Groups: groups, CertTTL: c.String("ttl"), TTL: c.String("token-ttl"), CAURL: c.String("ca-url"), By: actor()}
 						// Bad input fails before any password is asked.
 						if err := admin.PrecheckTokenRequest(reqs[i]); err != nil {
 							return inputError(err, "token create")

@@ -30,7 +30,7 @@ type gateEnv struct {
 	audit string
 }
 
-func startGate(t *testing.T) *gateEnv {
+func startGate(t *testing.T, extra ...string) *gateEnv {
 	t.Helper()
 	dockerdtest.Require(t)
 	g := &gateEnv{r: newCLI(t), dir: t.TempDir()}
@@ -45,8 +45,8 @@ func startGate(t *testing.T) *gateEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan result, 1)
 	go func() {
-		done <- g.r.runCtx(ctx, "--home", g.r.home(), "gate", "--listen", g.addr, "--docker", "unix://"+g.d.Socket,
-			"--cert-dir", filepath.Join(g.dir, "daemon"), "--audit-log", g.audit)
+		done <- g.r.runCtx(ctx, append([]string{"--home", g.r.home(), "gate", "--listen", g.addr, "--docker", "unix://" + g.d.Socket,
+			"--cert-dir", filepath.Join(g.dir, "daemon"), "--audit-log", g.audit}, extra...)...)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -26,6 +26,9 @@ type localCA struct {
 	c   *cli.Context
 	e   *env
 	adm admin.Admin
+	// groups are the scope of the client certificates or the groups of
+	// the daemon certificate it issues (--scope, --group).
+	groups []string
 }
 
 func newLocalCA(c *cli.Context, e *env) *localCA { return &localCA{c: c, e: e} }
@@ -71,7 +74,22 @@ func (l *localCA) IssueClient(ctx context.Context, client, role string, ttl time
 // records the certificate it replaces (from), which then shows as
 // superseded; from "" is a first issuance.
 func (l *localCA) ReissueClient(ctx context.Context, from, client, role string, ttl time.Duration) (*contexts.Material, error) {
-	b, err := l.issue(ctx, ca.Request{Kind: store.KindClient, Name: client, Role: role, TTL: ttl, RenewedFrom: from})
+	groups := l.groups
+	if from != "" {
+		// A renewal keeps the scope of the certificate it replaces.
+		adm, err := l.admin()
+		if err != nil {
+			return nil, err
+		}
+		old, err := adm.Certificates(ctx, api.AdminCertificatesRequest{Arg: from})
+		if err != nil {
+			return nil, err
+		}
+		if len(old) == 1 {
+			groups = old[0].Groups
+		}
+	}
+	b, err := l.issue(ctx, ca.Request{Kind: store.KindClient, Name: client, Role: role, Groups: groups, TTL: ttl, RenewedFrom: from})
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +120,7 @@ func (l *localCA) RevokeSuperseded(ctx context.Context, _ string, old tlsbundle.
 
 // IssueDaemon implements daemonsetup.Issuer.
 func (l *localCA) IssueDaemon(ctx context.Context, host string, sans []string, ttl time.Duration) (*tlsbundle.Bundle, error) {
-	return l.issue(ctx, ca.Request{Kind: store.KindDaemon, Name: host, SANs: sans, TTL: ttl})
+	return l.issue(ctx, ca.Request{Kind: store.KindDaemon, Name: host, SANs: sans, Groups: l.groups, TTL: ttl})
 }
 
 // CACertificate implements daemonsetup.Issuer without unlocking anything.

@@ -44,6 +44,9 @@ const (
 	PathPolicy  = "/v1/policy"
 	PathHealthz = "/healthz"
 	PathMetrics = "/metrics"
+	// PathAccess answers the access map (AccessEntry) to a client that
+	// presents a valid admin certificate over mutual TLS.
+	PathAccess = "/v1/access"
 
 	PathAdminTokens = "/admin/v1/tokens"
 	PathAdminRevoke = "/admin/v1/revoke"
@@ -54,6 +57,7 @@ const (
 	PathAdminRoot   = "/admin/v1/root"
 	PathAdminCheck  = "/admin/v1/check"
 	PathAdminPolicy = "/admin/v1/policy"
+	PathAdminAccess = "/admin/v1/access"
 
 	PathAdminTokenSets = "/admin/v1/token-sets"
 	// PathAdminChain answers the root and the intermediate, PEM, root
@@ -103,6 +107,7 @@ type CertResponse struct {
 	Name     string    `json:"name"`
 	Role     string    `json:"role,omitempty"`
 	SANs     []string  `json:"sans,omitempty"`
+	Groups   []string  `json:"groups,omitempty"` // a daemon's groups or a client's scope
 	NotAfter time.Time `json:"not_after"`
 }
 
@@ -137,6 +142,7 @@ type TokenRequest struct {
 	Name    string   `json:"name"`
 	Role    string   `json:"role,omitempty"`
 	SANs    []string `json:"sans,omitempty"`
+	Groups  []string `json:"groups,omitempty"`   // a daemon's groups or a client's scope
 	CertTTL string   `json:"cert_ttl,omitempty"` // dockca duration: 30d, 12h
 	TTL     string   `json:"ttl,omitempty"`      // token lifetime, Go duration
 	CAURL   string   `json:"ca_url,omitempty"`   // default: the service's --address
@@ -158,6 +164,7 @@ type TokenInfo struct {
 	Name      string     `json:"name"`
 	Role      string     `json:"role,omitempty"`
 	SANs      []string   `json:"sans,omitempty"`
+	Groups    []string   `json:"groups,omitempty"`
 	CertTTL   string     `json:"cert_ttl,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt time.Time  `json:"expires_at"`
@@ -196,6 +203,7 @@ type AdminIssueRequest struct {
 	Name       string   `json:"name"`
 	Role       string   `json:"role,omitempty"`
 	SANs       []string `json:"sans,omitempty"`
+	Groups     []string `json:"groups,omitempty"` // a daemon's groups or a client's scope
 	TTLSeconds int64    `json:"ttl_seconds,omitempty"`
 	CSR        string   `json:"csr,omitempty"` // PEM; required unless DryRun
 	// DryRun only applies the policy and answers AdminIssueCheck.
@@ -213,6 +221,7 @@ type AdminIssueCheck struct {
 	Name      string    `json:"name"`
 	Role      string    `json:"role,omitempty"`
 	SANs      []string  `json:"sans,omitempty"`
+	Groups    []string  `json:"groups,omitempty"`
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
 }
@@ -231,4 +240,26 @@ type AdminTokensResponse struct {
 type AdminPolicyRequest struct {
 	YAML string `json:"yaml"`
 	By   string `json:"by,omitempty"`
+}
+
+// AccessRequest filters the access map: only daemons in Group, only the
+// client certificates of Client (empty: all).
+type AccessRequest struct {
+	Group  string `json:"group,omitempty"`
+	Client string `json:"client,omitempty"`
+}
+
+// AccessEntry is one pair of a valid client certificate and a valid
+// daemon certificate such that the client reaches the daemon: its scope
+// includes one of the daemon's groups, or it has none.
+type AccessEntry struct {
+	Client       string `json:"client"`
+	ClientSerial string `json:"client_serial"`
+	// Role is the role that applies on that daemon (the stored policy's
+	// group_roles may narrow the certificate's role there).
+	Role         string    `json:"role"`
+	Daemon       string    `json:"daemon"`
+	DaemonSerial string    `json:"daemon_serial"`
+	Groups       []string  `json:"groups"`  // the daemon's; [] for none
+	Expires      time.Time `json:"expires"` // the earlier of the two certificates' not-after
 }
