@@ -68,9 +68,18 @@ if [ "$(id -u)" != 0 ]; then
 	echo "demo: dockerd needs root; run this as root (sudo make demo)" >&2
 	exit 1
 fi
+# A fresh Debian machine has no dockerd: install Debian's docker.io, as
+# make test does, or say plainly what is missing.
+if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
+	if command -v apt-get >/dev/null; then
+		echo "demo: installing docker.io (dockerd and the docker CLI)" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+	fi
+fi
 for cmd in dockerd docker; do
 	command -v "$cmd" >/dev/null || {
-		echo "demo: $cmd is not installed (make test installs it on Debian)" >&2
+		echo "demo: $cmd is not installed and could not be installed (apt-get install docker.io)" >&2
 		exit 1
 	}
 done
