@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -203,10 +204,8 @@ func newApp(e *env) *cli.App {
 		},
 	}
 	// urfave adds --help only when no command is called help; dockca
-	// has its own (see newHelpCommand). A copy of its flag, not the shared
-	// global: urfave writes into a flag as it parses, and apps run
-	// concurrently in one process (the tests; dockca serve's helpers).
-	app.Flags = append(app.Flags, helpFlag())
+	// has its own (see newHelpCommand).
+	app.Flags = append(app.Flags, cli.HelpFlag)
 	setUsageErrors(app.Commands)
 	return app
 }
@@ -433,11 +432,18 @@ func cmdName(c *cli.Context) string {
 	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
 }
 
-// helpFlag is a fresh copy of urfave's --help flag.
-func helpFlag() cli.Flag {
-	if f, ok := cli.HelpFlag.(*cli.BoolFlag); ok {
-		c := *f
-		return &c
-	}
-	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
+// sharedHelpFlag is urfave's --help flag with an Apply that writes into a
+// copy. urfave applies its one global HelpFlag to every command it runs, and
+// BoolFlag.Apply writes into the flag it is called on: a data race as soon
+// as two apps run in one process (the tests run the plugin, the gate and
+// commands side by side).
+type sharedHelpFlag struct{ cli.BoolFlag }
+
+func (f *sharedHelpFlag) Apply(set *flag.FlagSet) error {
+	c := f.BoolFlag
+	return c.Apply(set)
+}
+
+func init() {
+	cli.HelpFlag = &sharedHelpFlag{cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}}
 }
