@@ -11,17 +11,9 @@ import (
 // UnitName is the systemd unit `dockca authz install` writes.
 const UnitName = "dockca-authz.service"
 
-// UnitOptions describe the service unit.
-type UnitOptions struct {
-	// Exec is the dockca binary (default: the running executable).
-	Exec string
-	// Args follow Exec, e.g. {"authz", "--home", "/var/lib/dockca"}.
-	Args []string
-	// WritablePaths are opened up under ProtectSystem=strict: the home or
-	// CRL cache, the audit log's directory. The plugin directory is always
-	// writable.
-	WritablePaths []string
-}
+// UnitOptions describe the plugin's unit; the plugin directory is always
+// writable besides WritablePaths.
+type UnitOptions = systemdunit.Command
 
 // RenderUnit returns the text of dockca-authz.service. The unit starts
 // before docker.service so that the plugin socket exists when dockerd first

@@ -5,15 +5,9 @@ import "github.com/dockca/dockca/internal/systemdunit"
 // UnitName is the systemd unit `dockca daemon setup --gate` writes.
 const UnitName = "dockca-gate.service"
 
-// UnitOptions describe the gate's service.
-type UnitOptions struct {
-	// Exec is the dockca binary (absolute); Args follow it, e.g.
-	// {"--home", "/var/lib/dockca", "gate", "--listen", "0.0.0.0:2376"}.
-	Exec string
-	Args []string
-	// WritablePaths: the home (its CRL cache), the audit log's directory.
-	WritablePaths []string
-}
+// UnitOptions describe the gate's unit, e.g. Args {"--home",
+// "/var/lib/dockca", "gate", "--listen", "0.0.0.0:2376"}.
+type UnitOptions = systemdunit.Command
 
 // RenderUnit returns the text of dockca-gate.service: after docker.service
 // (the gate forwards to its socket), with the plugin's hardening.

@@ -16,6 +16,18 @@ import (
 	"github.com/dockca/dockca/internal/atomicfile"
 )
 
+// Command is what an enforcement point's unit runs: the dockca binary, its
+// arguments, and the paths it may write under ProtectSystem=strict (the
+// home or CRL cache, the audit log's directory).
+type Command struct {
+	// Exec is the dockca binary (default: the running executable).
+	Exec string
+	// Args follow Exec, e.g. {"authz", "--home", "/var/lib/dockca"}.
+	Args []string
+	// WritablePaths are opened up under ProtectSystem=strict.
+	WritablePaths []string
+}
+
 // Spec describes one service.
 type Spec struct {
 	// Comment lines head the file (without "# ").
