@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,19 +83,12 @@ func TestAuthzPluginEndToEnd(t *testing.T) {
 	allow("carol", "ps")
 
 	// The audit log holds the decisions, and never a request body.
-	raw, err := os.ReadFile(audit)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, entries := readAuditLog(t, audit)
 	var sawDeny, sawRevoked bool
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var e map[string]any
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("audit line is not JSON: %q", line)
-		}
+	for _, e := range entries {
 		if e["user"] == "alice" && e["decision"] == "deny" {
 			sawDeny = true
-			sawRevoked = sawRevoked || strings.Contains(strings.ToLower(line), "revoked")
+			sawRevoked = sawRevoked || strings.Contains(strings.ToLower(fmt.Sprint(e["rule"], e["reason"])), "revoked")
 		}
 	}
 	if !sawDeny || !sawRevoked {
@@ -103,6 +97,25 @@ func TestAuthzPluginEndToEnd(t *testing.T) {
 	if strings.Contains(string(raw), "s3cr3t-in-body") || strings.Contains(string(raw), "/hello") {
 		t.Fatalf("the audit log contains request bodies:\n%s", raw)
 	}
+}
+
+// readAuditLog reads an audit log of the plugin or the gate: its text, and
+// each line decoded (a line that is not JSON fails the test).
+func readAuditLog(t *testing.T, path string) (string, []map[string]any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("audit line is not JSON: %q", line)
+		}
+		entries = append(entries, e)
+	}
+	return string(raw), entries
 }
 
 // startAuthzPlugin runs `dockca authz` in local mode on r's home under a

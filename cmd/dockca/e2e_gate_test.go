@@ -218,16 +218,9 @@ func TestGateEveryRole(t *testing.T) {
 	g.deny(t, "bob", "may not POST /images/load", "load", "-i", tarball)
 
 	// The audit lines are the plugin's.
-	raw, err := os.ReadFile(g.audit)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, entries := readAuditLog(t, g.audit)
 	var sawDeny, sawAllow bool
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var e map[string]any
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("audit line: %q", line)
-		}
+	for _, e := range entries {
 		sawDeny = sawDeny || e["user"] == "alice" && e["decision"] == "deny" && e["rule"] == "no-rule" && e["path"] == "/volumes/create"
 		sawAllow = sawAllow || e["user"] == "bob" && e["decision"] == "allow" && e["rule"] == "build"
 	}
