@@ -11,10 +11,10 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/dockca/dockca/store/kv"
 	"github.com/smallstep/certificates/authority/provisioner"
 	"github.com/smallstep/certificates/db"
 	"github.com/smallstep/nosql/database"
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -203,7 +203,7 @@ type CRL struct {
 // CRL returns the stored CRL or an error matching ErrNotFound.
 func (s *Store) CRL(ctx context.Context) (*CRL, error) {
 	var crl CRL
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		v := tx.Bucket(bucketCRL).Get(keyCRL)
 		if v == nil {
 			return ErrNotFound
@@ -231,7 +231,7 @@ type crlHeader struct {
 // CRL (json.Unmarshal scans all of its input, DER included).
 var keyCRLHeader = []byte("crl_header")
 
-func readCRLHeader(tx *bolt.Tx) (crlHeader, error) {
+func readCRLHeader(tx kv.Tx) (crlHeader, error) {
 	var h crlHeader
 	b := tx.Bucket(bucketCRL)
 	v := b.Get(keyCRLHeader)
@@ -249,7 +249,7 @@ func readCRLHeader(tx *bolt.Tx) (crlHeader, error) {
 // none: enough to decide whether it is current.
 func (s *Store) CRLHeader(ctx context.Context) (*CRL, error) {
 	var h crlHeader
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		var err error
 		h, err = readCRLHeader(tx)
 		return err
@@ -272,7 +272,7 @@ func (s *Store) PutCRL(ctx context.Context, crl *CRL) error {
 	if err != nil {
 		return fmt.Errorf("store crl: %w", err)
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx kv.Tx) error {
 		bucket := tx.Bucket(bucketCRL)
 		if old, err := readCRLHeader(tx); err == nil && crl.Number <= old.Number && old.Number > 0 {
 			return fmt.Errorf("store crl: number %d is not above the stored %d", crl.Number, old.Number)
@@ -299,7 +299,7 @@ func (s *Store) MarkTokenUsed(ctx context.Context, id, sha string) error {
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx kv.Tx) error {
 		bucket := tx.Bucket(bucketTokens)
 		if bucket.Get([]byte(id)) != nil {
 			return ErrTokenUsed
@@ -311,7 +311,7 @@ func (s *Store) MarkTokenUsed(ctx context.Context, id, sha string) error {
 // TokenUsed reports whether a token ID has been spent.
 func (s *Store) TokenUsed(ctx context.Context, id string) (*UsedToken, error) {
 	var t *UsedToken
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		v := tx.Bucket(bucketTokens).Get([]byte(id))
 		if v == nil {
 			return nil

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/dockca/dockca/store/kv"
 )
 
 var keyCA = []byte("ca")
@@ -30,7 +30,7 @@ type CA struct {
 // CA returns the stored authority, or ErrNoCA.
 func (s *Store) CA(ctx context.Context) (*CA, error) {
 	var ca CA
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(keyCA)
 		if v == nil {
 			return ErrNoCA
@@ -53,7 +53,7 @@ func (s *Store) InitCA(ctx context.Context, ca *CA) error {
 	if err != nil {
 		return fmt.Errorf("store ca: %w", err)
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx kv.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta.Get(keyCA) != nil {
 			return ErrCAExists
@@ -65,7 +65,7 @@ func (s *Store) InitCA(ctx context.Context, ca *CA) error {
 // UpdateCA replaces the stored authority record (for example to add the
 // token provisioner key); fn edits a copy inside the transaction.
 func (s *Store) UpdateCA(ctx context.Context, fn func(*CA) error) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx kv.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		v := meta.Get(keyCA)
 		if v == nil {
@@ -89,7 +89,7 @@ func (s *Store) UpdateCA(ctx context.Context, fn func(*CA) error) error {
 // Setting returns a small named value kept beside the CA (nil when unset).
 func (s *Store) Setting(ctx context.Context, key string) ([]byte, error) {
 	var out []byte
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		if v := tx.Bucket(bucketSettings).Get([]byte(key)); v != nil {
 			out = append([]byte(nil), v...)
 		}
@@ -100,7 +100,7 @@ func (s *Store) Setting(ctx context.Context, key string) ([]byte, error) {
 
 // SetSetting stores a small named value.
 func (s *Store) SetSetting(ctx context.Context, key string, value []byte) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx kv.Tx) error {
 		return tx.Bucket(bucketSettings).Put([]byte(key), value)
 	})
 }

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/dockca/dockca/store/kv"
 
 	"github.com/dockca/dockca/internal/serial"
 )
@@ -126,7 +126,7 @@ func (s *Store) PutCertificate(ctx context.Context, c *Certificate) error {
 	if err != nil {
 		return fmt.Errorf("store certificate %s: %w", c.Serial, err)
 	}
-	err = s.batch(ctx, func(tx *bolt.Tx) error {
+	err = s.batch(ctx, func(tx kv.Tx) error {
 		certs := tx.Bucket(bucketCerts)
 		if old := certs.Get(key); old != nil {
 			if bytes.Equal(old, b) {
@@ -166,7 +166,7 @@ func (s *Store) PutCertificate(ctx context.Context, c *Certificate) error {
 // ErrNotFound.
 func (s *Store) Certificate(ctx context.Context, serial *big.Int) (*Certificate, error) {
 	var c *Certificate
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		var err error
 		c, err = getCert(tx, serialKey(serial))
 		return err
@@ -177,18 +177,18 @@ func (s *Store) Certificate(ctx context.Context, serial *big.Int) (*Certificate,
 	return c, nil
 }
 
-func getCert(tx *bolt.Tx, key []byte) (*Certificate, error) {
+func getCert(tx kv.Tx, key []byte) (*Certificate, error) {
 	v := tx.Bucket(bucketCerts).Get(key)
 	if v == nil {
 		return nil, ErrNotFound
 	}
 	c, err := decodeCert(v)
 	if err != nil {
-		return nil, damaged(tx.DB().Path(), "the record of certificate %x does not decode (%v)", key, err)
+		return nil, damaged("", "the record of certificate %x does not decode (%v)", key, err)
 	}
 	if r := tx.Bucket(bucketRevoked).Get(key); r != nil {
 		if c.Revocation, err = decodeRevocation(r); err != nil {
-			return nil, damaged(tx.DB().Path(), "the revocation of certificate %x does not decode (%v)", key, err)
+			return nil, damaged("", "the revocation of certificate %x does not decode (%v)", key, err)
 		}
 	}
 	c.SupersededBy = successorOf(tx, key)
@@ -213,7 +213,7 @@ func decodeRevocation(v []byte) (*Revocation, error) {
 
 // successorOf returns the serial of the last renewal recorded from the
 // certificate with key, or "" when it has none.
-func successorOf(tx *bolt.Tx, key []byte) string {
+func successorOf(tx kv.Tx, key []byte) string {
 	b := tx.Bucket(bucketRenewals)
 	if b == nil {
 		return "" // a database written before renewals were indexed
@@ -239,7 +239,7 @@ func (s *Store) RenewalsOf(ctx context.Context, serial string, now time.Time) ([
 	}
 	prefix := append(append([]byte(nil), from...), 0)
 	var out []*Certificate
-	err = s.view(ctx, func(tx *bolt.Tx) error {
+	err = s.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketRenewals)
 		if b == nil {
 			return nil // a database written before renewals were indexed
@@ -268,7 +268,7 @@ func (s *Store) RenewalsOf(ctx context.Context, serial string, now time.Time) ([
 func (s *Store) CertificatesByName(ctx context.Context, name string) ([]*Certificate, error) {
 	var out []*Certificate
 	prefix := append([]byte(name), 0)
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		cur := tx.Bucket(bucketByName).Cursor()
 		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
 			c, err := getCert(tx, k[len(prefix):])
@@ -315,7 +315,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Certificate, error) {
 		out = append(out, c)
 		return nil
 	}
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		if ok, err := listIndexed(tx, f, now, keep); ok || err != nil {
 			return err
 		}
@@ -352,7 +352,7 @@ func (s *Store) Revoke(ctx context.Context, serial *big.Int, r *Revocation) erro
 		return fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
 	// Revocations arriving together share a commit, like issuances.
-	err = s.batch(ctx, func(tx *bolt.Tx) error {
+	err = s.batch(ctx, func(tx kv.Tx) error {
 		key := serialKey(serial)
 		bucket := tx.Bucket(bucketRevoked)
 		if bucket.Get(key) != nil {
@@ -383,7 +383,7 @@ var keyLastRevocation = []byte("last_revocation")
 // CRL endpoint can ask on every request.
 func (s *Store) LastRevocation(ctx context.Context) (time.Time, error) {
 	var t time.Time
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyLastRevocation); v != nil {
 			return t.UnmarshalBinary(v)
 		}
@@ -397,7 +397,7 @@ func (s *Store) LastRevocation(ctx context.Context) (time.Time, error) {
 // one B+tree lookup in a read transaction.
 func (s *Store) Revocation(ctx context.Context, serial *big.Int) (*Revocation, error) {
 	var rev *Revocation
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		v := tx.Bucket(bucketRevoked).Get(serialKey(serial))
 		if v == nil {
 			return nil
@@ -414,7 +414,7 @@ func (s *Store) Revocation(ctx context.Context, serial *big.Int) (*Revocation, e
 // Revocations returns every revocation, for CRL generation.
 func (s *Store) Revocations(ctx context.Context) ([]*Revocation, error) {
 	var out []*Revocation
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		return tx.Bucket(bucketRevoked).ForEach(func(_, v []byte) error {
 			var r Revocation
 			if err := json.Unmarshal(v, &r); err != nil {

@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/dockca/dockca/store/kv"
 )
 
 // Problem is one thing `dockca check` found wrong.
@@ -36,10 +36,12 @@ func (s *Store) Check(ctx context.Context) (*CheckResult, error) {
 	add := func(where, format string, args ...any) {
 		res.Problems = append(res.Problems, Problem{Where: where, Problem: fmt.Sprintf(format, args...)})
 	}
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
+	if s.bolt != nil {
+		for _, err := range s.bolt.check(ctx) {
 			add("bbolt", "%v", err)
 		}
+	}
+	err := s.view(ctx, func(tx kv.Tx) error {
 		if err := checkSchema(tx); err != nil {
 			add("schema", "%v", err)
 			return nil

@@ -10,7 +10,7 @@ import (
 	"math"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/dockca/dockca/store/kv"
 
 	"github.com/dockca/dockca/internal/atomicfile"
 )
@@ -63,7 +63,7 @@ func expirySeconds(t time.Time) uint64 {
 }
 
 // putIndexes writes the secondary index entries of a new record.
-func putIndexes(tx *bolt.Tx, key []byte, c *Certificate) error {
+func putIndexes(tx kv.Tx, key []byte, c *Certificate) error {
 	if err := tx.Bucket(bucketByName).Put(nameKey(c.Name, key), nil); err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func crlEntryValue(r *Revocation) []byte {
 
 // putRevocationIndexes records a revocation's CRL entry and bumps the
 // revocation counter, inside the revocation's transaction.
-func putRevocationIndexes(tx *bolt.Tx, key []byte, r *Revocation) error {
+func putRevocationIndexes(tx kv.Tx, key []byte, r *Revocation) error {
 	if err := tx.Bucket(bucketCRLEntries).Put(key, crlEntryValue(r)); err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func putRevocationIndexes(tx *bolt.Tx, key []byte, r *Revocation) error {
 	return meta.Put(keyRevocationSeq, b[:])
 }
 
-func revocationSeq(tx *bolt.Tx) uint64 {
+func revocationSeq(tx kv.Tx) uint64 {
 	if v := tx.Bucket(bucketMeta).Get(keyRevocationSeq); len(v) == 8 {
 		return binary.BigEndian.Uint64(v)
 	}
@@ -116,7 +116,7 @@ type RevokedEntry struct {
 // a CRL made from the scan covers exactly the revocations up to it.
 // Serial is only valid during the call.
 func (s *Store) ScanRevoked(ctx context.Context, fn func(RevokedEntry) error) (seq uint64, err error) {
-	err = s.view(ctx, func(tx *bolt.Tx) error {
+	err = s.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketCRLEntries)
 		if b == nil {
 			return errors.New("the database has no CRL index; open it for writing once to build it")
@@ -151,7 +151,7 @@ func (s *Store) ScanRevoked(ctx context.Context, fn func(RevokedEntry) error) (s
 // revocation recorded.
 func (s *Store) RevocationSeq(ctx context.Context) (uint64, error) {
 	var seq uint64
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		seq = revocationSeq(tx)
 		return nil
 	})
@@ -164,7 +164,7 @@ func (s *Store) RevocationSeq(ctx context.Context) (uint64, error) {
 // starts over) or the indexed one.
 func (s *Store) ensureIndexes() error {
 	var done, empty bool
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.kv.View(context.Background(), func(tx kv.Tx) error {
 		done = bytes.Equal(tx.Bucket(bucketMeta).Get(keyIndexes), indexesV1)
 		k, _ := tx.Bucket(bucketCerts).Cursor().First()
 		r, _ := tx.Bucket(bucketRevoked).Cursor().First()
@@ -184,22 +184,21 @@ func (s *Store) ensureIndexes() error {
 		}
 		s.indexBackup = backup
 	}
-	return s.db.Update(buildIndexes)
+	return s.kv.Update(context.Background(), buildIndexes)
 }
 
-func buildIndexes(tx *bolt.Tx) error {
+func buildIndexes(tx kv.Tx) error {
 	for _, name := range [][]byte{bucketByExpiry, bucketCRLEntries} {
 		if tx.Bucket(name) != nil {
 			if err := tx.DeleteBucket(name); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.CreateBucket(name); err != nil {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
 	}
 	expiry := tx.Bucket(bucketByExpiry)
-	expiry.FillPercent = 0.9
 	byName := tx.Bucket(bucketByName)
 	if err := tx.Bucket(bucketCerts).ForEach(func(k, _ []byte) error {
 		c, err := decodeCert(tx.Bucket(bucketCerts).Get(k))
@@ -214,8 +213,9 @@ func buildIndexes(tx *bolt.Tx) error {
 		return err
 	}
 	entries := tx.Bucket(bucketCRLEntries)
-	entries.FillPercent = 0.9
+	revoked := 0
 	if err := tx.Bucket(bucketRevoked).ForEach(func(k, v []byte) error {
+		revoked++
 		r, err := decodeRevocation(v)
 		if err != nil {
 			return fmt.Errorf("revocation %x: %w", k, err)
@@ -227,7 +227,7 @@ func buildIndexes(tx *bolt.Tx) error {
 	// The counter starts above zero, so that every CRL made before it
 	// existed (RevocationSeq 0) counts as out of date once.
 	var seq [8]byte
-	binary.BigEndian.PutUint64(seq[:], uint64(entries.Stats().KeyN)+1)
+	binary.BigEndian.PutUint64(seq[:], uint64(revoked)+1)
 	if err := tx.Bucket(bucketMeta).Put(keyRevocationSeq, seq[:]); err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func buildIndexes(tx *bolt.Tx) error {
 // listIndexed answers List from the indexes when f selects by status or
 // expiry; ok is false when it has to be a full scan (no such filter, or a
 // database opened read-only before it was indexed).
-func listIndexed(tx *bolt.Tx, f Filter, now time.Time, keep func(*Certificate) error) (ok bool, err error) {
+func listIndexed(tx kv.Tx, f Filter, now time.Time, keep func(*Certificate) error) (ok bool, err error) {
 	expiry := tx.Bucket(bucketByExpiry)
 	if expiry == nil || !bytes.Equal(tx.Bucket(bucketMeta).Get(keyIndexes), indexesV1) {
 		return false, nil
@@ -266,7 +266,7 @@ func listIndexed(tx *bolt.Tx, f Filter, now time.Time, keep func(*Certificate) e
 }
 
 // scanExpiry visits the serials whose NotAfter second is in [from, to].
-func scanExpiry(b *bolt.Bucket, from, to uint64, visit func([]byte) error) error {
+func scanExpiry(b kv.Bucket, from, to uint64, visit func([]byte) error) error {
 	var start [8]byte
 	binary.BigEndian.PutUint64(start[:], from)
 	cur := b.Cursor()

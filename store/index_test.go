@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dockca/dockca/store/kv"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 func fullScan(t *testing.T, s *Store, f Filter) []string {
 	t.Helper()
 	var out []string
-	err := s.view(context.Background(), func(tx *bolt.Tx) error {
+	err := s.view(context.Background(), func(tx kv.Tx) error {
 		return tx.Bucket(bucketCerts).ForEach(func(k, _ []byte) error {
 			c, err := getCert(tx, k)
 			if err != nil {
@@ -212,7 +213,7 @@ func TestCRLHeader(t *testing.T) {
 		t.Fatal("a CRL number that does not increase was stored")
 	}
 	// As a database from before the header would hold it.
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCRL).Delete(keyCRLHeader) }); err != nil {
+	if err := s.kv.Update(context.Background(), func(tx kv.Tx) error { return tx.Bucket(bucketCRL).Delete(keyCRLHeader) }); err != nil {
 		t.Fatal(err)
 	}
 	if h, err := s.CRLHeader(ctx); err != nil || h.Number != 7 || h.RevocationSeq != 3 {

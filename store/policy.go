@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/dockca/dockca/store/kv"
 )
 
 // The CA's authorization policy (the `dockca authz --policy` YAML), kept
@@ -37,7 +37,7 @@ func (p *Policy) ETag() string { return `"` + p.SHA256 + `"` }
 // Policy returns the stored policy, or ErrNoPolicy.
 func (s *Store) Policy(ctx context.Context) (*Policy, error) {
 	var p *Policy
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		v := tx.Bucket(bucketSettings).Get(keyPolicy)
 		if v == nil {
 			return ErrNoPolicy
@@ -65,7 +65,7 @@ func (s *Store) SetPolicy(ctx context.Context, p *Policy) error {
 	if err != nil {
 		return fmt.Errorf("store policy: %w", err)
 	}
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.update(ctx, func(tx kv.Tx) error {
 		return tx.Bucket(bucketSettings).Put(keyPolicy, b)
 	})
 	if err != nil {

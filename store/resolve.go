@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/dockca/dockca/store/kv"
 )
 
 // MinSerialPrefix is the fewest hex digits a serial prefix needs. Shorter
@@ -126,7 +126,7 @@ func (s *Store) certificateByPrefix(ctx context.Context, p string) (*Certificate
 	}
 	var matches []*Certificate
 	more := false
-	err = s.view(ctx, func(tx *bolt.Tx) error {
+	err = s.view(ctx, func(tx kv.Tx) error {
 		cur := tx.Bucket(bucketCerts).Cursor()
 		for k, _ := cur.Seek(seek); k != nil && bytes.HasPrefix(k, seek); k, _ = cur.Next() {
 			if !strings.HasPrefix(hex.EncodeToString(k), p) {

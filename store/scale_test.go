@@ -5,13 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/dockca/dockca/store/kv"
 	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // TestListScales times `ls --expiring-within 1d`, `ls --status revoked`
@@ -76,7 +75,7 @@ func bulkStore(t *testing.T, size int) *Store {
 	der := make([]byte, 400)
 	const perTx = 20000
 	for start := 0; start < size; start += perTx {
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.kv.Update(context.Background(), func(tx kv.Tx) error {
 			for i := start; i < min(size, start+perTx); i++ {
 				b := make([]byte, 20)
 				rand.Read(b)
@@ -116,7 +115,7 @@ func bulkStore(t *testing.T, size int) *Store {
 
 // putRecord and putRevocation write what PutCertificate and Revoke write,
 // without their checks, for bulk set-up.
-func putRecord(tx *bolt.Tx, c *Certificate) error {
+func putRecord(tx kv.Tx, c *Certificate) error {
 	key, err := serialKeyFromHex(c.Serial)
 	if err != nil {
 		return err
@@ -131,7 +130,7 @@ func putRecord(tx *bolt.Tx, c *Certificate) error {
 	return putIndexes(tx, key, c)
 }
 
-func putRevocation(tx *bolt.Tx, key []byte, r *Revocation) error {
+func putRevocation(tx kv.Tx, key []byte, r *Revocation) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err

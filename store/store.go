@@ -34,6 +34,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/dockca/dockca/store/kv"
 )
 
 // FileName is the name of the database file inside a dockca home.
@@ -84,14 +86,16 @@ type Options struct {
 	LockTimeout time.Duration
 	// NoSync skips fsync; only for benchmarks that measure everything else.
 	NoSync bool
+
+	forCopy bool // OpenForCopy: an empty or half-copied store
 }
 
-// Store is the dockca database.
+// Store is the dockca database, on any kv backend.
 type Store struct {
-	db          *bolt.DB
-	path        string
-	group       groupCommit
-	indexBackup string // see IndexBackup
+	kv          kv.Backend
+	bolt        *boltBackend // nil unless the backend is a bbolt file
+	path        string       // where the store is, for messages
+	indexBackup string       // see IndexBackup
 }
 
 // Path returns the database path inside home.
@@ -132,7 +136,8 @@ func Open(path string, o *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, classifyOpenError(path, err))
 	}
-	s := &Store{db: db, path: path}
+	bb := &boltBackend{db: db, path: path}
+	s := &Store{kv: bb, bolt: bb, path: path}
 	if err := s.prepare(o.ReadOnly); err != nil {
 		db.Close()
 		var de *DamagedError
@@ -184,12 +189,12 @@ func (s *Store) prepare(readOnly bool) (err error) {
 		}
 	}()
 	if readOnly {
-		return s.view(context.Background(), func(tx *bolt.Tx) error { return checkSchema(tx) })
+		return s.view(context.Background(), func(tx kv.Tx) error { return checkSchema(tx) })
 	}
 	// An intact database is only read: opening it for writing must not
 	// write (a damaged or foreign file is then left exactly as it was).
 	complete := false
-	if err := s.view(context.Background(), func(tx *bolt.Tx) error {
+	if err := s.view(context.Background(), func(tx kv.Tx) error {
 		if err := checkSchema(tx); err != nil {
 			if errors.Is(err, ErrNoCA) {
 				return nil
@@ -204,8 +209,8 @@ func (s *Store) prepare(readOnly bool) (err error) {
 	}); err != nil || complete {
 		return err
 	}
-	return s.update(context.Background(), func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketMeta) == nil && hasAnyBucket(tx) {
+	return s.update(context.Background(), func(tx kv.Tx) error {
+		if tx.Bucket(bucketMeta) == nil && !tx.Empty() {
 			return ErrCorrupt
 		}
 		for _, b := range allBuckets {
@@ -221,16 +226,10 @@ func (s *Store) prepare(readOnly bool) (err error) {
 	})
 }
 
-func hasAnyBucket(tx *bolt.Tx) bool {
-	found := false
-	_ = tx.ForEach(func([]byte, *bolt.Bucket) error { found = true; return nil })
-	return found
-}
-
-func checkSchema(tx *bolt.Tx) error {
+func checkSchema(tx kv.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
-		if hasAnyBucket(tx) {
+		if !tx.Empty() {
 			return ErrCorrupt
 		}
 		return ErrNoCA
@@ -241,16 +240,24 @@ func checkSchema(tx *bolt.Tx) error {
 	return nil
 }
 
-// Close releases the file lock. Closing twice is harmless.
+// Close releases the store (the file lock, or the etcd connection).
+// Closing twice is harmless.
 func (s *Store) Close() error {
-	if s == nil || s.db == nil {
+	if s == nil || s.kv == nil {
 		return nil
 	}
-	return s.db.Close()
+	err := s.kv.Close()
+	s.kv = nil
+	return err
 }
 
+// Location names the store in messages: the database file, or the etcd
+// URL without credentials.
+func (s *Store) Location() string { return s.path }
+
 // Backup writes a consistent copy of the whole database to w while other
-// transactions continue (bbolt's Tx.WriteTo in a read transaction).
+// transactions continue (bbolt's Tx.WriteTo in a read transaction; on
+// etcd, a bbolt file made from one snapshot of the store).
 func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -259,55 +266,39 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 }
 
 // BackupSized is Backup for a writer that must know the size first (an
-// HTTP response's Content-Length): start is called inside the read
-// transaction with the size of the copy and returns where to write it.
+// HTTP response's Content-Length): start is called with the size of the
+// copy and returns where to write it.
 func (s *Store) BackupSized(ctx context.Context, start func(size int64) (io.Writer, error)) (int64, error) {
-	var n int64
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		w, err := start(tx.Size())
-		if err != nil {
-			return err
-		}
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
+	if s.bolt != nil {
+		return s.bolt.snapshot(ctx, start)
+	}
+	return s.backupToBolt(ctx, start)
 }
 
-// view, update and batch run fn in a bbolt transaction. A bbolt panic or a
-// fault on the memory map (damaged pages) becomes a DamagedError: no
-// command may crash on a damaged database.
-func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) (err error) {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	defer faultsPanic()()
-	defer guard(s.path, &err)
-	return s.db.View(fn)
+// view, update and batch run fn in a transaction of the backend. A record
+// found damaged inside fn is reported with the store's location.
+func (s *Store) view(ctx context.Context, fn func(kv.Tx) error) error {
+	return s.located(s.kv.View(ctx, fn))
 }
 
-func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) (err error) {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	defer faultsPanic()()
-	defer guard(s.path, &err)
-	return s.db.Update(fn)
+// update runs fn as one serializable transaction. fn may run more than
+// once (the etcd backend retries on conflict) and must act only through
+// tx.
+func (s *Store) update(ctx context.Context, fn func(kv.Tx) error) error {
+	return s.located(s.kv.Update(ctx, fn))
 }
 
 // batch is update for writes that many goroutines make at once: writers
-// arriving together share one transaction and one fsync (see groupCommit).
-// fn may run more than once and must be idempotent. A panic or memory
-// fault in fn is reported as damage.
-func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) (err error) {
-	if err := ctx.Err(); err != nil {
-		return err
+// arriving together may share one transaction and one fsync (see
+// groupCommit). fn may run more than once and must be idempotent.
+func (s *Store) batch(ctx context.Context, fn func(kv.Tx) error) error {
+	return s.located(s.kv.Batch(ctx, fn))
+}
+
+func (s *Store) located(err error) error {
+	var de *DamagedError
+	if errors.As(err, &de) && de.Path == "" {
+		de.Path = s.path
 	}
-	defer faultsPanic()()
-	defer guard(s.path, &err)
-	return s.group.do(s.db, func(tx *bolt.Tx) (err error) {
-		defer faultsPanic()()
-		defer guard(s.path, &err)
-		return fn(tx)
-	})
+	return err
 }

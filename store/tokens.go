@@ -9,7 +9,7 @@ import (
 	"sort"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/dockca/dockca/store/kv"
 )
 
 // Enrollment tokens. The token itself (a JWT) is never stored: only its key
@@ -59,7 +59,7 @@ type Token struct {
 // TokenProvisioner returns the token key, or ErrNoTokenProvisioner.
 func (s *Store) TokenProvisioner(ctx context.Context) (*TokenProvisioner, error) {
 	var p *TokenProvisioner
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketTokenMeta)
 		if b == nil {
 			return ErrNoTokenProvisioner
@@ -85,7 +85,7 @@ func (s *Store) EnsureTokenProvisioner(ctx context.Context, p *TokenProvisioner)
 		return nil, err
 	}
 	var out TokenProvisioner
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.update(ctx, func(tx kv.Tx) error {
 		bucket, err := tx.CreateBucketIfNotExists(bucketTokenMeta)
 		if err != nil {
 			return err
@@ -121,7 +121,7 @@ func (s *Store) PutTokens(ctx context.Context, ts []*Token) error {
 		}
 		vals[i] = b
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx kv.Tx) error {
 		bucket, err := tx.CreateBucketIfNotExists(bucketTokenMeta)
 		if err != nil {
 			return err
@@ -142,7 +142,7 @@ func (s *Store) PutTokens(ctx context.Context, ts []*Token) error {
 // Tokens lists every recorded token, newest first, with when it was used.
 func (s *Store) Tokens(ctx context.Context) ([]*Token, error) {
 	var out []*Token
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx kv.Tx) error {
 		bucket := tx.Bucket(bucketTokenMeta)
 		if bucket == nil {
 			return nil
@@ -176,7 +176,7 @@ func (s *Store) Tokens(ctx context.Context) ([]*Token, error) {
 // spendToken marks a token ID used inside tx, or fails with ErrTokenUsed.
 // PutCertificate calls it so that a token is spent if and only if its
 // certificate is stored.
-func spendToken(tx *bolt.Tx, id, serial string) error {
+func spendToken(tx kv.Tx, id, serial string) error {
 	bucket := tx.Bucket(bucketTokens)
 	if bucket.Get([]byte(id)) != nil {
 		return ErrTokenUsed

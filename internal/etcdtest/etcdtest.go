@@ -1,0 +1,238 @@
+// Package etcdtest starts real, throwaway etcd clusters for tests: three
+// members (Debian's etcd-server, /usr/bin/etcd) on free loopback ports,
+// each with its own data directory under the test's temp dir, stopped
+// when the test ends. dockca's replicas promise what a real etcd
+// cluster gives them (quorum, leader changes, lost members), so tests use
+// this rather than an in-process fake.
+//
+// When etcd is not installed the test is skipped, except under CI=true,
+// where a missing etcd is a failure: CI must never pass by skipping.
+package etcdtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Binary finds etcd, or skips the test (fails it under CI=true).
+func Binary(t testing.TB) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("DOCKCA_ETCD"), "/usr/bin/etcd"} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("etcd is not installed (apt-get install etcd-server); CI must not skip")
+	}
+	t.Skip("etcd is not installed (apt-get install etcd-server)")
+	return ""
+}
+
+// Member is one etcd process.
+type Member struct {
+	Name      string
+	ClientURL string // http://127.0.0.1:PORT
+	Client    string // 127.0.0.1:PORT
+	dir       string
+	args      []string
+	bin       string
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	done      chan struct{}
+	log       *os.File
+}
+
+// Cluster is a running etcd cluster.
+type Cluster struct {
+	Members []*Member
+	t       testing.TB
+}
+
+// Options tune Start.
+type Options struct {
+	// Members is the cluster size; 0 means 3.
+	Members int
+}
+
+// Start runs a cluster and waits until it has a leader.
+func Start(t testing.TB, o *Options) *Cluster {
+	t.Helper()
+	bin := Binary(t)
+	n := 3
+	if o != nil && o.Members > 0 {
+		n = o.Members
+	}
+	base := t.TempDir()
+	c := &Cluster{t: t}
+	var initial []string
+	peers := make([]string, n)
+	for i := range n {
+		peers[i] = "http://" + freeAddr(t)
+		name := "m" + strconv.Itoa(i)
+		initial = append(initial, name+"="+peers[i])
+	}
+	token := fmt.Sprintf("dockca-test-%d", time.Now().UnixNano())
+	for i := range n {
+		client := freeAddr(t)
+		m := &Member{Name: "m" + strconv.Itoa(i), Client: client, ClientURL: "http://" + client,
+			dir: filepath.Join(base, "m"+strconv.Itoa(i)), bin: bin}
+		m.args = []string{
+			"--name", m.Name, "--data-dir", m.dir,
+			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
+			"--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", token,
+			"--heartbeat-interval", "50", "--election-timeout", "500",
+			"--logger", "zap", "--log-outputs", filepath.Join(base, m.Name+".log"),
+		}
+		c.Members = append(c.Members, m)
+	}
+	for _, m := range c.Members {
+		if err := m.start(); err != nil {
+			t.Fatalf("start etcd member %s: %v", m.Name, err)
+		}
+	}
+	t.Cleanup(c.Stop)
+	c.WaitHealthy(t, 30*time.Second)
+	return c
+}
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (m *Member) start() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cmd := exec.Command(m.bin, m.args...)
+	log, err := os.OpenFile(filepath.Join(filepath.Dir(m.dir), m.Name+".out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	m.cmd, m.log, m.done = cmd, log, make(chan struct{})
+	done := m.done
+	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
+	return nil
+}
+
+// Kill stops the member with SIGKILL, as a crash would.
+func (m *Member) Kill() {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts a killed member again on its data directory.
+func (m *Member) Restart() error {
+	m.Kill()
+	args := append([]string(nil), m.args...)
+	for i, a := range args {
+		if a == "--initial-cluster-state" {
+			args[i+1] = "existing"
+		}
+	}
+	m.args = args
+	return m.start()
+}
+
+// Stop ends every member.
+func (c *Cluster) Stop() {
+	for _, m := range c.Members {
+		m.mu.Lock()
+		cmd, done := m.cmd, m.done
+		m.mu.Unlock()
+		if cmd == nil {
+			continue
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+}
+
+// Endpoints is HOST:PORT of every member, comma-separated (for an
+// etcd:// store URL).
+func (c *Cluster) Endpoints() string {
+	var eps []string
+	for _, m := range c.Members {
+		eps = append(eps, m.Client)
+	}
+	return strings.Join(eps, ",")
+}
+
+// URL is a store URL for prefix on this cluster.
+func (c *Cluster) URL(prefix string) string { return "etcd://" + c.Endpoints() + "/" + prefix }
+
+// Client returns a client of the whole cluster, closed at the end of the
+// test.
+func (c *Cluster) Client(t testing.TB) *clientv3.Client {
+	t.Helper()
+	var eps []string
+	for _, m := range c.Members {
+		eps = append(eps, m.ClientURL)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// WaitHealthy waits until a write through the cluster succeeds.
+func (c *Cluster) WaitHealthy(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	cli := c.Client(t)
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = cli.Put(ctx, "/etcdtest/health", time.Now().String())
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("etcd cluster not healthy after %s: %v", timeout, err)
+}
