@@ -210,31 +210,39 @@ func (s *Store) prepare(readOnly bool) (err error) {
 		return err
 	}
 	return s.update(context.Background(), func(tx kv.Tx) error {
-		if tx.Bucket(bucketMeta) == nil && !tx.Empty() {
-			return ErrCorrupt
+		fresh := false
+		if err := checkSchema(tx); errors.Is(err, ErrNoCA) {
+			fresh = true
+		} else if err != nil {
+			return err
 		}
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(keySchema); v == nil {
-			return meta.Put(keySchema, schemaV1)
+		if fresh {
+			return tx.Bucket(bucketMeta).Put(keySchema, schemaV1)
 		}
-		return checkSchema(tx)
+		return nil
 	})
 }
 
+// checkSchema refuses a store that is not a dockca store: ErrNoCA when it
+// is empty, ErrIncompleteCopy for an interrupted copy, ErrCorrupt for
+// anything else without dockca's schema marker.
 func checkSchema(tx kv.Tx) error {
 	meta := tx.Bucket(bucketMeta)
-	if meta == nil {
-		if !tx.Empty() {
-			return ErrCorrupt
-		}
-		return ErrNoCA
+	var v []byte
+	if meta != nil {
+		v = meta.Get(keySchema)
 	}
-	if v := meta.Get(keySchema); string(v) != string(schemaV1) {
+	switch {
+	case v == nil && meta != nil && meta.Get(keyCopying) != nil:
+		return ErrIncompleteCopy
+	case v == nil && tx.Empty():
+		return ErrNoCA
+	case string(v) != string(schemaV1):
 		return ErrCorrupt
 	}
 	return nil
@@ -302,3 +310,7 @@ func (s *Store) located(err error) error {
 	}
 	return err
 }
+
+// Backend is the kv backend under the store (for conformance tests and
+// the etcd watch of dockca serve).
+func (s *Store) Backend() kv.Backend { return s.kv }

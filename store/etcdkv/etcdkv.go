@@ -320,6 +320,9 @@ func (t *tx) point(key string) []byte {
 		t.fail(err)
 		return nil
 	}
+	if v == nil {
+		v = []byte{} // present with an empty value is not absent
+	}
 	return v
 }
 
@@ -602,6 +605,9 @@ func (c *cursor) fetch(from string) {
 			c.b.t.fail(err)
 			c.page = nil
 			return
+		}
+		if v == nil {
+			v = []byte{}
 		}
 		c.page = append(c.page, pair{string(kvp.Key), v})
 	}
