@@ -107,7 +107,24 @@ func (a *Authority) GenerateCRL(ctx context.Context) (*store.CRL, error) {
 	return a.crlRounds.do(func() (*store.CRL, error) { return a.generateCRL(bg) })
 }
 
+// generateCRL makes and stores the next CRL. Replicas on one etcd store
+// may generate at the same moment: the store keeps CRL numbers strictly
+// increasing, so the loser reads the winner's CRL and hands that out if it
+// covers every revocation the loser saw, and otherwise tries again with
+// the next number.
 func (a *Authority) generateCRL(ctx context.Context) (*store.CRL, error) {
+	for attempt := 0; ; attempt++ {
+		crl, seq, err := a.generateCRLOnce(ctx)
+		if !errors.Is(err, store.ErrCRLNumber) || attempt >= 8 {
+			return crl, err
+		}
+		if stored, rerr := a.st.CRL(ctx); rerr == nil && stored.RevocationSeq >= seq {
+			return stored, nil
+		}
+	}
+}
+
+func (a *Authority) generateCRLOnce(ctx context.Context) (*store.CRL, uint64, error) {
 	now := time.Now().UTC().Truncate(time.Second)
 	number := int64(0)
 	prev, err := a.st.CRLHeader(ctx)
@@ -115,7 +132,7 @@ func (a *Authority) generateCRL(ctx context.Context) (*store.CRL, error) {
 	case err == nil:
 		number = prev.Number + 1
 	case !errors.Is(err, store.ErrNotFound):
-		return nil, fmt.Errorf("generate crl: %w", err)
+		return nil, 0, fmt.Errorf("generate crl: %w", err)
 	}
 	var entries bytes.Buffer
 	keepAfter := now.Add(-crlKeepExpired)
@@ -127,17 +144,17 @@ func (a *Authority) generateCRL(ctx context.Context) (*store.CRL, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("generate crl: %w", err)
+		return nil, 0, fmt.Errorf("generate crl: %w", err)
 	}
 	der, err := signCRL(a.intermediate, a.signer, number, now, now.Add(CRLValidity), entries.Bytes())
 	if err != nil {
-		return nil, fmt.Errorf("generate crl: %w", err)
+		return nil, 0, fmt.Errorf("generate crl: %w", err)
 	}
 	crl := &store.CRL{Number: number, ThisUpdate: now, NextUpdate: now.Add(CRLValidity), Duration: CRLValidity, DER: der, RevocationSeq: seq}
 	if err := a.st.PutCRL(ctx, crl); err != nil {
-		return nil, err
+		return nil, seq, err
 	}
-	return crl, nil
+	return crl, seq, nil
 }
 
 // appendCRLEntry appends one revokedCertificates entry (RFC 5280 5.1):

@@ -275,7 +275,7 @@ func (s *Store) PutCRL(ctx context.Context, crl *CRL) error {
 	return s.update(ctx, func(tx kv.Tx) error {
 		bucket := tx.Bucket(bucketCRL)
 		if old, err := readCRLHeader(tx); err == nil && crl.Number <= old.Number && old.Number > 0 {
-			return fmt.Errorf("store crl: number %d is not above the stored %d", crl.Number, old.Number)
+			return fmt.Errorf("store crl: number %d is not above the stored %d: %w", crl.Number, old.Number, ErrCRLNumber)
 		}
 		if err := bucket.Put(keyCRL, b); err != nil {
 			return err
@@ -283,6 +283,10 @@ func (s *Store) PutCRL(ctx context.Context, crl *CRL) error {
 		return bucket.Put(keyCRLHeader, hb)
 	})
 }
+
+// ErrCRLNumber refuses a CRL whose number is not above the stored one's
+// (another replica stored a newer CRL meanwhile).
+var ErrCRLNumber = errors.New("a CRL with this number or a higher one is stored")
 
 // UsedToken is the record of a one-time token that has been spent.
 type UsedToken struct {

@@ -135,4 +135,3 @@ func TestCopyBetweenBackends(t *testing.T) {
 		}
 	}
 }
-

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -42,7 +43,8 @@ type CopyStats struct {
 // leaves dst refused as an interrupted copy, and a rerun works. The
 // source is only read.
 func (s *Store) CopyTo(ctx context.Context, dst *Store) (*CopyStats, error) {
-	if err := dst.prepareCopy(ctx); err != nil {
+	id, err := dst.prepareCopy(ctx)
+	if err != nil {
 		return nil, err
 	}
 	limit := 1 << 30
@@ -54,6 +56,9 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store) (*CopyStats, error) {
 	var pending []pair
 	flush := func(final bool) error {
 		err := dst.kv.Update(ctx, func(tx kv.Tx) error {
+			if err := checkCopyMark(tx, id); err != nil {
+				return err
+			}
 			for _, p := range pending {
 				b, err := tx.CreateBucketIfNotExists(p.bucket)
 				if err != nil {
@@ -75,7 +80,7 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store) (*CopyStats, error) {
 		pending = pending[:0]
 		return err
 	}
-	err := s.view(ctx, func(tx kv.Tx) error {
+	err = s.view(ctx, func(tx kv.Tx) error {
 		var schema []byte
 		for _, name := range copyBuckets {
 			b := tx.Bucket(name)
@@ -128,57 +133,72 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store) (*CopyStats, error) {
 	return st, nil
 }
 
-// prepareCopy checks that the store can receive a copy, clears an
-// interrupted one, and marks it as being copied into.
-func (s *Store) prepareCopy(ctx context.Context) error {
-	var partial bool
-	err := s.kv.View(ctx, func(tx kv.Tx) error {
-		if tx.Empty() {
-			return nil
-		}
-		if meta := tx.Bucket(bucketMeta); meta != nil && meta.Get(keyCopying) != nil {
-			partial = true
-			return nil
-		}
-		return ErrNotEmpty
-	})
-	if err != nil {
-		return fmt.Errorf("copy into %s: %w", s.path, err)
+// ErrCopyRaced means another copy took over the destination midway.
+var ErrCopyRaced = errors.New("another copy into the destination started meanwhile")
+
+// prepareCopy checks, in one transaction, that the store can receive a
+// copy (empty, or holding an interrupted copy, which it clears) and marks
+// it with a new copy ID. Two copies started at once into one store cannot
+// both pass: the loser finds the store no longer empty. Every later
+// transaction of the copy checks that the mark is still its own.
+func (s *Store) prepareCopy(ctx context.Context) ([]byte, error) {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
 	}
-	if partial {
-		for _, name := range copyBuckets {
-			if bytes.Equal(name, bucketMeta) {
-				continue
+	marked := false
+	err := s.kv.Update(ctx, func(tx kv.Tx) error {
+		marked = false
+		if !tx.Empty() {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil || meta.Get(keyCopying) == nil {
+				return ErrNotEmpty
 			}
-			if err := s.kv.Update(ctx, func(tx kv.Tx) error {
-				if tx.Bucket(name) == nil {
-					return nil
+			for _, name := range copyBuckets {
+				if tx.Bucket(name) != nil {
+					if err := tx.DeleteBucket(name); err != nil {
+						return err
+					}
 				}
-				return tx.DeleteBucket(name)
-			}); err != nil {
-				return fmt.Errorf("clear the interrupted copy in %s: %w", s.path, err)
+			}
+			if _, isBolt := tx.(boltTx); !isBolt {
+				// etcd cannot delete and write a bucket in one
+				// transaction: commit the clearing, mark next.
+				return nil
 			}
 		}
-	}
-	return s.kv.Update(ctx, func(tx kv.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
 		}
-		var stale [][]byte
-		if err := meta.ForEach(func(k, _ []byte) error {
-			stale = append(stale, bytes.Clone(k))
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, k := range stale {
-			if err := meta.Delete(k); err != nil {
+		marked = true
+		return meta.Put(keyCopying, id)
+	})
+	if err == nil && !marked {
+		err = s.kv.Update(ctx, func(tx kv.Tx) error {
+			if !tx.Empty() {
+				return ErrNotEmpty
+			}
+			meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+			if err != nil {
 				return err
 			}
-		}
-		return meta.Put(keyCopying, []byte("1"))
-	})
+			return meta.Put(keyCopying, id)
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("copy into %s: %w", s.path, err)
+	}
+	return id, nil
+}
+
+// checkCopyMark fails a copy's transaction when the mark is not its own.
+func checkCopyMark(tx kv.Tx, id []byte) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil || !bytes.Equal(meta.Get(keyCopying), id) {
+		return ErrCopyRaced
+	}
+	return nil
 }
 
 // backupToBolt is Backup for a store that is not a bbolt file: the

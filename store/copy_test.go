@@ -26,7 +26,7 @@ func TestInterruptedCopyIsRefusedAndRedone(t *testing.T) {
 	}
 	// What a copy killed after its first chunk leaves: the marker and
 	// some records, no schema.
-	if err := dst.prepareCopy(ctx); err != nil {
+	if _, err := dst.prepareCopy(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := dst.kv.Update(ctx, func(tx kv.Tx) error {

@@ -124,8 +124,15 @@ func (b *Backend) Update(ctx context.Context, fn func(kv.Tx) error) error {
 		// The first attempt reads from the nearest member without a
 		// round of consensus (a stale read only costs a retry: the
 		// commit's guards catch it); retries read linearizably.
-		t := b.newTx(ctx, true, attempt > 0)
+		linearizable := attempt > 0
+		t := b.newTx(ctx, true, linearizable)
 		err := fn(t)
+		if (err != nil || t.err != nil) && !linearizable && t.rev > 0 {
+			// fn may have judged a stale read (a refusal such as "token
+			// already used" must never come from one): judge again on
+			// linearizable reads.
+			continue
+		}
 		if t.err != nil {
 			return t.err
 		}
