@@ -69,6 +69,9 @@ type OpenOptions struct {
 	Password func() ([]byte, error)
 	// Actor is recorded as the issuer of local issuances.
 	Actor string
+	// Store is where the CA is stored; its zero value is the bbolt file
+	// of home.
+	Store store.Config
 }
 
 // ErrNoHome means the home holds no database.
@@ -79,14 +82,22 @@ var ErrNoHome = errors.New("no certificate authority")
 // a command never waits for the lock the service holds; a database locked
 // by anything else is reported after the store's lock timeout.
 func Open(ctx context.Context, home string, o OpenOptions) (Admin, error) {
-	if !store.Exists(home) {
+	cfg := o.Store.ForHome(home)
+	if !cfg.IsEtcd() && !store.Exists(home) {
 		return nil, fmt.Errorf("%w in %s (run 'dockca init', or set --home / DOCKCA_HOME)", ErrNoHome, home)
 	}
 	if c, err := Dial(home); err == nil {
 		c.Actor = o.Actor
 		return c, nil
 	}
-	st, err := store.Open(store.Path(home), &store.Options{ReadOnly: !o.Writable})
+	if cfg.IsEtcd() {
+		if ok, err := cfg.Exists(ctx); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, fmt.Errorf("%w in %s (run 'dockca --store %s init')", ErrNoHome, cfg.URL, cfg.URL)
+		}
+	}
+	st, err := store.OpenConfig(ctx, cfg, &store.Options{ReadOnly: !o.Writable})
 	if errors.Is(err, store.ErrLocked) {
 		// The service may have taken the lock before its socket was up.
 		if c, derr := Dial(home); derr == nil {

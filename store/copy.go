@@ -220,3 +220,92 @@ func (s *Store) backupToBolt(ctx context.Context, start func(size int64) (io.Wri
 	}
 	return dst.bolt.snapshot(ctx, start)
 }
+
+// CopyReport is what Copy copied and verified.
+type CopyReport struct {
+	From, To  string
+	Copied    CopyStats
+	CRLNumber int64 // 0 when the CA has no CRL yet
+}
+
+// Copy copies the whole CA stored at from into to (empty, or holding an
+// interrupted copy) and verifies the result: the destination, opened as
+// any command opens it, holds as many certificates, revocations and
+// tokens as the source's snapshot, and the same CRL, byte for byte. The
+// source is opened read-only and never changed.
+func Copy(ctx context.Context, from, to Config) (*CopyReport, error) {
+	lf, err := from.Location()
+	if err != nil {
+		return nil, err
+	}
+	lt, err := to.Location()
+	if err != nil {
+		return nil, err
+	}
+	if lf.String() == lt.String() {
+		return nil, fmt.Errorf("copy: --from and --to are the same store (%s)", lf)
+	}
+	src, err := OpenConfig(ctx, from, &Options{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("copy: open the source: %w", err)
+	}
+	defer src.Close()
+	dst, err := OpenForCopy(ctx, to)
+	if err != nil {
+		return nil, fmt.Errorf("copy: open the destination: %w", err)
+	}
+	st, err := src.CopyTo(ctx, dst)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep := &CopyReport{From: lf.String(), To: lt.String(), Copied: *st}
+	got, err := OpenConfig(ctx, to, &Options{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("copy: verify: %w", err)
+	}
+	defer got.Close()
+	var have CopyStats
+	if err := got.view(ctx, func(tx kv.Tx) error {
+		count := func(name []byte, keep func(k []byte) bool) int {
+			n := 0
+			if b := tx.Bucket(name); b != nil {
+				_ = b.ForEach(func(k, _ []byte) error {
+					if keep == nil || keep(k) {
+						n++
+					}
+					return nil
+				})
+			}
+			return n
+		}
+		have.Certificates = count(bucketCerts, nil)
+		have.Revocations = count(bucketRevoked, nil)
+		have.Tokens = count(bucketTokenMeta, func(k []byte) bool { return bytes.HasPrefix(k, tokenPrefix) })
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("copy: verify: %w", err)
+	}
+	if have.Certificates != st.Certificates || have.Revocations != st.Revocations || have.Tokens != st.Tokens {
+		return nil, fmt.Errorf("copy: verify: the destination holds %d certificates, %d revocations and %d tokens; the source %d, %d and %d",
+			have.Certificates, have.Revocations, have.Tokens, st.Certificates, st.Revocations, st.Tokens)
+	}
+	want, werr := src.CRL(ctx)
+	have2, herr := got.CRL(ctx)
+	switch {
+	case errors.Is(werr, ErrNotFound) && errors.Is(herr, ErrNotFound):
+	case werr != nil:
+		return nil, fmt.Errorf("copy: verify: %w", werr)
+	case herr != nil:
+		return nil, fmt.Errorf("copy: verify: %w", herr)
+	case want.Number != have2.Number || !bytes.Equal(want.DER, have2.DER):
+		// The source changed after the snapshot (a running service
+		// made a new CRL): the copy is of the snapshot, not of now.
+		return nil, fmt.Errorf("copy: verify: the CRLs differ (number %d against %d); was the source in use? stop dockca serve and copy again", want.Number, have2.Number)
+	default:
+		rep.CRLNumber = want.Number
+	}
+	return rep, nil
+}

@@ -108,7 +108,11 @@ func (s *Store) PutToken(ctx context.Context, t *Token) error {
 }
 
 // PutTokens records many newly minted tokens in one transaction: all of
-// them or none. An ID seen before refuses the whole set.
+// them or none. An ID seen before refuses the whole set. On a backend that
+// caps a transaction's writes (etcd), a set larger than the cap is stored
+// in several transactions; if a later one fails, the tokens stored by the
+// earlier ones were never handed out (the caller prints tokens only after
+// PutTokens returns), so they are recorded but can never be used.
 func (s *Store) PutTokens(ctx context.Context, ts []*Token) error {
 	vals := make([][]byte, len(ts))
 	for i, t := range ts {
@@ -121,22 +125,36 @@ func (s *Store) PutTokens(ctx context.Context, ts []*Token) error {
 		}
 		vals[i] = b
 	}
-	return s.update(ctx, func(tx kv.Tx) error {
-		bucket, err := tx.CreateBucketIfNotExists(bucketTokenMeta)
-		if err != nil {
-			return err
-		}
-		for i, t := range ts {
-			k := append(append([]byte(nil), tokenPrefix...), t.ID...)
-			if bucket.Get(k) != nil {
-				return fmt.Errorf("store tokens: id %s exists", t.ID)
-			}
-			if err := bucket.Put(k, vals[i]); err != nil {
+	chunk := len(ts)
+	if l, ok := s.kv.(kv.Limited); ok && chunk > l.MaxWrites() {
+		chunk = l.MaxWrites()
+	}
+	for start := 0; start < len(ts); start += chunk {
+		end := min(len(ts), start+chunk)
+		err := s.update(ctx, func(tx kv.Tx) error {
+			bucket, err := tx.CreateBucketIfNotExists(bucketTokenMeta)
+			if err != nil {
 				return err
 			}
+			for i := start; i < end; i++ {
+				k := append(append([]byte(nil), tokenPrefix...), ts[i].ID...)
+				if bucket.Get(k) != nil {
+					return fmt.Errorf("store tokens: id %s exists", ts[i].ID)
+				}
+				if err := bucket.Put(k, vals[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			if start > 0 {
+				return fmt.Errorf("store tokens %d to %d of %d (the first %d are recorded, never handed out, and unusable): %w", start+1, end, len(ts), start, err)
+			}
+			return err
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // Tokens lists every recorded token, newest first, with when it was used.

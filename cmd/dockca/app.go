@@ -165,6 +165,15 @@ func newApp(e *env) *cli.App {
 				Usage:   "read the CA password from `FILE` (else $DOCKCA_PASSWORD, else a prompt on a terminal)",
 				EnvVars: []string{"DOCKCA_PASSWORD_FILE"},
 			},
+			&cli.StringFlag{
+				Name: "store",
+				Usage: "where the CA is stored (`URL`): bolt:PATH (default bolt:<home>/dockca.db) or etcd://HOST:PORT[,HOST:PORT...]/PREFIX " +
+					"for several dockca serve replicas on one etcd cluster; --home still holds the local files (the admin socket, the service's certificate)",
+				EnvVars: []string{"DOCKCA_STORE"},
+			},
+			&cli.StringFlag{Name: "etcd-cacert", Usage: "the CA certificate (PEM `FILE`) that signed the etcd cluster's certificates; any --etcd-* flag makes dockca talk to etcd over TLS", EnvVars: []string{"DOCKCA_ETCD_CACERT"}},
+			&cli.StringFlag{Name: "etcd-cert", Usage: "client certificate (PEM `FILE`) for etcd's client-certificate authentication", EnvVars: []string{"DOCKCA_ETCD_CERT"}},
+			&cli.StringFlag{Name: "etcd-key", Usage: "the key (PEM `FILE`) of --etcd-cert", EnvVars: []string{"DOCKCA_ETCD_KEY"}},
 		},
 		Commands: []*cli.Command{
 			newInitCommand(e),
@@ -184,6 +193,7 @@ func newApp(e *env) *cli.App {
 			newAuthzCommand(e),
 			newGateCommand(e),
 			newServeCommand(e),
+			newStoreCommand(e),
 			newTokenCommand(e),
 			newEnrollCommand(e),
 			newRenewCommand(e),
@@ -404,6 +414,35 @@ func homeDir(c *cli.Context, e *env) (string, error) {
 		}
 	}
 	return filepath.Join(h, ".local", "share", "dockca"), nil
+}
+
+// storeConfig resolves --store and the --etcd-* flags for home. A URL
+// that does not parse is a usage error.
+func storeConfig(c *cli.Context, home string) (store.Config, error) {
+	cfg := store.Config{URL: c.String("store"), Etcd: store.EtcdTLS{
+		CACert: c.String("etcd-cacert"), Cert: c.String("etcd-cert"), Key: c.String("etcd-key")}}
+	if cfg.URL != "" {
+		if _, err := store.ParseURL(cfg.URL); err != nil {
+			return cfg, usagef("--store: %v", err)
+		}
+	}
+	if (cfg.Etcd.Cert == "") != (cfg.Etcd.Key == "") {
+		return cfg, usagef("--etcd-cert and --etcd-key go together")
+	}
+	if cfg.Etcd != (store.EtcdTLS{}) && !cfg.IsEtcd() {
+		return cfg, usagef("--etcd-cacert, --etcd-cert and --etcd-key apply to an etcd:// --store only")
+	}
+	return cfg.ForHome(home), nil
+}
+
+// homeAndStore is homeDir and storeConfig together.
+func homeAndStore(c *cli.Context, e *env) (string, store.Config, error) {
+	home, err := homeDir(c, e)
+	if err != nil {
+		return "", store.Config{}, err
+	}
+	cfg, err := storeConfig(c, home)
+	return home, cfg, err
 }
 
 // inputError reports a bad value from the command line: a policy refusal

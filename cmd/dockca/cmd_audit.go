@@ -107,11 +107,14 @@ func auditRoots(c *cli.Context, e *env) ([]*x509.Certificate, error) {
 		}
 		return audit.ParseRootsPEM(b)
 	}
-	home, err := homeDir(c, e)
-	if err != nil || !store.Exists(home) {
+	home, cfg, err := homeAndStore(c, e)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.IsEtcd() && !store.Exists(home) {
 		return nil, nil
 	}
-	st, err := store.Open(store.Path(home), &store.Options{ReadOnly: true, LockTimeout: 500 * time.Millisecond})
+	st, err := store.OpenConfig(c.Context, cfg, &store.Options{ReadOnly: true, LockTimeout: 500 * time.Millisecond})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			fmt.Fprintf(e.Stderr, "dockca: audit: the CA database is in use; issuer checks are skipped (use --roots)\n")

@@ -116,9 +116,15 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 	if c.Duration("refresh") <= 0 || c.Duration("max-stale") <= 0 {
 		return nil, usagef("%s: --refresh and --max-stale must be positive", cmd)
 	}
-	home, err := homeDir(c, e)
+	home, cfg, err := homeAndStore(c, e)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.IsEtcd() && c.String("ca-url") == "" {
+		// Local mode follows the database of this host, and the service
+		// on its admin socket; an etcd-backed CA is reached through its
+		// replicas.
+		return nil, usagef("%s: with an etcd store, give the replicas' URLs as --ca-url (local mode reads the bbolt database of --home)", cmd)
 	}
 	var service *enroll.Client // remote mode
 	if caURL := c.String("ca-url"); caURL != "" {

@@ -64,11 +64,11 @@ func runInit(c *cli.Context, e *env, o initOptions) error {
 	if err != nil {
 		return usagef("init: --intermediate-ttl: %v", err)
 	}
-	home, err := homeDir(c, e)
+	home, cfg, err := homeAndStore(c, e)
 	if err != nil {
 		return err
 	}
-	rec, _, err := initHome(c, e, home, ca.InitOptions{Name: o.name, KeyType: o.keyType, RootTTL: rootTTL, IntermediateTTL: interTTL}, o.noPassword)
+	rec, _, err := initHome(c, e, home, cfg, ca.InitOptions{Name: o.name, KeyType: o.keyType, RootTTL: rootTTL, IntermediateTTL: interTTL}, o.noPassword)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
@@ -81,9 +81,16 @@ func runInit(c *cli.Context, e *env, o initOptions) error {
 // noPassword, the home directory 0700, and the database holding exactly
 // the new CA, or no database at all when anything fails. It returns the
 // password so serve need not ask again.
-func initHome(c *cli.Context, e *env, home string, o ca.InitOptions, noPassword bool) (*store.CA, []byte, error) {
+func initHome(c *cli.Context, e *env, home string, cfg store.Config, o ca.InitOptions, noPassword bool) (*store.CA, []byte, error) {
 	path := store.Path(home)
-	if store.Exists(home) {
+	if cfg.IsEtcd() {
+		path = cfg.URL
+		if ok, err := cfg.Exists(c.Context); err != nil {
+			return nil, nil, err
+		} else if ok {
+			return nil, nil, fmt.Errorf("%s already holds a dockca CA; refusing to replace it", path)
+		}
+	} else if store.Exists(home) {
 		return nil, nil, fmt.Errorf("%s already holds a dockca database; refusing to replace it", path)
 	}
 	if !noPassword {
@@ -99,7 +106,7 @@ func initHome(c *cli.Context, e *env, home string, o ca.InitOptions, noPassword 
 	if err := atomicfile.MkdirPrivate(home); err != nil {
 		return nil, nil, err
 	}
-	rec, err := createDatabase(c.Context, home, o)
+	rec, err := createDatabase(c.Context, home, cfg, o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,7 +115,11 @@ func initHome(c *cli.Context, e *env, home string, o ca.InitOptions, noPassword 
 			"Anyone who can read that file can issue certificates that are root on your Docker hosts.\n"+
 			"Use --no-password for development only.\n", path)
 	}
-	fmt.Fprintf(c.App.Writer, "Initialised certificate authority %q in %s\n", rec.Name, home)
+	where := home
+	if cfg.IsEtcd() {
+		where = cfg.URL
+	}
+	fmt.Fprintf(c.App.Writer, "Initialised certificate authority %q in %s\n", rec.Name, where)
 	return rec, o.Password, nil
 }
 
@@ -117,7 +128,13 @@ func initHome(c *cli.Context, e *env, home string, o ca.InitOptions, noPassword 
 // init killed at any instant leaves either no dockca.db (and a rerun works)
 // or a whole one. Link, unlike rename, never replaces a database that
 // appeared meanwhile.
-func createDatabase(ctx context.Context, home string, o ca.InitOptions) (*store.CA, error) {
+//
+// On etcd the CA is built the same way and then copied into the store,
+// whose copy marks the prefix first and writes the schema marker last:
+// a killed init leaves an interrupted copy that the rerun replaces, and
+// of two replicas initialising one empty prefix at once exactly one
+// succeeds (the other gets ErrNotEmpty and uses the CA that won).
+func createDatabase(ctx context.Context, home string, cfg store.Config, o ca.InitOptions) (*store.CA, error) {
 	path := store.Path(home)
 	removeStaleInits(home)
 	f, err := os.CreateTemp(home, store.FileName+".init-*")
@@ -139,6 +156,9 @@ func createDatabase(ctx context.Context, home string, o ca.InitOptions) (*store.
 	if err != nil {
 		return nil, err
 	}
+	if cfg.IsEtcd() {
+		return rec, copyInto(ctx, tmp, cfg)
+	}
 	if err := os.Link(tmp, path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("%s appeared while the CA was being created; refusing to replace it", path)
@@ -149,6 +169,22 @@ func createDatabase(ctx context.Context, home string, o ca.InitOptions) (*store.
 		return nil, err
 	}
 	return rec, nil
+}
+
+// copyInto copies the bbolt store at path into the store cfg names.
+func copyInto(ctx context.Context, path string, cfg store.Config) error {
+	src, err := store.Open(path, &store.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := store.OpenForCopy(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	_, err = src.CopyTo(ctx, dst)
+	return err
 }
 
 // removeStaleInits deletes what killed inits left: temporary databases no

@@ -73,18 +73,24 @@ func runServe(c *cli.Context, e *env, o serve.Options) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(serve.GCPercent)
 	}
-	home, err := homeDir(c, e)
+	home, cfg, err := homeAndStore(c, e)
 	if err != nil {
 		return err
 	}
 	o.Home = home
 	var pw []byte
-	if !store.Exists(home) {
-		if pw, err = firstStartInit(c, e, home); err != nil {
+	exists := store.Exists(home)
+	if cfg.IsEtcd() {
+		if exists, err = cfg.Exists(c.Context); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	if !exists {
+		if pw, err = firstStartInit(c, e, home, cfg); err != nil {
 			return err
 		}
 	}
-	st, err := store.Open(store.Path(home), nil)
+	st, err := store.OpenConfig(c.Context, cfg, nil)
 	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("serve: %w (is dockca serve already running for %s?)", err, home)
 	}
@@ -121,8 +127,12 @@ func runServe(c *cli.Context, e *env, o serve.Options) error {
 // firstStartInit initialises the CA in an empty home so the service's
 // first command is the only one needed; it returns the password so it is
 // asked only once.
-func firstStartInit(c *cli.Context, e *env, home string) ([]byte, error) {
-	_, pw, err := initHome(c, e, home, ca.InitOptions{}, c.Bool("no-password"))
+func firstStartInit(c *cli.Context, e *env, home string, cfg store.Config) ([]byte, error) {
+	_, pw, err := initHome(c, e, home, cfg, ca.InitOptions{}, c.Bool("no-password"))
+	if errors.Is(err, store.ErrNotEmpty) {
+		// Another replica initialised the store first: use its CA.
+		return pw, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("serve: first start in %s: %w", home, err)
 	}

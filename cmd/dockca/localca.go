@@ -177,8 +177,8 @@ func (r revocationView) Revoked(ctx context.Context, serial string) (bool, error
 // openRevocationView returns a status checker when this machine holds the
 // CA, and nil (status from the certificates alone) when it does not.
 func openRevocationView(c *cli.Context, e *env) (contexts.StatusChecker, func(), error) {
-	home, err := homeDir(c, e)
-	if err != nil || !store.Exists(home) {
+	home, cfg, err := homeAndStore(c, e)
+	if err != nil || (!cfg.IsEtcd() && !store.Exists(home)) {
 		return nil, func() {}, nil
 	}
 	adm, err := openAdmin(c, e, false)

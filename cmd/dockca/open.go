@@ -61,11 +61,12 @@ func readPassword(c *cli.Context, e *env, confirm bool) ([]byte, error) {
 // init does that). The password is asked for only when a key must be
 // unlocked here.
 func openAdmin(c *cli.Context, e *env, writable bool) (admin.Admin, error) {
-	home, err := homeDir(c, e)
+	home, cfg, err := homeAndStore(c, e)
 	if err != nil {
 		return nil, err
 	}
 	return admin.Open(c.Context, home, admin.OpenOptions{
+		Store:    cfg,
 		Writable: writable,
 		Password: func() ([]byte, error) { return readPassword(c, e, false) },
 		Actor:    actor(),

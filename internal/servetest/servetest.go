@@ -21,10 +21,11 @@ import (
 
 // Service is a running dockca serve.
 type Service struct {
-	Bin  string // the dockca binary
-	Home string // its home (the admin socket is there)
-	URL  string
-	FP   string // root SHA-256 fingerprint
+	Bin   string // the dockca binary
+	Home  string // its home (the admin socket is there)
+	URL   string
+	FP    string // root SHA-256 fingerprint
+	Store string // --store, when not the home's file
 
 	cmd  *exec.Cmd
 	logs *dockerdtest.LockedBuffer
@@ -38,7 +39,21 @@ var (
 
 // Start starts bin serve in a new home under a short temp dir and waits
 // for its banner. The service is killed when the test ends.
-func Start(t testing.TB, bin string) *Service {
+func Start(t testing.TB, bin string) *Service { return StartWith(t, bin, Options{}) }
+
+// Options tune StartWith.
+type Options struct {
+	// Store is the --store URL (empty: the home's bbolt file). Replicas
+	// share one etcd store and each has its own home.
+	Store string
+	// Env is added to the service's environment.
+	Env []string
+	// Args are more flags of serve.
+	Args []string
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, bin string, o Options) *Service {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "dks")
 	if err != nil {
@@ -46,8 +61,14 @@ func Start(t testing.TB, bin string) *Service {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	s := &Service{Bin: bin, Home: dir + "/home", logs: &dockerdtest.LockedBuffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(bin, "--home", s.Home, "serve", "--no-password", "--listen", "127.0.0.1:0", "--log-format", "json")
-	s.cmd.Env = os.Environ()
+	args := []string{"--home", s.Home}
+	if o.Store != "" {
+		args = append(args, "--store", o.Store)
+		s.Store = o.Store
+	}
+	args = append(args, "serve", "--no-password", "--listen", "127.0.0.1:0", "--log-format", "json")
+	s.cmd = exec.Command(bin, append(args, o.Args...)...)
+	s.cmd.Env = append(os.Environ(), o.Env...)
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +109,11 @@ func Start(t testing.TB, bin string) *Service {
 func (s *Service) Token(t testing.TB, args ...string) string {
 	t.Helper()
 	var stderr bytes.Buffer
-	cmd := exec.Command(s.Bin, append([]string{"--home", s.Home, "token", "create"}, args...)...)
+	global := []string{"--home", s.Home}
+	if s.Store != "" {
+		global = append(global, "--store", s.Store)
+	}
+	cmd := exec.Command(s.Bin, append(append(global, "token", "create"), args...)...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -99,6 +124,13 @@ func (s *Service) Token(t testing.TB, args ...string) string {
 
 // Logs is what the service wrote to stderr so far.
 func (s *Service) Logs() string { return s.logs.String() }
+
+// Kill stops the service with SIGKILL, as a crash would.
+func (s *Service) Kill() {
+	_ = s.cmd.Process.Kill()
+	err := <-s.done
+	s.done <- err
+}
 
 // Stop sends SIGTERM and fails the test unless the service exits cleanly.
 func (s *Service) Stop(t testing.TB) {
