@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test serve demo demo-stop quickstart bench bench-stepca bench-crl load clean
+.PHONY: build test serve demo demo-stop quickstart bench bench-stepca bench-etcd bench-crl load clean
 
 build:
 	$(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o dockca ./cmd/dockca
@@ -56,12 +56,20 @@ bench:
 # its Go module into BENCH_CACHE (never committed).
 BENCH_CACHE ?= $(CURDIR)/.cache/bench
 STEPCA_VERSION := v0.30.2
-bench-stepca: build
-	test -x $(BENCH_CACHE)/step-ca-$(STEPCA_VERSION) || { \
-		mkdir -p $(BENCH_CACHE) && \
-		CGO_ENABLED=0 GOBIN=$(BENCH_CACHE) $(GO) install github.com/smallstep/certificates/cmd/step-ca@$(STEPCA_VERSION) && \
-		mv $(BENCH_CACHE)/step-ca $(BENCH_CACHE)/step-ca-$(STEPCA_VERSION); }
-	$(GO) run -tags $(TAGS) ./internal/issuebench compare -stepca $(BENCH_CACHE)/step-ca-$(STEPCA_VERSION) -dockca ./dockca -c 64,1
+STEPCA := $(BENCH_CACHE)/step-ca-$(STEPCA_VERSION)
+$(STEPCA):
+	mkdir -p $(BENCH_CACHE)
+	CGO_ENABLED=0 GOBIN=$(BENCH_CACHE) $(GO) install github.com/smallstep/certificates/cmd/step-ca@$(STEPCA_VERSION)
+	mv $(BENCH_CACHE)/step-ca $@
+bench-stepca: build $(STEPCA)
+	$(GO) run -tags $(TAGS) ./internal/issuebench compare -stepca $(STEPCA) -dockca ./dockca -c 64,1
+
+# The same load on dockca serve over a fresh 3-member etcd cluster (Debian's
+# etcd-server) beside dockca on bbolt and step-ca on bbolt, in one run.
+ETCD ?= /usr/bin/etcd
+bench-etcd: build $(STEPCA)
+	test -x $(ETCD) || scripts/test-deps.sh
+	$(GO) run -tags $(TAGS) ./internal/issuebench compare -stepca $(STEPCA) -dockca ./dockca -etcd $(ETCD) -c 64
 
 # CRL generation and revocation with 100,000 revoked; ls on 10,000 and
 # 1,000,000 records.

@@ -101,9 +101,11 @@ func (a *Authority) VerifyToken(ctx context.Context, tok string, method provisio
 	var want []string
 	switch method {
 	case provisioner.SignMethod:
-		want = a.audiences.Sign
+		want = append(want, a.audiences.Sign...)
+		want = append(want, keyAudience(jwk.Key.KeyID, "/1.0/sign"))
 	case provisioner.RevokeMethod:
-		want = a.audiences.Revoke
+		want = append(want, a.audiences.Revoke...)
+		want = append(want, keyAudience(jwk.Key.KeyID, "/1.0/revoke"))
 	}
 	if !matchesAudience(c.Audience, want) {
 		return nil, fmt.Errorf("%w: the token is for another CA address or another operation", ErrTokenInvalid)

@@ -238,6 +238,13 @@ func CheckTokenRequest(r *TokenRequest) error {
 	return nil
 }
 
+// keyAudience is the audience every replica of the CA accepts: the CA's
+// token key (whose signature the token must carry anyway) and the
+// operation. The URL audience names one replica's address; replicas on one
+// etcd store have several, and a token must work at whichever of them the
+// client fails over to.
+func keyAudience(kid, path string) string { return "urn:dockca:token-key:" + kid + path }
+
 // Mint checks r, signs a token and returns it with the record to store.
 func (m *TokenMinter) Mint(r TokenRequest, now time.Time) (string, *store.Token, error) {
 	if err := CheckTokenRequest(&r); err != nil {
@@ -256,7 +263,7 @@ func (m *TokenMinter) Mint(r TokenRequest, now time.Time) (string, *store.Token,
 	exp := now.Add(r.TTL)
 	claims := TokenClaims{
 		Claims: jose.Claims{
-			ID: id, Issuer: m.name, Subject: r.Name, Audience: jose.Audience{r.CAURL + path},
+			ID: id, Issuer: m.name, Subject: r.Name, Audience: jose.Audience{r.CAURL + path, keyAudience(m.key.KeyID, path)},
 			NotBefore: jose.NewNumericDate(now), IssuedAt: jose.NewNumericDate(now), Expiry: jose.NewNumericDate(exp),
 		},
 		SANs:   r.SANs,

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.step.sm/crypto/jose"
+
 	"github.com/dockca/dockca/store"
 )
 
@@ -165,12 +167,34 @@ func TestIssueWithToken(t *testing.T) {
 	if _, err := a.IssueWithToken(ctx, foreign, testCSR(t, "eve", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
 		t.Fatalf("foreign: %v", err)
 	}
+	// A token names the CA by its token key as well as by the URL it was
+	// minted for, so any replica of the CA accepts it, whatever its own
+	// address (replicas on one etcd store have several).
 	elsewhere, _, err := m.Mint(TokenRequest{Kind: "client", Name: "frank", CAURL: "https://other.test"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.IssueWithToken(ctx, elsewhere, testCSR(t, "frank", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
-		t.Fatalf("audience: %v", err)
+	if _, err := a.IssueWithToken(ctx, elsewhere, testCSR(t, "frank", nil, nil)); err != nil {
+		t.Fatalf("a token of this CA minted for another replica's address: %v", err)
+	}
+	// A token of this key whose audiences name neither this service nor
+	// the key (another service of the key, another operation) is refused.
+	for _, aud := range [][]string{{"https://other.test/1.0/sign"}, {keyAudience(m.key.KeyID, "/1.0/revoke")}} {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(m.key.Algorithm), Key: m.key.Key},
+			new(jose.SignerOptions).WithType("JWT").WithHeader("kid", m.key.KeyID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		tok, err := jose.Signed(signer).Claims(TokenClaims{Claims: jose.Claims{ID: "crafted-" + aud[0], Issuer: m.name, Subject: "gina",
+			Audience: aud, NotBefore: jose.NewNumericDate(now), Expiry: jose.NewNumericDate(now.Add(time.Hour))},
+			Dockca: DockcaClaims{Kind: "client", Role: "admin"}}).CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "gina", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
+			t.Fatalf("audience %v: %v", aud, err)
+		}
 	}
 }
 

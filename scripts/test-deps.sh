@@ -4,7 +4,8 @@
 # acts as another user against the service's admin socket), and a static
 # busybox (images to run without a registry) and tmux (docker run -it on a
 # real terminal) and chromium (the /ui/ page is tested in a real headless
-# browser). Fails loudly when it
+# browser) and etcd (Debian's etcd-server: the replicated store is tested
+# on a real 3-member cluster). Fails loudly when it
 # cannot: end-to-end tests must run, never silently skip.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -x /usr/bin/etcd ] || need+=(etcd-server)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -37,6 +39,6 @@ echo "test-deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-for c in dockerd docker containerd openssl curl setpriv tmux busybox chromium; do
+for c in dockerd docker containerd openssl curl setpriv tmux busybox chromium etcd; do
   command -v "$c" >/dev/null 2>&1 || { echo "test-deps: $c is still missing after installing ${need[*]}" >&2; exit 1; }
 done

@@ -23,6 +23,7 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/store/kv"
 )
 
 func (s *Server) routes() http.Handler {
@@ -129,6 +130,12 @@ func (s *Server) classify(route string, err error) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, store.ErrNotFound) && route == "revoke":
 		return http.StatusNotFound, "no such certificate"
+	case errors.Is(err, kv.ErrUncertain):
+		// The store may have applied it: a retry can find the token
+		// spent or the certificate revoked already.
+		return http.StatusServiceUnavailable, "the CA's store did not confirm the change; it may or may not have been made"
+	case errors.Is(err, kv.ErrUnavailable):
+		return http.StatusServiceUnavailable, "the CA's store is unavailable; try again or another replica"
 	}
 	return http.StatusInternalServerError, "internal error"
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/atomicfile"
 	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
@@ -89,6 +90,11 @@ func runServe(c *cli.Context, e *env, o serve.Options) error {
 		if pw, err = firstStartInit(c, e, home, cfg); err != nil {
 			return err
 		}
+	}
+	// With an etcd store the home holds only this replica's local files
+	// (the admin socket, its service certificate): make it if need be.
+	if err := atomicfile.MkdirPrivate(home); err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
 	st, err := store.OpenConfig(c.Context, cfg, nil)
 	if errors.Is(err, store.ErrLocked) {

@@ -65,7 +65,6 @@ type Member struct {
 // Cluster is a running etcd cluster.
 type Cluster struct {
 	Members []*Member
-	t       testing.TB
 }
 
 // Options tune Start.
@@ -74,28 +73,50 @@ type Options struct {
 	Members int
 }
 
-// Start runs a cluster and waits until it has a leader.
+// Start runs a cluster and waits until it has a leader; it is stopped
+// when the test ends.
 func Start(t testing.TB, o *Options) *Cluster {
 	t.Helper()
-	bin := Binary(t)
 	n := 3
 	if o != nil && o.Members > 0 {
 		n = o.Members
 	}
-	base := t.TempDir()
-	c := &Cluster{t: t}
+	c, err := Launch(t.TempDir(), Binary(t), n)
+	if c != nil {
+		t.Cleanup(c.Stop)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Launch runs an n-member cluster of bin with its data under dir (for
+// benchmarks, which have no testing.TB) and waits until a write through it
+// succeeds. The caller stops it.
+func Launch(dir, bin string, n int) (*Cluster, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	c := &Cluster{}
 	var initial []string
 	peers := make([]string, n)
 	for i := range n {
-		peers[i] = "http://" + freeAddr(t)
-		name := "m" + strconv.Itoa(i)
-		initial = append(initial, name+"="+peers[i])
+		a, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		peers[i] = "http://" + a
+		initial = append(initial, "m"+strconv.Itoa(i)+"="+peers[i])
 	}
 	token := fmt.Sprintf("dockca-test-%d", time.Now().UnixNano())
 	for i := range n {
-		client := freeAddr(t)
+		client, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
 		m := &Member{Name: "m" + strconv.Itoa(i), Client: client, ClientURL: "http://" + client,
-			dir: filepath.Join(base, "m"+strconv.Itoa(i)), bin: bin}
+			dir: filepath.Join(dir, "m"+strconv.Itoa(i)), bin: bin}
 		m.args = []string{
 			"--name", m.Name, "--data-dir", m.dir,
 			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
@@ -103,27 +124,29 @@ func Start(t testing.TB, o *Options) *Cluster {
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", token,
 			"--heartbeat-interval", "50", "--election-timeout", "500",
-			"--logger", "zap", "--log-outputs", filepath.Join(base, m.Name+".log"),
+			"--logger", "zap", "--log-outputs", filepath.Join(dir, m.Name+".log"),
 		}
 		c.Members = append(c.Members, m)
 	}
 	for _, m := range c.Members {
 		if err := m.start(); err != nil {
-			t.Fatalf("start etcd member %s: %v", m.Name, err)
+			c.Stop()
+			return nil, fmt.Errorf("start etcd member %s: %w", m.Name, err)
 		}
 	}
-	t.Cleanup(c.Stop)
-	c.WaitHealthy(t, 30*time.Second)
-	return c
+	if err := c.waitHealthy(30 * time.Second); err != nil {
+		return c, err
+	}
+	return c, nil
 }
 
-func freeAddr(t testing.TB) string {
+func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }
 
 func (m *Member) start() error {
@@ -207,11 +230,7 @@ func (c *Cluster) URL(prefix string) string { return "etcd://" + c.Endpoints() +
 // test.
 func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	var eps []string
-	for _, m := range c.Members {
-		eps = append(eps, m.ClientURL)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := c.newClient()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,20 +238,30 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	return cli
 }
 
-// WaitHealthy waits until a write through the cluster succeeds.
-func (c *Cluster) WaitHealthy(t testing.TB, timeout time.Duration) {
-	t.Helper()
-	cli := c.Client(t)
+func (c *Cluster) newClient() (*clientv3.Client, error) {
+	var eps []string
+	for _, m := range c.Members {
+		eps = append(eps, m.ClientURL)
+	}
+	return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+}
+
+// waitHealthy waits until a write through the cluster succeeds.
+func (c *Cluster) waitHealthy(timeout time.Duration) error {
+	cli, err := c.newClient()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
 	deadline := time.Now().Add(timeout)
-	var err error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err = cli.Put(ctx, "/etcdtest/health", time.Now().String())
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("etcd cluster not healthy after %s: %v", timeout, err)
+	return fmt.Errorf("etcd cluster not healthy after %s: %w", timeout, err)
 }

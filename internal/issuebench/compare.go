@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/etcdtest"
 	"github.com/dockca/dockca/store"
 )
 
@@ -32,6 +33,7 @@ func runCompare(args []string) error {
 	dur := fs.Duration("d", 5*time.Second, "measured duration of each run")
 	warm := fs.Duration("warmup", time.Second, "warm-up before each measured window")
 	n := fs.Int("n", 15000, "tokens+CSRs per run (a run ends early if they run out)")
+	etcdBin := fs.String("etcd", "", "etcd binary: also run dockca serve on a fresh 3-member etcd cluster on loopback (--store etcd://...) in each round")
 	fs.Parse(args)
 
 	// The CSRs are made once (tokens are minted for each fresh service):
@@ -53,9 +55,9 @@ func runCompare(args []string) error {
 	fmt.Printf("made 2 x %d keys+CSRs in %v\n", *n, time.Since(t).Round(time.Millisecond))
 
 	type row struct {
-		c          int
-		step, dock *outcome
-		ratios     []float64
+		c                int
+		step, dock, etcd *outcome
+		ratios, etcdRat  []float64
 	}
 	var rows []row
 	for _, f := range strings.Split(*levels, ",") {
@@ -64,7 +66,7 @@ func runCompare(args []string) error {
 			return fmt.Errorf("compare: -c %q: not a client count", f)
 		}
 		o := runOpts{conc: c, warm: *warm, dur: *dur}
-		r := row{c: c, step: &outcome{errs: map[string]int{}}, dock: &outcome{errs: map[string]int{}}}
+		r := row{c: c, step: &outcome{errs: map[string]int{}}, dock: &outcome{errs: map[string]int{}}, etcd: &outcome{errs: map[string]int{}}}
 		// Alternating short runs, so that a burst of load from elsewhere
 		// on a shared machine hits both services alike.
 		for round := 1; round <= *rounds; round++ {
@@ -75,7 +77,7 @@ func runCompare(args []string) error {
 			}
 			s.report("stepca", o, "signings")
 			fmt.Printf("\n== dockca, %d clients, round %d\n", c, round)
-			d, err := dockcaRun(o, *dockBin, dockCSRs)
+			d, err := dockcaRun(o, *dockBin, dockCSRs, "")
 			if err != nil {
 				return fmt.Errorf("dockca at %d clients: %w", c, err)
 			}
@@ -83,9 +85,20 @@ func runCompare(args []string) error {
 			r.ratios = append(r.ratios, d.rate()/s.rate())
 			r.step.add(s)
 			r.dock.add(d)
+			if *etcdBin != "" {
+				fmt.Printf("\n== dockca on a 3-member etcd, %d clients, round %d\n", c, round)
+				de, err := dockcaRun(o, *dockBin, dockCSRs, *etcdBin)
+				if err != nil {
+					return fmt.Errorf("dockca on etcd at %d clients: %w", c, err)
+				}
+				de.report("dockca-etcd", o, "signings")
+				r.etcdRat = append(r.etcdRat, de.rate()/s.rate())
+				r.etcd.add(de)
+			}
 		}
 		slices.Sort(r.step.lat)
 		slices.Sort(r.dock.lat)
+		slices.Sort(r.etcd.lat)
 		rows = append(rows, r)
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
@@ -100,8 +113,24 @@ func runCompare(args []string) error {
 			r.dock.rate(), ms(pct(r.dock.lat, 50)), ms(pct(r.dock.lat, 99)), r.dock.failed,
 			r.step.rate(), ms(pct(r.step.lat, 50)), ms(pct(r.step.lat, 99)), r.step.failed, r.dock.rate()/r.step.rate(), strings.Join(per, ", "))
 	}
+	if *etcdBin != "" {
+		fmt.Printf("\ndockca serve on a 3-member etcd cluster (same machine, same rounds):\n\n")
+		fmt.Printf("| clients | dockca on etcd | dockca on bbolt | step-ca v0.30.2 (bbolt) | etcd / step-ca | per round |\n|---|---|---|---|---|---|\n")
+		for _, r := range rows {
+			var per []string
+			for _, x := range r.etcdRat {
+				per = append(per, fmt.Sprintf("%.2f", x))
+			}
+			fmt.Printf("| %d | %.0f/s, p50 %s, p99 %s, %d errors | %.0f/s | %.0f/s | **%.2f** | %s |\n", r.c,
+				r.etcd.rate(), ms(pct(r.etcd.lat, 50)), ms(pct(r.etcd.lat, 99)), r.etcd.failed,
+				r.dock.rate(), r.step.rate(), r.etcd.rate()/r.step.rate(), strings.Join(per, ", "))
+		}
+	}
 	fmt.Println()
 	for _, r := range rows {
+		if *etcdBin != "" {
+			fmt.Printf("RATIO-ETCD c=%d dockca_etcd=%.1f stepca=%.1f ratio=%.2f\n", r.c, r.etcd.rate(), r.step.rate(), r.etcd.rate()/r.step.rate())
+		}
 		fmt.Printf("RATIO c=%d dockca=%.1f stepca=%.1f ratio=%.2f dockca_p99_ms=%.2f stepca_p99_ms=%.2f\n", r.c,
 			r.dock.rate(), r.step.rate(), r.dock.rate()/r.step.rate(),
 			float64(pct(r.dock.lat, 99))/1e6, float64(pct(r.step.lat, 99))/1e6)
@@ -113,7 +142,10 @@ func runCompare(args []string) error {
 // unencrypted like step-ca's here), mints n client tokens in-process,
 // starts `dockca serve` on it, loads it, stops it and checks that every
 // certificate answered 2xx is stored exactly once with its token spent.
-func dockcaRun(o runOpts, bin string, csrs [][]byte) (*outcome, error) {
+//
+// With etcdBin, the CA is copied into a fresh 3-member etcd cluster on
+// loopback and the service runs on it (--store etcd://...).
+func dockcaRun(o runOpts, bin string, csrs [][]byte, etcdBin string) (*outcome, error) {
 	n := len(csrs)
 	dir, err := os.MkdirTemp("", "issuebench-dockca-")
 	if err != nil {
@@ -167,8 +199,26 @@ func dockcaRun(o runOpts, bin string, csrs [][]byte) (*outcome, error) {
 		return nil, err
 	}
 	bodies := signBodies(csrs, toks, "token")
+	cfg := store.Config{}.ForHome(home)
+	if etcdBin != "" {
+		cluster, err := etcdtest.Launch(filepath.Join(dir, "etcd"), etcdBin, 3)
+		if cluster != nil {
+			defer cluster.Stop()
+		}
+		if err != nil {
+			return nil, err
+		}
+		cfg = store.Config{URL: cluster.URL("issuebench")}
+		if _, err := store.Copy(ctx, store.Config{}.ForHome(home), cfg); err != nil {
+			return nil, err
+		}
+		if err := os.Remove(store.Path(home)); err != nil {
+			return nil, err
+		}
+		fmt.Printf("etcd: 3 members at %s\n", cluster.Endpoints())
+	}
 
-	srv, err := startChild(filepath.Join(dir, "dockca.log"), bin, "--home", home, "serve", "--no-password",
+	srv, err := startChild(filepath.Join(dir, "dockca.log"), bin, "--home", home, "--store", cfg.URL, "serve", "--no-password",
 		"--listen", addr, "--sign-rate", "1e9", "--sign-burst", "1000000000")
 	if err != nil {
 		return nil, err
@@ -181,13 +231,13 @@ func dockcaRun(o runOpts, bin string, csrs [][]byte) (*outcome, error) {
 	}
 	fmt.Printf("dockca serve up on %s\n", base)
 	out := loadChild(srv, "dockca", base+"/v1/sign", tlsCfg, bodies, o)
-	return out, dockcaStored(home, out.totalOK)
+	return out, dockcaStored(cfg, out.totalOK)
 }
 
 // dockcaStored checks the database after the service stopped: one client
 // certificate per 2xx answer, each with its own spent token.
-func dockcaStored(home string, okAnswers int) error {
-	st, err := store.Open(store.Path(home), &store.Options{ReadOnly: true, LockTimeout: 5 * time.Second})
+func dockcaStored(cfg store.Config, okAnswers int) error {
+	st, err := store.OpenConfig(context.Background(), cfg, &store.Options{ReadOnly: true, LockTimeout: 5 * time.Second})
 	if err != nil {
 		return err
 	}
