@@ -93,7 +93,9 @@ type Normalized struct {
 // Check applies the policy to r without signing anything; Issue calls it
 // first, and the CLI can call it before it touches any file.
 func (a *Authority) Check(r Request) (*Normalized, error) {
-	roles, err := PolicyRoles(context.Background(), a.st)
+	// On etcd, from the nearest member: a policy change reaches issuance
+	// within the milliseconds that member takes to apply it.
+	roles, err := PolicyRoles(store.StaleOK(context.Background()), a.st)
 	if err != nil {
 		return nil, err
 	}

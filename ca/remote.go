@@ -154,7 +154,10 @@ func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.Ce
 	if err != nil {
 		return nil, fmt.Errorf("%w: this token does not enroll certificates (kind %q)", ErrTokenInvalid, c.Dockca.Kind)
 	}
-	if used, err := a.st.TokenUsed(ctx, c.ID); err != nil {
+	// A precheck, to save the signing for a spent token: PutCertificate
+	// spends it in its transaction, so a stale read here cannot let a
+	// token buy two certificates.
+	if used, err := a.st.TokenUsed(store.StaleOK(ctx), c.ID); err != nil {
 		return nil, err
 	} else if used != nil {
 		return nil, ErrTokenUsed

@@ -286,8 +286,20 @@ func (s *Store) BackupSized(ctx context.Context, start func(size int64) (io.Writ
 // view, update and batch run fn in a transaction of the backend. A record
 // found damaged inside fn is reported with the store's location.
 func (s *Store) view(ctx context.Context, fn func(kv.Tx) error) error {
+	if sv, ok := s.kv.(kv.StaleViewer); ok && ctx.Value(staleOK{}) != nil {
+		return s.located(sv.ViewStale(ctx, fn))
+	}
 	return s.located(s.kv.View(ctx, fn))
 }
+
+type staleOK struct{}
+
+// StaleOK marks ctx for reads that may come from a snapshot slightly
+// behind the latest (on etcd, the nearest member's, without a round of
+// consensus): hints and prechecks whose decision a later transaction
+// confirms, and reads whose lag of milliseconds is harmless. bbolt always
+// reads the latest.
+func StaleOK(ctx context.Context) context.Context { return context.WithValue(ctx, staleOK{}, true) }
 
 // update runs fn as one serializable transaction. fn may run more than
 // once (the etcd backend retries on conflict) and must act only through

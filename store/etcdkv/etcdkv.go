@@ -112,6 +112,20 @@ func (b *Backend) View(ctx context.Context, fn func(kv.Tx) error) error {
 	return err
 }
 
+// ViewStale implements kv.StaleViewer: View from the nearest member's
+// snapshot, which may lag the cluster by the time it takes to apply.
+func (b *Backend) ViewStale(ctx context.Context, fn func(kv.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t := b.newTx(ctx, false, false)
+	err := fn(t)
+	if t.err != nil {
+		return t.err
+	}
+	return err
+}
+
 // Update implements kv.Backend.
 func (b *Backend) Update(ctx context.Context, fn func(kv.Tx) error) error {
 	if err := ctx.Err(); err != nil {

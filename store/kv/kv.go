@@ -66,6 +66,14 @@ type Backend interface {
 	Close() error
 }
 
+// StaleViewer is implemented by a backend whose View can be answered
+// faster from a replica that may lag slightly (etcd: a serializable read
+// from the nearest member, without a round of consensus). ViewStale sees a
+// consistent snapshot, but perhaps not the latest one.
+type StaleViewer interface {
+	ViewStale(ctx context.Context, fn func(Tx) error) error
+}
+
 // Limited is implemented by a backend that caps the writes of one
 // transaction (etcd: --max-txn-ops and --max-request-bytes).
 type Limited interface {

@@ -368,6 +368,21 @@ func Run(t *testing.T, open Opener) {
 		if v, _ := s.Setting(ctx, "k"); string(v) != "v" {
 			t.Fatalf("setting = %q", v)
 		}
+		// A read marked StaleOK may lag, but only briefly.
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			v, err := s.Setting(store.StaleOK(ctx), "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(v) == "v" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a StaleOK read still sees %q after 2 s", v)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		if _, err := s.Policy(ctx); !errors.Is(err, store.ErrNoPolicy) {
 			t.Fatalf("Policy = %v, want ErrNoPolicy", err)
 		}
