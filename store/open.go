@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dockca/dockca/store/etcdkv"
+	"github.com/dockca/dockca/store/kv"
 )
 
 // Where a store is: `bolt:PATH` (a bbolt file, the default being
@@ -134,7 +135,7 @@ func (c Config) Exists(ctx context.Context) (bool, error) {
 	defer cancel()
 	resp, err := cli.Get(ctx, loc.Prefix+string(bucketMeta)+"\x00"+string(keySchema))
 	if err != nil {
-		return false, fmt.Errorf("reach etcd at %s: %w", loc, err)
+		return false, fmt.Errorf("etcd at %s did not answer within 5 s (%v): %w", loc, err, kv.ErrUnavailable)
 	}
 	return len(resp.Kvs) > 0, nil
 }
@@ -219,7 +220,7 @@ func (s *Store) reachable(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := b.Revision(ctx); err != nil {
-		return fmt.Errorf("reach etcd at %s: %w", s.path, err)
+		return fmt.Errorf("etcd at %s did not answer within 5 s (%v): %w", s.path, err, kv.ErrUnavailable)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -65,23 +67,33 @@ type Member struct {
 // Cluster is a running etcd cluster.
 type Cluster struct {
 	Members []*Member
+	tls     *TLS
 }
 
 // Options tune Start.
 type Options struct {
 	// Members is the cluster size; 0 means 3.
 	Members int
+	// TLS serves clients over TLS with client-certificate authentication
+	// (peers stay on plain HTTP, on loopback).
+	TLS *TLS
+}
+
+// TLS names the files of the cluster's client TLS: its CA (which must
+// also have signed the clients' certificates), its certificate and key,
+// and a client certificate and key for the harness's own client.
+type TLS struct {
+	CA, Cert, Key, ClientCert, ClientKey string
 }
 
 // Start runs a cluster and waits until it has a leader; it is stopped
 // when the test ends.
 func Start(t testing.TB, o *Options) *Cluster {
 	t.Helper()
-	n := 3
-	if o != nil && o.Members > 0 {
-		n = o.Members
+	if o == nil {
+		o = &Options{}
 	}
-	c, err := Launch(t.TempDir(), Binary(t), n)
+	c, err := LaunchWith(t.TempDir(), Binary(t), *o)
 	if c != nil {
 		t.Cleanup(c.Stop)
 	}
@@ -95,10 +107,23 @@ func Start(t testing.TB, o *Options) *Cluster {
 // benchmarks, which have no testing.TB) and waits until a write through it
 // succeeds. The caller stops it.
 func Launch(dir, bin string, n int) (*Cluster, error) {
+	return LaunchWith(dir, bin, Options{Members: n})
+}
+
+// LaunchWith is Launch with options.
+func LaunchWith(dir, bin string, o Options) (*Cluster, error) {
+	n := o.Members
+	if n <= 0 {
+		n = 3
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	c := &Cluster{}
+	c := &Cluster{tls: o.TLS}
+	scheme := "http://"
+	if o.TLS != nil {
+		scheme = "https://"
+	}
 	var initial []string
 	peers := make([]string, n)
 	for i := range n {
@@ -115,7 +140,7 @@ func Launch(dir, bin string, n int) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		m := &Member{Name: "m" + strconv.Itoa(i), Client: client, ClientURL: "http://" + client,
+		m := &Member{Name: "m" + strconv.Itoa(i), Client: client, ClientURL: scheme + client,
 			dir: filepath.Join(dir, "m"+strconv.Itoa(i)), bin: bin}
 		m.args = []string{
 			"--name", m.Name, "--data-dir", m.dir,
@@ -125,6 +150,10 @@ func Launch(dir, bin string, n int) (*Cluster, error) {
 			"--initial-cluster-token", token,
 			"--heartbeat-interval", "50", "--election-timeout", "500",
 			"--logger", "zap", "--log-outputs", filepath.Join(dir, m.Name+".log"),
+		}
+		if o.TLS != nil {
+			m.args = append(m.args, "--cert-file", o.TLS.Cert, "--key-file", o.TLS.Key,
+				"--trusted-ca-file", o.TLS.CA, "--client-cert-auth")
 		}
 		c.Members = append(c.Members, m)
 	}
@@ -243,7 +272,21 @@ func (c *Cluster) newClient() (*clientv3.Client, error) {
 	for _, m := range c.Members {
 		eps = append(eps, m.ClientURL)
 	}
-	return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if c.tls != nil {
+		pair, err := tls.LoadX509KeyPair(c.tls.ClientCert, c.tls.ClientKey)
+		if err != nil {
+			return nil, err
+		}
+		pemCA, err := os.ReadFile(c.tls.CA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pemCA)
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return clientv3.New(cfg)
 }
 
 // waitHealthy waits until a write through the cluster succeeds.

@@ -715,7 +715,7 @@ func (c *cursor) Next() ([]byte, []byte) {
 func (b *Backend) Revision(ctx context.Context) (int64, error) {
 	resp, err := b.cli.Get(ctx, b.prefix+"\x00rev")
 	if err != nil {
-		return 0, classify("read", err)
+		return 0, err
 	}
 	return resp.Header.Revision, nil
 }
