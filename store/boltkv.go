@@ -17,7 +17,19 @@ import (
 type boltBackend struct {
 	db    *bolt.DB
 	path  string
-	group groupCommit
+	group *kv.GroupCommit
+}
+
+func newBoltBackend(db *bolt.DB, path string) *boltBackend {
+	b := &boltBackend{db: db, path: path}
+	b.group = &kv.GroupCommit{Update: func(fn func(kv.Tx) error) error {
+		return db.Update(func(tx *bolt.Tx) (err error) {
+			defer faultsPanic()()
+			defer guard(path, &err)
+			return fn(boltTx{tx})
+		})
+	}}
+	return b
 }
 
 func (b *boltBackend) Location() string { return b.path }
@@ -48,11 +60,7 @@ func (b *boltBackend) Batch(ctx context.Context, fn func(kv.Tx) error) (err erro
 	}
 	defer faultsPanic()()
 	defer guard(b.path, &err)
-	return b.group.do(b.db, func(tx *bolt.Tx) (err error) {
-		defer faultsPanic()()
-		defer guard(b.path, &err)
-		return fn(boltTx{tx})
-	})
+	return b.group.Do(fn)
 }
 
 // snapshot writes a consistent copy of the file (Tx.WriteTo in a read

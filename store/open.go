@@ -208,7 +208,7 @@ func openForCopy(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, classifyOpenError(path, err))
 	}
-	bb := &boltBackend{db: db, path: path}
+	bb := newBoltBackend(db, path)
 	return &Store{kv: bb, bolt: bb, path: path}, nil
 }
 

@@ -1,23 +1,40 @@
-// Package store keeps everything dockca persists in one bbolt file,
-// <home>/dockca.db: the CA's certificates and encrypted keys, every issued
-// certificate with dockca's own record of it (kind, name, role, SANs,
-// validity, who issued it and when), revocations, used one-time token IDs
-// and the current CRL.
+// Package store keeps everything dockca persists: the CA's certificates
+// and encrypted keys, every issued certificate with dockca's own record of
+// it (kind, name, role, SANs, validity, who issued it and when),
+// revocations, tokens and their spending, the policy and the current CRL.
+// Its records and their rules are written once against the transactional
+// key-value contract of package store/kv, on one of two backends: a bbolt
+// file, <home>/dockca.db (the default), or a key prefix in an etcd cluster
+// shared by several dockca serve replicas (store/etcdkv). OpenConfig opens
+// either from a URL (bolt:PATH, etcd://HOST:PORT,.../PREFIX).
 //
-// The contract, in the spirit of certmagic's Storage:
-//   - A *Store is safe for concurrent use by multiple goroutines.
-//   - Every method that changes state does so in exactly one bbolt
-//     transaction, so a crash at any point leaves either the old state or
-//     the new one, never a mix.
-//   - Methods honour context cancellation before they start a transaction;
-//     a transaction that has started runs to completion (bbolt transactions
-//     cannot be interrupted, and they are short).
+// The contract, in the spirit of certmagic's Storage (package storetest
+// checks every clause, on both backends, under concurrency):
+//   - A *Store is safe for concurrent use by many goroutines, and on etcd
+//     by many processes on many hosts.
+//   - Every method that changes state does so in exactly one transaction
+//     (serializable on both backends), so a crash at any point leaves
+//     either the old state or the new one, never a mix. In particular: a
+//     token is spent in the transaction that stores the certificate it
+//     buys, so it buys at most one; a renewal is refused in its
+//     transaction if its source has been revoked; a serial is stored at
+//     most once; CRL numbers strictly increase (ErrCRLNumber otherwise);
+//     a revocation is recorded once (ErrAlreadyRevoked) and counted once.
+//     The exceptions are bulk operations larger than etcd takes in one
+//     transaction, each documented where it is (PutTokens, CopyTo).
+//   - Reads see every change acknowledged before they started, on any
+//     replica, except where the context is marked StaleOK.
+//   - Methods honour context cancellation before they start a transaction
+//     (etcd: also while waiting for the cluster); a transaction that has
+//     started runs to completion. A change whose commit was not confirmed
+//     returns an error matching kv.ErrUncertain; an unreachable store,
+//     kv.ErrUnavailable.
 //   - Lookups of things that do not exist return errors that match
 //     ErrNotFound (or a more specific sentinel such as ErrNoCA) with
 //     errors.Is, so callers can branch without string matching.
 //
 // bbolt holds an exclusive lock on the file while it is open for writing,
-// so the store is the only component that opens it: the embedded
+// so on bbolt the store is the only component that opens it: the embedded
 // smallstep authority gets its persistence through AuthDB, which works on
 // the same handle.
 package store
@@ -136,7 +153,7 @@ func Open(path string, o *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, classifyOpenError(path, err))
 	}
-	bb := &boltBackend{db: db, path: path}
+	bb := newBoltBackend(db, path)
 	s := &Store{kv: bb, bolt: bb, path: path}
 	if err := s.prepare(o.ReadOnly); err != nil {
 		db.Close()

@@ -1,13 +1,13 @@
-package store
+package kv
 
 import (
 	"sync"
-
-	bolt "go.etcd.io/bbolt"
 )
 
-// groupCommit shares bbolt write transactions, and so their fsyncs, among
-// writers that arrive together, without making anyone wait for company.
+// GroupCommit shares write transactions, and so their fsyncs (bbolt) or
+// their round trips and raft entries (etcd), among writers that arrive
+// together, without making anyone wait for company. Both backends' Batch
+// use it.
 //
 // bbolt's own DB.Batch holds every batch open for MaxBatchDelay hoping for
 // more writers; a lone writer (one client, or the CLI) pays that delay on
@@ -20,14 +20,20 @@ import (
 // A writer returns only after the transaction holding its change has been
 // committed (and fsynced, unless the store was opened with NoSync), so
 // every acknowledged write is durable.
-type groupCommit struct {
+type GroupCommit struct {
+	// Update runs one transaction (the backend's own Update).
+	Update func(fn func(Tx) error) error
+	// MaxCalls caps the writers sharing one transaction (0: no cap), for
+	// a backend that caps a transaction's size.
+	MaxCalls int
+
 	mu      sync.Mutex
 	pending []*groupCall
 	running bool
 }
 
 type groupCall struct {
-	fn   func(*bolt.Tx) error
+	fn   func(Tx) error
 	err  error
 	done chan struct{} // closed when err is final
 	lead chan struct{} // signalled when this call is to commit the queue
@@ -36,20 +42,20 @@ type groupCall struct {
 // do runs fn in a write transaction shared with the writers queued at the
 // same moment. fn may run more than once (when another writer's function
 // fails, the rest are retried without it) and must be idempotent.
-func (g *groupCommit) do(db *bolt.DB, fn func(*bolt.Tx) error) error {
+func (g *GroupCommit) Do(fn func(Tx) error) error {
 	c := &groupCall{fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	g.mu.Lock()
 	g.pending = append(g.pending, c)
 	if !g.running {
 		g.running = true
 		g.mu.Unlock()
-		g.commitQueue(db)
+		g.commitQueue()
 	} else {
 		g.mu.Unlock()
 		select {
 		case <-c.done:
 		case <-c.lead:
-			g.commitQueue(db)
+			g.commitQueue()
 		}
 	}
 	<-c.done
@@ -59,13 +65,17 @@ func (g *groupCommit) do(db *bolt.DB, fn func(*bolt.Tx) error) error {
 // commitQueue commits everything queued, then passes the turn to the first
 // writer that queued meanwhile (or marks the committer idle), so that no
 // writer's latency includes commits made for later arrivals.
-func (g *groupCommit) commitQueue(db *bolt.DB) {
+func (g *GroupCommit) commitQueue() {
 	g.mu.Lock()
 	calls := g.pending
-	g.pending = nil
+	if g.MaxCalls > 0 && len(calls) > g.MaxCalls {
+		calls, g.pending = calls[:g.MaxCalls:g.MaxCalls], calls[g.MaxCalls:]
+	} else {
+		g.pending = nil
+	}
 	g.mu.Unlock()
 
-	commitCalls(db, calls)
+	g.commitCalls(calls)
 
 	g.mu.Lock()
 	if len(g.pending) > 0 {
@@ -79,11 +89,12 @@ func (g *groupCommit) commitQueue(db *bolt.DB) {
 // commitCalls runs calls in one transaction. A function that fails is taken
 // out, the others are retried together, and the failed one is run alone so
 // its error is its own and not an artefact of its neighbours.
-func commitCalls(db *bolt.DB, calls []*groupCall) {
+func (g *GroupCommit) commitCalls(calls []*groupCall) {
 	var solo []*groupCall
 	for len(calls) > 0 {
 		failed := -1
-		err := db.Update(func(tx *bolt.Tx) error {
+		err := g.Update(func(tx Tx) error {
+			failed = -1
 			for i, c := range calls {
 				if err := c.fn(tx); err != nil {
 					failed = i
@@ -104,7 +115,7 @@ func commitCalls(db *bolt.DB, calls []*groupCall) {
 		break
 	}
 	for _, c := range solo {
-		c.err = db.Update(c.fn)
+		c.err = g.Update(c.fn)
 		close(c.done)
 	}
 }
