@@ -147,14 +147,7 @@ func TestReplicasOnEtcd(t *testing.T) {
 	url := cluster.URL("dockca/replicas")
 	reps := startReplicas(t, bin, url, 3)
 	ctx := context.Background()
-	clients := make([]*enroll.Client, len(reps))
-	for i, r := range reps {
-		c, err := enroll.Bootstrap(ctx, r.URL, r.FP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = c
-	}
+	clients := replicaClients(t, reps)
 
 	tok := reps[1].Token(t, "--kind", "client", "racer")
 	var wins atomic.Int32
@@ -235,6 +228,20 @@ func TestReplicasOnEtcd(t *testing.T) {
 	}
 }
 
+// replicaClients is a service client of each replica.
+func replicaClients(t *testing.T, reps []*servetest.Service) []*enroll.Client {
+	t.Helper()
+	clients := make([]*enroll.Client, len(reps))
+	for i, r := range reps {
+		c, err := enroll.Bootstrap(context.Background(), r.URL, r.FP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+	}
+	return clients
+}
+
 func execOut(bin string, args ...string) (string, error) {
 	cmd := exec.Command(bin, args...)
 	b, err := cmd.CombinedOutput()
@@ -251,14 +258,7 @@ func TestReplicasSurviveKills(t *testing.T) {
 	url := cluster.URL("dockca/kill")
 	reps := startReplicas(t, bin, url, 3, "--sign-rate", "100000", "--sign-burst", "100000")
 	ctx := context.Background()
-	clients := make([]*enroll.Client, len(reps))
-	for i, r := range reps {
-		c, err := enroll.Bootstrap(ctx, r.URL, r.FP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = c
-	}
+	clients := replicaClients(t, reps)
 	const tokens = 240
 	var names []string
 	for i := range tokens {

@@ -108,10 +108,14 @@ func (b *Backend) BucketKey(bucket, key []byte) string {
 // the first read is made (a linearizable read, so it includes every
 // transaction that committed before it, on any replica).
 func (b *Backend) View(ctx context.Context, fn func(kv.Tx) error) error {
+	return b.view(ctx, fn, true)
+}
+
+func (b *Backend) view(ctx context.Context, fn func(kv.Tx) error, linearizable bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	t := b.newTx(ctx, false, true)
+	t := b.newTx(ctx, false, linearizable)
 	err := fn(t)
 	if t.err != nil {
 		// A read failed: whatever fn made of the missing value is moot.
@@ -123,15 +127,7 @@ func (b *Backend) View(ctx context.Context, fn func(kv.Tx) error) error {
 // ViewStale implements kv.StaleViewer: View from the nearest member's
 // snapshot, which may lag the cluster by the time it takes to apply.
 func (b *Backend) ViewStale(ctx context.Context, fn func(kv.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	t := b.newTx(ctx, false, false)
-	err := fn(t)
-	if t.err != nil {
-		return t.err
-	}
-	return err
+	return b.view(ctx, fn, false)
 }
 
 // Update implements kv.Backend.
