@@ -77,7 +77,7 @@ func TestWatchSurvivesAnUnreachableCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := enroll.Bootstrap(context.Background(), srv.URL(), tok.RootFingerprint)
+	c, err := enroll.Bootstrap(context.Background(), []string{srv.URL()}, tok.RootFingerprint)
 	if err != nil {
 		t.Fatal(err)
 	}

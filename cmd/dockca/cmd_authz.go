@@ -20,6 +20,7 @@ import (
 	"github.com/dockca/dockca/daemonsetup"
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/store"
 )
 
@@ -27,7 +28,7 @@ import (
 // gate: where revocations come from, the policy and the audit log.
 func engineFlags() []cli.Flag {
 	return []cli.Flag{
-		caURLFlag("remote mode: the dockca service at `URL`; its CRL decides revocation"),
+		caURLFlag("remote mode: the dockca service at `URL` (comma-separated replicas, tried in turn); its CRL decides revocation"),
 		fingerprintFlag("remote mode: the service's root `SHA256` fingerprint"),
 		&cli.StringFlag{Name: "policy", Usage: "YAML `FILE` overriding or adding roles (see authz/builtin-policy.yaml)"},
 		&cli.StringFlag{Name: "audit-log", Usage: "append one JSON line per decision to `FILE` (- for standard output)"},
@@ -120,9 +121,13 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 	if err != nil {
 		return nil, err
 	}
+	urls, err := caURLs(c)
+	if err != nil {
+		return nil, err
+	}
 	var service *enroll.Client // remote mode
-	if caURL := c.String("ca-url"); caURL != "" {
-		client, err := trustCA(c.Context, e, caURL, c.String("fingerprint"))
+	if urls != nil {
+		client, err := trustCA(c.Context, e, urls, c.String("fingerprint"))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
@@ -132,7 +137,7 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		src, err := authz.NewCRLSource(authz.CRLOptions{
-			URL: client.URL(), Root: client.Root(), Issuers: issuers,
+			URLs: client.URLs(), Client: client.HTTPClient(), Root: client.Root(), Issuers: issuers,
 			CacheDir: filepath.Join(home, cmd+"-crl", cacheName),
 			Refresh:  c.Duration("refresh"), MaxStale: c.Duration("max-stale"), Log: log,
 		})
@@ -223,11 +228,15 @@ func runAuthzInstall(ctx context.Context, c *cli.Context, e *env) error {
 	}
 	args := []string{"authz", "--name", c.String("name")}
 	writable := []string{}
-	if u := c.String("ca-url"); u != "" {
+	urls, err := caURLs(c)
+	if err != nil {
+		return err
+	}
+	if urls != nil {
 		if c.String("fingerprint") == "" {
 			return usagef("authz install: remote mode needs --fingerprint (the service cannot ask at boot)")
 		}
-		args = append(args, "--ca-url", u, "--fingerprint", c.String("fingerprint"), "--refresh", c.Duration("refresh").String())
+		args = append(args, "--ca-url", caurl.Format(urls), "--fingerprint", c.String("fingerprint"), "--refresh", c.Duration("refresh").String())
 	}
 	args = append([]string{"--home", home}, args...)
 	writable = append(writable, home)
