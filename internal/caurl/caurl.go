@@ -50,7 +50,8 @@ func Check(list []string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if slices.Contains(out, u) {
+		// Host names are case-insensitive: the same replica either way.
+		if slices.ContainsFunc(out, func(o string) bool { return strings.EqualFold(o, u) }) {
 			return nil, fmt.Errorf("%w: %q is listed twice", ErrInvalid, entry)
 		}
 		out = append(out, u)

@@ -45,8 +45,17 @@ func Start(t testing.TB, bin string) *Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &Service{Bin: bin, Home: dir + "/home", logs: &dockerdtest.LockedBuffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(bin, "--home", s.Home, "serve", "--no-password", "--listen", "127.0.0.1:0", "--log-format", "json")
+	return StartAt(t, bin, dir+"/home", "127.0.0.1:0")
+}
+
+// StartAt starts bin serve on home, listening on listen, and waits for its
+// banner. A home holding a copy of another service's database (`dockca
+// backup`) makes a second service of the same CA: a stand-in for a replica
+// until replicas share a database.
+func StartAt(t testing.TB, bin, home, listen string) *Service {
+	t.Helper()
+	s := &Service{Bin: bin, Home: home, logs: &dockerdtest.LockedBuffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command(bin, "--home", s.Home, "serve", "--no-password", "--listen", listen, "--log-format", "json")
 	s.cmd.Env = os.Environ()
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
