@@ -20,7 +20,8 @@ import (
 	"github.com/dockca/dockca/internal/caurl"
 )
 
-// DefaultCRLTimeout bounds one CRL fetch of CRLCache.
+// DefaultCRLTimeout bounds one CRL fetch of CRLCache, per URL of the
+// service.
 const DefaultCRLTimeout = 3 * time.Second
 
 // CRLCache tells machines without the CA database whether the service
@@ -94,7 +95,8 @@ func (c *CRLCache) fetch(ctx context.Context, caURLs []string, root *x509.Certif
 	if timeout <= 0 {
 		timeout = DefaultCRLTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// Per URL: a dead replica must not use up the live one's time.
+	ctx, cancel := context.WithTimeout(ctx, timeout*time.Duration(max(len(caURLs), 1)))
 	defer cancel()
 	cl, err := New(caURLs, root)
 	if err != nil {

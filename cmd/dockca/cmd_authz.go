@@ -51,7 +51,7 @@ func newAuthzCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "authz",
 		Usage:     "run the Docker authorization plugin that enforces revocation and roles",
-		UsageText: "dockca authz [--name dockca] [--socket PATH] [--home DIR | --ca-url URL [--fingerprint SHA256]] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m] [--docker-socket /var/run/docker.sock] [--deny-local] [--group G]...",
+		UsageText: "dockca authz [--name dockca] [--socket PATH] [--home DIR | --ca-url URL[,URL...] [--fingerprint SHA256]] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m] [--docker-socket /var/run/docker.sock] [--deny-local] [--group G]...",
 		Description: "dockerd never checks revocation, and a valid client certificate is root on the host. This plugin, named\n" +
 			"in daemon.json's authorization-plugins, sees the client certificate of every API request and denies it\n" +
 			"when the certificate does not chain to the dockca root, has expired or is revoked, and otherwise lets the\n" +

@@ -20,7 +20,7 @@ func newRenewCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "renew",
 		Usage:     "renew a certificate directory against dockca serve over mutual TLS",
-		UsageText: "dockca renew --cert-dir DIR [--watch] [--exec CMD] [--rekey] [--within D] [--force] [--revoke-old] [--ca-url URL]",
+		UsageText: "dockca renew --cert-dir DIR [--watch] [--exec CMD] [--rekey] [--within D] [--force] [--revoke-old] [--ca-url URL[,URL...]]",
 		Description: "Without --watch, renews now if the certificate is due (in the last third of its lifetime, or expiring\n" +
 			"within --within D; --force renews regardless). With --watch, first checks that it can renew (DIR\n" +
 			"records a CA URL, the service presents the pinned root, the certificate is not revoked or expired:\n" +
@@ -90,7 +90,7 @@ func newEnrollCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "enroll",
 		Usage:     "get a certificate from dockca serve with a one-time token, into a directory",
-		UsageText: "dockca enroll --ca-url URL --token T [--fingerprint SHA256] --cert-dir DIR [--key-type T]",
+		UsageText: "dockca enroll --ca-url URL[,URL...] --token T [--fingerprint SHA256] --cert-dir DIR [--key-type T]",
 		Description: "Generates the key here (it never leaves this machine), checks the CA's root against --fingerprint\n" +
 			"(without it, shows the fingerprint and asks on a terminal; refuses otherwise), sends a CSR with the\n" +
 			"token's names and writes ca.pem plus cert.pem/key.pem (client) or server-cert.pem/server-key.pem\n" +
