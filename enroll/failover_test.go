@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/enroll"
@@ -374,5 +375,42 @@ func TestMetaRecordsURLs(t *testing.T) {
 		if m.CAURL != tc.want[0] {
 			t.Errorf("%s: ca_url %q, want the first URL", tc.file, m.CAURL)
 		}
+	}
+}
+
+// A replica that accepts connections but never completes a handshake (a
+// hung process) costs one handshake timeout, once: the request moves on
+// long before the request timeout, and the next one starts at the replica
+// that answered.
+func TestFailoverPastAHungReplica(t *testing.T) {
+	a, _, _ := replicas(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			t.Cleanup(func() { c.Close() }) // held open, never answered
+		}
+	}()
+	tok := mint(t, a.home, api.TokenRequest{Kind: "client", Name: "frank", CertTTL: "1h"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*enroll.ConnectTimeout+5*time.Second)
+	defer cancel()
+	c, err := enroll.Bootstrap(ctx, []string{"https://" + l.Addr().String(), a.srv.URL()}, tok.RootFingerprint)
+	if err != nil {
+		t.Fatalf("bootstrap past a hung replica: %v", err)
+	}
+	if _, err := c.Enroll(ctx, tok.Token, ""); err != nil {
+		t.Fatalf("enroll past a hung replica: %v", err)
+	}
+	if conns.Load() != 1 {
+		t.Fatalf("the hung replica got %d connections, want 1", conns.Load())
 	}
 }
