@@ -152,7 +152,7 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 			if notTrusted(err) {
-				return nil, &attemptError{url: base, err: fmt.Errorf("%w; no other URL was tried: a server without the pinned root may be someone in the middle", err)}
+				return nil, &attemptError{url: base, err: fmt.Errorf("%w; no other URL was tried: a server that is not the CA's service may be someone in the middle", err)}
 			}
 			if connected.Load() && once {
 				return nil, &attemptError{url: base, err: fmt.Errorf("%w (%v); it was not sent to another URL, since its one-time token may have been used: "+

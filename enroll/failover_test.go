@@ -46,6 +46,13 @@ func (r replica) requests(route string) int {
 // fingerprint and either signs a token the other minted. It also returns a
 // service certificate of that CA for the test's own stand-in servers.
 func replicas(t *testing.T) (a, b replica, svcCert tls.Certificate) {
+	a, b, svcCert, _ = replicasAndDaemon(t)
+	return a, b, svcCert
+}
+
+// replicasAndDaemon is replicas, also returning a daemon certificate of
+// the CA for 127.0.0.1: it chains to the root but is not the service's.
+func replicasAndDaemon(t *testing.T) (a, b replica, svcCert, daemonCert tls.Certificate) {
 	t.Helper()
 	homeA, err := os.MkdirTemp("", "dkfa")
 	if err != nil {
@@ -76,6 +83,14 @@ func replicas(t *testing.T) (a, b replica, svcCert tls.Certificate) {
 	if svcCert, err = tls.X509KeyPair(svc.ChainPEM(), keyPEM); err != nil {
 		t.Fatal(err)
 	}
+	dmn, err := auth.Issue(ctx, ca.Request{Kind: store.KindDaemon, Name: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ = dmn.KeyPEM()
+	if daemonCert, err = tls.X509KeyPair(dmn.ChainPEM(), keyPEM); err != nil {
+		t.Fatal(err)
+	}
 	auth.Close()
 	st.Close()
 	db, err := os.ReadFile(store.Path(homeA))
@@ -90,7 +105,7 @@ func replicas(t *testing.T) (a, b replica, svcCert tls.Certificate) {
 		r.srv, _ = serviceLogged(t, home, "127.0.0.1:0", slog.New(slog.NewTextHandler(r.logs, nil)))
 		return r
 	}
-	return start(homeA), start(homeB), svcCert
+	return start(homeA), start(homeB), svcCert, daemonCert
 }
 
 func mint(t *testing.T, home string, req api.TokenRequest) *api.TokenResponse {
@@ -323,7 +338,7 @@ func TestTokenNotResentAfterTheRequestWasSent(t *testing.T) {
 // A server whose certificate is not from the pinned root is not passed
 // over: it may be someone in the middle, and the error names it.
 func TestForeignCertificateStopsFailover(t *testing.T) {
-	a, _, _ := replicas(t)
+	a, _, _, daemonCert := replicasAndDaemon(t)
 	foreign := httptest.NewTLSServer(http.NotFoundHandler())
 	t.Cleanup(foreign.Close)
 	tok := mint(t, a.home, api.TokenRequest{Kind: "client", Name: "erin", CertTTL: "1h"})
@@ -348,6 +363,23 @@ func TestForeignCertificateStopsFailover(t *testing.T) {
 	// Bootstrapping from it fails too: it is not a dockca service.
 	if _, err := enroll.Bootstrap(ctx, []string{foreign.URL, a.srv.URL()}, tok.RootFingerprint); err == nil {
 		t.Fatal("bootstrap past an impostor")
+	}
+	// A daemon of the same CA posing as the service is stopped at too.
+	posing, hits := standIn(t, daemonCert, func(w http.ResponseWriter, r *http.Request) {})
+	urls := []string{posing, a.srv.URL()}
+	c, err = enroll.New(urls, good.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Enroll(ctx, tok.Token, "")
+	if !errors.Is(err, enroll.ErrNotService) || !strings.Contains(err.Error(), posing) {
+		t.Fatalf("enroll with a daemon certificate first: %v", err)
+	}
+	if _, err := enroll.Bootstrap(ctx, urls, tok.RootFingerprint); !errors.Is(err, enroll.ErrNotService) {
+		t.Fatalf("bootstrap with a daemon certificate first: %v", err)
+	}
+	if hits.Load() != 0 || a.requests("sign") != before {
+		t.Fatalf("requests reached the daemon (%d) or went on past it", hits.Load())
 	}
 }
 

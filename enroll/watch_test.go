@@ -83,7 +83,9 @@ func TestWatchSurvivesAnUnreachableCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := enroll.Bootstrap(context.Background(), []string{srv.URL()}, tok.RootFingerprint)
+	// The directory records a dead URL first: the backoff and the recovery
+	// go through the failover.
+	c, err := enroll.Bootstrap(context.Background(), []string{deadURL(t), srv.URL()}, tok.RootFingerprint)
 	if err != nil {
 		t.Fatal(err)
 	}
