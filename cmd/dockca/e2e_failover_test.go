@@ -133,6 +133,18 @@ func TestFailoverAcrossReplicas(t *testing.T) {
 		t.Fatalf("context marker records %+v", marker.Metadata)
 	}
 
+	// daemon setup records the list beside the daemon certificate.
+	root := t.TempDir()
+	tlsDir := filepath.Join(root, "tls")
+	if out, e, code := svcRun(t, host, "daemon", "setup", "build1", "--listen", "tcp://127.0.0.1:2376",
+		"--tls-dir", tlsDir, "--config", filepath.Join(root, "daemon.json"), "--systemd-dir", filepath.Join(root, "systemd"),
+		"--ca-url", list, "--fingerprint", a.FP, "--token", a.Token(t, "--kind", "daemon", "build1")); code != 0 {
+		t.Fatalf("daemon setup past a dead URL: %d %s %s", code, out, e)
+	}
+	if b, err := os.ReadFile(filepath.Join(tlsDir, enroll.FileMeta)); err != nil || !strings.Contains(string(b), `"ca_urls": [`) || !strings.Contains(string(b), urlB) {
+		t.Fatalf("daemon setup recorded %v:\n%s", err, b)
+	}
+
 	// A token minted now is in the copy too, unspent there.
 	spent := a.Token(t, "--kind", "client", "spent")
 	b2 := replicaOf(t, a, "127.0.0.1:"+strconv.Itoa(portB))
