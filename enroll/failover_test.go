@@ -68,10 +68,10 @@ func replicasAndDaemon(t *testing.T) (a, b replica, svcCert, daemonCert tls.Cert
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ca.Init(ctx, st, ca.InitOptions{Password: []byte(password)}); err != nil {
+	if _, err := ca.Init(ctx, st, ca.InitOptions{}); err != nil { // unencrypted keys: these tests are about the network
 		t.Fatal(err)
 	}
-	auth, err := ca.Open(ctx, st, ca.OpenOptions{Password: []byte(password)})
+	auth, err := ca.Open(ctx, st, ca.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
