@@ -285,3 +285,22 @@ func TestCAURLListUsage(t *testing.T) {
 		t.Fatalf("DOCKCA_CA_URL with an empty entry: %v %s", err, out)
 	}
 }
+
+// authz install writes the checked list into the plugin's unit, as the
+// plugin's own --ca-url takes it.
+func TestAuthzInstallWritesCAURLList(t *testing.T) {
+	r := newCLI(t)
+	units := t.TempDir()
+	fp := strings.Repeat("ab", 32)
+	r.ok("authz", "install", "--config", filepath.Join(units, "daemon.json"), "--systemd-dir", units,
+		"--ca-url", " https://ca1.example:8443 , https://ca2.example:8443/", "--fingerprint", fp)
+	unit, err := os.ReadFile(filepath.Join(units, "dockca-authz.service"))
+	if err != nil || !strings.Contains(string(unit), "--ca-url https://ca1.example:8443,https://ca2.example:8443 --fingerprint "+fp) {
+		t.Fatalf("authz unit (%v):\n%s", err, unit)
+	}
+	res := r.run("authz", "install", "--config", filepath.Join(units, "daemon.json"), "--systemd-dir", units,
+		"--ca-url", "https://ca1.example:8443,https://ca1.example:8443", "--fingerprint", fp)
+	if res.code != 2 || !strings.Contains(res.err, "listed twice") {
+		t.Fatalf("authz install with a repeated URL: %d %s", res.code, res.err)
+	}
+}
