@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -364,7 +365,11 @@ func storedPolicy(home string, client *enroll.Client) func(context.Context) (*au
 			if yaml, err = client.Policy(ctx); err != nil {
 				return nil, "", err
 			}
-			from = client.URL() + api.PathPolicy
+			urls := client.URLs()
+			for i := range urls {
+				urls[i] += api.PathPolicy
+			}
+			from = strings.Join(urls, ", ")
 		} else {
 			adm, err := admin.Open(ctx, home, admin.OpenOptions{})
 			if err != nil {
