@@ -30,6 +30,10 @@ var ErrStaleCRL = errors.New("revocation list is stale")
 type CRLOptions struct {
 	// URL is the dockca service's base URL; the CRL is GET URL/v1/crl (DER).
 	URL string
+	// URLs, instead of URL, are the base URLs of the service's replicas:
+	// the request is built on the first, Client must fail over among them
+	// (enroll.Client.HTTPClient does), and messages name them all.
+	URLs []string
 	// Root is the pinned dockca root: the TLS trust for the fetch and the
 	// anchor the CRL signer must chain to.
 	Root *x509.Certificate
@@ -61,6 +65,7 @@ type CRLOptions struct {
 type CRLSource struct {
 	o      CRLOptions
 	url    string
+	label  string                       // url, or every replica's when there are several
 	signer map[string]*x509.Certificate // by raw subject
 
 	mu      sync.RWMutex
@@ -89,6 +94,9 @@ const (
 // NewCRLSource checks the options and loads the cached CRL, if any. It does
 // not fetch; Run (or Refresh) does.
 func NewCRLSource(o CRLOptions) (*CRLSource, error) {
+	if o.URL == "" && len(o.URLs) > 0 {
+		o.URL = o.URLs[0]
+	}
 	if o.Root == nil || o.URL == "" || (o.CacheDir == "" && o.Socket == "") {
 		return nil, fmt.Errorf("%w: CRL source needs URL, Root and CacheDir", ErrOptions)
 	}
@@ -115,7 +123,15 @@ func NewCRLSource(o CRLOptions) (*CRLSource, error) {
 			Proxy:           nil, // the service is reached directly, never through a proxy
 		}}
 	}
-	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + "/v1/crl", signer: map[string]*x509.Certificate{}, warn: staleWarner{log: o.Log}}
+	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + api.PathCRL, signer: map[string]*x509.Certificate{}, warn: staleWarner{log: o.Log}}
+	s.label = s.url
+	if len(o.URLs) > 1 {
+		all := make([]string, len(o.URLs))
+		for i, u := range o.URLs {
+			all[i] = strings.TrimRight(u, "/") + api.PathCRL
+		}
+		s.label = strings.Join(all, ", ")
+	}
 	s.signer[string(o.Root.RawSubject)] = o.Root
 	for _, c := range o.Issuers {
 		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: o.Now(),
@@ -196,7 +212,7 @@ func (s *CRLSource) Refresh(ctx context.Context) error {
 func (s *CRLSource) Freshness(context.Context) Freshness {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	f := Freshness{Mode: "remote", Source: s.url, ConfirmedAt: s.fresh, Stale: s.lastErr != nil || s.crl == nil, MaxStale: s.o.MaxStale.String()}
+	f := Freshness{Mode: "remote", Source: s.label, ConfirmedAt: s.fresh, Stale: s.lastErr != nil || s.crl == nil, MaxStale: s.o.MaxStale.String()}
 	if s.o.Socket != "" {
 		f.Mode, f.Source = "local", "the dockca service's admin socket "+s.o.Socket
 	}
@@ -237,7 +253,11 @@ func (s *CRLSource) refresh(ctx context.Context) error {
 		s.mu.Unlock()
 		return s.writeMeta(crlMeta{ETag: etag, FetchedAt: now})
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("fetch CRL: %s answered %s", s.url, resp.Status)
+		from := s.url
+		if resp.Request != nil && resp.Request.URL != nil {
+			from = resp.Request.URL.String() // the replica that answered
+		}
+		return fmt.Errorf("fetch CRL: %s answered %s", from, resp.Status)
 	}
 	der, err := io.ReadAll(io.LimitReader(resp.Body, maxCRLSize+1))
 	if err != nil {
@@ -290,12 +310,12 @@ func (s *CRLSource) Revoked(_ context.Context, cert *x509.Certificate) (*Revocat
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.crl == nil {
-		return nil, fmt.Errorf("%w: no revocation list has been fetched from %s yet%s", ErrStaleCRL, s.url, lastErr(s.lastErr))
+		return nil, fmt.Errorf("%w: no revocation list has been fetched from %s yet%s", ErrStaleCRL, s.label, lastErr(s.lastErr))
 	}
 	now := s.o.Now()
 	if age := now.Sub(s.fresh); age > s.o.MaxStale {
 		return nil, fmt.Errorf("%w: the last fresh copy from %s is from %s, older than the %s allowed%s",
-			ErrStaleCRL, s.url, s.fresh.UTC().Format(time.RFC3339), s.o.MaxStale, lastErr(s.lastErr))
+			ErrStaleCRL, s.label, s.fresh.UTC().Format(time.RFC3339), s.o.MaxStale, lastErr(s.lastErr))
 	}
 	if nu := s.crl.NextUpdate; !nu.IsZero() && now.Sub(nu) > s.o.MaxStale {
 		return nil, fmt.Errorf("%w: the service's list expired at %s (NextUpdate) and has not been re-signed",

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/smallstep/certificates/authority/provisioner"
 	"go.step.sm/crypto/jose"
 
+	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/store"
 )
 
@@ -190,12 +190,11 @@ func configureTokens(ctx context.Context, st *store.Store, cfg *config.Config) e
 // NormalizeCAURL checks a service URL (https, a host, nothing else) and
 // returns it without a trailing slash.
 func NormalizeCAURL(s string) (string, error) {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.Hostname() == "" ||
-		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	u, err := caurl.Normalize(s)
+	if err != nil {
 		return "", fmt.Errorf("CA URL %q must look like https://ca.example:8443: %w", s, ErrPolicy)
 	}
-	return "https://" + u.Host, nil
+	return u, nil
 }
 
 // CheckTokenRequest validates r and fills its defaults.

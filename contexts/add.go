@@ -14,6 +14,7 @@ import (
 	"github.com/docker/cli/cli/context/store"
 
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
@@ -44,10 +45,10 @@ type AddOptions struct {
 	SkipHostCheck bool
 	// CheckTimeout bounds the connect; zero means DefaultCheckTimeout.
 	CheckTimeout time.Duration
-	// CAURL is recorded in the marker, with the fingerprint of the root
-	// the certificate came with, for later renewal and revocation checks
-	// against a remote CA.
-	CAURL string
+	// CAURLs (the CA service's replicas) are recorded in the marker, with
+	// the fingerprint of the root the certificate came with, for later
+	// renewal and revocation checks against a remote CA.
+	CAURLs []string
 }
 
 // ParseHost validates a daemon address of the form tcp://HOST:PORT and
@@ -156,12 +157,13 @@ func add(ctx context.Context, o AddOptions, iss Issuer, w io.Writer) error {
 	}
 	rec := record{
 		Name: o.Name, Host: host, Description: o.Description,
-		Marker: &Marker{Serial: m.Serial, NotAfter: m.NotAfter, Client: m.Client, Role: m.Role, CAURL: o.CAURL},
+		Marker: &Marker{Serial: m.Serial, NotAfter: m.NotAfter, Client: m.Client, Role: m.Role},
 	}
 	if o.TTL != 0 {
 		rec.Marker.TTL = o.TTL.String()
 	}
-	if o.CAURL != "" {
+	rec.Marker.CAURL, rec.Marker.CAURLs = caurl.Record(o.CAURLs)
+	if len(o.CAURLs) > 0 {
 		root, err := tlsbundle.Leaf(m.CA)
 		if err != nil {
 			return fmt.Errorf("issued certificate's root: %w", err)

@@ -22,6 +22,7 @@ import (
 	dcontext "github.com/docker/cli/cli/context"
 	"github.com/docker/cli/cli/context/store"
 
+	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
@@ -61,7 +62,7 @@ type Issuer interface {
 // renews over mutual TLS with the certificate the context holds now, so no
 // CA database is needed on this machine.
 type RemoteRenewer interface {
-	RenewRemote(ctx context.Context, caURL string, current tlsbundle.Bundle) (*Material, error)
+	RenewRemote(ctx context.Context, caURLs []string, current tlsbundle.Bundle) (*Material, error)
 }
 
 // HostVerifier is implemented by issuers that can check, before a
@@ -73,11 +74,12 @@ type HostVerifier interface {
 	VerifyHost(ctx context.Context, host string) error
 }
 
-// ServiceStatusChecker tells whether the CA service at caURL, whose root is
+// ServiceStatusChecker tells whether the CA service at caURLs (its
+// replicas), whose root is
 // rootPEM, has revoked a serial (from its CRL). An error means the status
 // is not known (unreachable service, bad CRL).
 type ServiceStatusChecker interface {
-	RevokedAtService(ctx context.Context, caURL string, rootPEM []byte, serial string) (bool, error)
+	RevokedAtService(ctx context.Context, caURLs []string, rootPEM []byte, serial string) (bool, error)
 }
 
 // Reissuer is an Issuer that records the certificate a renewal replaces,
@@ -87,10 +89,10 @@ type Reissuer interface {
 }
 
 // SupersededRevoker revokes a renewed context's previous certificate with
-// reason superseded (RenewOptions.RevokeOld): at the service at caURL with
-// the certificate itself, or at the local CA when caURL is empty.
+// reason superseded (RenewOptions.RevokeOld): at the service at caURLs with
+// the certificate itself, or at the local CA when caURLs is empty.
 type SupersededRevoker interface {
-	RevokeSuperseded(ctx context.Context, caURL string, old tlsbundle.Bundle) error
+	RevokeSuperseded(ctx context.Context, caURLs []string, old tlsbundle.Bundle) error
 }
 
 // Revoker revokes a certificate by serial (lowercase hex).
@@ -146,7 +148,11 @@ type Marker struct {
 	NotAfter time.Time `json:"not_after"`
 	Client   string    `json:"client"`
 	Role     string    `json:"role,omitempty"`
-	CAURL    string    `json:"ca_url,omitempty"`
+	// CAURL is the CA service's first URL (what records from before URL
+	// lists hold); CAURLs all of them, when there are several (see
+	// caurl.Record). Empty: the local CA issued the certificate.
+	CAURL  string   `json:"ca_url,omitempty"`
+	CAURLs []string `json:"ca_urls,omitempty"`
 	// RootSHA256 is the fingerprint of the root the service was trusted
 	// by at enrollment; renewals and revocation checks insist on it.
 	RootSHA256 string `json:"root_sha256,omitempty"`
@@ -154,6 +160,10 @@ type Marker struct {
 	// CA's default); renew asks for the same.
 	TTL string `json:"ttl,omitempty"`
 }
+
+// serviceURLs are the URLs of the CA service the context was enrolled
+// from (nil: the local CA issued it).
+func (m *Marker) serviceURLs() []string { return caurl.FromRecord(m.CAURL, m.CAURLs) }
 
 // checkRoot insists that rootPEM is the root the context was enrolled
 // with, when the marker recorded one.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -69,7 +70,7 @@ func List(ctx context.Context, o Options, sc StatusChecker) ([]Info, error) {
 		info.Current = rec.Name == current
 		switch {
 		case info.Serial == "" || info.Status == StatusInvalid:
-		case rec.Marker.CAURL != "":
+		case len(rec.Marker.serviceURLs()) > 0:
 			revoked, err := serviceRevoked(ctx, st, rec, info.Serial, sc)
 			switch {
 			case revoked:
@@ -97,7 +98,7 @@ func List(ctx context.Context, o Options, sc StatusChecker) ([]Info, error) {
 func serviceRevoked(ctx context.Context, st store.Reader, rec record, serial string, sc StatusChecker) (bool, error) {
 	ssc, ok := sc.(ServiceStatusChecker)
 	if !ok {
-		return false, fmt.Errorf("the CRL of %s was not consulted", rec.Marker.CAURL)
+		return false, fmt.Errorf("the CRL of %s was not consulted", strings.Join(rec.Marker.serviceURLs(), ", "))
 	}
 	b, err := readTLS(st, rec.Name)
 	if err != nil {
@@ -106,7 +107,7 @@ func serviceRevoked(ctx context.Context, st store.Reader, rec record, serial str
 	if err := rec.Marker.checkRoot(b.CA); err != nil {
 		return false, err
 	}
-	return ssc.RevokedAtService(ctx, rec.Marker.CAURL, b.CA, serial)
+	return ssc.RevokedAtService(ctx, rec.Marker.serviceURLs(), b.CA, serial)
 }
 
 // inspect reads a context's TLS files and rates them at now.

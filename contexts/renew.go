@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/docker/cli/cli/context/store"
@@ -100,7 +101,8 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 	}
 	var m *Material
 	var err error
-	if caURL := rec.Marker.CAURL; caURL != "" {
+	if caURLs := rec.Marker.serviceURLs(); len(caURLs) > 0 {
+		caURL := strings.Join(caURLs, ", ")
 		// Enrolled from a CA service: only that service can renew it, over
 		// mutual TLS with the certificate the context holds now.
 		rr, ok := iss.(RemoteRenewer)
@@ -117,11 +119,11 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 		// rather than from a refused handshake. An unreachable CRL is left
 		// to the renewal itself to report.
 		if ssc, ok := iss.(ServiceStatusChecker); ok {
-			if revoked, err := ssc.RevokedAtService(ctx, caURL, current.CA, oldSerial); err == nil && revoked {
+			if revoked, err := ssc.RevokedAtService(ctx, caURLs, current.CA, oldSerial); err == nil && revoked {
 				return fmt.Errorf("certificate %s was revoked by %s; it cannot be renewed: add the context again with a new token", oldSerial, caURL)
 			}
 		}
-		if m, err = rr.RenewRemote(ctx, caURL, *current); err != nil {
+		if m, err = rr.RenewRemote(ctx, caURLs, *current); err != nil {
 			return fmt.Errorf("renew at %s: %w", caURL, err)
 		}
 	} else if ri, ok := iss.(Reissuer); ok && readErr == nil {
@@ -158,7 +160,7 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 		if readErr != nil {
 			return fmt.Errorf("renewed, but the old certificate %s could not be read to revoke it: %w", oldSerial, readErr)
 		}
-		if err := iss.(SupersededRevoker).RevokeSuperseded(ctx, rec.Marker.CAURL, *current); err != nil {
+		if err := iss.(SupersededRevoker).RevokeSuperseded(ctx, rec.Marker.serviceURLs(), *current); err != nil {
 			return fmt.Errorf("renewed, but revoking the old certificate %s failed: %w", oldSerial, err)
 		}
 		fmt.Fprintf(w, "context %s: revoked the old certificate %s (superseded)\n", rec.Name, oldSerial)

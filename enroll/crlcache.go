@@ -17,9 +17,11 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/internal/caurl"
 )
 
-// DefaultCRLTimeout bounds one CRL fetch of CRLCache.
+// DefaultCRLTimeout bounds one CRL fetch of CRLCache, per URL of the
+// service.
 const DefaultCRLTimeout = 3 * time.Second
 
 // CRLCache tells machines without the CA database whether the service
@@ -45,10 +47,10 @@ type cachedCRL struct {
 	err error
 }
 
-// Revoked reports whether the service at caURL, trusted by root, lists
-// serial in its CRL.
-func (c *CRLCache) Revoked(ctx context.Context, caURL string, root *x509.Certificate, serial *big.Int) (bool, error) {
-	crl, err := c.get(ctx, caURL, root)
+// Revoked reports whether the service at caURLs (its replicas, with
+// failover), trusted by root, lists serial in its CRL.
+func (c *CRLCache) Revoked(ctx context.Context, caURLs []string, root *x509.Certificate, serial *big.Int) (bool, error) {
+	crl, err := c.get(ctx, caURLs, root)
 	if crl != nil {
 		for _, e := range crl.RevokedCertificateEntries {
 			if e.SerialNumber.Cmp(serial) == 0 {
@@ -64,8 +66,8 @@ func (c *CRLCache) Revoked(ctx context.Context, caURL string, root *x509.Certifi
 
 // get returns the service's current CRL or, when it cannot be had, the
 // kept one (nil if none) and why.
-func (c *CRLCache) get(ctx context.Context, caURL string, root *x509.Certificate) (*x509.RevocationList, error) {
-	key := cacheKey(caURL, root)
+func (c *CRLCache) get(ctx context.Context, caURLs []string, root *x509.Certificate) (*x509.RevocationList, error) {
+	key := cacheKey(caurl.Format(caURLs), root)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mem == nil {
@@ -74,7 +76,7 @@ func (c *CRLCache) get(ctx context.Context, caURL string, root *x509.Certificate
 	if m, ok := c.mem[key]; ok {
 		return m.crl, m.err
 	}
-	crl, issuer, err := c.fetch(ctx, caURL, root)
+	crl, issuer, err := c.fetch(ctx, caURLs, root)
 	if err != nil {
 		kept := c.load(key, root)
 		c.mem[key] = cachedCRL{crl: kept, err: err}
@@ -88,14 +90,15 @@ func (c *CRLCache) get(ctx context.Context, caURL string, root *x509.Certificate
 	return crl, nil
 }
 
-func (c *CRLCache) fetch(ctx context.Context, caURL string, root *x509.Certificate) (*x509.RevocationList, *x509.Certificate, error) {
+func (c *CRLCache) fetch(ctx context.Context, caURLs []string, root *x509.Certificate) (*x509.RevocationList, *x509.Certificate, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultCRLTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// Per URL: a dead replica must not use up the live one's time.
+	ctx, cancel := context.WithTimeout(ctx, timeout*time.Duration(max(len(caURLs), 1)))
 	defer cancel()
-	cl, err := New(caURL, root)
+	cl, err := New(caURLs, root)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -103,6 +106,8 @@ func (c *CRLCache) fetch(ctx context.Context, caURL string, root *x509.Certifica
 	return cl.crlAndIssuer(ctx)
 }
 
+// cacheKey names a service's kept CRL by its URL list as --ca-url takes
+// it, so the key of a single URL is what it was before lists.
 func cacheKey(caURL string, root *x509.Certificate) string {
 	sum := sha256.Sum256([]byte(caURL + "\x00" + ca.Fingerprint(root)))
 	return hex.EncodeToString(sum[:16])

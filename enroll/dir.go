@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/store"
 )
 
@@ -21,11 +22,19 @@ const FileMeta = "dockca-enroll.json"
 
 // Meta is the content of FileMeta.
 type Meta struct {
-	CAURL      string `json:"ca_url"`
-	RootSHA256 string `json:"root_sha256"`
-	Kind       string `json:"kind"`
-	Name       string `json:"name"`
+	// CAURL is the service's first URL: all that records written before
+	// several URLs existed hold, and what such a dockca reads.
+	CAURL string `json:"ca_url"`
+	// CAURLs are all the service's URLs (its replicas), in order, when
+	// there are several.
+	CAURLs     []string `json:"ca_urls,omitempty"`
+	RootSHA256 string   `json:"root_sha256"`
+	Kind       string   `json:"kind"`
+	Name       string   `json:"name"`
 }
+
+// URLs are the service URLs the record names (none: it names none).
+func (m Meta) URLs() []string { return caurl.FromRecord(m.CAURL, m.CAURLs) }
 
 // Dir is a certificate directory in the layout of ca.Issued.Files: ca.pem
 // plus cert.pem/key.pem for a client (what DOCKER_CERT_PATH expects) or
@@ -80,7 +89,9 @@ func WriteDir(dir string, c *Client, res *Result) error {
 // later `dockca renew --cert-dir` needs. Every enrollment (enroll, remote
 // daemon setup) writes it beside the certificate.
 func (c *Client) MetaFile(kind, name string) ([]byte, error) {
-	meta, err := json.MarshalIndent(Meta{CAURL: c.URL(), RootSHA256: ca.Fingerprint(c.Root()), Kind: kind, Name: name}, "", "  ")
+	m := Meta{RootSHA256: ca.Fingerprint(c.Root()), Kind: kind, Name: name}
+	m.CAURL, m.CAURLs = caurl.Record(c.URLs())
+	meta, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -132,14 +143,18 @@ func LoadDir(dir string) (*Dir, error) {
 	return d, nil
 }
 
-// Client returns a client for the directory's service (caURL overrides
-// the recorded one), trusting the directory's root.
-func (d *Dir) Client(caURL string) (*Client, error) {
-	if caURL == "" {
-		caURL = d.Meta.CAURL
+// Client returns a client for the directory's service (caURLs, when
+// given, override the recorded ones), trusting the directory's root.
+func (d *Dir) Client(caURLs []string) (*Client, error) {
+	if len(caURLs) == 0 {
+		caURLs = d.Meta.URLs()
 	}
-	if caURL == "" {
+	if len(caURLs) == 0 {
 		return nil, fmt.Errorf("%s records no CA URL: pass --ca-url", d.Path)
 	}
-	return New(caURL, d.Root)
+	c, err := New(caURLs, d.Root)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(d.Path, FileMeta), err)
+	}
+	return c, nil
 }

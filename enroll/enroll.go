@@ -26,6 +26,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/store"
 )
 
@@ -33,9 +34,11 @@ import (
 // the fingerprint names: refuse, someone may be in the middle.
 var ErrFingerprintMismatch = errors.New("the CA's root certificate does not match the expected fingerprint")
 
-// Client talks to one service, trusting one root.
+// Client talks to one CA service, reached at one or more base URLs (its
+// replicas, tried in turn as failover.go describes), trusting one root.
 type Client struct {
-	url  string
+	urls []string
+	pref *preference
 	root *x509.Certificate
 	pool *x509.CertPool
 	hc   *http.Client
@@ -43,21 +46,34 @@ type Client struct {
 
 const requestTimeout = 30 * time.Second
 
-// New returns a client for caURL that trusts root.
-func New(caURL string, root *x509.Certificate) (*Client, error) {
-	u, err := ca.NormalizeCAURL(caURL)
+// New returns a client for the service at caURLs (see caurl.Check) that
+// trusts root.
+func New(caURLs []string, root *x509.Certificate) (*Client, error) {
+	urls, err := caurl.Check(caURLs)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
-	c := &Client{url: u, root: root, pool: pool}
+	c := &Client{urls: urls, pref: preferenceFor(urls), root: root, pool: pool}
 	c.hc = c.httpClient(nil)
 	return c, nil
 }
 
-// URL is the service's base URL.
-func (c *Client) URL() string { return c.url }
+// URLs are the service's base URLs, in the order given.
+func (c *Client) URLs() []string { return slices.Clone(c.urls) }
+
+// URL is the service's base URLs as --ca-url takes them (comma-separated).
+func (c *Client) URL() string { return caurl.Format(c.urls) }
+
+// endpoint is path on the service; the failover transport decides which
+// replica gets it.
+func (c *Client) endpoint(path string) string { return c.urls[0] + path }
+
+// HTTPClient is an HTTP client that sends requests built on any of the
+// client's URLs to its replicas with failover, trusting only the pinned
+// root and only the service's certificate (for the plugin's CRL fetches).
+func (c *Client) HTTPClient() *http.Client { return c.httpClient(nil) }
 
 // Root is the trusted root.
 func (c *Client) Root() *x509.Certificate { return c.root }
@@ -67,10 +83,7 @@ func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
-	return &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
-		TLSClientConfig: cfg, Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true,
-		TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 64,
-	}}
+	return &http.Client{Timeout: requestTimeout, Transport: &failover{urls: c.urls, pref: c.pref, next: newTransport(cfg)}}
 }
 
 // isService accepts only the service's own certificate profile: any daemon
@@ -79,33 +92,41 @@ func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 // collect enrollment tokens.
 func isService(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 || !slices.Contains(cs.PeerCertificates[0].Subject.OrganizationalUnit, ca.ServiceOU) {
-		return errors.New("the server's certificate is not a dockca service certificate")
+		return ErrNotService
 	}
 	return nil
 }
 
 // FetchRoot downloads the service's root without trusting anything, for a
-// user to compare its fingerprint. It also checks that the service's own
-// certificate chains to that root, so the answer comes from a holder of
-// the CA's certificate.
-func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
-	base, err := ca.NormalizeCAURL(caURL)
+// user to compare its fingerprint, from the first of caURLs that answers.
+// It also checks that the service's own certificate chains to that root,
+// so the answer comes from a holder of the CA's certificate.
+func FetchRoot(ctx context.Context, caURLs []string) (*x509.Certificate, error) {
+	urls, err := caurl.Check(caURLs)
 	if err != nil {
 		return nil, err
 	}
-	var state *tls.ConnectionState
-	tr := &http.Transport{TLSClientConfig: &tls.Config{
+	tr := &failover{urls: urls, pref: preferenceFor(urls), next: newTransport(&tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Trust comes from the fingerprint the caller checks next.
 		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			state = &cs
-			return isService(cs)
-		},
-	}}
+		VerifyConnection:   isService,
+	})}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Timeout: requestTimeout, Transport: tr}
-	body, err := get(ctx, hc, base+api.PathRoots, 1<<20)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[0]+api.PathRoots, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch CA root: %w", unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch CA root: %s: %w", resp.Request.URL.Host, &api.StatusError{Status: resp.StatusCode, Message: http.StatusText(resp.StatusCode)})
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("fetch CA root: %w", err)
 	}
@@ -117,37 +138,50 @@ func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch CA root: %w", err)
 	}
+	state := resp.TLS
 	if state == nil || len(state.PeerCertificates) == 0 {
 		return nil, errors.New("fetch CA root: no server certificate")
 	}
-	u, _ := url.Parse(base)
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
 	inter := x509.NewCertPool()
 	for _, c := range state.PeerCertificates[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := state.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: u.Hostname(), Roots: pool, Intermediates: inter}); err != nil {
+	if _, err := state.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: resp.Request.URL.Hostname(), Roots: pool, Intermediates: inter}); err != nil {
 		return nil, fmt.Errorf("fetch CA root: the service's certificate is not from the root it serves: %w", err)
 	}
 	return root, nil
 }
 
+// unwrapURLError drops net/http's "Method URL:" prefix from a failover
+// error: the URL there is only the one the request was built on, and the
+// failover error names each URL tried.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	var all *AllFailedError
+	var one *attemptError
+	if errors.As(err, &ue) && (errors.As(ue.Err, &all) || errors.As(ue.Err, &one)) {
+		return ue.Err
+	}
+	return err
+}
+
 // Bootstrap fetches the root and returns a client trusting it, provided
 // its SHA-256 fingerprint is fingerprint (hex, colons optional).
-func Bootstrap(ctx context.Context, caURL, fingerprint string) (*Client, error) {
+func Bootstrap(ctx context.Context, caURLs []string, fingerprint string) (*Client, error) {
 	want := ca.NormalizeFingerprint(fingerprint)
 	if len(want) != 64 {
 		return nil, fmt.Errorf("fingerprint %q is not a SHA-256 (64 hex digits)", fingerprint)
 	}
-	root, err := FetchRoot(ctx, caURL)
+	root, err := FetchRoot(ctx, caURLs)
 	if err != nil {
 		return nil, err
 	}
 	if got := ca.Fingerprint(root); got != want {
 		return nil, fmt.Errorf("%w: got %s, want %s", ErrFingerprintMismatch, got, want)
 	}
-	return New(caURL, root)
+	return New(caURLs, root)
 }
 
 // Result is an issued certificate as written to disk.
@@ -179,8 +213,8 @@ func (c *Client) Enroll(ctx context.Context, token string, keyType ca.KeyType) (
 		return nil, err
 	}
 	var resp api.CertResponse
-	if err := api.Do(ctx, c.hc, http.MethodPost, c.url+api.PathSign, api.SignRequest{CSR: string(csrPEM), Token: token}, &resp); err != nil {
-		return nil, fmt.Errorf("request a certificate: %w", err)
+	if err := api.Do(oneShot(ctx), c.hc, http.MethodPost, c.endpoint(api.PathSign), api.SignRequest{CSR: string(csrPEM), Token: token}, &resp); err != nil {
+		return nil, fmt.Errorf("request a certificate: %w", tokenUsedHint(unwrapURLError(err)))
 	}
 	return c.result(resp, key, key.Public())
 }
@@ -209,8 +243,8 @@ func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, ke
 	hc := c.httpClient(&cert)
 	defer hc.CloseIdleConnections()
 	var resp api.CertResponse
-	if err := api.Do(ctx, hc, http.MethodPost, c.url+api.PathRenew, req, &resp); err != nil {
-		return nil, fmt.Errorf("request a renewal: %w", err)
+	if err := api.Do(ctx, hc, http.MethodPost, c.endpoint(api.PathRenew), req, &resp); err != nil {
+		return nil, fmt.Errorf("request a renewal: %w", unwrapURLError(err))
 	}
 	want := leaf.PublicKey
 	if key != nil {
@@ -224,8 +258,8 @@ func (c *Client) Revoke(ctx context.Context, cert tls.Certificate, reason string
 	hc := c.httpClient(&cert)
 	defer hc.CloseIdleConnections()
 	var out api.RevokeResponse
-	if err := api.Do(ctx, hc, http.MethodPost, c.url+api.PathRevoke, api.RevokeRequest{Reason: reason}, &out); err != nil {
-		return nil, fmt.Errorf("request a revocation: %w", err)
+	if err := api.Do(ctx, hc, http.MethodPost, c.endpoint(api.PathRevoke), api.RevokeRequest{Reason: reason}, &out); err != nil {
+		return nil, fmt.Errorf("request a revocation: %w", unwrapURLError(err))
 	}
 	return &out, nil
 }
@@ -233,8 +267,8 @@ func (c *Client) Revoke(ctx context.Context, cert tls.Certificate, reason string
 // RevokeWithToken revokes the serial an admin revoke token names.
 func (c *Client) RevokeWithToken(ctx context.Context, token, reason string) (*api.RevokeResponse, error) {
 	var out api.RevokeResponse
-	if err := api.Do(ctx, c.hc, http.MethodPost, c.url+api.PathRevoke, api.RevokeRequest{Token: token, Reason: reason}, &out); err != nil {
-		return nil, fmt.Errorf("request a revocation: %w", err)
+	if err := api.Do(oneShot(ctx), c.hc, http.MethodPost, c.endpoint(api.PathRevoke), api.RevokeRequest{Token: token, Reason: reason}, &out); err != nil {
+		return nil, fmt.Errorf("request a revocation: %w", tokenUsedHint(unwrapURLError(err)))
 	}
 	return &out, nil
 }
@@ -249,7 +283,7 @@ func (c *Client) CRL(ctx context.Context) (*x509.RevocationList, error) {
 
 // crlAndIssuer is CRL, also returning the certificate that signed it.
 func (c *Client) crlAndIssuer(ctx context.Context) (*x509.RevocationList, *x509.Certificate, error) {
-	der, err := get(ctx, c.hc, c.url+api.PathCRL, 16<<20)
+	der, err := get(ctx, c.hc, c.endpoint(api.PathCRL), 16<<20)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch CRL: %w", err)
 	}
@@ -277,7 +311,7 @@ func get(ctx context.Context, hc *http.Client, url string, limit int64) ([]byte,
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, unwrapURLError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -356,7 +390,7 @@ func leafOf(cert tls.Certificate) (*x509.Certificate, error) {
 // certificate and the pinned root, as verified in a TLS handshake: the
 // certificates that sign leaves and CRLs.
 func (c *Client) Issuers(ctx context.Context) ([]*x509.Certificate, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+api.PathHealthz, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint(api.PathHealthz), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -364,7 +398,7 @@ func (c *Client) Issuers(ctx context.Context) ([]*x509.Certificate, error) {
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch CA chain: %w", err)
+		return nil, fmt.Errorf("fetch CA chain: %w", unwrapURLError(err))
 	}
 	resp.Body.Close()
 	if resp.TLS == nil || len(resp.TLS.VerifiedChains) == 0 || len(resp.TLS.VerifiedChains[0]) < 3 {
@@ -378,7 +412,7 @@ func (c *Client) Issuers(ctx context.Context) ([]*x509.Certificate, error) {
 // YAML `dockca policy set` stored); nil without an error when none is
 // stored and the built-in roles apply.
 func (c *Client) Policy(ctx context.Context) ([]byte, error) {
-	yaml, err := get(ctx, c.hc, c.url+api.PathPolicy, 4<<20)
+	yaml, err := get(ctx, c.hc, c.endpoint(api.PathPolicy), 4<<20)
 	if api.IsStatus(err, http.StatusNotFound) {
 		return nil, nil
 	}
@@ -386,4 +420,16 @@ func (c *Client) Policy(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("fetch the CA's policy: %w", err)
 	}
 	return yaml, nil
+}
+
+// tokenUsedHint says plainly what a "token already used" answer means
+// when replicas are involved: an earlier attempt, whose answer was lost,
+// may have used it, and only a new token helps.
+func tokenUsedHint(err error) error {
+	var se *api.StatusError
+	if errors.As(err, &se) && se.Status == http.StatusUnauthorized && se.Message == api.MsgTokenUsed {
+		return fmt.Errorf("%w: a token works once, at any replica of the CA; if an earlier attempt failed without an answer, "+
+			"that replica may have used it and its certificate was lost: mint a new token", err)
+	}
+	return err
 }

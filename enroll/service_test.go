@@ -50,10 +50,10 @@ func TestOnlyTheServiceCertificateIsTheService(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	if _, err := enroll.FetchRoot(ctx, srv.URL); err == nil || !strings.Contains(err.Error(), "not a dockca service certificate") {
+	if _, err := enroll.FetchRoot(ctx, []string{srv.URL}); err == nil || !strings.Contains(err.Error(), "not a dockca service certificate") {
 		t.Fatalf("FetchRoot from a daemon certificate: %v", err)
 	}
-	c, err := enroll.New(srv.URL, a.Root())
+	c, err := enroll.New([]string{srv.URL}, a.Root())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,8 +25,8 @@ var ErrExpired = errors.New("the certificate has expired; enroll again with a ne
 
 // WatchOptions configure RenewDir and Watch.
 type WatchOptions struct {
-	Dir   string
-	CAURL string // overrides the directory's recorded CA URL
+	Dir    string
+	CAURLs []string // override the directory's recorded CA URLs
 	// Exec runs through /bin/sh -c after each renewal, with
 	// DOCKCA_CERT_DIR and DOCKCA_SERIAL set (e.g. systemctl restart docker).
 	Exec    string
@@ -119,7 +119,7 @@ var ErrUnreachable = errors.New("the CA service is unreachable")
 
 // Check verifies, without renewing, that the certificate in o.Dir can be
 // renewed: it loads, it has not expired, the directory records a CA URL
-// (or o.CAURL names one), the service at that URL presents the pinned
+// (or o.CAURLs name some), the service at that URL presents the pinned
 // root, and its CRL does not list the certificate. A failure that
 // retrying cannot fix is returned as is; a service that cannot be reached
 // is returned wrapped in ErrUnreachable.
@@ -131,7 +131,7 @@ func Check(ctx context.Context, o WatchOptions) error {
 	if !time.Now().Before(d.Leaf.NotAfter) {
 		return ErrExpired
 	}
-	c, err := d.Client(o.CAURL)
+	c, err := d.Client(o.CAURLs)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func renew(ctx context.Context, d *Dir, o WatchOptions) (*Result, error) {
 	if !time.Now().Before(d.Leaf.NotAfter) {
 		return nil, ErrExpired
 	}
-	c, err := d.Client(o.CAURL)
+	c, err := d.Client(o.CAURLs)
 	if err != nil {
 		return nil, err
 	}

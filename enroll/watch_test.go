@@ -23,12 +23,18 @@ const password = "watch-test-password"
 // service starts dockca serve for home on listen and returns a stop func.
 func service(t *testing.T, home, listen string) (*serve.Server, func()) {
 	t.Helper()
+	return serviceLogged(t, home, listen, slog.New(slog.DiscardHandler))
+}
+
+// serviceLogged is service logging to log.
+func serviceLogged(t *testing.T, home, listen string, log *slog.Logger) (*serve.Server, func()) {
+	t.Helper()
 	st, err := store.Open(store.Path(home), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, err := serve.New(context.Background(), st, []byte(password), serve.Options{
-		Listen: listen, Home: home, Logger: slog.New(slog.DiscardHandler)})
+		Listen: listen, Home: home, Logger: log})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -77,7 +83,9 @@ func TestWatchSurvivesAnUnreachableCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := enroll.Bootstrap(context.Background(), srv.URL(), tok.RootFingerprint)
+	// The directory records a dead URL first: the backoff and the recovery
+	// go through the failover.
+	c, err := enroll.Bootstrap(context.Background(), []string{deadURL(t), srv.URL()}, tok.RootFingerprint)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func (s *Server) classify(route string, err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", api.MaxBodyBytes)
 	case errors.Is(err, ca.ErrTokenUsed):
 		s.m.tokenFailures.WithLabelValues("used").Inc()
-		return http.StatusUnauthorized, "the token has already been used"
+		return http.StatusUnauthorized, api.MsgTokenUsed
 	case errors.Is(err, ca.ErrTokenInvalid):
 		s.m.tokenFailures.WithLabelValues("invalid").Inc()
 		return http.StatusUnauthorized, err.Error()

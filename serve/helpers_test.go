@@ -121,7 +121,7 @@ func (ts *testServer) token(t testing.TB, req api.TokenRequest) string {
 
 func (ts *testServer) client(t testing.TB) *enroll.Client {
 	t.Helper()
-	c, err := enroll.Bootstrap(context.Background(), ts.URL(), ts.RootFingerprint())
+	c, err := enroll.Bootstrap(context.Background(), []string{ts.URL()}, ts.RootFingerprint())
 	if err != nil {
 		t.Fatal(err)
 	}

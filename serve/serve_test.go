@@ -211,7 +211,7 @@ func TestRefusedTokensAndBootstrap(t *testing.T) {
 
 	// Wrong fingerprint: refused before anything is sent.
 	bad := strings.Repeat("ab", 32)
-	if _, err := enroll.Bootstrap(ctx, ts.URL(), bad); !errors.Is(err, enroll.ErrFingerprintMismatch) {
+	if _, err := enroll.Bootstrap(ctx, []string{ts.URL()}, bad); !errors.Is(err, enroll.ErrFingerprintMismatch) {
 		t.Fatalf("wrong fingerprint: %v", err)
 	}
 
@@ -303,7 +303,7 @@ func TestRefusedTokensAndBootstrap(t *testing.T) {
 	}
 	odir := tempDir(t, "mallory")
 	enroll.WriteDir(odir, oc, ores)
-	if _, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: odir, CAURL: ts.URL(), Force: true, Logger: ts.Server.Logger()}); err == nil {
+	if _, err := enroll.RenewDir(ctx, enroll.WatchOptions{Dir: odir, CAURLs: []string{ts.URL()}, Force: true, Logger: ts.Server.Logger()}); err == nil {
 		t.Fatal("renewed against a CA the directory does not trust")
 	}
 	fc := tlsCert(t, odir)

@@ -93,8 +93,12 @@ func newAuditCommand(e *env) *cli.Command {
 // root of the service at --ca-url (pinned by fingerprint), else the CA in
 // the home when there is one (read without unlocking anything).
 func auditRoots(c *cli.Context, e *env) ([]*x509.Certificate, error) {
-	if u := c.String("ca-url"); u != "" {
-		client, err := trustCA(c.Context, e, u, c.String("fingerprint"))
+	urls, err := caURLs(c)
+	if err != nil {
+		return nil, err
+	}
+	if urls != nil {
+		client, err := trustCA(c.Context, e, urls, c.String("fingerprint"))
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -20,6 +21,7 @@ import (
 	"github.com/dockca/dockca/daemonsetup"
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/store"
 )
 
@@ -27,7 +29,7 @@ import (
 // gate: where revocations come from, the policy and the audit log.
 func engineFlags() []cli.Flag {
 	return []cli.Flag{
-		caURLFlag("remote mode: the dockca service at `URL`; its CRL decides revocation"),
+		caURLFlag("remote mode: the dockca service at `URL` (comma-separated replicas, tried in turn); its CRL decides revocation"),
 		fingerprintFlag("remote mode: the service's root `SHA256` fingerprint"),
 		&cli.StringFlag{Name: "policy", Usage: "YAML `FILE` overriding or adding roles (see authz/builtin-policy.yaml)"},
 		&cli.StringFlag{Name: "audit-log", Usage: "append one JSON line per decision to `FILE` (- for standard output)"},
@@ -50,7 +52,7 @@ func newAuthzCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "authz",
 		Usage:     "run the Docker authorization plugin that enforces revocation and roles",
-		UsageText: "dockca authz [--name dockca] [--socket PATH] [--home DIR | --ca-url URL [--fingerprint SHA256]] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m] [--docker-socket /var/run/docker.sock] [--deny-local] [--group G]...",
+		UsageText: "dockca authz [--name dockca] [--socket PATH] [--home DIR | --ca-url URL[,URL...] [--fingerprint SHA256]] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m] [--docker-socket /var/run/docker.sock] [--deny-local] [--group G]...",
 		Description: "dockerd never checks revocation, and a valid client certificate is root on the host. This plugin, named\n" +
 			"in daemon.json's authorization-plugins, sees the client certificate of every API request and denies it\n" +
 			"when the certificate does not chain to the dockca root, has expired or is revoked, and otherwise lets the\n" +
@@ -120,15 +122,19 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 	if err != nil {
 		return nil, err
 	}
-	if cfg.IsEtcd() && c.String("ca-url") == "" {
+	urls, err := caURLs(c)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.IsEtcd() && urls == nil {
 		// Local mode follows the database of this host, and the service
 		// on its admin socket; an etcd-backed CA is reached through its
 		// replicas.
 		return nil, usagef("%s: with an etcd store, give the replicas' URLs as --ca-url (local mode reads the bbolt database of --home)", cmd)
 	}
 	var service *enroll.Client // remote mode
-	if caURL := c.String("ca-url"); caURL != "" {
-		client, err := trustCA(c.Context, e, caURL, c.String("fingerprint"))
+	if urls != nil {
+		client, err := trustCA(c.Context, e, urls, c.String("fingerprint"))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
@@ -138,7 +144,7 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		src, err := authz.NewCRLSource(authz.CRLOptions{
-			URL: client.URL(), Root: client.Root(), Issuers: issuers,
+			URLs: client.URLs(), Client: client.HTTPClient(), Root: client.Root(), Issuers: issuers,
 			CacheDir: filepath.Join(home, cmd+"-crl", cacheName),
 			Refresh:  c.Duration("refresh"), MaxStale: c.Duration("max-stale"), Log: log,
 		})
@@ -229,11 +235,15 @@ func runAuthzInstall(ctx context.Context, c *cli.Context, e *env) error {
 	}
 	args := []string{"authz", "--name", c.String("name")}
 	writable := []string{}
-	if u := c.String("ca-url"); u != "" {
+	urls, err := caURLs(c)
+	if err != nil {
+		return err
+	}
+	if urls != nil {
 		if c.String("fingerprint") == "" {
 			return usagef("authz install: remote mode needs --fingerprint (the service cannot ask at boot)")
 		}
-		args = append(args, "--ca-url", u, "--fingerprint", c.String("fingerprint"), "--refresh", c.Duration("refresh").String())
+		args = append(args, "--ca-url", caurl.Format(urls), "--fingerprint", c.String("fingerprint"), "--refresh", c.Duration("refresh").String())
 	}
 	args = append([]string{"--home", home}, args...)
 	writable = append(writable, home)
@@ -361,7 +371,11 @@ func storedPolicy(home string, client *enroll.Client) func(context.Context) (*au
 			if yaml, err = client.Policy(ctx); err != nil {
 				return nil, "", err
 			}
-			from = client.URL() + api.PathPolicy
+			urls := client.URLs()
+			for i := range urls {
+				urls[i] += api.PathPolicy
+			}
+			from = strings.Join(urls, ", ")
 		} else {
 			adm, err := admin.Open(ctx, home, admin.OpenOptions{})
 			if err != nil {

@@ -227,6 +227,6 @@ func addRemoteContext(c *cli.Context, r *remoteCA, o contexts.AddOptions, scope 
 	if c.IsSet("scope") && !slices.Equal(scope, r.claims.Dockca.Groups) {
 		return fmt.Errorf("context add %s: the token is for scope %q, not %q", o.Name, ca.DescribeScope(r.claims.Dockca.Groups), ca.DescribeScope(scope))
 	}
-	o.Client, o.Role, o.CAURL, o.TTL = r.claims.Subject, r.claims.Dockca.Role, c.String("ca-url"), 0
+	o.Client, o.Role, o.CAURLs, o.TTL = r.claims.Subject, r.claims.Dockca.Role, r.caURLs, 0
 	return contexts.Add(c.Context, o, r, c.App.Writer)
 }

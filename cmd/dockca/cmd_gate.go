@@ -16,7 +16,7 @@ func newGateCommand(e *env) *cli.Command {
 		Name:  "gate",
 		Usage: "run a mutual-TLS front door for dockerd that judges every request it forwards",
 		UsageText: "dockca gate [--listen 0.0.0.0:2376] [--docker unix:///var/run/docker.sock] [--cert-dir /etc/docker/tls]\n" +
-			"   [--home DIR | --ca-url URL --fingerprint SHA256] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m]",
+			"   [--home DIR | --ca-url URL[,URL...] --fingerprint SHA256] [--policy FILE] [--audit-log FILE|-] [--refresh 30s] [--max-stale 10m]",
 		Description: "dockerd then listens only on its unix socket. The gate terminates TLS: a client certificate from this\n" +
 			"CA is required, and revocation is checked at the handshake and again on every request. Each request is\n" +
 			"parsed once, judged by the same roles and policy as 'dockca authz' (same denial messages and audit lines),\n" +

@@ -20,7 +20,7 @@ func newRenewCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "renew",
 		Usage:     "renew a certificate directory against dockca serve over mutual TLS",
-		UsageText: "dockca renew --cert-dir DIR [--watch] [--exec CMD] [--rekey] [--within D] [--force] [--revoke-old] [--ca-url URL]",
+		UsageText: "dockca renew --cert-dir DIR [--watch] [--exec CMD] [--rekey] [--within D] [--force] [--revoke-old] [--ca-url URL[,URL...]]",
 		Description: "Without --watch, renews now if the certificate is due (in the last third of its lifetime, or expiring\n" +
 			"within --within D; --force renews regardless). With --watch, first checks that it can renew (DIR\n" +
 			"records a CA URL, the service presents the pinned root, the certificate is not revoked or expired:\n" +
@@ -35,7 +35,7 @@ func newRenewCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "watch", Usage: "keep the certificate fresh until stopped"},
 			&cli.StringFlag{Name: "exec", Usage: "shell `CMD` to run after each renewal"},
 			&cli.BoolFlag{Name: "rekey", Usage: "generate a new key with each renewal"},
-			caURLFlag("the service `URL` (default: recorded in DIR)"),
+			caURLFlag("the service `URL` (comma-separated replicas, tried in turn; default: recorded in DIR)"),
 			&cli.StringFlag{Name: "within", Usage: "due when expiring within `D` (default: the last third of the lifetime)"},
 			&cli.BoolFlag{Name: "force", Usage: "renew even if not due"},
 			&cli.BoolFlag{Name: "revoke-old", Usage: "revoke each replaced certificate (reason superseded)"},
@@ -51,11 +51,15 @@ func newRenewCommand(e *env) *cli.Command {
 					return usagef("renew: --within: %q is not a positive duration", c.String("within"))
 				}
 			}
+			urls, err := caURLs(c)
+			if err != nil {
+				return err
+			}
 			dir, err := filepath.Abs(c.String("cert-dir"))
 			if err != nil {
 				return err
 			}
-			o := enroll.WatchOptions{Dir: dir, CAURL: c.String("ca-url"), Exec: c.String("exec"), Rekey: c.Bool("rekey"),
+			o := enroll.WatchOptions{Dir: dir, CAURLs: urls, Exec: c.String("exec"), Rekey: c.Bool("rekey"),
 				Within: within, Force: c.Bool("force"), RevokeOld: c.Bool("revoke-old"),
 				Logger: slog.New(slog.NewTextHandler(e.Stderr, nil)), Stdout: e.Stdout, Stderr: e.Stderr}
 			if c.Bool("watch") {
@@ -86,14 +90,14 @@ func newEnrollCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "enroll",
 		Usage:     "get a certificate from dockca serve with a one-time token, into a directory",
-		UsageText: "dockca enroll --ca-url URL --token T [--fingerprint SHA256] --cert-dir DIR [--key-type T]",
+		UsageText: "dockca enroll --ca-url URL[,URL...] --token T [--fingerprint SHA256] --cert-dir DIR [--key-type T]",
 		Description: "Generates the key here (it never leaves this machine), checks the CA's root against --fingerprint\n" +
 			"(without it, shows the fingerprint and asks on a terminal; refuses otherwise), sends a CSR with the\n" +
 			"token's names and writes ca.pem plus cert.pem/key.pem (client) or server-cert.pem/server-key.pem\n" +
 			"(daemon) and dockca-enroll.json into DIR, ready for 'dockca renew --cert-dir DIR'. No dockca.db\n" +
 			"is created.",
 		Flags: []cli.Flag{
-			required(caURLFlag("the service `URL`")),
+			required(caURLFlag("the service `URL` (comma-separated replicas, tried in turn)")),
 			required(tokenFlag("one-time `TOKEN` from 'dockca token create'")),
 			fingerprintFlag("the root's `SHA256` fingerprint"),
 			&cli.StringFlag{Name: "cert-dir", Required: true, Usage: "`DIR` to write into"},
@@ -107,11 +111,15 @@ func newEnrollCommand(e *env) *cli.Command {
 			if err != nil {
 				return usagef("enroll: %v", err)
 			}
+			urls, err := caURLs(c)
+			if err != nil {
+				return err
+			}
 			dir, err := filepath.Abs(c.String("cert-dir"))
 			if err != nil {
 				return err
 			}
-			cl, err := trustCA(c.Context, e, c.String("ca-url"), c.String("fingerprint"))
+			cl, err := trustCA(c.Context, e, urls, c.String("fingerprint"))
 			if err != nil {
 				return fmt.Errorf("enroll: %w", err)
 			}
@@ -129,26 +137,26 @@ func newEnrollCommand(e *env) *cli.Command {
 	}
 }
 
-// trustCA bootstraps trust in the service at caURL: by fingerprint when
+// trustCA bootstraps trust in the service at caURLs: by fingerprint when
 // given, else by showing the root's fingerprint and asking on a terminal.
 // Without a terminal and without a fingerprint it fails: trust is never
 // assumed. (For remote 'context add' and 'daemon setup' too.)
-func trustCA(ctx context.Context, e *env, caURL, fingerprint string) (*enroll.Client, error) {
+func trustCA(ctx context.Context, e *env, caURLs []string, fingerprint string) (*enroll.Client, error) {
 	if fingerprint != "" {
-		return enroll.Bootstrap(ctx, caURL, fingerprint)
+		return enroll.Bootstrap(ctx, caURLs, fingerprint)
 	}
 	if !e.IsTerminal() {
 		return nil, errors.New("no --fingerprint given and no terminal to confirm the CA's root fingerprint on")
 	}
-	root, err := enroll.FetchRoot(ctx, caURL)
+	root, err := enroll.FetchRoot(ctx, caURLs)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(e.Stderr, "The CA at %s presents the root %q\nwith SHA-256 fingerprint %s\nTrust it? [y/N] ",
-		caURL, root.Subject.CommonName, ca.Fingerprint(root))
+		strings.Join(caURLs, ", "), root.Subject.CommonName, ca.Fingerprint(root))
 	line, _ := bufio.NewReader(e.Stdin).ReadString('\n')
 	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 		return nil, errors.New("the CA's root was not confirmed")
 	}
-	return enroll.New(caURL, root)
+	return enroll.New(caURLs, root)
 }

@@ -233,7 +233,7 @@ func replicaClients(t *testing.T, reps []*servetest.Service) []*enroll.Client {
 	t.Helper()
 	clients := make([]*enroll.Client, len(reps))
 	for i, r := range reps {
-		c, err := enroll.Bootstrap(context.Background(), r.URL, r.FP)
+		c, err := enroll.Bootstrap(context.Background(), []string{r.URL}, r.FP)
 		if err != nil {
 			t.Fatal(err)
 		}

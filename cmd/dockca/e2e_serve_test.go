@@ -266,7 +266,7 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := dir.Client("")
+	cl, err := dir.Client(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func (l *localCA) ReissueClient(ctx context.Context, from, client, role string, 
 
 // RevokeSuperseded revokes a renewed context's old certificate at the
 // local CA, reason superseded.
-func (l *localCA) RevokeSuperseded(ctx context.Context, _ string, old tlsbundle.Bundle) error {
+func (l *localCA) RevokeSuperseded(ctx context.Context, _ []string, old tlsbundle.Bundle) error {
 	leaf, err := tlsbundle.Leaf(old.Cert)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/enroll"
+	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/store"
 )
@@ -27,7 +28,7 @@ import (
 // terminal), after the packages have checked their own input.
 type remoteCA struct {
 	e           *env
-	caURL       string
+	caURLs      []string
 	fingerprint string
 	token       string
 	claims      *ca.TokenClaims
@@ -35,7 +36,7 @@ type remoteCA struct {
 }
 
 // newRemoteCA checks the token's shape and kind before anything is sent.
-func newRemoteCA(e *env, caURL, fingerprint, token string, kind store.Kind) (*remoteCA, error) {
+func newRemoteCA(e *env, caURLs []string, fingerprint, token string, kind store.Kind) (*remoteCA, error) {
 	claims, err := ca.PeekToken(token)
 	if err != nil {
 		return nil, err
@@ -43,14 +44,14 @@ func newRemoteCA(e *env, caURL, fingerprint, token string, kind store.Kind) (*re
 	if claims.Dockca.Kind != string(kind) {
 		return nil, fmt.Errorf("the token is for a %s certificate, not a %s certificate", claims.Dockca.Kind, kind)
 	}
-	return &remoteCA{e: e, caURL: caURL, fingerprint: fingerprint, token: token, claims: claims}, nil
+	return &remoteCA{e: e, caURLs: caURLs, fingerprint: fingerprint, token: token, claims: claims}, nil
 }
 
 // remoteFlags are the flags that switch a command from the local CA to a
 // dockca service: --ca-url, --token (or DOCKCA_TOKEN) and --fingerprint.
 func remoteFlags(mint string) []cli.Flag {
 	return []cli.Flag{
-		caURLFlag("get the certificate from the dockca service at `URL` (needs --token); no CA database here"),
+		caURLFlag("get the certificate from the dockca service at `URL` (comma-separated replicas, tried in turn; needs --token); no CA database here"),
 		tokenFlag("one-time enrollment `TOKEN` from '" + mint + "'"),
 		fingerprintFlag("the service's root `SHA256` fingerprint (without it, asked on a terminal)"),
 	}
@@ -60,6 +61,21 @@ func remoteFlags(mint string) []cli.Flag {
 // environment variables every command that takes them reads.
 func caURLFlag(usage string) *cli.StringFlag {
 	return &cli.StringFlag{Name: "ca-url", EnvVars: []string{"DOCKCA_CA_URL"}, Usage: usage}
+}
+
+// caURLs parses --ca-url: one or more service URLs, comma-separated (the
+// replicas of one CA); nil when it is not given. One bad, empty or
+// repeated entry is a usage error quoting it.
+func caURLs(c *cli.Context) ([]string, error) {
+	v := c.String("ca-url")
+	if v == "" && !c.IsSet("ca-url") {
+		return nil, nil
+	}
+	urls, err := caurl.Parse(v)
+	if err != nil {
+		return nil, usagef("--ca-url: %v", err)
+	}
+	return urls, nil
 }
 
 func tokenFlag(usage string) *cli.StringFlag {
@@ -79,12 +95,16 @@ func remoteFromFlags(c *cli.Context, e *env, kind store.Kind) (*remoteCA, error)
 	if !c.IsSet("ca-url") || !c.IsSet("token") {
 		return nil, usagef("--ca-url and --token go together")
 	}
-	return newRemoteCA(e, c.String("ca-url"), c.String("fingerprint"), c.String("token"), kind)
+	urls, err := caURLs(c)
+	if err != nil {
+		return nil, err
+	}
+	return newRemoteCA(e, urls, c.String("fingerprint"), c.String("token"), kind)
 }
 
 func (r *remoteCA) connect(ctx context.Context) (*enroll.Client, error) {
 	if r.client == nil {
-		c, err := trustCA(ctx, r.e, r.caURL, r.fingerprint)
+		c, err := trustCA(ctx, r.e, r.caURLs, r.fingerprint)
 		if err != nil {
 			return nil, err
 		}
@@ -190,17 +210,17 @@ type serviceRenewer struct {
 }
 
 // RevokedAtService implements contexts.ServiceStatusChecker.
-func (s serviceRenewer) RevokedAtService(ctx context.Context, caURL string, rootPEM []byte, serial string) (bool, error) {
-	return revokedAtService(ctx, s.crl, caURL, rootPEM, serial)
+func (s serviceRenewer) RevokedAtService(ctx context.Context, caURLs []string, rootPEM []byte, serial string) (bool, error) {
+	return revokedAtService(ctx, s.crl, caURLs, rootPEM, serial)
 }
 
 // RevokeSuperseded implements contexts.SupersededRevoker: at the service,
 // the holder of the old certificate revokes it over mutual TLS.
-func (s serviceRenewer) RevokeSuperseded(ctx context.Context, caURL string, old tlsbundle.Bundle) error {
-	if caURL == "" {
-		return s.localCA.RevokeSuperseded(ctx, caURL, old)
+func (s serviceRenewer) RevokeSuperseded(ctx context.Context, caURLs []string, old tlsbundle.Bundle) error {
+	if len(caURLs) == 0 {
+		return s.localCA.RevokeSuperseded(ctx, caURLs, old)
 	}
-	c, pair, err := serviceClientFor(caURL, old)
+	c, pair, err := serviceClientFor(caURLs, old)
 	if err != nil {
 		return err
 	}
@@ -208,12 +228,12 @@ func (s serviceRenewer) RevokeSuperseded(ctx context.Context, caURL string, old 
 	return err
 }
 
-func serviceClientFor(caURL string, b tlsbundle.Bundle) (*enroll.Client, tls.Certificate, error) {
+func serviceClientFor(caURLs []string, b tlsbundle.Bundle) (*enroll.Client, tls.Certificate, error) {
 	root, err := tlsbundle.Leaf(b.CA)
 	if err != nil {
 		return nil, tls.Certificate{}, fmt.Errorf("read the context's root: %w", err)
 	}
-	c, err := enroll.New(caURL, root)
+	c, err := enroll.New(caURLs, root)
 	if err != nil {
 		return nil, tls.Certificate{}, err
 	}
@@ -224,7 +244,7 @@ func serviceClientFor(caURL string, b tlsbundle.Bundle) (*enroll.Client, tls.Cer
 	return c, pair, nil
 }
 
-func revokedAtService(ctx context.Context, cache *enroll.CRLCache, caURL string, rootPEM []byte, serial string) (bool, error) {
+func revokedAtService(ctx context.Context, cache *enroll.CRLCache, caURLs []string, rootPEM []byte, serial string) (bool, error) {
 	root, err := tlsbundle.Leaf(rootPEM)
 	if err != nil {
 		return false, err
@@ -233,7 +253,7 @@ func revokedAtService(ctx context.Context, cache *enroll.CRLCache, caURL string,
 	if err != nil {
 		return false, err
 	}
-	return cache.Revoked(ctx, caURL, root, n)
+	return cache.Revoked(ctx, caURLs, root, n)
 }
 
 // contextStatus answers contexts.List: revocation from the local CA's
@@ -251,13 +271,13 @@ func (s contextStatus) Revoked(ctx context.Context, serial string) (bool, error)
 	return s.local.Revoked(ctx, serial)
 }
 
-func (s contextStatus) RevokedAtService(ctx context.Context, caURL string, rootPEM []byte, serial string) (bool, error) {
-	return revokedAtService(ctx, s.crl, caURL, rootPEM, serial)
+func (s contextStatus) RevokedAtService(ctx context.Context, caURLs []string, rootPEM []byte, serial string) (bool, error) {
+	return revokedAtService(ctx, s.crl, caURLs, rootPEM, serial)
 }
 
 // RenewRemote implements contexts.RemoteRenewer.
-func (serviceRenewer) RenewRemote(ctx context.Context, caURL string, current tlsbundle.Bundle) (*contexts.Material, error) {
-	c, pair, err := serviceClientFor(caURL, current)
+func (serviceRenewer) RenewRemote(ctx context.Context, caURLs []string, current tlsbundle.Bundle) (*contexts.Material, error) {
+	c, pair, err := serviceClientFor(caURLs, current)
 	if err != nil {
 		return nil, err
 	}

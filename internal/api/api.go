@@ -136,6 +136,10 @@ type Error struct {
 	Error string `json:"error"`
 }
 
+// MsgTokenUsed is the error of a 401 answer to a one-time token that was
+// already spent; clients recognise it to explain it.
+const MsgTokenUsed = "the token has already been used"
+
 // TokenRequest asks the running service for a token (admin socket).
 type TokenRequest struct {
 	Kind    string   `json:"kind"`

@@ -50,6 +50,9 @@ type Options struct {
 	Env []string
 	// Args are more flags of serve.
 	Args []string
+	// Home and Listen, for StartAt (StartWith makes a new home and
+	// listens on a free loopback port).
+	Home, Listen string
 }
 
 // StartWith is Start with options.
@@ -60,13 +63,31 @@ func StartWith(t testing.TB, bin string, o Options) *Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &Service{Bin: bin, Home: dir + "/home", logs: &dockerdtest.LockedBuffer{}, done: make(chan error, 1)}
+	o.Home = dir + "/home"
+	return startService(t, bin, o)
+}
+
+// StartAt starts bin serve on home, listening on listen, and waits for its
+// banner. A home holding a copy of another service's database (`dockca
+// backup`) makes a second service of the same CA: a stand-in for a second
+// replica when the test is not about a shared store.
+func StartAt(t testing.TB, bin, home, listen string) *Service {
+	t.Helper()
+	return startService(t, bin, Options{Home: home, Listen: listen})
+}
+
+func startService(t testing.TB, bin string, o Options) *Service {
+	t.Helper()
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	s := &Service{Bin: bin, Home: o.Home, logs: &dockerdtest.LockedBuffer{}, done: make(chan error, 1)}
 	args := []string{"--home", s.Home}
 	if o.Store != "" {
 		args = append(args, "--store", o.Store)
 		s.Store = o.Store
 	}
-	args = append(args, "serve", "--no-password", "--listen", "127.0.0.1:0", "--log-format", "json")
+	args = append(args, "serve", "--no-password", "--listen", o.Listen, "--log-format", "json")
 	s.cmd = exec.Command(bin, append(args, o.Args...)...)
 	s.cmd.Env = append(os.Environ(), o.Env...)
 	stdout, err := s.cmd.StdoutPipe()
