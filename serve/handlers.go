@@ -131,9 +131,9 @@ func (s *Server) classify(route string, err error) (int, string) {
 	case errors.Is(err, store.ErrNotFound) && route == "revoke":
 		return http.StatusNotFound, "no such certificate"
 	case errors.Is(err, kv.ErrUncertain):
-		// The store may have applied it: a retry can find the token
-		// spent or the certificate revoked already.
-		return http.StatusServiceUnavailable, "the CA's store did not confirm the change; it may or may not have been made"
+		// The store may have applied it: 504, which clients resend only
+		// where a second try is harmless (503 says nothing was done).
+		return http.StatusGatewayTimeout, "the CA's store did not confirm the change; it may or may not have been made"
 	case errors.Is(err, kv.ErrUnavailable):
 		return http.StatusServiceUnavailable, "the CA's store is unavailable; try again or another replica"
 	}
