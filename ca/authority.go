@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/smallstep/certificates/authority"
@@ -106,7 +105,7 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 		authority.WithX509RootCerts(root),
 		authority.WithX509Signer(inter, signer),
 		authority.WithX509CAService(signingService),
-		authority.WithDatabase(st.AuthDB(a.record)),
+		authority.WithDatabase(st.AuthDB()),
 		authority.WithQuietInit(),
 	)
 	if err != nil {
@@ -152,18 +151,9 @@ func (a *Authority) Store() *store.Store { return a.st }
 // Step exposes the embedded smallstep authority (for token provisioners).
 func (a *Authority) Step() *authority.Authority { return a.step }
 
-// record turns a just-signed leaf into dockca's record (sign stores it
-// before the certificate is handed out; smallstep's signing call, which
-// the tests still use as a reference, reaches it through AuthDB).
-func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (*store.Certificate, error) {
-	kind := kindOf(leaf)
-	actor := a.actor
-	if prov != nil {
-		if id := prov.GetID(); strings.HasPrefix(id, identityPrefix) {
-			kind = store.Kind(strings.TrimPrefix(id, identityPrefix))
-		}
-		actor = prov.GetName()
-	}
+// record turns a just-signed leaf of kind into dockca's record, with its
+// provenance (sign stores it before the certificate is handed out).
+func (a *Authority) record(leaf *x509.Certificate, kind store.Kind, prov Provenance) *store.Certificate {
 	rec := &store.Certificate{
 		Serial:      store.FormatSerial(leaf.SerialNumber),
 		Name:        leaf.Subject.CommonName,
@@ -173,9 +163,11 @@ func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (
 		NotBefore:   leaf.NotBefore.UTC(),
 		NotAfter:    leaf.NotAfter.UTC(),
 		IssuedAt:    time.Now().UTC(),
-		IssuedBy:    actor,
+		IssuedBy:    prov.Actor,
 		Fingerprint: Fingerprint(leaf),
 		DER:         leaf.Raw,
+		TokenID:     prov.TokenID,
+		RenewedFrom: prov.RenewedFrom,
 	}
 	switch kind {
 	case store.KindClient:
@@ -186,18 +178,7 @@ func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (
 	if kind != store.KindClient {
 		rec.Role = ""
 	}
-	rec.TokenID = tokenIDOfActor(actor)
-	rec.RenewedFrom = renewedFromOfActor(actor)
-	return rec, nil
-}
-
-func kindOf(leaf *x509.Certificate) store.Kind {
-	for _, u := range leaf.ExtKeyUsage {
-		if u == x509.ExtKeyUsageServerAuth {
-			return store.KindDaemon
-		}
-	}
-	return store.KindClient
+	return rec
 }
 
 // RoleOf reads the role a dockca client certificate carries: its single

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/smallstep/certificates/authority/provisioner"
-
 	"github.com/dockca/dockca/store"
 )
 
@@ -62,21 +60,20 @@ func (i *Issued) KeyPEM() ([]byte, error) {
 	return MarshalPrivateKey(i.Key)
 }
 
-// identity is the smallstep "provisioner" that stands for dockca's own
-// issuances; the record function reads the kind from its ID and the issuer
-// from its name. Only the methods the record function calls are real.
-type identity struct {
-	provisioner.Interface
-	kind  store.Kind
-	actor string
+// Provenance is where an issuance came from, carried as typed fields from
+// the issuing call to the record the store writes: who asked, the one-time
+// token it spends (the store spends it in the transaction that records the
+// certificate) and the certificate it renews (the store refuses the
+// renewal in that transaction if that one has been revoked meanwhile).
+type Provenance struct {
+	// Actor is recorded as the issuer (IssuedBy): "cli:root@host",
+	// "socket:...", "serve", or a description of a service request.
+	Actor string
+	// TokenID is the ID (jti) of the one-time token spent, if any.
+	TokenID string
+	// RenewedFrom is the serial of the certificate renewed, if any.
+	RenewedFrom string
 }
-
-const identityPrefix = "dockca:"
-
-func (i identity) GetID() string             { return identityPrefix + string(i.kind) }
-func (i identity) GetIDForToken() string     { return i.GetID() }
-func (i identity) GetName() string           { return i.actor }
-func (i identity) GetType() provisioner.Type { return provisioner.TypeJWK }
 
 // Normalized is a request after policy: the exact subject, names, role and
 // validity the certificate will have.
@@ -215,10 +212,10 @@ func (a *Authority) Issue(ctx context.Context, r Request) (*Issued, error) {
 }
 
 // issueExtra is what the service's issuance paths (remote.go) add to a
-// plain Issue: who is recorded as the issuer, the kind to record, and a
-// public key to certify instead of the CSR's.
+// plain Issue: the provenance to record, the kind to record, and a public
+// key to certify instead of the CSR's.
 type issueExtra struct {
-	actor  string
+	prov   Provenance
 	kind   store.Kind
 	pubKey crypto.PublicKey
 }
@@ -231,17 +228,18 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	if err != nil {
 		return nil, err
 	}
-	actor, kind := a.actor, n.Kind
-	if r.Actor != "" {
-		actor = r.Actor
+	prov, kind := x.prov, n.Kind
+	if prov.Actor == "" {
+		prov.Actor = r.Actor
 	}
-	if x.actor != "" {
-		actor = x.actor
-	} else if r.RenewedFrom != "" {
+	if prov.Actor == "" {
+		prov.Actor = a.actor
+	}
+	if r.RenewedFrom != "" {
 		if err := a.checkPredecessor(ctx, r.RenewedFrom, n); err != nil {
 			return nil, err
 		}
-		actor = renewActorPrefix + r.RenewedFrom
+		prov.RenewedFrom = r.RenewedFrom
 	}
 	if x.kind != "" {
 		kind = x.kind
@@ -265,7 +263,7 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	leaf, rec, err := a.sign(ctx, n, pub, kind, actor)
+	leaf, rec, err := a.sign(ctx, n, pub, kind, prov)
 	if err != nil {
 		return nil, err
 	}

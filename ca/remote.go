@@ -27,31 +27,6 @@ var (
 	ErrRevoked = errors.New("the certificate has been revoked")
 )
 
-const (
-	tokenActorPrefix = "token:"
-	renewActorPrefix = "renew:"
-)
-
-// tokenIDOfActor returns the token ID an issuance was made for, from the
-// actor IssueWithToken records, so the store spends the token in the
-// transaction that stores the certificate.
-func tokenIDOfActor(actor string) string {
-	if id, ok := strings.CutPrefix(actor, tokenActorPrefix); ok {
-		return id
-	}
-	return ""
-}
-
-// renewedFromOfActor returns the serial a renewal was made from, so the
-// store refuses the renewal in its transaction if that serial has been
-// revoked meanwhile.
-func renewedFromOfActor(actor string) string {
-	if serial, ok := strings.CutPrefix(actor, renewActorPrefix); ok {
-		return serial
-	}
-	return ""
-}
-
 // VerifyToken checks a token against the token provisioner's key:
 // signature, issuer, audience for method (the audiences smallstep's
 // configuration gives the CA's names), nbf/exp with a minute of leeway,
@@ -177,7 +152,9 @@ func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.Ce
 			return nil, err
 		}
 	}
-	iss, err := a.issue(ctx, r, issueExtra{actor: tokenActorPrefix + c.ID})
+	// The actor is a description for ls and show ("token:" and the ID);
+	// the store spends the token by its typed ID, never by parsing this.
+	iss, err := a.issue(ctx, r, issueExtra{prov: Provenance{Actor: "token:" + c.ID, TokenID: c.ID}})
 	if errors.Is(err, store.ErrTokenUsed) {
 		return nil, ErrTokenUsed
 	}
@@ -252,7 +229,7 @@ func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509
 			}
 		}
 	}
-	x := issueExtra{actor: renewActorPrefix + rec.Serial}
+	x := issueExtra{prov: Provenance{Actor: "renew:" + rec.Serial, RenewedFrom: rec.Serial}}
 	if csr != nil {
 		if rec.Kind == store.KindDaemon {
 			allowed := map[string]bool{}
@@ -318,5 +295,5 @@ func (a *Authority) IssueService(ctx context.Context, names []string, ttl time.D
 		return nil, fmt.Errorf("service certificate: no names: %w", ErrPolicy)
 	}
 	return a.issue(ctx, Request{Kind: store.KindDaemon, Name: names[0], SANs: names[1:], TTL: ttl},
-		issueExtra{kind: store.KindService, actor: "serve"})
+		issueExtra{kind: store.KindService, prov: Provenance{Actor: "serve"}})
 }

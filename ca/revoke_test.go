@@ -117,3 +117,37 @@ func TestWeakCSRKeysAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// Provenance travels as typed fields: an admin renewal records who made it
+// and what it renews; a holder's renewal over mutual TLS records its
+// source; neither is read back out of the issuer's name. An actor that
+// happens to look like the old "renew:" prefix is only a name.
+func TestProvenanceIsTyped(t *testing.T) {
+	_, a := newCA(t, KeyECP256, "")
+	ctx := context.Background()
+	first, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "fay", Role: RoleOperator, Actor: "renew:" + "00ff"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := first.Record; r.RenewedFrom != "" || r.TokenID != "" || r.IssuedBy != "renew:00ff" {
+		t.Fatalf("plain issue: renewed from %q, token %q, by %q", r.RenewedFrom, r.TokenID, r.IssuedBy)
+	}
+	second, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "fay", Role: RoleOperator, Actor: "socket:root", RenewedFrom: first.Record.Serial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := second.Record; r.RenewedFrom != first.Record.Serial || r.IssuedBy != "socket:root" || r.TokenID != "" {
+		t.Fatalf("admin renewal: renewed from %q, token %q, by %q", r.RenewedFrom, r.TokenID, r.IssuedBy)
+	}
+	third, err := a.Renew(ctx, second.Leaf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := third.Record; r.RenewedFrom != second.Record.Serial || r.TokenID != "" {
+		t.Fatalf("holder renewal: renewed from %q, token %q", r.RenewedFrom, r.TokenID)
+	}
+	stored, err := a.Store().Certificate(ctx, third.Leaf.SerialNumber)
+	if err != nil || stored.RenewedFrom != second.Record.Serial {
+		t.Fatalf("stored renewal: %v %+v", err, stored)
+	}
+}

@@ -24,7 +24,7 @@ import (
 // configures. The certificate is the same (ca/sign_test.go compares both
 // paths field by field), and it is stored, with its token spent, in the
 // transaction that records it, before it is handed out.
-func (a *Authority) sign(ctx context.Context, n *Normalized, pub crypto.PublicKey, kind store.Kind, actor string) (*x509.Certificate, *store.Certificate, error) {
+func (a *Authority) sign(ctx context.Context, n *Normalized, pub crypto.PublicKey, kind store.Kind, prov Provenance) (*x509.Certificate, *store.Certificate, error) {
 	tmpl, err := a.leafTemplate(n, pub, kind)
 	if err != nil {
 		return nil, nil, err
@@ -37,10 +37,7 @@ func (a *Authority) sign(ctx context.Context, n *Normalized, pub crypto.PublicKe
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign: %w", err)
 	}
-	rec, err := a.record(leaf, identity{kind: kind, actor: actor})
-	if err != nil {
-		return nil, nil, err
-	}
+	rec := a.record(leaf, kind, prov)
 	if err := a.st.PutCertificate(ctx, rec); err != nil {
 		if errors.Is(err, store.ErrRenewedFromRevoked) {
 			return nil, nil, ErrRevoked

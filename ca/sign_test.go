@@ -20,7 +20,8 @@ import (
 // dockca signed through smallstep's Authority.Sign with x509util text
 // templates until its own signing path replaced it (sign.go). The reference
 // path below is that old one, kept here to prove the certificates are the
-// same: every field but the serial number and the signature.
+// same: every field but the serial number and the signature. Nothing is
+// recorded through it (store.AuthDB implements no certificate storer).
 func TestSignMatchesSmallstepPath(t *testing.T) {
 	for _, kt := range []KeyType{KeyECP256, KeyECP384, KeyRSA3072, KeyEd25519} {
 		t.Run(string(kt), func(t *testing.T) {
@@ -53,7 +54,7 @@ func TestSignMatchesSmallstepPath(t *testing.T) {
 				if kind == "" {
 					kind = n.Kind
 				}
-				ours, _, err := a.sign(context.Background(), n, key.Public(), kind, "test")
+				ours, _, err := a.sign(context.Background(), n, key.Public(), kind, Provenance{Actor: "test"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -86,8 +87,7 @@ func extensionsOf(c *x509.Certificate) string {
 }
 
 // signViaSmallstep is the old signing path: smallstep's Sign with the
-// profile as x509util template JSON and the same validity. It stores
-// its certificate through the AuthDB record function, as it did.
+// profile as x509util template JSON and the same validity.
 func signViaSmallstep(t *testing.T, a *Authority, n *Normalized, key crypto.Signer, kind store.Kind) *x509.Certificate {
 	t.Helper()
 	tmpl := &x509.CertificateRequest{Subject: pkixName(n.Name)}
@@ -123,7 +123,6 @@ func signViaSmallstep(t *testing.T, a *Authority, n *Normalized, key crypto.Sign
 		text = oldClientTemplate
 	}
 	chain, err := a.step.SignWithContext(context.Background(), csr, provisioner.SignOptions{},
-		identity{kind: kind, actor: "test"},
 		oldTemplate{text: text, data: data},
 		provisioner.CertificateModifierFunc(func(cert *x509.Certificate, _ provisioner.SignOptions) error {
 			cert.NotBefore, cert.NotAfter = n.NotBefore, n.NotAfter
