@@ -17,6 +17,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -247,7 +248,7 @@ func (l *LocalSource) Revoked(ctx context.Context, cert *x509.Certificate) (*Rev
 	if l.viaSvc {
 		return l.svc.Revoked(ctx, cert)
 	}
-	if r := l.revoked[SerialHex(cert)]; r != nil {
+	if r := l.revoked[pki.SerialOf(cert)]; r != nil {
 		return &Revocation{RevokedAt: r.RevokedAt, Reason: r.Reason}, nil
 	}
 	return nil, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/smallstep/certificates/authority/config"
 	"github.com/smallstep/certificates/authority/provisioner"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -153,50 +154,32 @@ func (a *Authority) Step() *authority.Authority { return a.step }
 
 // record turns a just-signed leaf of kind into dockca's record, with its
 // provenance (sign stores it before the certificate is handed out).
-func (a *Authority) record(leaf *x509.Certificate, kind store.Kind, prov Provenance) *store.Certificate {
+func (a *Authority) record(leaf *x509.Certificate, kind pki.Kind, prov Provenance) *store.Certificate {
 	rec := &store.Certificate{
-		Serial:      store.FormatSerial(leaf.SerialNumber),
+		Serial:      pki.FormatSerial(leaf.SerialNumber),
 		Name:        leaf.Subject.CommonName,
 		Kind:        kind,
-		Role:        RoleOf(leaf),
-		SANs:        sanStrings(leaf),
+		Role:        pki.RoleOf(leaf),
+		SANs:        pki.SANStrings(leaf),
 		NotBefore:   leaf.NotBefore.UTC(),
 		NotAfter:    leaf.NotAfter.UTC(),
 		IssuedAt:    time.Now().UTC(),
 		IssuedBy:    prov.Actor,
-		Fingerprint: Fingerprint(leaf),
+		Fingerprint: pki.Fingerprint(leaf),
 		DER:         leaf.Raw,
 		TokenID:     prov.TokenID,
 		RenewedFrom: prov.RenewedFrom,
 	}
 	switch kind {
-	case store.KindClient:
-		rec.Groups = ScopeOf(leaf)
-	case store.KindDaemon:
-		rec.Groups = GroupsOf(leaf)
+	case pki.KindClient:
+		rec.Groups = pki.ScopeOf(leaf)
+	case pki.KindDaemon:
+		rec.Groups = pki.GroupsOf(leaf)
 	}
-	if kind != store.KindClient {
+	if kind != pki.KindClient {
 		rec.Role = ""
 	}
 	return rec
-}
-
-// RoleOf reads the role a dockca client certificate carries: its single
-// Subject OU. Empty when there is none.
-func RoleOf(cert *x509.Certificate) string {
-	if len(cert.Subject.OrganizationalUnit) != 1 {
-		return ""
-	}
-	return cert.Subject.OrganizationalUnit[0]
-}
-
-func sanStrings(c *x509.Certificate) []string {
-	var out []string
-	out = append(out, c.DNSNames...)
-	for _, ip := range c.IPAddresses {
-		out = append(out, ip.String())
-	}
-	return out
 }
 
 // VerifyChain checks that leaf chains to this CA's root for usage at now.

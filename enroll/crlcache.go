@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/pki"
 )
 
 // DefaultCRLTimeout bounds one CRL fetch of CRLCache.
@@ -104,7 +104,7 @@ func (c *CRLCache) fetch(ctx context.Context, caURL string, root *x509.Certifica
 }
 
 func cacheKey(caURL string, root *x509.Certificate) string {
-	sum := sha256.Sum256([]byte(caURL + "\x00" + ca.Fingerprint(root)))
+	sum := sha256.Sum256([]byte(caURL + "\x00" + pki.Fingerprint(root)))
 	return hex.EncodeToString(sum[:16])
 }
 
@@ -115,7 +115,7 @@ func (c *CRLCache) store(key string, crl *x509.RevocationList, issuer *x509.Cert
 		return err
 	}
 	var buf bytes.Buffer
-	buf.Write(ca.PEMCert(issuer))
+	buf.Write(pki.PEMCert(issuer))
 	pem.Encode(&buf, &pem.Block{Type: "X509 CRL", Bytes: crl.Raw})
 	return atomicfile.WriteFile(filepath.Join(c.Dir, key+".pem"), buf.Bytes(), 0o600)
 }

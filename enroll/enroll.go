@@ -24,9 +24,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 // ErrFingerprintMismatch means the CA presented a root other than the one
@@ -45,7 +44,7 @@ const requestTimeout = 30 * time.Second
 
 // New returns a client for caURL that trusts root.
 func New(caURL string, root *x509.Certificate) (*Client, error) {
-	u, err := ca.NormalizeCAURL(caURL)
+	u, err := pki.NormalizeCAURL(caURL)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +77,7 @@ func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 // the service's host name must not be able to pose as the service and
 // collect enrollment tokens.
 func isService(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 || !slices.Contains(cs.PeerCertificates[0].Subject.OrganizationalUnit, ca.ServiceOU) {
+	if len(cs.PeerCertificates) == 0 || !slices.Contains(cs.PeerCertificates[0].Subject.OrganizationalUnit, pki.ServiceOU) {
 		return errors.New("the server's certificate is not a dockca service certificate")
 	}
 	return nil
@@ -89,7 +88,7 @@ func isService(cs tls.ConnectionState) error {
 // certificate chains to that root, so the answer comes from a holder of
 // the CA's certificate.
 func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
-	base, err := ca.NormalizeCAURL(caURL)
+	base, err := pki.NormalizeCAURL(caURL)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +135,7 @@ func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
 // Bootstrap fetches the root and returns a client trusting it, provided
 // its SHA-256 fingerprint is fingerprint (hex, colons optional).
 func Bootstrap(ctx context.Context, caURL, fingerprint string) (*Client, error) {
-	want := ca.NormalizeFingerprint(fingerprint)
+	want := pki.NormalizeFingerprint(fingerprint)
 	if len(want) != 64 {
 		return nil, fmt.Errorf("fingerprint %q is not a SHA-256 (64 hex digits)", fingerprint)
 	}
@@ -144,7 +143,7 @@ func Bootstrap(ctx context.Context, caURL, fingerprint string) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	if got := ca.Fingerprint(root); got != want {
+	if got := pki.Fingerprint(root); got != want {
 		return nil, fmt.Errorf("%w: got %s, want %s", ErrFingerprintMismatch, got, want)
 	}
 	return New(caURL, root)
@@ -161,17 +160,17 @@ type Result struct {
 // Enroll generates a key of keyType (default ec-p256), makes a CSR with
 // exactly the names the token is bound to, and exchanges it and the token
 // for a certificate.
-func (c *Client) Enroll(ctx context.Context, token string, keyType ca.KeyType) (*Result, error) {
-	claims, err := ca.PeekToken(token)
+func (c *Client) Enroll(ctx context.Context, token string, keyType pki.KeyType) (*Result, error) {
+	claims, err := pki.PeekToken(token)
 	if err != nil {
 		return nil, err
 	}
-	kind, err := ca.ParseKind(claims.Dockca.Kind)
+	kind, err := pki.ParseKind(claims.Dockca.Kind)
 	if err != nil {
 		return nil, fmt.Errorf("this token does not enroll certificates: %w", err)
 	}
 	names := []string(nil)
-	if kind == store.KindDaemon {
+	if kind == pki.KindDaemon {
 		names = claims.SANs
 	}
 	key, csrPEM, err := newKeyAndCSR(keyType, claims.Subject, names)
@@ -188,7 +187,7 @@ func (c *Client) Enroll(ctx context.Context, token string, keyType ca.KeyType) (
 // Renew renews the certificate presented as cert over mutual TLS. With
 // rekey a new key of keyType is generated and certified; otherwise the
 // same key is.
-func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, keyType ca.KeyType) (*Result, error) {
+func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, keyType pki.KeyType) (*Result, error) {
 	leaf, err := leafOf(cert)
 	if err != nil {
 		return nil, err
@@ -308,24 +307,24 @@ func (c *Client) result(resp api.CertResponse, key crypto.Signer, want crypto.Pu
 	}
 	res := &Result{Resp: resp, Leaf: leaf}
 	if key != nil {
-		if res.KeyPEM, err = ca.MarshalPrivateKey(key); err != nil {
+		if res.KeyPEM, err = pki.MarshalPrivateKey(key); err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
 }
 
-func newKeyAndCSR(kt ca.KeyType, cn string, names []string) (crypto.Signer, []byte, error) {
+func newKeyAndCSR(kt pki.KeyType, cn string, names []string) (crypto.Signer, []byte, error) {
 	if kt == "" {
-		kt = ca.KeyECP256
+		kt = pki.KeyECP256
 	}
-	key, err := ca.GenerateKey(kt)
+	key, err := pki.GenerateKey(kt)
 	if err != nil {
 		return nil, nil, err
 	}
 	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
 	for _, n := range names {
-		san, err := ca.ParseSAN(n)
+		san, err := pki.ParseSAN(n)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -41,6 +41,7 @@ import (
 
 	"github.com/dockca/dockca/authz"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 )
 
 // Options configure a gate.
@@ -167,7 +168,7 @@ func (g *Gate) TLSConfig() *tls.Config {
 				return fmt.Errorf("dockca gate: cannot check revocation: %w", err)
 			}
 			if rev != nil {
-				return fmt.Errorf("dockca gate: certificate %s was revoked", authz.SerialHex(cs.PeerCertificates[0]))
+				return fmt.Errorf("dockca gate: certificate %s was revoked", pki.SerialOf(cs.PeerCertificates[0]))
 			}
 			return nil
 		},

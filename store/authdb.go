@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/smallstep/certificates/db"
 	"github.com/smallstep/nosql/database"
 	bolt "go.etcd.io/bbolt"
@@ -111,7 +112,7 @@ func (a *AuthDB) GetRevokedCertificates() (*[]db.RevokedCertificateInfo, error) 
 	}
 	out := make([]db.RevokedCertificateInfo, 0, len(revs))
 	for _, r := range revs {
-		n, err := ParseSerial(r.Serial)
+		n, err := pki.ParseSerial(r.Serial)
 		if err != nil {
 			return nil, err
 		}

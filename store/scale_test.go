@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -89,7 +90,7 @@ func bulkStore(t *testing.T, size int) *Store {
 				case i < 200:
 					notAfter = now.Add(-time.Duration(i) * time.Hour)
 				}
-				c := &Certificate{Serial: FormatSerial(sn), Name: fmt.Sprintf("bulk%07d", i), Kind: KindClient, Role: "admin",
+				c := &Certificate{Serial: pki.FormatSerial(sn), Name: fmt.Sprintf("bulk%07d", i), Kind: pki.KindClient, Role: "admin",
 					NotBefore: now.Add(-time.Hour), NotAfter: notAfter, IssuedAt: now, DER: der}
 				if err := putRecord(tx, c); err != nil {
 					return err

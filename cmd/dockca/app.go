@@ -16,7 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -410,7 +410,7 @@ func homeDir(c *cli.Context, e *env) (string, error) {
 // (a name, role or lifetime the CA will not issue) exits 1 like every
 // refusal; anything else is a malformed command line, exit 2.
 func inputError(err error, format string, args ...any) error {
-	if errors.Is(err, ca.ErrPolicy) {
+	if errors.Is(err, pki.ErrPolicy) {
 		return fmt.Errorf(format+": %w", append(args, err)...)
 	}
 	return usagef(format+": %v", append(args, err)...)

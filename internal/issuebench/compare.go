@@ -193,7 +193,7 @@ func dockcaStored(home string, okAnswers int) error {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	certs, err := st.List(ctx, store.Filter{Kind: store.KindClient})
+	certs, err := st.List(ctx, store.Filter{Kind: "client"})
 	if err != nil {
 		return err
 	}

@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/contexts"
-	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // CA is a root and an intermediate kept in memory.
@@ -143,7 +143,7 @@ func (c *CA) Issue(r Request) (*tlsbundle.Bundle, error) {
 		CA:       append([]byte(nil), c.RootPEM...),
 		Cert:     cert,
 		Key:      pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-		Serial:   serial.Format(sn),
+		Serial:   pki.FormatSerial(sn),
 		NotAfter: tmpl.NotAfter,
 	}, nil
 }
@@ -180,8 +180,8 @@ func (c *CA) SetClock(now func() time.Time) { c.now = now }
 // define for the core CA, so tests can hand a *CA to either.
 
 // IssueClient implements contexts.Issuer.
-func (c *CA) IssueClient(_ context.Context, client, role string, ttl time.Duration) (*contexts.Material, error) {
-	b, err := c.Issue(Request{CommonName: client, Role: role, Usage: x509.ExtKeyUsageClientAuth, TTL: ttl})
+func (c *CA) IssueClient(_ context.Context, client string, role pki.Role, ttl time.Duration) (*contexts.Material, error) {
+	b, err := c.Issue(Request{CommonName: client, Role: string(role), Usage: x509.ExtKeyUsageClientAuth, TTL: ttl})
 	if err != nil {
 		return nil, err
 	}
