@@ -225,7 +225,7 @@ func parseCerts(b []byte) ([]*x509.Certificate, error) {
 		if blk == nil {
 			return out, nil
 		}
-		if blk.Type != "CERTIFICATE" {
+		if blk.Type != pki.PEMTypeCertificate {
 			continue
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)

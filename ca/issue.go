@@ -163,10 +163,7 @@ func check(r Request, issuer *x509.Certificate, roles []pki.Role, now time.Time)
 		}
 		extra := append([]string(nil), r.SANs...)
 		if r.CSR != nil {
-			csrNames := append([]string(nil), r.CSR.DNSNames...)
-			for _, ip := range r.CSR.IPAddresses {
-				csrNames = append(csrNames, ip.String())
-			}
+			csrNames := pki.CSRNames(r.CSR)
 			if n.Name == "" {
 				n.Name = r.CSR.Subject.CommonName
 				if n.Name == "" && len(csrNames) > 0 {

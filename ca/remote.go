@@ -164,11 +164,7 @@ func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.Ce
 
 // csrNamesWithin refuses a CSR asking for a name outside allowed.
 func csrNamesWithin(csr *x509.CertificateRequest, allowed map[string]bool) error {
-	names := append([]string(nil), csr.DNSNames...)
-	for _, ip := range csr.IPAddresses {
-		names = append(names, ip.String())
-	}
-	for _, n := range names {
+	for _, n := range pki.CSRNames(csr) {
 		san, err := pki.ParseSAN(n)
 		if err != nil {
 			return fmt.Errorf("the CSR asks for %q: %w", n, err)

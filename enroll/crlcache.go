@@ -116,7 +116,7 @@ func (c *CRLCache) store(key string, crl *x509.RevocationList, issuer *x509.Cert
 	}
 	var buf bytes.Buffer
 	buf.Write(pki.PEMCert(issuer))
-	pem.Encode(&buf, &pem.Block{Type: "X509 CRL", Bytes: crl.Raw})
+	buf.Write(pki.PEMCRL(crl.Raw))
 	return atomicfile.WriteFile(filepath.Join(c.Dir, key+".pem"), buf.Bytes(), 0o600)
 }
 
@@ -148,9 +148,9 @@ func parseCached(data []byte, root *x509.Certificate) (*x509.RevocationList, err
 		}
 		var err error
 		switch blk.Type {
-		case "CERTIFICATE":
+		case pki.PEMTypeCertificate:
 			issuer, err = x509.ParseCertificate(blk.Bytes)
-		case "X509 CRL":
+		case pki.PEMTypeCRL:
 			crl, err = x509.ParseRevocationList(blk.Bytes)
 		}
 		if err != nil {

@@ -109,7 +109,7 @@ func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("fetch CA root: %w", err)
 	}
 	blk, _ := pem.Decode(body)
-	if blk == nil || blk.Type != "CERTIFICATE" {
+	if blk == nil || blk.Type != pki.PEMTypeCertificate {
 		return nil, errors.New("fetch CA root: the answer is not a PEM certificate")
 	}
 	root, err := x509.ParseCertificate(blk.Bytes)
@@ -195,12 +195,8 @@ func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, ke
 	var req api.RenewRequest
 	var key crypto.Signer
 	if rekey {
-		names := append([]string(nil), leaf.DNSNames...)
-		for _, ip := range leaf.IPAddresses {
-			names = append(names, ip.String())
-		}
 		var csrPEM []byte
-		if key, csrPEM, err = newKeyAndCSR(keyType, leaf.Subject.CommonName, names); err != nil {
+		if key, csrPEM, err = newKeyAndCSR(keyType, leaf.Subject.CommonName, pki.SANStrings(leaf)); err != nil {
 			return nil, err
 		}
 		req.CSR = string(csrPEM)

@@ -26,7 +26,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -358,7 +357,7 @@ func peerPEM(r *http.Request) [][]byte {
 	}
 	out := make([][]byte, 0, len(r.TLS.PeerCertificates))
 	for _, c := range r.TLS.PeerCertificates {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+		out = append(out, pki.PEMCert(c))
 	}
 	if cs != nil {
 		cs.pem = out // one request at a time per HTTP/1.1 connection

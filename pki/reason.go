@@ -37,12 +37,17 @@ func ParseReason(s string) (Reason, error) {
 	return Reason{}, fmt.Errorf("unknown revocation reason %q (use one of %s): %w", s, strings.Join(names, ", "), ErrPolicy)
 }
 
-// ReasonName maps a reason code back to its name.
+// reasonNames spell every RFC 5280 reason code the way the revoke command
+// takes the ones it accepts (code 7 is unused).
+var reasonNames = map[int]string{
+	0: "unspecified", 1: "key-compromise", 2: "ca-compromise", 3: "affiliation-changed", 4: "superseded",
+	5: "cessation-of-operation", 6: "certificate-hold", 8: "remove-from-crl", 9: "privilege-withdrawn", 10: "aa-compromise",
+}
+
+// ReasonName maps a reason code, found in a CRL, back to its name.
 func ReasonName(code int) string {
-	for _, r := range Reasons {
-		if r.Code == code {
-			return r.Name
-		}
+	if n, ok := reasonNames[code]; ok {
+		return n
 	}
 	return fmt.Sprintf("reason-%d", code)
 }

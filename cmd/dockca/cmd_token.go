@@ -54,7 +54,7 @@ func newTokenCommand(e *env) *cli.Command {
 						return err
 					}
 					switch kind := c.String("kind"); kind {
-					case "client", "daemon", pki.TokenKindRevoke:
+					case string(pki.KindClient), string(pki.KindDaemon), pki.TokenKindRevoke:
 					default:
 						return usagef("token create: unknown kind %q (use client, daemon or revoke)", kind)
 					}
@@ -218,10 +218,10 @@ func printTokenHints(w io.Writer, self string, r *api.TokenResponse) {
 	switch r.Info.Kind {
 	// The token goes in the environment, not on the command line, where
 	// other local users could read it in the process list.
-	case "client":
+	case string(pki.KindClient):
 		fmt.Fprintf(w, "On the client machine:\n  DOCKCA_TOKEN=%s %s context add %s --host tcp://DOCKER_HOST:2376 --ca-url %s --fingerprint %s\n",
 			r.Token, self, r.Info.Name, r.CAURL, r.RootFingerprint)
-	case "daemon":
+	case string(pki.KindDaemon):
 		fmt.Fprintf(w, "On the Docker host:\n  DOCKCA_TOKEN=%s %s daemon setup %s --ca-url %s --fingerprint %s\n",
 			r.Token, self, r.Info.Name, r.CAURL, r.RootFingerprint)
 	case pki.TokenKindRevoke:

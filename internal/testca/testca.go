@@ -82,11 +82,11 @@ func newCA() (*CA, error) {
 	}
 	inter, _ := x509.ParseCertificate(interDER)
 	return &CA{
-		RootPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}),
+		RootPEM:  pki.PEMDER(rootDER),
 		root:     root,
 		inter:    inter,
 		interKey: interKey,
-		interPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: interDER}),
+		interPEM: pki.PEMDER(interDER),
 		revoked:  map[string]bool{},
 		now:      time.Now,
 	}, nil
@@ -138,7 +138,7 @@ func (c *CA) Issue(r Request) (*tlsbundle.Bundle, error) {
 	c.mu.Lock()
 	c.issued++
 	c.mu.Unlock()
-	cert := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), c.interPEM...)
+	cert := append(pki.PEMDER(der), c.interPEM...)
 	return &tlsbundle.Bundle{
 		CA:       append([]byte(nil), c.RootPEM...),
 		Cert:     cert,

@@ -86,7 +86,7 @@ func (b *Bundle) Check(now time.Time, usage x509.ExtKeyUsage) (*x509.Certificate
 // Leaf parses the first certificate of a PEM chain.
 func Leaf(certPEM []byte) (*x509.Certificate, error) {
 	block, _ := pem.Decode(certPEM)
-	if block == nil || block.Type != "CERTIFICATE" {
+	if block == nil || block.Type != pki.PEMTypeCertificate {
 		return nil, fmt.Errorf("%w: no certificate PEM block", ErrInvalid)
 	}
 	c, err := x509.ParseCertificate(block.Bytes)
