@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dockca/dockca/pki"
 )
@@ -45,44 +44,6 @@ func TestNamePolicy(t *testing.T) {
 	}
 	if n < 20 {
 		t.Fatalf("only %d cases read", n)
-	}
-}
-
-func TestTTLPolicy(t *testing.T) {
-	day := 24 * time.Hour
-	cases := []struct {
-		kind pki.Kind
-		in   time.Duration
-		want time.Duration
-		err  string
-	}{
-		{pki.KindClient, 0, 30 * day, ""},
-		{pki.KindDaemon, 0, 90 * day, ""},
-		{pki.KindClient, 90 * day, 90 * day, ""},
-		{pki.KindClient, 90*day + time.Second, 0, "above the client maximum of 90d"},
-		{pki.KindDaemon, 365 * day, 365 * day, ""},
-		{pki.KindDaemon, 366 * day, 0, "above the daemon maximum of 365d"},
-		{pki.KindClient, time.Minute, 0, "shorter than the minimum"},
-		{pki.KindClient, -time.Hour, 0, "negative"},
-	}
-	for _, c := range cases {
-		got, err := pki.TTLFor(c.kind, c.in)
-		if c.err == "" && (err != nil || got != c.want) {
-			t.Errorf("TTLFor(%s, %s) = %s, %v", c.kind, c.in, got, err)
-		}
-		if c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
-			t.Errorf("TTLFor(%s, %s) error %v, want %q", c.kind, c.in, err, c.err)
-		}
-	}
-	for in, want := range map[string]time.Duration{"30d": 30 * day, "12h": 12 * time.Hour, "90m": 90 * time.Minute, "1h30m": 90 * time.Minute} {
-		if got, err := pki.ParseTTL(in); err != nil || got != want {
-			t.Errorf("ParseTTL(%q) = %s, %v", in, got, err)
-		}
-	}
-	for _, in := range []string{"", "soon", "3x", "-d", "99999d"} {
-		if _, err := pki.ParseTTL(in); err == nil {
-			t.Errorf("ParseTTL(%q) accepted", in)
-		}
 	}
 }
 
