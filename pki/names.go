@@ -122,20 +122,16 @@ func DaemonSANs(host string, extra []string) ([]SAN, error) {
 
 // SANStrings lists a certificate's DNS and IP SANs, DNS names first, as
 // records and listings show them.
-func SANStrings(c *x509.Certificate) []string {
-	var out []string
-	out = append(out, c.DNSNames...)
-	for _, ip := range c.IPAddresses {
-		out = append(out, ip.String())
-	}
-	return out
-}
+func SANStrings(c *x509.Certificate) []string { return nameStrings(c.DNSNames, c.IPAddresses) }
 
 // CSRNames lists the DNS and IP names a CSR asks for, DNS names first.
 func CSRNames(csr *x509.CertificateRequest) []string {
-	var out []string
-	out = append(out, csr.DNSNames...)
-	for _, ip := range csr.IPAddresses {
+	return nameStrings(csr.DNSNames, csr.IPAddresses)
+}
+
+func nameStrings(dns []string, ips []net.IP) []string {
+	out := append([]string(nil), dns...)
+	for _, ip := range ips {
 		out = append(out, ip.String())
 	}
 	return out
