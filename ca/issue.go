@@ -22,7 +22,7 @@ type Request struct {
 	// SANs are extra daemon names (DNS or IP).
 	SANs []string
 	// Groups are a daemon's groups, or a client's scope: the groups whose
-	// daemons it may reach (none: every daemon). See scope.go.
+	// daemons it may reach (none: every daemon). See pki/scope.go.
 	Groups []string
 	// TTL; zero means the kind's default.
 	TTL time.Duration

@@ -70,7 +70,7 @@ func (a *Authority) leafTemplate(n *Normalized, pub crypto.PublicKey, kind pki.K
 	if n.Kind == pki.KindClient {
 		t.Subject.OrganizationalUnit = []string{string(n.Role)}
 		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		// A client's scope: URI SANs urn:dockca:scope:G (internal/scope).
+		// A client's scope: URI SANs urn:dockca:scope:G (pki.GroupURIs).
 		if t.URIs, err = pki.GroupURIs(pki.ScopeURNPrefix, n.Groups); err != nil {
 			return nil, err
 		}

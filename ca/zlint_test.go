@@ -37,7 +37,7 @@ func TestProfilesPassZlintRFC5280(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Groups and scope are URI SANs (scope.go): they must stay clean too.
+			// Groups and scope are URI SANs (pki/scope.go): they must stay clean too.
 			scoped, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "bob", Role: pki.RoleReadonly, Groups: []string{"staging", "prod"}})
 			if err != nil {
 				t.Fatal(err)

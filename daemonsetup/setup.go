@@ -91,7 +91,7 @@ type SetupOptions struct {
 	Host string
 	// SANs are further DNS names or IPs the certificate must cover.
 	SANs []string
-	// Groups are the daemon's groups (sorted, see package internal/scope):
+	// Groups are the daemon's groups (sorted, see pki/scope.go):
 	// an installed certificate for other groups is replaced. The Issuer
 	// puts them into the new certificate.
 	Groups []string
