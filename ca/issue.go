@@ -27,7 +27,7 @@ type Request struct {
 	// TTL; zero means the kind's default.
 	TTL time.Duration
 	// CSR, when set, is signed as is (its key never reaches the CA);
-	// otherwise dockca generates a key of pki.KeyType (default ec-p256).
+	// otherwise dockca generates a key of KeyType (default ec-p256).
 	CSR     *x509.CertificateRequest
 	KeyType pki.KeyType
 	// RenewedFrom, when set, is the serial of the certificate this one

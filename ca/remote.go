@@ -210,12 +210,8 @@ func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509
 	if err != nil {
 		return nil, err
 	}
-	limit := pki.MaxClientTTL
-	if rec.Kind == pki.KindDaemon {
-		limit = pki.MaxDaemonTTL
-	}
 	ttl := rec.NotAfter.Sub(rec.NotBefore) - clockSkew
-	ttl = min(max(ttl, pki.MinTTL), limit)
+	ttl = min(max(ttl, pki.MinTTL), pki.MaxTTL(rec.Kind))
 	r := Request{Kind: rec.Kind, Name: rec.Name, TTL: ttl.Round(time.Second), Groups: rec.Groups}
 	if rec.Kind == pki.KindClient {
 		r.Role = rec.Role

@@ -34,9 +34,9 @@ func MaxTTL(kind Kind) time.Duration {
 
 // TTLFor applies the default and the maximum of kind to ttl (0 = default).
 func TTLFor(kind Kind, ttl time.Duration) (time.Duration, error) {
-	def, max := DefaultClientTTL, MaxClientTTL
+	def, max := DefaultClientTTL, MaxTTL(kind)
 	if kind == KindDaemon {
-		def, max = DefaultDaemonTTL, MaxDaemonTTL
+		def = DefaultDaemonTTL
 	}
 	switch {
 	case ttl == 0:
