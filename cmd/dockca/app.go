@@ -432,18 +432,18 @@ func cmdName(c *cli.Context) string {
 	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
 }
 
-// sharedHelpFlag is urfave's --help flag with an Apply that writes into a
-// copy. urfave applies its one global HelpFlag to every command it runs, and
-// BoolFlag.Apply writes into the flag it is called on: a data race as soon
-// as two apps run in one process (the tests run the plugin, the gate and
-// commands side by side).
-type sharedHelpFlag struct{ cli.BoolFlag }
+// sharedBoolFlag is a global urfave flag (--help, --version) with an Apply
+// that writes into a copy. urfave applies its one global HelpFlag and
+// VersionFlag to every app and command it runs, and BoolFlag.Apply writes
+// into the flag it is called on: a data race as soon as two apps run in one
+// process (the tests run the plugin, the gate and commands side by side).
+type sharedBoolFlag struct{ cli.BoolFlag }
 
-func (f *sharedHelpFlag) Apply(set *flag.FlagSet) error {
+func (f *sharedBoolFlag) Apply(set *flag.FlagSet) error {
 	c := f.BoolFlag
 	return c.Apply(set)
 }
 
 func init() {
-	cli.HelpFlag = &sharedHelpFlag{cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}}
+	cli.HelpFlag = &sharedBoolFlag{cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}}
 }
