@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/authz"
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
 // AccessMap pairs every valid client certificate with every valid daemon
-// certificate it reaches (ca.Through: its scope includes one of the
+// certificate it reaches (pki.Through: its scope includes one of the
 // daemon's groups, or it has no scope), with the role that applies there
 // (pol.RoleOn). A pair whose role the policy does not know, or cannot
 // decide, is left out: the plugin denies it everything. certs may hold
@@ -29,11 +29,11 @@ func AccessMap(certs []*store.Certificate, pol *authz.Policy, q api.AccessReques
 			continue
 		}
 		switch c.Kind {
-		case store.KindClient:
+		case pki.KindClient:
 			if q.Client == "" || c.Name == q.Client {
 				clients = append(clients, c)
 			}
-		case store.KindDaemon:
+		case pki.KindDaemon:
 			if q.Group == "" || slices.Contains(c.Groups, q.Group) {
 				daemons = append(daemons, c)
 			}
@@ -43,12 +43,12 @@ func AccessMap(certs []*store.Certificate, pol *authz.Policy, q api.AccessReques
 	out := []api.AccessEntry{}
 	for _, cl := range clients {
 		for _, d := range daemons {
-			through, ok := ca.Through(cl.Groups, d.Groups)
+			through, ok := pki.Through(cl.Groups, d.Groups)
 			if !ok {
 				continue
 			}
 			role, err := pol.RoleOn(cl.Role, through)
-			if err != nil || !slices.Contains(known, role) {
+			if err != nil || !slices.Contains(known, string(role)) {
 				continue
 			}
 			groups := d.Groups

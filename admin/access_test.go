@@ -9,6 +9,7 @@ import (
 
 	"github.com/dockca/dockca/authz"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -16,12 +17,12 @@ func accessFixture(clients, daemons int, now time.Time) []*store.Certificate {
 	var certs []*store.Certificate
 	groups := []string{"staging", "prod", "edge"}
 	for i := range daemons {
-		certs = append(certs, &store.Certificate{Serial: fmt.Sprintf("d%05d", i), Name: fmt.Sprintf("host%d", i), Kind: store.KindDaemon,
+		certs = append(certs, &store.Certificate{Serial: fmt.Sprintf("d%05d", i), Name: fmt.Sprintf("host%d", i), Kind: pki.KindDaemon,
 			Groups: []string{groups[i%3]}, NotAfter: now.Add(90 * 24 * time.Hour)})
 	}
 	for i := range clients {
-		c := &store.Certificate{Serial: fmt.Sprintf("c%05d", i), Name: fmt.Sprintf("user%d", i), Kind: store.KindClient,
-			Role: []string{"readonly", "operator", "admin"}[i%3], NotAfter: now.Add(30 * 24 * time.Hour)}
+		c := &store.Certificate{Serial: fmt.Sprintf("c%05d", i), Name: fmt.Sprintf("user%d", i), Kind: pki.KindClient,
+			Role: []pki.Role{"readonly", "operator", "admin"}[i%3], NotAfter: now.Add(30 * 24 * time.Hour)}
 		if i%2 == 1 {
 			c.Groups = []string{groups[i%3]}
 		}
@@ -37,15 +38,15 @@ func TestAccessMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	certs := []*store.Certificate{
-		{Serial: "d1", Name: "stg", Kind: store.KindDaemon, Groups: []string{"staging"}, NotAfter: now.Add(48 * time.Hour)},
-		{Serial: "d2", Name: "prd", Kind: store.KindDaemon, Groups: []string{"prod"}, NotAfter: now.Add(72 * time.Hour)},
-		{Serial: "d3", Name: "bare", Kind: store.KindDaemon, NotAfter: now.Add(72 * time.Hour)},
-		{Serial: "d4", Name: "old", Kind: store.KindDaemon, Groups: []string{"prod"}, NotAfter: now.Add(-time.Hour)},
-		{Serial: "s1", Name: "svc", Kind: store.KindService, NotAfter: now.Add(72 * time.Hour)},
-		{Serial: "c1", Name: "ops", Kind: store.KindClient, Role: "operator", NotAfter: now.Add(24 * time.Hour)},
-		{Serial: "c2", Name: "dev", Kind: store.KindClient, Role: "operator", Groups: []string{"staging"}, NotAfter: now.Add(96 * time.Hour)},
-		{Serial: "c3", Name: "gone", Kind: store.KindClient, Role: "admin", NotAfter: now.Add(96 * time.Hour), Revocation: &store.Revocation{}},
-		{Serial: "c4", Name: "weird", Kind: store.KindClient, Role: "nosuchrole", NotAfter: now.Add(96 * time.Hour)},
+		{Serial: "d1", Name: "stg", Kind: pki.KindDaemon, Groups: []string{"staging"}, NotAfter: now.Add(48 * time.Hour)},
+		{Serial: "d2", Name: "prd", Kind: pki.KindDaemon, Groups: []string{"prod"}, NotAfter: now.Add(72 * time.Hour)},
+		{Serial: "d3", Name: "bare", Kind: pki.KindDaemon, NotAfter: now.Add(72 * time.Hour)},
+		{Serial: "d4", Name: "old", Kind: pki.KindDaemon, Groups: []string{"prod"}, NotAfter: now.Add(-time.Hour)},
+		{Serial: "s1", Name: "svc", Kind: pki.KindService, NotAfter: now.Add(72 * time.Hour)},
+		{Serial: "c1", Name: "ops", Kind: pki.KindClient, Role: "operator", NotAfter: now.Add(24 * time.Hour)},
+		{Serial: "c2", Name: "dev", Kind: pki.KindClient, Role: "operator", Groups: []string{"staging"}, NotAfter: now.Add(96 * time.Hour)},
+		{Serial: "c3", Name: "gone", Kind: pki.KindClient, Role: "admin", NotAfter: now.Add(96 * time.Hour), Revocation: &store.Revocation{}},
+		{Serial: "c4", Name: "weird", Kind: pki.KindClient, Role: "nosuchrole", NotAfter: now.Add(96 * time.Hour)},
 	}
 	got := AccessMap(certs, pol, api.AccessRequest{}, now)
 	var rows []string

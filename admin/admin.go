@@ -18,6 +18,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -35,7 +36,7 @@ type Admin interface {
 	Certificates(ctx context.Context, q api.AdminCertificatesRequest) ([]ca.ListEntry, error)
 	// Revoke revokes by serial or name (see ca.Authority.RevokeTargets);
 	// on failure the results say what was revoked before it.
-	Revoke(ctx context.Context, targets []string, reason ca.Reason) ([]api.RevokeResponse, error)
+	Revoke(ctx context.Context, targets []string, reason pki.Reason) ([]api.RevokeResponse, error)
 	// CRL is the current CRL, DER, regenerated first when stale.
 	CRL(ctx context.Context) ([]byte, error)
 	// Backup writes a consistent copy of the database to w.

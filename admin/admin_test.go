@@ -13,6 +13,7 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
@@ -98,7 +99,7 @@ func TestSameAnswersLocalAndThroughTheSocket(t *testing.T) {
 			{Kind: "client", Name: "good", CAURL: "https://127.0.0.1:8443"},
 			{Kind: "client", Name: "bad", Role: "deployer", CAURL: "https://127.0.0.1:8443"},
 		})
-		if !errors.Is(err, ca.ErrPolicy) {
+		if !errors.Is(err, pki.ErrPolicy) {
 			t.Errorf("%T: a set with an unknown role: %v", adm, err)
 		}
 		if after, _ := adm.Tokens(ctx); len(after) != len(before) {
@@ -110,7 +111,7 @@ func TestSameAnswersLocalAndThroughTheSocket(t *testing.T) {
 		if _, err := adm.SetPolicy(ctx, []byte("roles: {x: {extends: x}}"), "t"); !errors.Is(err, admin.ErrInvalidPolicy) {
 			t.Errorf("%T: invalid policy: %v", adm, err)
 		}
-		if _, err := adm.Issue(ctx, ca.Request{Kind: store.KindClient, Name: "c", Role: "nope"}); !errors.Is(err, ca.ErrPolicy) {
+		if _, err := adm.Issue(ctx, ca.Request{Kind: pki.KindClient, Name: "c", Role: "nope"}); !errors.Is(err, pki.ErrPolicy) {
 			t.Errorf("%T: issue with an unknown role: %v", adm, err)
 		}
 		var buf bytes.Buffer

@@ -21,6 +21,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -66,7 +67,7 @@ func Dial(home string) (*Client, error) {
 const base = "http://dockca-serve"
 
 // RemoteError is an error the service reported. It matches the sentinel
-// of its kind (ca.ErrPolicy for a refusal, store.ErrNotFound, …) so
+// of its kind (pki.ErrPolicy for a refusal, store.ErrNotFound, …) so
 // callers branch the same way as on a local error.
 type RemoteError struct {
 	Status  int
@@ -79,7 +80,7 @@ func (e *RemoteError) Error() string { return e.Message }
 func (e *RemoteError) Unwrap() error {
 	switch e.Status {
 	case http.StatusBadRequest:
-		return ca.ErrPolicy
+		return pki.ErrPolicy
 	case http.StatusNotFound:
 		return store.ErrNotFound
 	case http.StatusUnprocessableEntity:
@@ -161,9 +162,9 @@ func (c *Client) CheckRequest(ctx context.Context, r ca.Request) (*ca.Normalized
 	if err := c.do(ctx, http.MethodPost, api.PathAdminIssue, req, &out); err != nil {
 		return nil, err
 	}
-	n := &ca.Normalized{Kind: store.Kind(out.Kind), Name: out.Name, Role: out.Role, Groups: out.Groups, NotBefore: out.NotBefore, NotAfter: out.NotAfter}
+	n := &ca.Normalized{Kind: pki.Kind(out.Kind), Name: out.Name, Role: out.Role, Groups: out.Groups, NotBefore: out.NotBefore, NotAfter: out.NotAfter}
 	for _, s := range out.SANs {
-		san, err := ca.ParseSAN(s)
+		san, err := pki.ParseSAN(s)
 		if err != nil {
 			return nil, err
 		}
@@ -183,9 +184,9 @@ func (c *Client) Issue(ctx context.Context, r ca.Request) (*ca.Issued, error) {
 		}
 		kt := r.KeyType
 		if kt == "" {
-			kt = ca.KeyECP256
+			kt = pki.KeyECP256
 		}
-		if key, err = ca.GenerateKey(kt); err != nil {
+		if key, err = pki.GenerateKey(kt); err != nil {
 			return nil, err
 		}
 		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: n.Name}}, key)
@@ -211,8 +212,8 @@ func (c *Client) Issue(ctx context.Context, r ca.Request) (*ca.Issued, error) {
 		return nil, errors.New("admin socket: the service sent no root certificate")
 	}
 	leaf := chain[0]
-	rec := &store.Certificate{Serial: out.Serial, Name: out.Name, Kind: store.Kind(out.Kind), Role: out.Role, SANs: out.SANs, Groups: out.Groups,
-		NotBefore: leaf.NotBefore.UTC(), NotAfter: out.NotAfter, Fingerprint: ca.Fingerprint(leaf), DER: leaf.Raw}
+	rec := &store.Certificate{Serial: out.Serial, Name: out.Name, Kind: pki.Kind(out.Kind), Role: out.Role, SANs: out.SANs, Groups: out.Groups,
+		NotBefore: leaf.NotBefore.UTC(), NotAfter: out.NotAfter, Fingerprint: pki.Fingerprint(leaf), DER: leaf.Raw}
 	return &ca.Issued{Record: rec, Leaf: leaf, Chain: chain, Root: roots[0], Key: key}, nil
 }
 
@@ -224,7 +225,7 @@ func parseCerts(b []byte) ([]*x509.Certificate, error) {
 		if blk == nil {
 			return out, nil
 		}
-		if blk.Type != "CERTIFICATE" {
+		if blk.Type != pki.PEMTypeCertificate {
 			continue
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
@@ -245,7 +246,7 @@ func (c *Client) Certificates(ctx context.Context, q api.AdminCertificatesReques
 }
 
 // Revoke implements Admin.
-func (c *Client) Revoke(ctx context.Context, targets []string, reason ca.Reason) ([]api.RevokeResponse, error) {
+func (c *Client) Revoke(ctx context.Context, targets []string, reason pki.Reason) ([]api.RevokeResponse, error) {
 	var out api.AdminRevokeResponse
 	if err := c.do(ctx, http.MethodPost, api.PathAdminRevoke, api.AdminRevokeRequest{Targets: targets, Reason: reason.Name}, &out); err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -81,7 +82,7 @@ func Status(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrInvalidPolicy):
 		return http.StatusUnprocessableEntity
-	case errors.Is(err, ca.ErrPolicy), errors.Is(err, ca.ErrBadCSR), errors.Is(err, errBadRequest):
+	case errors.Is(err, pki.ErrPolicy), errors.Is(err, ca.ErrBadCSR), errors.Is(err, errBadRequest):
 		return http.StatusBadRequest
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound
@@ -166,10 +167,10 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r.Body, &req); err != nil {
 		return err
 	}
-	reason := ca.Reason{Name: "unspecified"}
+	reason := pki.Reason{Name: "unspecified"}
 	if req.Reason != "" {
 		var err error
-		if reason, err = ca.ParseReason(req.Reason); err != nil {
+		if reason, err = pki.ParseReason(req.Reason); err != nil {
 			return err
 		}
 	}
@@ -211,7 +212,7 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r.Body, &req); err != nil {
 		return err
 	}
-	cr := ca.Request{Kind: store.Kind(req.Kind), Name: req.Name, Role: req.Role, SANs: req.SANs, Groups: req.Groups,
+	cr := ca.Request{Kind: pki.Kind(req.Kind), Name: req.Name, Role: req.Role, SANs: req.SANs, Groups: req.Groups,
 		TTL: time.Duration(req.TTLSeconds) * time.Second, Actor: "socket:" + req.By, RenewedFrom: req.RenewedFrom}
 	if req.CSR != "" {
 		csr, err := ca.ParseCSR([]byte(req.CSR))
@@ -247,7 +248,7 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request) error {
 // CertResponse is the wire form of an issued certificate.
 func CertResponse(iss *ca.Issued) api.CertResponse {
 	return api.CertResponse{
-		Cert: string(ca.PEMCert(iss.Leaf)), Chain: string(iss.ChainPEM()), CA: string(ca.PEMCert(iss.Root)),
+		Cert: string(pki.PEMCert(iss.Leaf)), Chain: string(iss.ChainPEM()), CA: string(pki.PEMCert(iss.Root)),
 		Serial: iss.Record.Serial, Kind: string(iss.Record.Kind), Name: iss.Record.Name, Role: iss.Record.Role,
 		SANs: iss.Record.SANs, Groups: iss.Record.Groups, NotAfter: iss.Record.NotAfter,
 	}
@@ -291,7 +292,7 @@ func (h *handler) root(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, err = w.Write(ca.PEMCert(root))
+	_, err = w.Write(pki.PEMCert(root))
 	return err
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/dockca/dockca/authz"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -155,7 +156,7 @@ func (l *Local) Issue(ctx context.Context, r ca.Request) (*ca.Issued, error) {
 // CertificatesFilter is the store filter an admin certificates request
 // names.
 func CertificatesFilter(q api.AdminCertificatesRequest) store.Filter {
-	return store.Filter{Kind: store.Kind(q.Kind), Status: store.Status(q.Status),
+	return store.Filter{Kind: pki.Kind(q.Kind), Status: store.Status(q.Status),
 		ExpiringWithin: time.Duration(q.ExpiringWithin) * time.Second}
 }
 
@@ -177,9 +178,9 @@ func RevokeResponse(res *ca.RevokeResult) api.RevokeResponse {
 
 // Revoke implements Admin. Every target is resolved before the password
 // is asked for, so an unknown one revokes nothing.
-func (l *Local) Revoke(ctx context.Context, targets []string, reason ca.Reason) ([]api.RevokeResponse, error) {
+func (l *Local) Revoke(ctx context.Context, targets []string, reason pki.Reason) ([]api.RevokeResponse, error) {
 	if len(targets) == 0 {
-		return nil, fmt.Errorf("no serial or name to revoke: %w", ca.ErrPolicy)
+		return nil, fmt.Errorf("no serial or name to revoke: %w", pki.ErrPolicy)
 	}
 	if _, err := l.st.ResolveAll(ctx, targets, true, time.Now()); err != nil {
 		return nil, err
@@ -247,13 +248,13 @@ func TokenRequestFromAPI(req api.TokenRequest, defaultURL string) (ca.TokenReque
 	}
 	var err error
 	if req.CertTTL != "" {
-		if tr.CertTTL, err = ca.ParseTTL(req.CertTTL); err != nil {
-			return tr, fmt.Errorf("cert TTL: %v: %w", err, ca.ErrPolicy)
+		if tr.CertTTL, err = pki.ParseTTL(req.CertTTL); err != nil {
+			return tr, fmt.Errorf("cert TTL: %v: %w", err, pki.ErrPolicy)
 		}
 	}
 	if req.TTL != "" {
-		if tr.TTL, err = ca.ParseTTL(req.TTL); err != nil {
-			return tr, fmt.Errorf("token TTL: %v: %w", err, ca.ErrPolicy)
+		if tr.TTL, err = pki.ParseTTL(req.TTL); err != nil {
+			return tr, fmt.Errorf("token TTL: %v: %w", err, pki.ErrPolicy)
 		}
 	}
 	return tr, nil
@@ -266,7 +267,7 @@ func PrecheckTokenRequest(req api.TokenRequest) error {
 	if err != nil {
 		return err
 	}
-	tr.Roles = ca.AnyRole
+	tr.Roles = pki.AnyRole
 	return ca.CheckTokenRequest(&tr)
 }
 
@@ -275,7 +276,7 @@ func TokenInfo(t *store.Token) api.TokenInfo {
 	out := api.TokenInfo{ID: t.ID, Kind: t.Kind, Name: t.Name, Role: t.Role, SANs: t.SANs, Groups: t.Groups, CreatedAt: t.CreatedAt,
 		ExpiresAt: t.ExpiresAt, CreatedBy: t.CreatedBy, UsedAt: t.UsedAt, Serial: t.Serial}
 	if t.CertTTL > 0 {
-		out.CertTTL = ca.FormatTTL(t.CertTTL)
+		out.CertTTL = pki.FormatTTL(t.CertTTL)
 	}
 	return out
 }
@@ -283,7 +284,7 @@ func TokenInfo(t *store.Token) api.TokenInfo {
 // CreateTokens implements Admin.
 func (l *Local) CreateTokens(ctx context.Context, reqs []api.TokenRequest) ([]api.TokenResponse, error) {
 	if len(reqs) == 0 {
-		return nil, fmt.Errorf("no token requested: %w", ca.ErrPolicy)
+		return nil, fmt.Errorf("no token requested: %w", pki.ErrPolicy)
 	}
 	rec, err := l.st.CA(ctx)
 	if err != nil {
@@ -316,7 +317,7 @@ func (l *Local) CreateTokens(ctx context.Context, reqs []api.TokenRequest) ([]ap
 	}
 	out := make([]api.TokenResponse, len(toks))
 	for i := range toks {
-		caURL, _ := ca.NormalizeCAURL(trs[i].CAURL)
+		caURL, _ := pki.NormalizeCAURL(trs[i].CAURL)
 		out[i] = api.TokenResponse{Token: toks[i], Info: TokenInfo(recs[i]), CAURL: caURL, RootFingerprint: rec.RootFingerprint}
 	}
 	return out, nil

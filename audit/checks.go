@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // ExpiryWarning is how close to its end a server certificate is reported.
@@ -60,11 +62,7 @@ func certFindings(ep Endpoint, leaf *x509.Certificate, now time.Time) []Finding 
 }
 
 func certNames(c *x509.Certificate) string {
-	var names []string
-	names = append(names, c.DNSNames...)
-	for _, ip := range c.IPAddresses {
-		names = append(names, ip.String())
-	}
+	names := pki.SANStrings(c)
 	if len(names) == 0 {
 		if c.Subject.CommonName != "" {
 			return "none (only CN " + c.Subject.CommonName + ", which is not used for name checks)"

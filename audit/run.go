@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 )
 
 // Defaults for Options fields left zero.
@@ -77,7 +78,7 @@ func ParseRootsPEM(data []byte) ([]*x509.Certificate, error) {
 		if block == nil {
 			break
 		}
-		if block.Type != "CERTIFICATE" {
+		if block.Type != pki.PEMTypeCertificate {
 			continue
 		}
 		c, err := x509.ParseCertificate(block.Bytes)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // MaxAddresses is the most addresses one audit run may cover, in a single
@@ -164,30 +166,12 @@ func splitTarget(a string) (string, int, error) {
 	if addr, err := netip.ParseAddr(host); err == nil {
 		return addr.String(), port, nil
 	}
-	if !validHostname(host) {
+	// One host-name rule (pki.CheckDNSName), so that a stray flag or URL
+	// is reported instead of being looked up.
+	if pki.CheckDNSName(host) != nil {
 		return "", 0, fmt.Errorf("bad host name %q", host)
 	}
 	return strings.ToLower(host), port, nil
-}
-
-// validHostname accepts DNS names (letters, digits, hyphen, underscore, dots)
-// so that a stray flag or URL is reported instead of being looked up.
-func validHostname(h string) bool {
-	if h == "" || len(h) > 253 || strings.HasPrefix(h, "-") {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, r := range label {
-			ok := r == '-' || r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
-			if !ok {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // compareHosts orders IP addresses numerically (IPv4 before IPv6) and puts

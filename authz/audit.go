@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // AuditLog writes one JSON line per decision. Lines hold who, what and why,
@@ -24,7 +26,7 @@ type AuditEntry struct {
 	Time     time.Time `json:"time"`
 	User     string    `json:"user"`
 	Serial   string    `json:"serial,omitempty"`
-	Role     string    `json:"role,omitempty"`
+	Role     pki.Role  `json:"role,omitempty"`
 	Scope    []string  `json:"scope,omitempty"` // the client certificate's scope
 	Method   string    `json:"method"`
 	Path     string    `json:"path"`

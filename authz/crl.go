@@ -20,6 +20,7 @@ import (
 
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/pki"
 )
 
 // ErrStaleCRL means no fresh revocation list was had within MaxStale; every
@@ -189,7 +190,11 @@ func (s *CRLSource) install(der []byte, etag string, fresh time.Time) error {
 	}
 	revoked := make(map[string]Revocation, len(crl.RevokedCertificateEntries))
 	for _, e := range crl.RevokedCertificateEntries {
-		revoked[string(e.SerialNumber.Bytes())] = Revocation{RevokedAt: e.RevocationTime, Reason: reasonName(e.ReasonCode)}
+		r := Revocation{RevokedAt: e.RevocationTime}
+		if e.ReasonCode != 0 { // 0: the CRL gives no reason
+			r.Reason = pki.ReasonName(e.ReasonCode)
+		}
+		revoked[string(e.SerialNumber.Bytes())] = r
 	}
 	s.mu.Lock()
 	s.crl, s.revoked, s.issuer, s.etag, s.fresh = crl, revoked, issuer, etag, fresh
@@ -335,32 +340,6 @@ func lastErr(err error) string {
 		return ""
 	}
 	return " (last error: " + err.Error() + ")"
-}
-
-// reasonName spells RFC 5280 reason codes the way dockca's revoke command
-// takes them.
-func reasonName(code int) string {
-	switch code {
-	case 1:
-		return "key-compromise"
-	case 2:
-		return "ca-compromise"
-	case 3:
-		return "affiliation-changed"
-	case 4:
-		return "superseded"
-	case 5:
-		return "cessation-of-operation"
-	case 6:
-		return "certificate-hold"
-	case 8:
-		return "remove-from-crl"
-	case 9:
-		return "privilege-withdrawn"
-	case 10:
-		return "aa-compromise"
-	}
-	return ""
 }
 
 // writeFileAtomic writes a 0600 file by rename so that readers never see a

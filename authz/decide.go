@@ -14,8 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dockca/dockca/ca"
-	"github.com/dockca/dockca/internal/serial"
+	"github.com/dockca/dockca/pki"
 )
 
 // Revocation says that and why a certificate was revoked.
@@ -65,7 +64,7 @@ type Options struct {
 	// they were created. nil denies every such action for non-admin roles.
 	Containers ContainerLookup
 	// Groups are this daemon's groups (--group). A client certificate
-	// with a scope (ca.ScopeOf) that includes none of them is denied
+	// with a scope (pki.ScopeOf) that includes none of them is denied
 	// before any role rule; one without a scope reaches every daemon.
 	Groups []string
 	// Now is the clock (tests); default time.Now.
@@ -83,7 +82,7 @@ type Decision struct {
 	Msg    string // shown to the docker user on a denial
 	User   string // certificate CN ("" for local requests)
 	Serial string // lowercase hex
-	Role   string
+	Role   pki.Role
 	// Scope is the client certificate's scope (nil: unscoped).
 	Scope  []string
 	Method string
@@ -124,7 +123,7 @@ func New(o Options) (*Authorizer, error) {
 	if o.Revocations == nil {
 		return nil, fmt.Errorf("%w: no revocation checker", ErrOptions)
 	}
-	groups, err := ca.NormalizeGroups(o.Groups)
+	groups, err := pki.NormalizeGroups(o.Groups)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
@@ -238,14 +237,6 @@ func apiVersionBelow(v string, major, minor int) bool {
 	return ma < major || (ma == major && mi < minor)
 }
 
-// SerialHex renders a certificate serial the way dockca shows it.
-func SerialHex(c *x509.Certificate) string {
-	if c.SerialNumber == nil {
-		return ""
-	}
-	return serial.Format(c.SerialNumber)
-}
-
 // Decide authorizes one request and writes it to the audit log. It never
 // returns an error: every failure is a denial that says why.
 func (a *Authorizer) Decide(ctx context.Context, req *Request) Decision {
@@ -312,7 +303,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 			a.chains.put(key, chain)
 		}
 	}
-	d.User, d.Serial = leaf.Subject.CommonName, SerialHex(leaf)
+	d.User, d.Serial = leaf.Subject.CommonName, pki.SerialOf(leaf)
 	who := fmt.Sprintf("certificate %s (%s)", d.Serial, d.User)
 	if req.User != "" && req.User != d.User {
 		d.Rule = "user-mismatch"
@@ -338,8 +329,8 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 
 	// Where before what: a client scoped away from this daemon's groups
 	// is denied before any role rule.
-	d.Scope = ca.ScopeOf(leaf)
-	through, reached := ca.Through(d.Scope, a.groups)
+	d.Scope = pki.ScopeOf(leaf)
+	through, reached := pki.Through(d.Scope, a.groups)
 	if !reached {
 		d.Rule = "out-of-scope"
 		d.Msg = fmt.Sprintf("dockca: client %q (%s) has scope %s, which does not include this daemon's groups (%s)",
@@ -352,7 +343,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		d.Msg = fmt.Sprintf("dockca: %s carries %d roles (Subject OU); exactly one is required", who, len(leaf.Subject.OrganizationalUnit))
 		return d
 	}
-	d.Role = leaf.Subject.OrganizationalUnit[0]
+	d.Role = pki.RoleOf(leaf)
 	pol := a.policy.Load().p
 	role, err := pol.RoleOn(d.Role, through)
 	if err != nil {
@@ -361,7 +352,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		return d
 	}
 	d.Role = role
-	rules, ok := pol.roles[d.Role]
+	rules, ok := pol.roles[string(d.Role)]
 	if !ok {
 		d.Rule = "unknown-role"
 		d.Msg = fmt.Sprintf("dockca: %s has role %q, which this plugin does not know (known: %s)", who, d.Role, strings.Join(pol.Roles(), ", "))
@@ -370,7 +361,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 	if uriErr != nil {
 		return badURI(d)
 	}
-	if d.Role != "admin" {
+	if d.Role != pki.RoleAdmin {
 		if f := requestGuards(d.Method, version, req.RequestHeaders, req.RequestBody, req.FrontDoor); f != "" {
 			d.Rule = "request-shape"
 			d.Msg = fmt.Sprintf("dockca: role %s may not %s %s %s", d.Role, d.Method, d.Path, f)
@@ -383,7 +374,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 		return d
 	}
 	a.noteUpdate(d.Method, p)
-	if d.Role == "admin" {
+	if d.Role == pki.RoleAdmin {
 		return d
 	}
 	// Allowed by the rules as a request; now judge the existing objects it
@@ -441,7 +432,7 @@ func (a *Authorizer) verifyChain(d *Decision, req *Request, now time.Time) ([]*x
 		return nil, d
 	}
 	leaf := certs[0]
-	d.User, d.Serial = leaf.Subject.CommonName, SerialHex(leaf)
+	d.User, d.Serial = leaf.Subject.CommonName, pki.SerialOf(leaf)
 	who := fmt.Sprintf("certificate %s (%s)", d.Serial, d.User)
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {

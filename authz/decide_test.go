@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -128,7 +129,7 @@ func TestDecisionsOfBuiltinRoles(t *testing.T) {
 			if c.Rule != "" && d.Rule != c.Rule {
 				t.Errorf("rule = %q, want %q", d.Rule, c.Rule)
 			}
-			if d.User != l.cert.Subject.CommonName || d.Serial != SerialHex(l.cert) || (d.Rule != "unknown-role" && d.Role != c.Role) {
+			if d.User != l.cert.Subject.CommonName || d.Serial != pki.SerialOf(l.cert) || (d.Rule != "unknown-role" && string(d.Role) != c.Role) {
 				t.Errorf("decision lacks who: %+v", d)
 			}
 		})
@@ -162,7 +163,7 @@ func TestCertificateChecks(t *testing.T) {
 	}{
 		{"valid admin", tlsRequest(good, "POST", "/v1.41/swarm/init", nil), true, "admin", ""},
 		{"revoked", tlsRequest(revoked, "GET", "/v1.41/_ping", nil), false, "revoked",
-			"dockca: certificate " + SerialHex(revoked.cert) + " (mallory) was revoked at "},
+			"dockca: certificate " + pki.SerialOf(revoked.cert) + " (mallory) was revoked at "},
 		{"expired", tlsRequest(p.client(t, "old", "admin", withValidity(now.Add(-48*time.Hour), now.Add(-time.Hour))), "GET", "/_ping", nil),
 			false, "expired", "(old) expired at"},
 		{"not yet valid", tlsRequest(p.client(t, "future", "admin", withValidity(now.Add(time.Hour), now.Add(2*time.Hour))), "GET", "/_ping", nil),
@@ -231,7 +232,7 @@ func (e errString) Error() string { return string(e) }
 func TestSerialHex(t *testing.T) {
 	p := newPKI(t)
 	for i := 0; i < 20; i++ {
-		s := SerialHex(p.client(t, "x", "admin").cert)
+		s := pki.SerialOf(p.client(t, "x", "admin").cert)
 		if len(s)%2 != 0 || strings.ToLower(s) != s {
 			t.Fatalf("serial %q is not even-length lowercase hex", s)
 		}

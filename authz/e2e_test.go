@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/pki"
 )
 
 // e2e is one real dockerd that consults a plugin served by this package.
@@ -133,7 +134,7 @@ func (e *e2e) startPlugin(t *testing.T) {
 // as runs the docker CLI over mTLS with the leaf's certificate.
 func (e *e2e) as(t *testing.T, l *testLeaf, args ...string) (string, error) {
 	t.Helper()
-	dir := filepath.Join(e.d.Dir, "clients", SerialHex(l.cert))
+	dir := filepath.Join(e.d.Dir, "clients", pki.SerialOf(l.cert))
 	if _, err := os.Stat(dir); err != nil {
 		l.writeFiles(t, dir)
 	}
@@ -249,7 +250,7 @@ func TestE2ELocalModeRolesAndRevocation(t *testing.T) {
 	// Revocation is effective on the very next request, for that
 	// certificate only.
 	rev.revoke(op.cert, "key-compromise")
-	e.mustDeny(t, op, fmt.Sprintf("dockca: certificate %s (otto) was revoked at ", SerialHex(op.cert)), "volume", "ls")
+	e.mustDeny(t, op, fmt.Sprintf("dockca: certificate %s (otto) was revoked at ", pki.SerialOf(op.cert)), "volume", "ls")
 	e.mustDeny(t, op, "(key-compromise)", "ps")
 	e.mustAllow(t, admin, "volume", "ls")
 	e.mustAllow(t, ro, "ps")
@@ -269,7 +270,7 @@ func TestE2ELocalModeRolesAndRevocation(t *testing.T) {
 			return a.User == "otto" && a.Decision == "deny" && strings.Contains(a.Reason, "--privileged")
 		}},
 		{"revoked", func(a AuditEntry) bool {
-			return a.User == "otto" && a.Serial == SerialHex(op.cert) && a.Rule == "revoked" && a.Decision == "deny"
+			return a.User == "otto" && a.Serial == pki.SerialOf(op.cert) && a.Rule == "revoked" && a.Decision == "deny"
 		}},
 		{"local import", func(a AuditEntry) bool { return a.User == "" && a.Rule == "local" && a.Path == "/images/create" }},
 	} {
@@ -323,7 +324,7 @@ func TestE2ERemoteModeCRL(t *testing.T) {
 	for {
 		out, err := e.as(t, ro, "ps")
 		if err != nil {
-			if !strings.Contains(out, fmt.Sprintf("certificate %s (rita) was revoked at", SerialHex(ro.cert))) ||
+			if !strings.Contains(out, fmt.Sprintf("certificate %s (rita) was revoked at", pki.SerialOf(ro.cert))) ||
 				!strings.Contains(out, "(key-compromise)") {
 				t.Fatalf("denial does not say revoked:\n%s", out)
 			}

@@ -15,10 +15,26 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
+
+// LocalDB is the database half of a LocalSource: the dockca database on
+// this host, read without ever waiting on its lock. The package that owns
+// the database implements it (admin.LocalDB), so that the plugin's package
+// links neither the store nor the authority.
+type LocalDB interface {
+	// Path is the database file; the source watches it for changes.
+	Path() string
+	// Chain reads the root and the intermediate.
+	Chain(ctx context.Context) (root, inter *x509.Certificate, err error)
+	// Revocations reads every revocation, by serial (pki.FormatSerial).
+	Revocations(ctx context.Context) (map[string]*Revocation, error)
+}
+
+// ErrDBLocked is matched by a LocalDB's error when another process holds
+// the database (the CLI for one command, dockca serve while it runs).
+var ErrDBLocked = errors.New("the dockca database is held by another process")
 
 // LocalSource answers revocation from the dockca home on this host (local
 // mode, --home). Two writers may hold that home, and the request path waits
@@ -38,6 +54,7 @@ import (
 // with a warning that says how old it is; past that, TLS requests are
 // denied.
 type LocalSource struct {
+	db       LocalDB
 	path     string
 	sock     string
 	maxStale time.Duration
@@ -48,18 +65,20 @@ type LocalSource struct {
 
 	mu       sync.Mutex
 	stamp    fileStamp
-	revoked  map[string]*store.Revocation // from the database
-	svc      *CRLSource                   // the service's CRL, once needed
-	viaSvc   bool                         // the current data is the service's CRL
-	loadedAt time.Time                    // when the current data was confirmed
+	revoked  map[string]*Revocation // from the database
+	svc      *CRLSource             // the service's CRL, once needed
+	viaSvc   bool                   // the current data is the service's CRL
+	loadedAt time.Time              // when the current data was confirmed
 	lastErr  error
 }
 
 // LocalOptions configure a LocalSource.
 type LocalOptions struct {
-	// Home is the dockca home holding dockca.db (and, while dockca serve
-	// runs, its admin socket).
+	// Home is the dockca home holding, while dockca serve runs, its admin
+	// socket.
 	Home string
+	// DB reads the database in Home (admin.LocalDB).
+	DB LocalDB
 	// MaxStale bounds how long the last revocation list is used when
 	// neither the database nor the service can be read.
 	MaxStale time.Duration
@@ -103,20 +122,19 @@ func NewLocalSource(ctx context.Context, o LocalOptions) (*LocalSource, *x509.Ce
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	l := &LocalSource{path: store.Path(o.Home), sock: filepath.Join(o.Home, api.SocketName),
+	if o.DB == nil {
+		return nil, nil, errors.New("local revocation source: no database")
+	}
+	l := &LocalSource{db: o.DB, path: o.DB.Path(), sock: filepath.Join(o.Home, api.SocketName),
 		maxStale: o.MaxStale, now: o.Now, warn: staleWarner{log: o.Log}}
 	if _, err := os.Stat(l.path); err != nil {
 		return nil, nil, fmt.Errorf("local revocation source: %w", err)
 	}
-	st, err := store.Open(l.path, &store.Options{ReadOnly: true, LockTimeout: time.Nanosecond})
+	var err error
+	l.root, l.inter, err = l.db.Chain(ctx)
 	switch {
 	case err == nil:
-		_, l.root, l.inter, err = ca.LoadCertificates(ctx, st)
-		st.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("local revocation source: %w", err)
-		}
-	case errors.Is(err, store.ErrLocked):
+	case errors.Is(err, ErrDBLocked):
 		if l.root, l.inter, err = l.chainFromService(ctx); err != nil {
 			return nil, nil, fmt.Errorf("local revocation source: the database is held by another process and its admin socket does not answer: %w", err)
 		}
@@ -190,23 +208,13 @@ func (l *LocalSource) refreshLocked(ctx context.Context, force bool) error {
 		}
 		return l.lastErr
 	}
-	st, err := store.Open(l.path, &store.Options{ReadOnly: true, LockTimeout: time.Nanosecond})
+	revoked, err := l.db.Revocations(ctx)
 	if err == nil {
-		revs, rerr := st.Revocations(ctx)
-		st.Close()
-		if rerr != nil {
-			l.lastErr = fmt.Errorf("read revocations: %w", rerr)
-			return l.lastErr
-		}
-		m := make(map[string]*store.Revocation, len(revs))
-		for _, r := range revs {
-			m[r.Serial] = r
-		}
-		l.revoked, l.stamp, l.loadedAt, l.viaSvc, l.lastErr = m, stamp, now, false, nil
+		l.revoked, l.stamp, l.loadedAt, l.viaSvc, l.lastErr = revoked, stamp, now, false, nil
 		return nil
 	}
-	if !errors.Is(err, store.ErrLocked) {
-		l.lastErr = fmt.Errorf("open the dockca database: %w", err)
+	if !errors.Is(err, ErrDBLocked) {
+		l.lastErr = err
 		return l.lastErr
 	}
 	// Held by a writer: dockca serve answers on its admin socket; a CLI
@@ -247,8 +255,9 @@ func (l *LocalSource) Revoked(ctx context.Context, cert *x509.Certificate) (*Rev
 	if l.viaSvc {
 		return l.svc.Revoked(ctx, cert)
 	}
-	if r := l.revoked[SerialHex(cert)]; r != nil {
-		return &Revocation{RevokedAt: r.RevokedAt, Reason: r.Reason}, nil
+	if r := l.revoked[pki.SerialOf(cert)]; r != nil {
+		c := *r
+		return &c, nil
 	}
 	return nil, nil
 }

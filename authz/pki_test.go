@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // testPKI stands in for the dockca core (not merged yet): a root, an
@@ -158,13 +160,13 @@ func newMapRevocations() *mapRevocations { return &mapRevocations{m: map[string]
 func (m *mapRevocations) revoke(c *x509.Certificate, reason string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.m[SerialHex(c)] = Revocation{RevokedAt: time.Now().UTC().Truncate(time.Second), Reason: reason}
+	m.m[pki.SerialOf(c)] = Revocation{RevokedAt: time.Now().UTC().Truncate(time.Second), Reason: reason}
 }
 
 func (m *mapRevocations) Revoked(_ context.Context, c *x509.Certificate) (*Revocation, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if r, ok := m.m[SerialHex(c)]; ok {
+	if r, ok := m.m[pki.SerialOf(c)]; ok {
 		return &r, nil
 	}
 	return nil, nil

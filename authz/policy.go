@@ -12,9 +12,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/dockca/dockca/pki"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/dockca/dockca/ca"
 )
 
 //go:embed builtin-policy.yaml
@@ -92,8 +91,6 @@ type compiledRule struct {
 	checks   []check
 }
 
-var roleName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
-
 // logDriverName is a built-in driver or a plugin reference ("org/name:tag").
 var logDriverName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$`)
 
@@ -161,7 +158,7 @@ func compilePolicy(f *PolicyFile) (*Policy, error) {
 	}
 	compiled := map[string][]compiledRule{}
 	for name, spec := range f.Roles {
-		if !roleName.MatchString(name) {
+		if !pki.RoleNameRE.MatchString(name) {
 			return nil, fmt.Errorf("%w: role name %q (lowercase letters, digits, . _ -)", ErrPolicy, name)
 		}
 		if spec == nil {
@@ -194,11 +191,11 @@ func compilePolicy(f *PolicyFile) (*Policy, error) {
 		p.roles[name] = rules
 	}
 	for group, m := range f.GroupRoles {
-		if err := ca.CheckGroupName(group); err != nil {
+		if err := pki.CheckGroupName(group); err != nil {
 			return nil, fmt.Errorf("%w: group_roles: group %q is not a group name (lowercase letters, digits and . _ -)", ErrPolicy, group)
 		}
 		for from, to := range m {
-			if !roleName.MatchString(from) {
+			if !pki.RoleNameRE.MatchString(from) {
 				return nil, fmt.Errorf("%w: group_roles.%s: role name %q (lowercase letters, digits, . _ -)", ErrPolicy, group, from)
 			}
 			if _, ok := p.roles[to]; !ok {
@@ -210,22 +207,19 @@ func compilePolicy(f *PolicyFile) (*Policy, error) {
 	return p, nil
 }
 
-// builtinRank orders the built-in roles from narrowest to widest.
-var builtinRank = map[string]int{"readonly": 0, "operator": 1, "admin": 2}
-
 // RoleOn returns the role a certificate of role has on a daemon it
-// reaches through groups (ca.Through): each group's group_roles entry for
+// reaches through groups (pki.Through): each group's group_roles entry for
 // role, or role itself where a group has none. When the groups give
 // different built-in roles the narrowest applies; different roles that
 // are not all built-in cannot be ordered, so that is an error (fail
 // closed).
-func (p *Policy) RoleOn(role string, through []string) (string, error) {
-	out := ""
-	var seen []string
+func (p *Policy) RoleOn(role pki.Role, through []string) (pki.Role, error) {
+	out := pki.Role("")
+	var seen []pki.Role
 	for _, g := range through {
 		r := role
-		if to, ok := p.groupRoles[g][role]; ok {
-			r = to
+		if to, ok := p.groupRoles[g][string(role)]; ok {
+			r = pki.Role(to)
 		}
 		if out == "" {
 			out = r
@@ -241,11 +235,16 @@ func (p *Policy) RoleOn(role string, through []string) (string, error) {
 		return out, nil
 	}
 	for _, r := range seen {
-		if _, ok := builtinRank[r]; !ok {
+		rank, ok := r.Rank()
+		if !ok {
+			names := make([]string, len(seen))
+			for i, s := range seen {
+				names[i] = string(s)
+			}
 			return "", fmt.Errorf("role %s maps to %s on this daemon's groups %s, and the policy cannot tell which is narrower",
-				role, strings.Join(seen, " and "), strings.Join(through, ","))
+				role, strings.Join(names, " and "), strings.Join(through, ","))
 		}
-		if builtinRank[r] < builtinRank[out] {
+		if outRank, _ := out.Rank(); rank < outRank {
 			out = r
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // The legacy plugin protocol: dockerd POSTs JSON to these paths on the
@@ -133,7 +135,7 @@ func parsePeerCertificates(entries [][]byte) ([]*x509.Certificate, error) {
 	certs := make([]*x509.Certificate, 0, len(entries))
 	for i, e := range entries {
 		block, rest := pem.Decode(e)
-		if block == nil || block.Type != "CERTIFICATE" {
+		if block == nil || block.Type != pki.PEMTypeCertificate {
 			return nil, fmt.Errorf("peer certificate %d is not PEM", i)
 		}
 		if len(bytes.TrimSpace(rest)) != 0 {

@@ -10,13 +10,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/pki"
 )
 
 func withScope(groups ...string) leafOpt {
 	return func(c *x509.Certificate) {
 		for _, g := range groups {
-			u, _ := url.Parse(ca.ScopeURNPrefix + g)
+			u, _ := url.Parse(pki.ScopeURNPrefix + g)
 			c.URIs = append(c.URIs, u)
 		}
 	}
@@ -65,7 +65,7 @@ func TestScopeAndGroupRoles(t *testing.T) {
 	}{
 		{"scoped client on its group", staging, stagingOnly, "POST", "/v1.41/containers/create", create, true, "", "admin", ""},
 		{"scoped client elsewhere, even admin", prod, stagingOnly, "GET", "/v1.41/_ping", nil, false, "out-of-scope", "",
-			`dockca: client "dev" (` + SerialHex(stagingOnly.cert) + `) has scope staging, which does not include this daemon's groups (prod)`},
+			`dockca: client "dev" (` + pki.SerialOf(stagingOnly.cert) + `) has scope staging, which does not include this daemon's groups (prod)`},
 		{"scoped client on a daemon in no group", none, stagingOnly, "GET", "/v1.41/_ping", nil, false, "out-of-scope", "",
 			"this daemon's groups (none)"},
 		{"unscoped operator on staging", staging, unscoped, "POST", "/v1.41/containers/create", create, true, "", "operator", ""},
@@ -79,7 +79,7 @@ func TestScopeAndGroupRoles(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := c.a.Decide(context.Background(), tlsRequest(c.leaf, c.method, c.uri, c.body))
-			if d.Allow != c.allow || (c.rule != "" && d.Rule != c.rule) || (c.role != "" && d.Role != c.role) || !strings.Contains(d.Msg, c.msg) {
+			if d.Allow != c.allow || (c.rule != "" && d.Rule != c.rule) || (c.role != "" && string(d.Role) != c.role) || !strings.Contains(d.Msg, c.msg) {
 				t.Fatalf("got allow=%v rule=%q role=%q msg=%q; want allow=%v rule=%q role=%q msg containing %q",
 					d.Allow, d.Rule, d.Role, d.Msg, c.allow, c.rule, c.role, c.msg)
 			}
@@ -110,9 +110,9 @@ group_roles:
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		role    string
+		role    pki.Role
 		through []string
-		want    string
+		want    pki.Role
 		err     bool
 	}{
 		{"operator", nil, "operator", false},

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/pki"
 )
 
 // servePlugin runs Serve on a socket in a short temp dir and returns a
@@ -172,7 +173,7 @@ func TestServeSpeaksThePluginProtocol(t *testing.T) {
 	if len(lines) < 3 {
 		t.Fatalf("audit has %d lines:\n%s", len(lines), audit.String())
 	}
-	if e := lines[1]; e.User != "rita" || e.Serial != SerialHex(ro.cert) || e.Role != "readonly" || e.Method != "POST" ||
+	if e := lines[1]; e.User != "rita" || e.Serial != pki.SerialOf(ro.cert) || e.Role != "readonly" || e.Method != "POST" ||
 		e.Path != "/volumes/create" || e.Decision != "deny" || e.Rule != "no-rule" || !strings.Contains(e.Reason, "may not") {
 		t.Fatalf("audit entry: %+v", e)
 	}

@@ -6,13 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/config"
 	"github.com/smallstep/certificates/authority/provisioner"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -106,7 +106,7 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 		authority.WithX509RootCerts(root),
 		authority.WithX509Signer(inter, signer),
 		authority.WithX509CAService(signingService),
-		authority.WithDatabase(st.AuthDB(a.record)),
+		authority.WithDatabase(st.AuthDB()),
 		authority.WithQuietInit(),
 	)
 	if err != nil {
@@ -152,70 +152,34 @@ func (a *Authority) Store() *store.Store { return a.st }
 // Step exposes the embedded smallstep authority (for token provisioners).
 func (a *Authority) Step() *authority.Authority { return a.step }
 
-// record turns a just-signed leaf into dockca's record (sign stores it
-// before the certificate is handed out; smallstep's signing call, which
-// the tests still use as a reference, reaches it through AuthDB).
-func (a *Authority) record(leaf *x509.Certificate, prov provisioner.Interface) (*store.Certificate, error) {
-	kind := kindOf(leaf)
-	actor := a.actor
-	if prov != nil {
-		if id := prov.GetID(); strings.HasPrefix(id, identityPrefix) {
-			kind = store.Kind(strings.TrimPrefix(id, identityPrefix))
-		}
-		actor = prov.GetName()
-	}
+// record turns a just-signed leaf of kind into dockca's record, with its
+// provenance (sign stores it before the certificate is handed out).
+func (a *Authority) record(leaf *x509.Certificate, kind pki.Kind, prov Provenance) *store.Certificate {
 	rec := &store.Certificate{
-		Serial:      store.FormatSerial(leaf.SerialNumber),
+		Serial:      pki.FormatSerial(leaf.SerialNumber),
 		Name:        leaf.Subject.CommonName,
 		Kind:        kind,
-		Role:        RoleOf(leaf),
-		SANs:        sanStrings(leaf),
+		Role:        pki.RoleOf(leaf),
+		SANs:        pki.SANStrings(leaf),
 		NotBefore:   leaf.NotBefore.UTC(),
 		NotAfter:    leaf.NotAfter.UTC(),
 		IssuedAt:    time.Now().UTC(),
-		IssuedBy:    actor,
-		Fingerprint: Fingerprint(leaf),
+		IssuedBy:    prov.Actor,
+		Fingerprint: pki.Fingerprint(leaf),
 		DER:         leaf.Raw,
+		TokenID:     prov.TokenID,
+		RenewedFrom: prov.RenewedFrom,
 	}
 	switch kind {
-	case store.KindClient:
-		rec.Groups = ScopeOf(leaf)
-	case store.KindDaemon:
-		rec.Groups = GroupsOf(leaf)
+	case pki.KindClient:
+		rec.Groups = pki.ScopeOf(leaf)
+	case pki.KindDaemon:
+		rec.Groups = pki.GroupsOf(leaf)
 	}
-	if kind != store.KindClient {
+	if kind != pki.KindClient {
 		rec.Role = ""
 	}
-	rec.TokenID = tokenIDOfActor(actor)
-	rec.RenewedFrom = renewedFromOfActor(actor)
-	return rec, nil
-}
-
-func kindOf(leaf *x509.Certificate) store.Kind {
-	for _, u := range leaf.ExtKeyUsage {
-		if u == x509.ExtKeyUsageServerAuth {
-			return store.KindDaemon
-		}
-	}
-	return store.KindClient
-}
-
-// RoleOf reads the role a dockca client certificate carries: its single
-// Subject OU. Empty when there is none.
-func RoleOf(cert *x509.Certificate) string {
-	if len(cert.Subject.OrganizationalUnit) != 1 {
-		return ""
-	}
-	return cert.Subject.OrganizationalUnit[0]
-}
-
-func sanStrings(c *x509.Certificate) []string {
-	var out []string
-	out = append(out, c.DNSNames...)
-	for _, ip := range c.IPAddresses {
-		out = append(out, ip.String())
-	}
-	return out
+	return rec
 }
 
 // VerifyChain checks that leaf chains to this CA's root for usage at now.

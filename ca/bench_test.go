@@ -7,11 +7,12 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
 func TestConcurrentIssuanceUniqueAndStored(t *testing.T) {
-	st, a := newCA(t, KeyECP256, "")
+	st, a := newCA(t, pki.KeyECP256, "")
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	serials := make(chan string, 64)
@@ -20,7 +21,7 @@ func TestConcurrentIssuanceUniqueAndStored(t *testing.T) {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			iss, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: fmt.Sprintf("dev%d", g), Role: RoleReadonly})
+			iss, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: fmt.Sprintf("dev%d", g), Role: pki.RoleReadonly})
 			if err != nil {
 				errs <- err
 				return
@@ -46,7 +47,7 @@ func TestConcurrentIssuanceUniqueAndStored(t *testing.T) {
 		t.Fatalf("stored %d of 64 certificates (%v)", len(list), err)
 	}
 	for _, c := range list {
-		if !seen[c.Serial] || c.Role != RoleReadonly || c.IssuedBy != "test" {
+		if !seen[c.Serial] || c.Role != pki.RoleReadonly || c.IssuedBy != "test" {
 			t.Fatalf("unexpected record %+v", c)
 		}
 	}
@@ -60,14 +61,14 @@ func TestConcurrentIssuanceUniqueAndStored(t *testing.T) {
 func BenchmarkIssueFromCSR(b *testing.B) {
 	for _, callers := range []int{1, 32} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			_, a := newCA(b, KeyECP256, "")
+			_, a := newCA(b, pki.KeyECP256, "")
 			csr := testCSR(b, "bench", nil, nil)
 			ctx := context.Background()
 			var failed atomic.Int64
 			b.ResetTimer()
 			if callers == 1 {
 				for i := 0; i < b.N; i++ {
-					if _, err := a.Issue(ctx, Request{Kind: store.KindClient, CSR: csr}); err != nil {
+					if _, err := a.Issue(ctx, Request{Kind: pki.KindClient, CSR: csr}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -75,7 +76,7 @@ func BenchmarkIssueFromCSR(b *testing.B) {
 				b.SetParallelism((callers + 1) / max(1, runtimeGOMAXPROCS()))
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := a.Issue(ctx, Request{Kind: store.KindClient, CSR: csr}); err != nil {
+						if _, err := a.Issue(ctx, Request{Kind: pki.KindClient, CSR: csr}); err != nil {
 							failed.Add(1)
 						}
 					}

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
 // newCA initialises a CA in a temp home and opens it.
-func newCA(t testing.TB, kt KeyType, password string) (*store.Store, *Authority) {
+func newCA(t testing.TB, kt pki.KeyType, password string) (*store.Store, *Authority) {
 	t.Helper()
 	home := t.TempDir()
 	st, err := store.Open(store.Path(home), nil)
@@ -57,19 +58,19 @@ func requireOpenSSL(t *testing.T) { dockerdtest.RequireCommand(t, "openssl") }
 
 func TestIssueProfilesCrossCheckedWithOpenSSL(t *testing.T) {
 	requireOpenSSL(t)
-	for _, kt := range KeyTypes {
+	for _, kt := range pki.KeyTypes {
 		t.Run(string(kt), func(t *testing.T) {
 			_, a := newCA(t, kt, "pw")
 			ctx := context.Background()
 			dir := t.TempDir()
-			rootPath := writeFile(t, dir, "ca.pem", PEMCert(a.Root()))
-			interPath := writeFile(t, dir, "inter.pem", PEMCert(a.Intermediate()))
+			rootPath := writeFile(t, dir, "ca.pem", pki.PEMCert(a.Root()))
+			interPath := writeFile(t, dir, "inter.pem", pki.PEMCert(a.Intermediate()))
 
-			cli, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "alice", Role: RoleReadonly})
+			cli, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "alice", Role: pki.RoleReadonly})
 			if err != nil {
 				t.Fatal(err)
 			}
-			cliPath := writeFile(t, dir, "cli.pem", PEMCert(cli.Leaf))
+			cliPath := writeFile(t, dir, "cli.pem", pki.PEMCert(cli.Leaf))
 			out := openssl(t, "verify", "-CAfile", rootPath, "-untrusted", interPath, "-purpose", "sslclient", cliPath)
 			if !strings.Contains(out, "OK") {
 				t.Fatalf("openssl verify client: %s", out)
@@ -86,22 +87,22 @@ func TestIssueProfilesCrossCheckedWithOpenSSL(t *testing.T) {
 			if cli.Leaf.SerialNumber.BitLen() < 128 {
 				t.Errorf("serial has only %d bits", cli.Leaf.SerialNumber.BitLen())
 			}
-			if skew := cli.Leaf.NotAfter.Sub(cli.Leaf.NotBefore); skew != DefaultClientTTL+time.Minute {
+			if skew := cli.Leaf.NotAfter.Sub(cli.Leaf.NotBefore); skew != pki.DefaultClientTTL+time.Minute {
 				t.Errorf("client lifetime %s, want 30d plus one minute of backdating", skew)
 			}
 
-			srv, err := a.Issue(ctx, Request{Kind: store.KindDaemon, Name: "docker1.example", SANs: []string{"127.0.0.1", "docker1"}})
+			srv, err := a.Issue(ctx, Request{Kind: pki.KindDaemon, Name: "docker1.example", SANs: []string{"127.0.0.1", "docker1"}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			srvPath := writeFile(t, dir, "srv.pem", PEMCert(srv.Leaf))
+			srvPath := writeFile(t, dir, "srv.pem", pki.PEMCert(srv.Leaf))
 			openssl(t, "verify", "-CAfile", rootPath, "-untrusted", interPath, "-purpose", "sslserver", srvPath)
 			openssl(t, "x509", "-in", srvPath, "-noout", "-checkhost", "docker1.example")
 			ipOut := openssl(t, "x509", "-in", srvPath, "-noout", "-checkip", "127.0.0.1")
 			if !strings.Contains(ipOut, "does match") {
 				t.Errorf("IP SAN: %s", ipOut)
 			}
-			if srv.Record.Kind != store.KindDaemon || len(srv.Record.SANs) != 3 {
+			if srv.Record.Kind != pki.KindDaemon || len(srv.Record.SANs) != 3 {
 				t.Errorf("daemon record: %+v", srv.Record)
 			}
 		})
@@ -109,9 +110,9 @@ func TestIssueProfilesCrossCheckedWithOpenSSL(t *testing.T) {
 }
 
 func TestRevokeAndCRL(t *testing.T) {
-	st, a := newCA(t, KeyECP256, "pw")
+	st, a := newCA(t, pki.KeyECP256, "pw")
 	ctx := context.Background()
-	iss, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "bob"})
+	iss, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "bob"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,11 +120,11 @@ func TestRevokeAndCRL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.Revoke(ctx, iss.Leaf.SerialNumber, Reason{"key-compromise", 1})
+	res, err := a.Revoke(ctx, iss.Leaf.SerialNumber, pki.Reason{Name: "key-compromise", Code: 1})
 	if err != nil || res.Already {
 		t.Fatalf("revoke: %v %+v", err, res)
 	}
-	again, err := a.Revoke(ctx, iss.Leaf.SerialNumber, Reason{"superseded", 4})
+	again, err := a.Revoke(ctx, iss.Leaf.SerialNumber, pki.Reason{Name: "superseded", Code: 4})
 	if err != nil || !again.Already || again.Record.Revocation.Reason != "key-compromise" {
 		t.Fatalf("second revoke: %v %+v", err, again)
 	}
@@ -151,15 +152,15 @@ func TestRevokeAndCRL(t *testing.T) {
 	{
 		dir := t.TempDir()
 		crlPath := writeFile(t, dir, "crl.der", crl.DER)
-		interPath := writeFile(t, dir, "inter.pem", PEMCert(a.Intermediate()))
+		interPath := writeFile(t, dir, "inter.pem", pki.PEMCert(a.Intermediate()))
 		out := openssl(t, "crl", "-inform", "DER", "-in", crlPath, "-CAfile", interPath, "-noout", "-text")
-		if !strings.Contains(strings.ToUpper(out), strings.ToUpper(store.FormatSerial(iss.Leaf.SerialNumber))) {
+		if !strings.Contains(strings.ToUpper(out), strings.ToUpper(pki.FormatSerial(iss.Leaf.SerialNumber))) {
 			t.Errorf("openssl does not list the serial:\n%s", out)
 		}
 		// Full revocation check, as a TLS peer with CRL checking would do it.
-		rootPath := writeFile(t, dir, "ca.pem", PEMCert(a.Root()))
+		rootPath := writeFile(t, dir, "ca.pem", pki.PEMCert(a.Root()))
 		crlPEM := writeFile(t, dir, "crl.pem", []byte(openssl(t, "crl", "-inform", "DER", "-in", crlPath, "-outform", "PEM")))
-		leafPath := writeFile(t, dir, "leaf.pem", PEMCert(iss.Leaf))
+		leafPath := writeFile(t, dir, "leaf.pem", pki.PEMCert(iss.Leaf))
 		cmd := exec.Command("openssl", "verify", "-crl_check", "-CAfile", rootPath, "-untrusted", interPath, "-CRLfile", crlPEM, leafPath)
 		vout, verr := cmd.CombinedOutput()
 		if verr == nil || !strings.Contains(string(vout), "revoked") {

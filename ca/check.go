@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -64,8 +65,8 @@ func Check(ctx context.Context, st *store.Store, o CheckOptions) (*CheckReport, 
 	if err := VerifyChain(root, nil, inter, x509.ExtKeyUsageAny, inter.NotBefore.Add(time.Second)); err != nil {
 		add("ca", "the intermediate does not chain to the root: %v", err)
 	}
-	if Fingerprint(root) != rec.RootFingerprint {
-		add("ca", "the recorded root fingerprint %s is not the root's %s", rec.RootFingerprint, Fingerprint(root))
+	if pki.Fingerprint(root) != rec.RootFingerprint {
+		add("ca", "the recorded root fingerprint %s is not the root's %s", rec.RootFingerprint, pki.Fingerprint(root))
 	}
 	if o.KeysChecked != "" {
 		rep.Keys = o.KeysChecked
@@ -84,10 +85,10 @@ func Check(ctx context.Context, st *store.Store, o CheckOptions) (*CheckReport, 
 			add(where, "the certificate does not parse: %v", err)
 			continue
 		}
-		if store.FormatSerial(leaf.SerialNumber) != c.Serial {
-			add(where, "the certificate's serial is %s", store.FormatSerial(leaf.SerialNumber))
+		if pki.FormatSerial(leaf.SerialNumber) != c.Serial {
+			add(where, "the certificate's serial is %s", pki.FormatSerial(leaf.SerialNumber))
 		}
-		if Fingerprint(leaf) != c.Fingerprint {
+		if pki.Fingerprint(leaf) != c.Fingerprint {
 			add(where, "the recorded fingerprint does not match the certificate")
 		}
 		if leaf.Subject.CommonName != c.Name {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -29,7 +30,7 @@ func TestSignCRLMatchesCryptoX509(t *testing.T) {
 		}
 		entries = append(entries, store.RevokedEntry{Serial: n.Bytes(), RevokedAt: at, ReasonCode: []int{0, 1, 3, 4, 5, 1, 3}[i]})
 	}
-	for _, kt := range []KeyType{KeyECP256, KeyECP384, KeyRSA3072, KeyEd25519} {
+	for _, kt := range []pki.KeyType{pki.KeyECP256, pki.KeyECP384, pki.KeyRSA3072, pki.KeyEd25519} {
 		t.Run(string(kt), func(t *testing.T) {
 			_, a := newCA(t, kt, "")
 			var buf []byte
@@ -71,12 +72,12 @@ func TestSignCRLMatchesCryptoX509(t *testing.T) {
 // Revocations made together are all in the CRL each of them returns
 // with, and share regenerations; the CRL number still only grows.
 func TestConcurrentRevocationsShareCRL(t *testing.T) {
-	st, a := newCA(t, KeyECP256, "")
+	st, a := newCA(t, pki.KeyECP256, "")
 	ctx := context.Background()
 	const n = 24
 	var issued []*Issued
 	for i := range n {
-		iss, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: fmt.Sprintf("r%d", i)})
+		iss, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: fmt.Sprintf("r%d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +93,7 @@ func TestConcurrentRevocationsShareCRL(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := a.Revoke(ctx, iss.Leaf.SerialNumber, Reason{"superseded", 4}); err != nil {
+			if _, err := a.Revoke(ctx, iss.Leaf.SerialNumber, pki.Reason{Name: "superseded", Code: 4}); err != nil {
 				errs <- err
 			}
 		}()
@@ -114,7 +115,7 @@ func TestConcurrentRevocationsShareCRL(t *testing.T) {
 	}
 	listed := map[string]bool{}
 	for _, e := range rl.RevokedCertificateEntries {
-		listed[store.FormatSerial(e.SerialNumber)] = true
+		listed[pki.FormatSerial(e.SerialNumber)] = true
 	}
 	for _, iss := range issued {
 		if !listed[iss.Record.Serial] {
@@ -133,7 +134,7 @@ func TestConcurrentRevocationsShareCRL(t *testing.T) {
 //
 //	go test -tags nobadger,nomysql,nopgx -run '^$' -bench CRL100k -benchtime 5x ./ca/
 func BenchmarkCRL100k(b *testing.B) {
-	st, a := newCA(b, KeyECP256, "")
+	st, a := newCA(b, pki.KeyECP256, "")
 	ctx := context.Background()
 	populateRevoked(b, st, 100000)
 	b.Run("generate", func(b *testing.B) {
@@ -148,12 +149,12 @@ func BenchmarkCRL100k(b *testing.B) {
 	b.Run("revoke", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
-			iss, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "victim"})
+			iss, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "victim"})
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			if _, err := a.Revoke(ctx, iss.Leaf.SerialNumber, Reason{"key-compromise", 1}); err != nil {
+			if _, err := a.Revoke(ctx, iss.Leaf.SerialNumber, pki.Reason{Name: "key-compromise", Code: 1}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -174,8 +175,8 @@ func populateRevoked(t testing.TB, st *store.Store, n int) {
 			defer wg.Done()
 			for i := w; i < n; i += 64 {
 				sn := new(big.Int).Lsh(big.NewInt(int64(i+1)), 100)
-				serial := store.FormatSerial(sn)
-				c := &store.Certificate{Serial: serial, Name: fmt.Sprintf("bulk%d", i), Kind: store.KindClient, Role: RoleAdmin,
+				serial := pki.FormatSerial(sn)
+				c := &store.Certificate{Serial: serial, Name: fmt.Sprintf("bulk%d", i), Kind: pki.KindClient, Role: pki.RoleAdmin,
 					NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour), IssuedAt: now, DER: []byte{0x30, 0}}
 				if err := st.PutCertificate(ctx, c); err != nil {
 					errs <- err
@@ -198,11 +199,11 @@ func populateRevoked(t testing.TB, st *store.Store, n int) {
 // `revoke A B C` makes one CRL, and opening the authority again (a
 // restart of serve) makes none while the stored one is current.
 func TestRevokeTargetsOneCRLAndOpenKeepsCurrent(t *testing.T) {
-	st, a := newCA(t, KeyECP256, "")
+	st, a := newCA(t, pki.KeyECP256, "")
 	ctx := context.Background()
 	var args []string
 	for i := range 3 {
-		iss, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: fmt.Sprintf("abc%d", i)})
+		iss, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: fmt.Sprintf("abc%d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +213,7 @@ func TestRevokeTargetsOneCRLAndOpenKeepsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.RevokeTargets(ctx, args, Reason{"superseded", 4})
+	res, err := a.RevokeTargets(ctx, args, pki.Reason{Name: "superseded", Code: 4})
 	if err != nil || len(res) != 3 {
 		t.Fatalf("revoke: %d results, %v", len(res), err)
 	}
@@ -272,7 +273,7 @@ func TestMakeRevokedHome(t *testing.T) {
 	if _, err := a.GenerateCRL(ctx); err != nil {
 		t.Fatal(err)
 	}
-	iss, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "victim"})
+	iss, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "victim"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,9 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -25,7 +25,7 @@ const (
 // InitOptions configure a new authority.
 type InitOptions struct {
 	Name            string
-	KeyType         KeyType
+	KeyType         pki.KeyType
 	RootTTL         time.Duration
 	IntermediateTTL time.Duration
 	// Password encrypts both CA keys; empty means they are stored
@@ -40,7 +40,7 @@ func Init(ctx context.Context, st *store.Store, o InitOptions) (*store.CA, error
 		o.Name = DefaultName
 	}
 	if o.KeyType == "" {
-		o.KeyType = KeyECP256
+		o.KeyType = pki.KeyECP256
 	}
 	if o.RootTTL == 0 {
 		o.RootTTL = DefaultRootTTL
@@ -50,13 +50,13 @@ func Init(ctx context.Context, st *store.Store, o InitOptions) (*store.CA, error
 	}
 	switch {
 	case o.RootTTL < 24*time.Hour:
-		return nil, fmt.Errorf("init: root TTL %s is shorter than a day: %w", o.RootTTL, ErrPolicy)
+		return nil, fmt.Errorf("init: root TTL %s is shorter than a day: %w", o.RootTTL, pki.ErrPolicy)
 	case o.IntermediateTTL < 24*time.Hour:
-		return nil, fmt.Errorf("init: intermediate TTL %s is shorter than a day: %w", o.IntermediateTTL, ErrPolicy)
+		return nil, fmt.Errorf("init: intermediate TTL %s is shorter than a day: %w", o.IntermediateTTL, pki.ErrPolicy)
 	case o.IntermediateTTL > o.RootTTL:
-		return nil, fmt.Errorf("init: intermediate TTL %s outlives the root TTL %s: %w", o.IntermediateTTL, o.RootTTL, ErrPolicy)
+		return nil, fmt.Errorf("init: intermediate TTL %s outlives the root TTL %s: %w", o.IntermediateTTL, o.RootTTL, pki.ErrPolicy)
 	}
-	if err := checkCommonName(o.Name); err != nil {
+	if err := pki.CheckCommonName(o.Name); err != nil {
 		return nil, fmt.Errorf("init: name: %w", err)
 	}
 	if _, err := st.CA(ctx); err == nil {
@@ -65,11 +65,11 @@ func Init(ctx context.Context, st *store.Store, o InitOptions) (*store.CA, error
 		return nil, fmt.Errorf("init: %w", err)
 	}
 
-	rootKey, err := GenerateKey(o.KeyType)
+	rootKey, err := pki.GenerateKey(o.KeyType)
 	if err != nil {
 		return nil, fmt.Errorf("init: root key: %w", err)
 	}
-	interKey, err := GenerateKey(o.KeyType)
+	interKey, err := pki.GenerateKey(o.KeyType)
 	if err != nil {
 		return nil, fmt.Errorf("init: intermediate key: %w", err)
 	}
@@ -100,7 +100,7 @@ func Init(ctx context.Context, st *store.Store, o InitOptions) (*store.CA, error
 	rec := &store.CA{
 		Name: o.Name, KeyType: string(o.KeyType), RootDER: root.Raw, IntermediateDER: inter.Raw,
 		RootKeyPEM: rootPEM, IntermediateKey: interPEM, Encrypted: len(o.Password) > 0,
-		CreatedAt: now, RootFingerprint: Fingerprint(root),
+		CreatedAt: now, RootFingerprint: pki.Fingerprint(root),
 	}
 	if err := st.InitCA(ctx, rec); err != nil {
 		return nil, fmt.Errorf("init: %w", err)
@@ -119,7 +119,7 @@ type caCertSpec struct {
 }
 
 func createCACert(s caCertSpec) (*x509.Certificate, error) {
-	serial, err := RandomSerial()
+	serial, err := pki.RandomSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -149,20 +149,4 @@ func createCACert(s caCertSpec) (*x509.Certificate, error) {
 		return nil, err
 	}
 	return x509.ParseCertificate(der)
-}
-
-// RandomSerial returns a positive random serial of 159 bits, well above
-// the 128 bits of entropy dockca promises and within the 20 octets RFC 5280
-// allows.
-func RandomSerial() (*big.Int, error) {
-	limit := new(big.Int).Lsh(big.NewInt(1), 159)
-	for {
-		n, err := rand.Int(rand.Reader, limit)
-		if err != nil {
-			return nil, fmt.Errorf("random serial: %w", err)
-		}
-		if n.BitLen() > 128 {
-			return n, nil
-		}
-	}
 }

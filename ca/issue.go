@@ -7,30 +7,29 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/smallstep/certificates/authority/provisioner"
-
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
 // Request asks for one certificate.
 type Request struct {
-	Kind store.Kind
+	Kind pki.Kind
 	// Name is the client name or the daemon's host (CN and first SAN).
 	// With a CSR it may be empty: the CSR's names are used.
 	Name string
 	// Role of a client certificate; empty means admin.
-	Role string
+	Role pki.Role
 	// SANs are extra daemon names (DNS or IP).
 	SANs []string
 	// Groups are a daemon's groups, or a client's scope: the groups whose
-	// daemons it may reach (none: every daemon). See scope.go.
+	// daemons it may reach (none: every daemon). See pki/scope.go.
 	Groups []string
 	// TTL; zero means the kind's default.
 	TTL time.Duration
 	// CSR, when set, is signed as is (its key never reaches the CA);
 	// otherwise dockca generates a key of KeyType (default ec-p256).
 	CSR     *x509.CertificateRequest
-	KeyType KeyType
+	KeyType pki.KeyType
 	// RenewedFrom, when set, is the serial of the certificate this one
 	// replaces (same name and kind): it is recorded as the predecessor, so
 	// it shows as superseded, and the issuance fails if it was revoked.
@@ -52,39 +51,38 @@ type Issued struct {
 }
 
 // ChainPEM is the leaf followed by the intermediate.
-func (i *Issued) ChainPEM() []byte { return PEMChain(i.Chain...) }
+func (i *Issued) ChainPEM() []byte { return pki.PEMChain(i.Chain...) }
 
 // KeyPEM is the unencrypted private key, or nil for CSR issuance.
 func (i *Issued) KeyPEM() ([]byte, error) {
 	if i.Key == nil {
 		return nil, nil
 	}
-	return MarshalPrivateKey(i.Key)
+	return pki.MarshalPrivateKey(i.Key)
 }
 
-// identity is the smallstep "provisioner" that stands for dockca's own
-// issuances; the record function reads the kind from its ID and the issuer
-// from its name. Only the methods the record function calls are real.
-type identity struct {
-	provisioner.Interface
-	kind  store.Kind
-	actor string
+// Provenance is where an issuance came from, carried as typed fields from
+// the issuing call to the record the store writes: who asked, the one-time
+// token it spends (the store spends it in the transaction that records the
+// certificate) and the certificate it renews (the store refuses the
+// renewal in that transaction if that one has been revoked meanwhile).
+type Provenance struct {
+	// Actor is recorded as the issuer (IssuedBy): "cli:root@host",
+	// "socket:...", "serve", or a description of a service request.
+	Actor string
+	// TokenID is the ID (jti) of the one-time token spent, if any.
+	TokenID string
+	// RenewedFrom is the serial of the certificate renewed, if any.
+	RenewedFrom string
 }
-
-const identityPrefix = "dockca:"
-
-func (i identity) GetID() string             { return identityPrefix + string(i.kind) }
-func (i identity) GetIDForToken() string     { return i.GetID() }
-func (i identity) GetName() string           { return i.actor }
-func (i identity) GetType() provisioner.Type { return provisioner.TypeJWK }
 
 // Normalized is a request after policy: the exact subject, names, role and
 // validity the certificate will have.
 type Normalized struct {
-	Kind      store.Kind
+	Kind      pki.Kind
 	Name      string
-	Role      string
-	SANs      []SAN
+	Role      pki.Role
+	SANs      []pki.SAN
 	Groups    []string // sorted, without duplicates
 	NotBefore time.Time
 	NotAfter  time.Time
@@ -114,14 +112,14 @@ func Precheck(r Request) error {
 // command knows the name it will issue for before it asks the CA. Any
 // well-formed role passes: the CA checks it against its stored policy.
 func PrecheckRequest(r Request) (*Normalized, error) {
-	return check(r, nil, AnyRole, time.Now())
+	return check(r, nil, pki.AnyRole, time.Now())
 }
 
 // check applies the policy; roles are the stored policy's roles beside the
 // built-in ones. It is where a CSR's signature is verified, once per
 // issuance (the service's request decoder only parses it).
-func check(r Request, issuer *x509.Certificate, roles []string, now time.Time) (*Normalized, error) {
-	if _, err := ParseKind(string(r.Kind)); err != nil {
+func check(r Request, issuer *x509.Certificate, roles []pki.Role, now time.Time) (*Normalized, error) {
+	if _, err := pki.ParseKind(string(r.Kind)); err != nil {
 		return nil, err
 	}
 	n := &Normalized{Kind: r.Kind, Name: r.Name}
@@ -129,74 +127,71 @@ func check(r Request, issuer *x509.Certificate, roles []string, now time.Time) (
 		if err := r.CSR.CheckSignature(); err != nil {
 			return nil, fmt.Errorf("%w: signature does not verify: %v", ErrBadCSR, err)
 		}
-		if err := CheckPublicKey(r.CSR.PublicKey); err != nil {
+		if err := pki.CheckPublicKey(r.CSR.PublicKey); err != nil {
 			return nil, err
 		}
 		if len(r.CSR.EmailAddresses) > 0 || len(r.CSR.URIs) > 0 {
-			return nil, fmt.Errorf("the CSR asks for e-mail or URI names, which dockca does not issue: %w", ErrPolicy)
+			return nil, fmt.Errorf("the CSR asks for e-mail or URI names, which dockca does not issue: %w", pki.ErrPolicy)
 		}
 	}
 	switch r.Kind {
-	case store.KindClient:
+	case pki.KindClient:
 		if r.CSR != nil {
 			if len(r.CSR.DNSNames) > 0 || len(r.CSR.IPAddresses) > 0 {
-				return nil, fmt.Errorf("client certificates carry no host names, but the CSR asks for some: %w", ErrPolicy)
+				return nil, fmt.Errorf("client certificates carry no host names, but the CSR asks for some: %w", pki.ErrPolicy)
 			}
 			if n.Name == "" {
 				n.Name = r.CSR.Subject.CommonName
 			} else if n.Name != r.CSR.Subject.CommonName {
-				return nil, fmt.Errorf("the CSR names %q, not %q: %w", r.CSR.Subject.CommonName, n.Name, ErrPolicy)
+				return nil, fmt.Errorf("the CSR names %q, not %q: %w", r.CSR.Subject.CommonName, n.Name, pki.ErrPolicy)
 			}
 		}
-		if err := CheckClientName(n.Name); err != nil {
+		if err := pki.CheckClientName(n.Name); err != nil {
 			return nil, err
 		}
 		n.Role = r.Role
 		if n.Role == "" {
-			n.Role = RoleAdmin
+			n.Role = pki.RoleAdmin
 		}
-		if err := CheckRole(n.Role, roles...); err != nil {
+		if err := pki.CheckRole(n.Role, roles...); err != nil {
 			return nil, err
 		}
 		if len(r.SANs) > 0 {
-			return nil, fmt.Errorf("client certificates carry no host names: %w", ErrPolicy)
+			return nil, fmt.Errorf("client certificates carry no host names: %w", pki.ErrPolicy)
 		}
-	case store.KindDaemon:
+	case pki.KindDaemon:
 		if r.Role != "" {
-			return nil, fmt.Errorf("daemon certificates carry no role: %w", ErrPolicy)
+			return nil, fmt.Errorf("daemon certificates carry no role: %w", pki.ErrPolicy)
 		}
 		extra := append([]string(nil), r.SANs...)
 		if r.CSR != nil {
-			csrNames := append([]string(nil), r.CSR.DNSNames...)
-			for _, ip := range r.CSR.IPAddresses {
-				csrNames = append(csrNames, ip.String())
-			}
+			csrNames := pki.CSRNames(r.CSR)
 			if n.Name == "" {
 				n.Name = r.CSR.Subject.CommonName
 				if n.Name == "" && len(csrNames) > 0 {
 					n.Name = csrNames[0]
 				}
 			} else if cn := r.CSR.Subject.CommonName; cn != "" && cn != n.Name {
-				return nil, fmt.Errorf("the CSR names %q, not %q: %w", cn, n.Name, ErrPolicy)
+				return nil, fmt.Errorf("the CSR names %q, not %q: %w", cn, n.Name, pki.ErrPolicy)
 			}
 			extra = append(extra, csrNames...)
 		}
 		if n.Name == "" {
-			return nil, fmt.Errorf("the daemon host name is empty: %w", ErrPolicy)
+			return nil, fmt.Errorf("the daemon host name is empty: %w", pki.ErrPolicy)
 		}
-		sans, err := daemonSANs(n.Name, extra)
+		sans, err := pki.DaemonSANs(n.Name, extra)
 		if err != nil {
 			return nil, err
 		}
 		n.SANs = sans
 		n.Name = sans[0].String()
 	}
-	groups, err := NormalizeGroups(r.Groups)
+	groups, err := pki.NormalizeGroups(r.Groups)
 	if err != nil {
 		return nil, err
 	}
 	n.Groups = groups
-	ttl, err := TTLFor(r.Kind, r.TTL)
+	ttl, err := pki.TTLFor(r.Kind, r.TTL)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +199,7 @@ func check(r Request, issuer *x509.Certificate, roles []string, now time.Time) (
 	n.NotAfter = now.Add(ttl).UTC().Truncate(time.Second)
 	if issuer != nil && n.NotAfter.After(issuer.NotAfter) {
 		return nil, fmt.Errorf("a %s certificate would outlive the intermediate CA, which expires %s: %w",
-			FormatTTL(ttl), issuer.NotAfter.UTC().Format(time.RFC3339), ErrPolicy)
+			pki.FormatTTL(ttl), issuer.NotAfter.UTC().Format(time.RFC3339), pki.ErrPolicy)
 	}
 	return n, nil
 }
@@ -217,11 +212,11 @@ func (a *Authority) Issue(ctx context.Context, r Request) (*Issued, error) {
 }
 
 // issueExtra is what the service's issuance paths (remote.go) add to a
-// plain Issue: who is recorded as the issuer, the kind to record, and a
-// public key to certify instead of the CSR's.
+// plain Issue: the provenance to record, the kind to record, and a public
+// key to certify instead of the CSR's.
 type issueExtra struct {
-	actor  string
-	kind   store.Kind
+	prov   Provenance
+	kind   pki.Kind
 	pubKey crypto.PublicKey
 }
 
@@ -233,17 +228,18 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	if err != nil {
 		return nil, err
 	}
-	actor, kind := a.actor, n.Kind
-	if r.Actor != "" {
-		actor = r.Actor
+	prov, kind := x.prov, n.Kind
+	if prov.Actor == "" {
+		prov.Actor = r.Actor
 	}
-	if x.actor != "" {
-		actor = x.actor
-	} else if r.RenewedFrom != "" {
+	if prov.Actor == "" {
+		prov.Actor = a.actor
+	}
+	if r.RenewedFrom != "" {
 		if err := a.checkPredecessor(ctx, r.RenewedFrom, n); err != nil {
 			return nil, err
 		}
-		actor = renewActorPrefix + r.RenewedFrom
+		prov.RenewedFrom = r.RenewedFrom
 	}
 	if x.kind != "" {
 		kind = x.kind
@@ -257,9 +253,9 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	default:
 		kt := r.KeyType
 		if kt == "" {
-			kt = KeyECP256
+			kt = pki.KeyECP256
 		}
-		if key, err = GenerateKey(kt); err != nil {
+		if key, err = pki.GenerateKey(kt); err != nil {
 			return nil, err
 		}
 		pub = key.Public()
@@ -267,7 +263,7 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	leaf, rec, err := a.sign(ctx, n, pub, kind, actor)
+	leaf, rec, err := a.sign(ctx, n, pub, kind, prov)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +273,7 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 // checkPredecessor makes sure a renewal names a certificate of the same
 // name and kind as its predecessor.
 func (a *Authority) checkPredecessor(ctx context.Context, from string, n *Normalized) error {
-	sn, err := store.ParseSerial(from)
+	sn, err := pki.ParseSerial(from)
 	if err != nil {
 		return fmt.Errorf("renewal of %q: %w", from, err)
 	}
@@ -293,12 +289,6 @@ func (a *Authority) checkPredecessor(ctx context.Context, from string, n *Normal
 	}
 	return nil
 }
-
-// ServiceOU marks dockca serve's own certificate (its Subject OU), so that
-// clients of the service accept only it as the service and not any daemon
-// certificate of the same CA that happens to carry the service's name.
-// Daemon certificates carry no OU and client roles are never this value.
-const ServiceOU = "dockca-service"
 
 // ParseCSR reads a PEM or DER certificate request and checks its signature.
 func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
@@ -319,7 +309,7 @@ func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
 // would cost one more ECDSA verification per request.
 func DecodeCSR(b []byte) (*x509.CertificateRequest, error) {
 	der := b
-	if blk := pemBlock(b, "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"); blk != nil {
+	if blk := pki.PEMBlock(b, "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"); blk != nil {
 		der = blk
 	}
 	csr, err := x509.ParseCertificateRequest(der)

@@ -12,28 +12,9 @@ import (
 
 	"github.com/dockca/dockca/internal/atomicfile"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
-
-// File names of the two layouts dockca writes. The client layout is what
-// the docker CLI reads from DOCKER_CERT_PATH; the daemon layout is the one
-// Docker's documentation uses for dockerd.
-const (
-	FileCA         = "ca.pem"
-	FileClientCert = "cert.pem"
-	FileClientKey  = "key.pem"
-	FileServerCert = "server-cert.pem"
-	FileServerKey  = "server-key.pem"
-	FileDaemonJSON = "daemon.json"
-)
-
-// DaemonTLSConfig is the TLS part of dockerd's daemon.json.
-type DaemonTLSConfig struct {
-	TLSVerify bool   `json:"tlsverify"`
-	TLSCACert string `json:"tlscacert"`
-	TLSCert   string `json:"tlscert"`
-	TLSKey    string `json:"tlskey"`
-}
 
 // Files returns what to write into dir for an issued certificate: the root,
 // the chain (leaf then intermediate) and the key, named for the kind, plus
@@ -44,28 +25,25 @@ func (i *Issued) Files(dir string) ([]atomicfile.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	certName, keyName := FileClientCert, FileClientKey
-	if i.Record.Kind == store.KindDaemon {
-		certName, keyName = FileServerCert, FileServerKey
-	}
+	certName, keyName := pki.CertFiles(i.Record.Kind)
 	files := []atomicfile.File{
-		{Path: filepath.Join(dir, FileCA), Data: PEMCert(i.Root), Mode: 0o644},
+		{Path: filepath.Join(dir, pki.FileCA), Data: pki.PEMCert(i.Root), Mode: 0o644},
 		{Path: filepath.Join(dir, certName), Data: i.ChainPEM(), Mode: 0o644},
 	}
 	if keyPEM != nil {
 		files = append(files, atomicfile.File{Path: filepath.Join(dir, keyName), Data: keyPEM, Mode: 0o600})
 	}
-	if i.Record.Kind == store.KindDaemon {
-		frag, err := json.MarshalIndent(DaemonTLSConfig{
+	if i.Record.Kind == pki.KindDaemon {
+		frag, err := json.MarshalIndent(pki.DaemonTLSConfig{
 			TLSVerify: true,
-			TLSCACert: filepath.Join(dir, FileCA),
-			TLSCert:   filepath.Join(dir, FileServerCert),
-			TLSKey:    filepath.Join(dir, FileServerKey),
+			TLSCACert: filepath.Join(dir, pki.FileCA),
+			TLSCert:   filepath.Join(dir, pki.FileServerCert),
+			TLSKey:    filepath.Join(dir, pki.FileServerKey),
 		}, "", "  ")
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, atomicfile.File{Path: filepath.Join(dir, FileDaemonJSON), Data: append(frag, '\n'), Mode: 0o644})
+		files = append(files, atomicfile.File{Path: filepath.Join(dir, pki.FileDaemonJSON), Data: append(frag, '\n'), Mode: 0o644})
 	}
 	return files, nil
 }
@@ -74,8 +52,8 @@ func (i *Issued) Files(dir string) ([]atomicfile.File, error) {
 type ListEntry struct {
 	Serial      string     `json:"serial"`
 	Name        string     `json:"name"`
-	Kind        store.Kind `json:"kind"`
-	Role        string     `json:"role,omitempty"`
+	Kind        pki.Kind   `json:"kind"`
+	Role        pki.Role   `json:"role,omitempty"`
 	SANs        []string   `json:"sans,omitempty"`
 	Groups      []string   `json:"groups,omitempty"`     // a daemon's groups, or a client's scope
 	AllGroups   bool       `json:"all_groups,omitempty"` // a client without a scope: it reaches every daemon
@@ -99,7 +77,7 @@ type ListEntry struct {
 func Entry(c *store.Certificate, now time.Time) ListEntry {
 	e := ListEntry{
 		Serial: c.Serial, Name: c.Name, Kind: c.Kind, Role: c.Role, SANs: c.SANs, Groups: c.Groups,
-		AllGroups: c.Kind == store.KindClient && len(c.Groups) == 0,
+		AllGroups: c.Kind == pki.KindClient && len(c.Groups) == 0,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), Status: string(c.Status(now)),
 		IssuedAt: c.IssuedAt.UTC(), IssuedBy: c.IssuedBy, Fingerprint: c.Fingerprint,
 		RenewedFrom: c.RenewedFrom, SupersededBy: c.SupersededBy,
@@ -117,7 +95,7 @@ func Entries(certs []*store.Certificate, now time.Time, withPEM bool) []ListEntr
 	for _, c := range certs {
 		e := Entry(c, now)
 		if withPEM {
-			e.PEM = string(PEMDER(c.DER))
+			e.PEM = string(pki.PEMDER(c.DER))
 		}
 		out = append(out, e)
 	}
@@ -173,15 +151,15 @@ func WriteShow(w io.Writer, e ListEntry, asJSON, withPEM bool) error {
 	row("Name", e.Name)
 	row("Kind", string(e.Kind))
 	if e.Role != "" {
-		row("Role", e.Role)
+		row("Role", string(e.Role))
 	}
 	row("Serial", e.Serial)
 	for _, s := range e.SANs {
 		row("SAN", s)
 	}
 	switch {
-	case e.Kind == store.KindClient:
-		row("Scope", DescribeScope(e.Groups))
+	case e.Kind == pki.KindClient:
+		row("Scope", pki.DescribeScope(e.Groups))
 	case len(e.Groups) > 0:
 		row("Groups", strings.Join(e.Groups, ","))
 	}
@@ -217,7 +195,7 @@ func (i *Issued) Bundle() (*tlsbundle.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tlsbundle.Bundle{CA: PEMCert(i.Root), Cert: i.ChainPEM(), Key: key, Serial: i.Record.Serial, NotAfter: i.Record.NotAfter}, nil
+	return &tlsbundle.Bundle{CA: pki.PEMCert(i.Root), Cert: i.ChainPEM(), Key: key, Serial: i.Record.Serial, NotAfter: i.Record.NotAfter}, nil
 }
 
 // FindEntries answers `dockca ls` (filter f) and `dockca show` (arg, a

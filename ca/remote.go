@@ -12,6 +12,7 @@ import (
 	"github.com/smallstep/certificates/authority/provisioner"
 	"go.step.sm/crypto/jose"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -27,31 +28,6 @@ var (
 	ErrRevoked = errors.New("the certificate has been revoked")
 )
 
-const (
-	tokenActorPrefix = "token:"
-	renewActorPrefix = "renew:"
-)
-
-// tokenIDOfActor returns the token ID an issuance was made for, from the
-// actor IssueWithToken records, so the store spends the token in the
-// transaction that stores the certificate.
-func tokenIDOfActor(actor string) string {
-	if id, ok := strings.CutPrefix(actor, tokenActorPrefix); ok {
-		return id
-	}
-	return ""
-}
-
-// renewedFromOfActor returns the serial a renewal was made from, so the
-// store refuses the renewal in its transaction if that serial has been
-// revoked meanwhile.
-func renewedFromOfActor(actor string) string {
-	if serial, ok := strings.CutPrefix(actor, renewActorPrefix); ok {
-		return serial
-	}
-	return ""
-}
-
 // VerifyToken checks a token against the token provisioner's key:
 // signature, issuer, audience for method (the audiences smallstep's
 // configuration gives the CA's names), nbf/exp with a minute of leeway,
@@ -60,7 +36,7 @@ func renewedFromOfActor(actor string) string {
 // here on one parse of the token: smallstep's Authorize parsed it three
 // times more and built sign options dockca does not use, a fifth of a
 // signing's time under load.
-func (a *Authority) VerifyToken(ctx context.Context, tok string, method provisioner.Method) (*TokenClaims, error) {
+func (a *Authority) VerifyToken(ctx context.Context, tok string, method provisioner.Method) (*pki.TokenClaims, error) {
 	if a.step == nil {
 		return nil, errNotOpen
 	}
@@ -69,34 +45,34 @@ func (a *Authority) VerifyToken(ctx context.Context, tok string, method provisio
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" {
-		return nil, fmt.Errorf("%w: no token", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: no token", pki.ErrTokenInvalid)
 	}
 	if len(tok) > 8192 {
-		return nil, fmt.Errorf("%w: token too long", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: token too long", pki.ErrTokenInvalid)
 	}
 	jwt, err := jose.ParseSigned(tok)
 	if err != nil || len(jwt.Headers) != 1 {
-		return nil, fmt.Errorf("%w: malformed token", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: malformed token", pki.ErrTokenInvalid)
 	}
-	p, perr := a.step.LoadProvisionerByName(TokenProvisionerName)
+	p, perr := a.step.LoadProvisionerByName(pki.TokenIssuer)
 	jwk, isJWK := p.(*provisioner.JWK)
 	if perr != nil || !isJWK || jwt.Headers[0].KeyID != jwk.Key.KeyID {
-		return nil, fmt.Errorf("%w: the token was not signed by this CA", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: the token was not signed by this CA", pki.ErrTokenInvalid)
 	}
-	var c TokenClaims
+	var c pki.TokenClaims
 	if err := jwt.Claims(jwk.Key, &c); err != nil {
-		return nil, fmt.Errorf("%w: the token was not signed by this CA", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: the token was not signed by this CA", pki.ErrTokenInvalid)
 	}
-	err = c.ValidateWithLeeway(jose.Expected{Issuer: TokenProvisionerName, Time: time.Now().UTC()}, time.Minute)
+	err = c.ValidateWithLeeway(jose.Expected{Issuer: pki.TokenIssuer, Time: time.Now().UTC()}, time.Minute)
 	switch {
 	case errors.Is(err, jose.ErrExpired):
-		return nil, fmt.Errorf("%w: the token has expired", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: the token has expired", pki.ErrTokenInvalid)
 	case errors.Is(err, jose.ErrNotValidYet):
-		return nil, fmt.Errorf("%w: the token is not valid yet", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: the token is not valid yet", pki.ErrTokenInvalid)
 	case errors.Is(err, jose.ErrInvalidIssuer):
-		return nil, fmt.Errorf("%w: the token was not signed by this CA", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: the token was not signed by this CA", pki.ErrTokenInvalid)
 	case err != nil:
-		return nil, fmt.Errorf("%w: the token does not verify", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: the token does not verify", pki.ErrTokenInvalid)
 	}
 	var want []string
 	switch method {
@@ -108,13 +84,13 @@ func (a *Authority) VerifyToken(ctx context.Context, tok string, method provisio
 		want = append(want, keyAudience(jwk.Key.KeyID, "/1.0/revoke"))
 	}
 	if !matchesAudience(c.Audience, want) {
-		return nil, fmt.Errorf("%w: the token is for another CA address or another operation", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: the token is for another CA address or another operation", pki.ErrTokenInvalid)
 	}
 	if c.Subject == "" {
-		return nil, fmt.Errorf("%w: the token does not verify", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: the token does not verify", pki.ErrTokenInvalid)
 	}
 	if c.ID == "" {
-		return nil, fmt.Errorf("%w: no token ID (jti)", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: no token ID (jti)", pki.ErrTokenInvalid)
 	}
 	return &c, nil
 }
@@ -150,9 +126,9 @@ func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.Ce
 	if err != nil {
 		return nil, err
 	}
-	kind, err := ParseKind(c.Dockca.Kind)
+	kind, err := pki.ParseKind(c.Dockca.Kind)
 	if err != nil {
-		return nil, fmt.Errorf("%w: this token does not enroll certificates (kind %q)", ErrTokenInvalid, c.Dockca.Kind)
+		return nil, fmt.Errorf("%w: this token does not enroll certificates (kind %q)", pki.ErrTokenInvalid, c.Dockca.Kind)
 	}
 	// A precheck, to save the signing for a spent token: PutCertificate
 	// spends it in its transaction, so a stale read here cannot let a
@@ -167,11 +143,11 @@ func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.Ce
 	}
 	r := Request{Kind: kind, Name: c.Subject, Role: c.Dockca.Role, TTL: time.Duration(c.Dockca.TTL) * time.Second, CSR: csr, Groups: c.Dockca.Groups}
 	allowed := map[string]bool{}
-	if kind == store.KindDaemon {
+	if kind == pki.KindDaemon {
 		for _, s := range append([]string{c.Subject}, c.SANs...) {
-			san, err := ParseSAN(s)
+			san, err := pki.ParseSAN(s)
 			if err != nil {
-				return nil, fmt.Errorf("%w: bad SAN claim", ErrTokenInvalid)
+				return nil, fmt.Errorf("%w: bad SAN claim", pki.ErrTokenInvalid)
 			}
 			allowed[san.String()] = true
 			if s != c.Subject {
@@ -182,7 +158,9 @@ func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.Ce
 			return nil, err
 		}
 	}
-	iss, err := a.issue(ctx, r, issueExtra{actor: tokenActorPrefix + c.ID})
+	// The actor is a description for ls and show ("token:" and the ID);
+	// the store spends the token by its typed ID, never by parsing this.
+	iss, err := a.issue(ctx, r, issueExtra{prov: Provenance{Actor: "token:" + c.ID, TokenID: c.ID}})
 	if errors.Is(err, store.ErrTokenUsed) {
 		return nil, ErrTokenUsed
 	}
@@ -191,17 +169,13 @@ func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.Ce
 
 // csrNamesWithin refuses a CSR asking for a name outside allowed.
 func csrNamesWithin(csr *x509.CertificateRequest, allowed map[string]bool) error {
-	names := append([]string(nil), csr.DNSNames...)
-	for _, ip := range csr.IPAddresses {
-		names = append(names, ip.String())
-	}
-	for _, n := range names {
-		san, err := ParseSAN(n)
+	for _, n := range pki.CSRNames(csr) {
+		san, err := pki.ParseSAN(n)
 		if err != nil {
 			return fmt.Errorf("the CSR asks for %q: %w", n, err)
 		}
 		if !allowed[san.String()] {
-			return fmt.Errorf("the CSR asks for %q, which this authorization does not cover: %w", n, ErrPolicy)
+			return fmt.Errorf("the CSR asks for %q, which this authorization does not cover: %w", n, pki.ErrPolicy)
 		}
 	}
 	return nil
@@ -223,7 +197,7 @@ func (a *Authority) Holder(ctx context.Context, cert *x509.Certificate, now time
 	if err != nil {
 		return nil, err
 	}
-	if rec.Fingerprint != Fingerprint(cert) || (rec.Kind != store.KindClient && rec.Kind != store.KindDaemon) {
+	if rec.Fingerprint != pki.Fingerprint(cert) || (rec.Kind != pki.KindClient && rec.Kind != pki.KindDaemon) {
 		return nil, ErrNotRenewable
 	}
 	if rec.Revocation != nil {
@@ -241,14 +215,10 @@ func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509
 	if err != nil {
 		return nil, err
 	}
-	limit := MaxClientTTL
-	if rec.Kind == store.KindDaemon {
-		limit = MaxDaemonTTL
-	}
 	ttl := rec.NotAfter.Sub(rec.NotBefore) - clockSkew
-	ttl = min(max(ttl, MinTTL), limit)
+	ttl = min(max(ttl, pki.MinTTL), pki.MaxTTL(rec.Kind))
 	r := Request{Kind: rec.Kind, Name: rec.Name, TTL: ttl.Round(time.Second), Groups: rec.Groups}
-	if rec.Kind == store.KindClient {
+	if rec.Kind == pki.KindClient {
 		r.Role = rec.Role
 	} else {
 		for _, s := range rec.SANs {
@@ -257,9 +227,9 @@ func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509
 			}
 		}
 	}
-	x := issueExtra{actor: renewActorPrefix + rec.Serial}
+	x := issueExtra{prov: Provenance{Actor: "renew:" + rec.Serial, RenewedFrom: rec.Serial}}
 	if csr != nil {
-		if rec.Kind == store.KindDaemon {
+		if rec.Kind == pki.KindDaemon {
 			allowed := map[string]bool{}
 			for _, s := range rec.SANs {
 				allowed[s] = true
@@ -277,7 +247,7 @@ func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509
 }
 
 // RevokeHolder revokes the certificate presented over mutual TLS.
-func (a *Authority) RevokeHolder(ctx context.Context, cert *x509.Certificate, reason Reason) (*RevokeResult, error) {
+func (a *Authority) RevokeHolder(ctx context.Context, cert *x509.Certificate, reason pki.Reason) (*RevokeResult, error) {
 	if _, err := a.Holder(ctx, cert, time.Now()); err != nil {
 		return nil, err
 	}
@@ -288,17 +258,17 @@ func (a *Authority) RevokeHolder(ctx context.Context, cert *x509.Certificate, re
 // token is spent once the revocation is recorded, so a request that fails
 // first (an unknown serial, a crash) leaves it usable; a concurrent replay
 // only repeats an idempotent revocation.
-func (a *Authority) RevokeWithToken(ctx context.Context, tok string, reason Reason) (*RevokeResult, error) {
+func (a *Authority) RevokeWithToken(ctx context.Context, tok string, reason pki.Reason) (*RevokeResult, error) {
 	c, err := a.VerifyToken(ctx, tok, provisioner.RevokeMethod)
 	if err != nil {
 		return nil, err
 	}
-	if c.Dockca.Kind != TokenKindRevoke {
-		return nil, fmt.Errorf("%w: not a revoke token", ErrTokenInvalid)
+	if c.Dockca.Kind != pki.TokenKindRevoke {
+		return nil, fmt.Errorf("%w: not a revoke token", pki.ErrTokenInvalid)
 	}
-	serial, err := store.ParseSerial(c.Subject)
+	serial, err := pki.ParseSerial(c.Subject)
 	if err != nil {
-		return nil, fmt.Errorf("%w: bad serial claim", ErrTokenInvalid)
+		return nil, fmt.Errorf("%w: bad serial claim", pki.ErrTokenInvalid)
 	}
 	if used, err := a.st.TokenUsed(ctx, c.ID); err != nil {
 		return nil, err
@@ -320,8 +290,8 @@ func (a *Authority) RevokeWithToken(ctx context.Context, tok string, reason Reas
 // here, as it never leaves the service.
 func (a *Authority) IssueService(ctx context.Context, names []string, ttl time.Duration) (*Issued, error) {
 	if len(names) == 0 {
-		return nil, fmt.Errorf("service certificate: no names: %w", ErrPolicy)
+		return nil, fmt.Errorf("service certificate: no names: %w", pki.ErrPolicy)
 	}
-	return a.issue(ctx, Request{Kind: store.KindDaemon, Name: names[0], SANs: names[1:], TTL: ttl},
-		issueExtra{kind: store.KindService, actor: "serve"})
+	return a.issue(ctx, Request{Kind: pki.KindDaemon, Name: names[0], SANs: names[1:], TTL: ttl},
+		issueExtra{kind: pki.KindService, prov: Provenance{Actor: "serve"}})
 }

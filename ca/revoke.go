@@ -6,53 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 	"time"
 
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/provisioner"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
-
-// Reason is an RFC 5280 revocation reason dockca accepts.
-type Reason struct {
-	Name string
-	Code int
-}
-
-// Reasons lists the accepted --reason values with their RFC 5280 codes.
-var Reasons = []Reason{
-	{"unspecified", 0},
-	{"key-compromise", 1},
-	{"affiliation-changed", 3},
-	{"superseded", 4},
-	{"cessation-of-operation", 5},
-}
-
-// ParseReason validates a --reason value.
-func ParseReason(s string) (Reason, error) {
-	for _, r := range Reasons {
-		if r.Name == s {
-			return r, nil
-		}
-	}
-	names := make([]string, len(Reasons))
-	for i, r := range Reasons {
-		names[i] = r.Name
-	}
-	return Reason{}, fmt.Errorf("unknown revocation reason %q (use one of %s): %w", s, strings.Join(names, ", "), ErrPolicy)
-}
-
-// ReasonName maps a reason code back to its name.
-func ReasonName(code int) string {
-	for _, r := range Reasons {
-		if r.Code == code {
-			return r.Name
-		}
-	}
-	return fmt.Sprintf("reason-%d", code)
-}
 
 // RevokeResult says what a revocation did.
 type RevokeResult struct {
@@ -66,7 +27,7 @@ type RevokeResult struct {
 // (shared with revocations made at the same time, see GenerateCRL), so
 // the revocation is in the CRL by the time Revoke returns. Revoking a
 // revoked certificate is not an error: Already says so.
-func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason Reason) (*RevokeResult, error) {
+func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason pki.Reason) (*RevokeResult, error) {
 	res, err := a.revoke(ctx, serial, reason)
 	if err != nil || res.Already {
 		return res, err
@@ -78,16 +39,16 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason Reason) 
 }
 
 // revoke records one revocation without regenerating the CRL.
-func (a *Authority) revoke(ctx context.Context, serial *big.Int, reason Reason) (*RevokeResult, error) {
+func (a *Authority) revoke(ctx context.Context, serial *big.Int, reason pki.Reason) (*RevokeResult, error) {
 	if a.step == nil || !a.crl {
 		return nil, errNotOpen
 	}
 	rec, err := a.st.Certificate(ctx, serial)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("revoke %s: no certificate with that serial was issued by this CA: %w", store.FormatSerial(serial), store.ErrNotFound)
+			return nil, fmt.Errorf("revoke %s: no certificate with that serial was issued by this CA: %w", pki.FormatSerial(serial), store.ErrNotFound)
 		}
-		return nil, fmt.Errorf("revoke %s: %w", store.FormatSerial(serial), err)
+		return nil, fmt.Errorf("revoke %s: %w", pki.FormatSerial(serial), err)
 	}
 	if rec.Revocation != nil {
 		return &RevokeResult{Record: rec, Already: true}, nil
@@ -110,7 +71,7 @@ func (a *Authority) revoke(ctx context.Context, serial *big.Int, reason Reason) 
 	}
 	rec, err = a.st.Certificate(ctx, serial)
 	if err != nil {
-		return nil, fmt.Errorf("revoke %s: %w", store.FormatSerial(serial), err)
+		return nil, fmt.Errorf("revoke %s: %w", pki.FormatSerial(serial), err)
 	}
 	return &RevokeResult{Record: rec}, nil
 }
@@ -178,7 +139,7 @@ const maxRevokeRounds = 16
 // is left, so a renewal that raced the revocation is caught; and for
 // key-compromise, unexpired certificates renewed from a revoked one (with
 // the compromised key in hand) are revoked too.
-func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason Reason) (results []*RevokeResult, err error) {
+func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason pki.Reason) (results []*RevokeResult, err error) {
 	queue, err := a.st.ResolveAll(ctx, args, true, time.Now())
 	if err != nil {
 		return nil, err
@@ -206,7 +167,7 @@ func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason Rea
 				continue
 			}
 			done[c.Serial] = true
-			serial, err := store.ParseSerial(c.Serial)
+			serial, err := pki.ParseSerial(c.Serial)
 			if err != nil {
 				return results, err
 			}
@@ -215,7 +176,7 @@ func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason Rea
 				return results, err
 			}
 			results = append(results, res)
-			if reason.Code == keyCompromise.Code {
+			if reason.Code == pki.ReasonKeyCompromise.Code {
 				kids, err := a.st.RenewalsOf(ctx, c.Serial, time.Now())
 				if err != nil {
 					return results, err
@@ -236,5 +197,3 @@ func (a *Authority) RevokeTargets(ctx context.Context, args []string, reason Rea
 	}
 	return results, nil
 }
-
-var keyCompromise = Reason{"key-compromise", 1}

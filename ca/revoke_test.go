@@ -13,24 +13,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
 // A renewal whose source is revoked while it is being signed is refused
 // in the transaction that would store it.
 func TestRenewalFromRevokedSourceIsNotStored(t *testing.T) {
-	st, a := newCA(t, KeyECP256, "")
+	st, a := newCA(t, pki.KeyECP256, "")
 	ctx := context.Background()
-	src, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "mallory"})
+	src, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "mallory"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Revoke(ctx, src.Leaf.SerialNumber, keyCompromise); err != nil {
+	if _, err := a.Revoke(ctx, src.Leaf.SerialNumber, pki.ReasonKeyCompromise); err != nil {
 		t.Fatal(err)
 	}
 	// The store write a renewal that passed its holder check makes.
 	rec := *src.Record
-	rec.Serial, rec.RenewedFrom = store.FormatSerial(big.NewInt(424242)), src.Record.Serial
+	rec.Serial, rec.RenewedFrom = pki.FormatSerial(big.NewInt(424242)), src.Record.Serial
 	if err := st.PutCertificate(ctx, &rec); !errors.Is(err, store.ErrRenewedFromRevoked) {
 		t.Fatalf("renewal from a revoked source: %v", err)
 	}
@@ -46,9 +47,9 @@ func TestRenewalFromRevokedSourceIsNotStored(t *testing.T) {
 // Revoking for key compromise follows the key into its renewals; revoking
 // a superseded certificate does not touch the one that replaced it.
 func TestRevokeTargetsFollowsRenewalsOnKeyCompromise(t *testing.T) {
-	_, a := newCA(t, KeyECP256, "")
+	_, a := newCA(t, pki.KeyECP256, "")
 	ctx := context.Background()
-	first, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "erin", Role: RoleOperator})
+	first, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "erin", Role: pki.RoleOperator})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +65,11 @@ func TestRevokeTargetsFollowsRenewalsOnKeyCompromise(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, err := a.RevokeTargets(ctx, []string{first.Record.Serial}, Reason{"superseded", 4})
+	res, err := a.RevokeTargets(ctx, []string{first.Record.Serial}, pki.Reason{Name: "superseded", Code: 4})
 	if err != nil || len(res) != 1 {
 		t.Fatalf("superseded: %d results, %v", len(res), err)
 	}
-	res, err = a.RevokeTargets(ctx, []string{second.Record.Serial}, keyCompromise)
+	res, err = a.RevokeTargets(ctx, []string{second.Record.Serial}, pki.ReasonKeyCompromise)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,24 +81,24 @@ func TestRevokeTargetsFollowsRenewalsOnKeyCompromise(t *testing.T) {
 		t.Fatalf("key-compromise revoked %v, want %s and its renewal %s", got, second.Record.Serial, third.Record.Serial)
 	}
 	// Names mean every unexpired certificate of that name.
-	other, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "frank"})
+	other, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "frank"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Renew(ctx, other.Leaf, nil); err != nil {
 		t.Fatal(err)
 	}
-	res, err = a.RevokeTargets(ctx, []string{"frank"}, Reason{"cessation-of-operation", 5})
+	res, err = a.RevokeTargets(ctx, []string{"frank"}, pki.Reason{Name: "cessation-of-operation", Code: 5})
 	if err != nil || len(res) != 2 {
 		t.Fatalf("revoke by name: %d results, %v", len(res), err)
 	}
-	if _, err := a.RevokeTargets(ctx, []string{"frank", "nobody"}, keyCompromise); !errors.Is(err, store.ErrNotFound) {
+	if _, err := a.RevokeTargets(ctx, []string{"frank", "nobody"}, pki.ReasonKeyCompromise); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("an unknown target: %v", err)
 	}
 }
 
 func TestWeakCSRKeysAreRefused(t *testing.T) {
-	_, a := newCA(t, KeyECP256, "")
+	_, a := newCA(t, pki.KeyECP256, "")
 	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +113,42 @@ func TestWeakCSRKeysAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		csr, _ := x509.ParseCertificateRequest(der)
-		if _, err := a.Issue(context.Background(), Request{Kind: store.KindClient, CSR: csr, TTL: time.Hour}); !errors.Is(err, ErrPolicy) {
+		if _, err := a.Issue(context.Background(), Request{Kind: pki.KindClient, CSR: csr, TTL: time.Hour}); !errors.Is(err, pki.ErrPolicy) {
 			t.Errorf("%s: %v, want a policy refusal", name, err)
 		}
+	}
+}
+
+// Provenance travels as typed fields: an admin renewal records who made it
+// and what it renews; a holder's renewal over mutual TLS records its
+// source; neither is read back out of the issuer's name. An actor that
+// happens to look like the old "renew:" prefix is only a name.
+func TestProvenanceIsTyped(t *testing.T) {
+	_, a := newCA(t, pki.KeyECP256, "")
+	ctx := context.Background()
+	first, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "fay", Role: pki.RoleOperator, Actor: "renew:" + "00ff"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := first.Record; r.RenewedFrom != "" || r.TokenID != "" || r.IssuedBy != "renew:00ff" {
+		t.Fatalf("plain issue: renewed from %q, token %q, by %q", r.RenewedFrom, r.TokenID, r.IssuedBy)
+	}
+	second, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "fay", Role: pki.RoleOperator, Actor: "socket:root", RenewedFrom: first.Record.Serial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := second.Record; r.RenewedFrom != first.Record.Serial || r.IssuedBy != "socket:root" || r.TokenID != "" {
+		t.Fatalf("admin renewal: renewed from %q, token %q, by %q", r.RenewedFrom, r.TokenID, r.IssuedBy)
+	}
+	third, err := a.Renew(ctx, second.Leaf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := third.Record; r.RenewedFrom != second.Record.Serial || r.TokenID != "" {
+		t.Fatalf("holder renewal: renewed from %q, token %q", r.RenewedFrom, r.TokenID)
+	}
+	stored, err := a.Store().Certificate(ctx, third.Leaf.SerialNumber)
+	if err != nil || stored.RenewedFrom != second.Record.Serial {
+		t.Fatalf("stored renewal: %v %+v", err, stored)
 	}
 }

@@ -9,9 +9,8 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"net/url"
 
-	"github.com/dockca/dockca/internal/scope"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -24,7 +23,7 @@ import (
 // configures. The certificate is the same (ca/sign_test.go compares both
 // paths field by field), and it is stored, with its token spent, in the
 // transaction that records it, before it is handed out.
-func (a *Authority) sign(ctx context.Context, n *Normalized, pub crypto.PublicKey, kind store.Kind, actor string) (*x509.Certificate, *store.Certificate, error) {
+func (a *Authority) sign(ctx context.Context, n *Normalized, pub crypto.PublicKey, kind pki.Kind, prov Provenance) (*x509.Certificate, *store.Certificate, error) {
 	tmpl, err := a.leafTemplate(n, pub, kind)
 	if err != nil {
 		return nil, nil, err
@@ -37,10 +36,7 @@ func (a *Authority) sign(ctx context.Context, n *Normalized, pub crypto.PublicKe
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign: %w", err)
 	}
-	rec, err := a.record(leaf, identity{kind: kind, actor: actor})
-	if err != nil {
-		return nil, nil, err
-	}
+	rec := a.record(leaf, kind, prov)
 	if err := a.st.PutCertificate(ctx, rec); err != nil {
 		if errors.Is(err, store.ErrRenewedFromRevoked) {
 			return nil, nil, ErrRevoked
@@ -53,8 +49,8 @@ func (a *Authority) sign(ctx context.Context, n *Normalized, pub crypto.PublicKe
 // leafTemplate is dockca's profile for n: the subject and names come from
 // the validated request, never straight from a CSR, so a CSR cannot
 // smuggle in names or extensions the policy did not see.
-func (a *Authority) leafTemplate(n *Normalized, pub crypto.PublicKey, kind store.Kind) (*x509.Certificate, error) {
-	serial, err := RandomSerial()
+func (a *Authority) leafTemplate(n *Normalized, pub crypto.PublicKey, kind pki.Kind) (*x509.Certificate, error) {
+	serial, err := pki.RandomSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -71,11 +67,11 @@ func (a *Authority) leafTemplate(n *Normalized, pub crypto.PublicKey, kind store
 		SubjectKeyId: skid,
 		PublicKey:    pub,
 	}
-	if n.Kind == store.KindClient {
-		t.Subject.OrganizationalUnit = []string{n.Role}
+	if n.Kind == pki.KindClient {
+		t.Subject.OrganizationalUnit = []string{string(n.Role)}
 		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		// A client's scope: URI SANs urn:dockca:scope:G (internal/scope).
-		if t.URIs, err = groupURIs(ScopeURNPrefix, n.Groups); err != nil {
+		// A client's scope: URI SANs urn:dockca:scope:G (pki.GroupURIs).
+		if t.URIs, err = pki.GroupURIs(pki.ScopeURNPrefix, n.Groups); err != nil {
 			return nil, err
 		}
 	} else {
@@ -86,16 +82,16 @@ func (a *Authority) leafTemplate(n *Normalized, pub crypto.PublicKey, kind store
 				t.DNSNames = append(t.DNSNames, s.DNS)
 			}
 		}
-		if kind == store.KindService {
-			t.Subject.OrganizationalUnit = []string{ServiceOU}
+		if kind == pki.KindService {
+			t.Subject.OrganizationalUnit = []string{pki.ServiceOU}
 		}
-		if kind == store.KindDaemon {
+		if kind == pki.KindDaemon {
 			// A daemon's groups: URI SANs urn:dockca:group:G.
-			if t.URIs, err = groupURIs(GroupURNPrefix, n.Groups); err != nil {
+			if t.URIs, err = pki.GroupURIs(pki.GroupURNPrefix, n.Groups); err != nil {
 				return nil, err
 			}
 		}
-		if isRSA(pub) {
+		if pki.IsRSA(pub) {
 			t.KeyUsage |= x509.KeyUsageKeyEncipherment
 		}
 		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
@@ -109,17 +105,4 @@ func (a *Authority) leafTemplate(n *Normalized, pub crypto.PublicKey, kind store
 		}
 	}
 	return t, nil
-}
-
-// groupURIs are the URI SANs that carry groups (see internal/scope).
-func groupURIs(prefix string, groups []string) ([]*url.URL, error) {
-	var out []*url.URL
-	for _, s := range scope.URIs(prefix, groups) {
-		u, err := url.Parse(s)
-		if err != nil {
-			return nil, fmt.Errorf("sign: group URI %q: %w", s, err)
-		}
-		out = append(out, u)
-	}
-	return out, nil
 }

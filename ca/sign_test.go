@@ -11,37 +11,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/smallstep/certificates/authority/provisioner"
 	"go.step.sm/crypto/x509util"
-
-	"github.com/dockca/dockca/store"
 )
 
 // dockca signed through smallstep's Authority.Sign with x509util text
 // templates until its own signing path replaced it (sign.go). The reference
 // path below is that old one, kept here to prove the certificates are the
-// same: every field but the serial number and the signature.
+// same: every field but the serial number and the signature. Nothing is
+// recorded through it (store.AuthDB implements no certificate storer).
 func TestSignMatchesSmallstepPath(t *testing.T) {
-	for _, kt := range []KeyType{KeyECP256, KeyECP384, KeyRSA3072, KeyEd25519} {
+	for _, kt := range []pki.KeyType{pki.KeyECP256, pki.KeyECP384, pki.KeyRSA3072, pki.KeyEd25519} {
 		t.Run(string(kt), func(t *testing.T) {
 			_, a := newCA(t, kt, "")
-			rsaKey, err := GenerateKey(KeyRSA3072)
+			rsaKey, err := pki.GenerateKey(pki.KeyRSA3072)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for name, tc := range map[string]struct {
 				r    Request
-				kind store.Kind
+				kind pki.Kind
 				key  crypto.Signer
 			}{
-				"client":     {r: Request{Kind: store.KindClient, Name: "alice", Role: RoleOperator, TTL: 48 * time.Hour}},
-				"daemon":     {r: Request{Kind: store.KindDaemon, Name: "docker1.example", SANs: []string{"10.0.0.7", "docker1", "::1"}}},
-				"daemon-rsa": {r: Request{Kind: store.KindDaemon, Name: "h.example"}, key: rsaKey},
-				"service":    {r: Request{Kind: store.KindDaemon, Name: "127.0.0.1", SANs: []string{"localhost"}}, kind: store.KindService},
+				"client":     {r: Request{Kind: pki.KindClient, Name: "alice", Role: pki.RoleOperator, TTL: 48 * time.Hour}},
+				"daemon":     {r: Request{Kind: pki.KindDaemon, Name: "docker1.example", SANs: []string{"10.0.0.7", "docker1", "::1"}}},
+				"daemon-rsa": {r: Request{Kind: pki.KindDaemon, Name: "h.example"}, key: rsaKey},
+				"service":    {r: Request{Kind: pki.KindDaemon, Name: "127.0.0.1", SANs: []string{"localhost"}}, kind: pki.KindService},
 			} {
 				key := tc.key
 				if key == nil {
-					if key, err = GenerateKey(KeyECP256); err != nil {
+					if key, err = pki.GenerateKey(pki.KeyECP256); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -53,7 +53,7 @@ func TestSignMatchesSmallstepPath(t *testing.T) {
 				if kind == "" {
 					kind = n.Kind
 				}
-				ours, _, err := a.sign(context.Background(), n, key.Public(), kind, "test")
+				ours, _, err := a.sign(context.Background(), n, key.Public(), kind, Provenance{Actor: "test"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -86,9 +86,8 @@ func extensionsOf(c *x509.Certificate) string {
 }
 
 // signViaSmallstep is the old signing path: smallstep's Sign with the
-// profile as x509util template JSON and the same validity. It stores
-// its certificate through the AuthDB record function, as it did.
-func signViaSmallstep(t *testing.T, a *Authority, n *Normalized, key crypto.Signer, kind store.Kind) *x509.Certificate {
+// profile as x509util template JSON and the same validity.
+func signViaSmallstep(t *testing.T, a *Authority, n *Normalized, key crypto.Signer, kind pki.Kind) *x509.Certificate {
 	t.Helper()
 	tmpl := &x509.CertificateRequest{Subject: pkixName(n.Name)}
 	for _, s := range n.SANs {
@@ -112,22 +111,21 @@ func signViaSmallstep(t *testing.T, a *Authority, n *Normalized, key crypto.Sign
 	}
 	data := x509util.CreateTemplateData(n.Name, sans)
 	data.Set("Org", a.rec.Name)
-	data.Set("RSA", isRSA(key.Public()))
-	if kind == store.KindService {
-		data.Set("ServiceOU", ServiceOU)
+	data.Set("RSA", pki.IsRSA(key.Public()))
+	if kind == pki.KindService {
+		data.Set("ServiceOU", pki.ServiceOU)
 	}
 	text := oldDaemonTemplate
-	if n.Kind == store.KindClient {
+	if n.Kind == pki.KindClient {
 		data.Set("Role", n.Role)
 		data.SetSANs(nil)
 		text = oldClientTemplate
 	}
 	chain, err := a.step.SignWithContext(context.Background(), csr, provisioner.SignOptions{},
-		identity{kind: kind, actor: "test"},
 		oldTemplate{text: text, data: data},
 		provisioner.CertificateModifierFunc(func(cert *x509.Certificate, _ provisioner.SignOptions) error {
 			cert.NotBefore, cert.NotAfter = n.NotBefore, n.NotAfter
-			serial, err := RandomSerial()
+			serial, err := pki.RandomSerial()
 			if err != nil {
 				return err
 			}

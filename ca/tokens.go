@@ -7,14 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/smallstep/certificates/authority/config"
 	"github.com/smallstep/certificates/authority/provisioner"
 	"go.step.sm/crypto/jose"
 
-	"github.com/dockca/dockca/internal/caurl"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -26,63 +25,30 @@ import (
 // signature, issuer, audience and validity; dockca checks the binding and
 // spends the jti in the transaction that stores the certificate.
 
-// TokenProvisionerName is the issuer (iss) of every dockca token.
-const TokenProvisionerName = "dockca-tokens"
-
-// Token lifetimes.
-const (
-	DefaultTokenTTL = time.Hour
-	MaxTokenTTL     = 24 * time.Hour
-	MinTokenTTL     = time.Minute
-)
-
-// TokenKindRevoke is the kind of an admin token that revokes one serial.
-const TokenKindRevoke = "revoke"
-
 var (
-	// ErrTokenInvalid means a token failed verification: signature,
-	// issuer, audience, validity or dockca's binding.
-	ErrTokenInvalid = errors.New("invalid token")
 	// ErrTokenUsed means the token was spent before.
 	ErrTokenUsed = store.ErrTokenUsed
 )
-
-// TokenClaims are the claims of a dockca token.
-type TokenClaims struct {
-	jose.Claims
-	SANs   []string     `json:"sans,omitempty"`
-	Dockca DockcaClaims `json:"dockca"`
-}
-
-// DockcaClaims bind a token to what it may be used for.
-type DockcaClaims struct {
-	Kind string `json:"kind"` // client, daemon or revoke
-	Role string `json:"role,omitempty"`
-	// TTL is the certificate lifetime in seconds; 0 means the kind's default.
-	TTL int64 `json:"ttl,omitempty"`
-	// Groups are the daemon's groups or the client's scope (scope.go).
-	Groups []string `json:"groups,omitempty"`
-}
 
 // TokenRequest asks for one token.
 type TokenRequest struct {
 	Kind string // client, daemon or revoke
 	// Name is the client name, the daemon host, or the serial to revoke.
 	Name    string
-	Role    string
+	Role    pki.Role
 	SANs    []string
 	CertTTL time.Duration
 	// Groups are the daemon's groups or the client's scope.
 	Groups []string
-	// TTL of the token itself; 0 means DefaultTokenTTL.
+	// TTL of the token itself; 0 means pki.DefaultTokenTTL.
 	TTL time.Duration
 	// CAURL is the URL clients reach the service at; it sets the audience.
 	CAURL string
 	// CreatedBy is recorded with the token.
 	CreatedBy string
 	// Roles are the roles of the CA's stored policy, accepted beside the
-	// built-in ones (AnyRole for a check made without the CA).
-	Roles []string
+	// built-in ones (pki.AnyRole for a check made without the CA).
+	Roles []pki.Role
 }
 
 // TokenMinter holds the unlocked token key.
@@ -135,7 +101,7 @@ func EnsureTokenKey(ctx context.Context, st *store.Store, password []byte) (*sto
 		return nil, fmt.Errorf("token key: %w", err)
 	}
 	return st.EnsureTokenProvisioner(ctx, &store.TokenProvisioner{
-		Name: TokenProvisionerName, KeyID: jwk.KeyID, PublicJWK: pubJSON, PrivateJWK: priv,
+		Name: pki.TokenIssuer, KeyID: jwk.KeyID, PublicJWK: pubJSON, PrivateJWK: priv,
 		Encrypted: len(password) > 0, CreatedAt: time.Now().UTC(),
 	})
 }
@@ -187,41 +153,31 @@ func configureTokens(ctx context.Context, st *store.Store, cfg *config.Config) e
 	return nil
 }
 
-// NormalizeCAURL checks a service URL (https, a host, nothing else) and
-// returns it without a trailing slash.
-func NormalizeCAURL(s string) (string, error) {
-	u, err := caurl.Normalize(s)
-	if err != nil {
-		return "", fmt.Errorf("CA URL %q must look like https://ca.example:8443: %w", s, ErrPolicy)
-	}
-	return u, nil
-}
-
 // CheckTokenRequest validates r and fills its defaults.
 func CheckTokenRequest(r *TokenRequest) error {
 	if r.TTL == 0 {
-		r.TTL = DefaultTokenTTL
+		r.TTL = pki.DefaultTokenTTL
 	}
-	if r.TTL < MinTokenTTL || r.TTL > MaxTokenTTL {
-		return fmt.Errorf("token TTL %s must be between %s and %s: %w", FormatTTL(r.TTL), FormatTTL(MinTokenTTL), FormatTTL(MaxTokenTTL), ErrPolicy)
+	if r.TTL < pki.MinTokenTTL || r.TTL > pki.MaxTokenTTL {
+		return fmt.Errorf("token TTL %s must be between %s and %s: %w", pki.FormatTTL(r.TTL), pki.FormatTTL(pki.MinTokenTTL), pki.FormatTTL(pki.MaxTokenTTL), pki.ErrPolicy)
 	}
-	caURL, err := NormalizeCAURL(r.CAURL)
+	caURL, err := pki.NormalizeCAURL(r.CAURL)
 	if err != nil {
 		return err
 	}
 	r.CAURL = caURL
-	if r.Kind == TokenKindRevoke {
-		n, err := store.ParseSerial(r.Name)
+	if r.Kind == pki.TokenKindRevoke {
+		n, err := pki.ParseSerial(r.Name)
 		if err != nil {
-			return fmt.Errorf("a revoke token names a serial: %v: %w", err, ErrPolicy)
+			return fmt.Errorf("a revoke token names a serial: %v: %w", err, pki.ErrPolicy)
 		}
 		if r.Role != "" || len(r.SANs) > 0 || len(r.Groups) > 0 || r.CertTTL != 0 {
-			return fmt.Errorf("a revoke token takes no role, SANs, groups or TTL: %w", ErrPolicy)
+			return fmt.Errorf("a revoke token takes no role, SANs, groups or TTL: %w", pki.ErrPolicy)
 		}
-		r.Name = store.FormatSerial(n)
+		r.Name = pki.FormatSerial(n)
 		return nil
 	}
-	kind, err := ParseKind(r.Kind)
+	kind, err := pki.ParseKind(r.Kind)
 	if err != nil {
 		return err
 	}
@@ -255,18 +211,18 @@ func (m *TokenMinter) Mint(r TokenRequest, now time.Time) (string, *store.Token,
 	}
 	id := hex.EncodeToString(idb[:])
 	path := "/1.0/sign"
-	if r.Kind == TokenKindRevoke {
+	if r.Kind == pki.TokenKindRevoke {
 		path = "/1.0/revoke"
 	}
 	now = now.UTC().Truncate(time.Second)
 	exp := now.Add(r.TTL)
-	claims := TokenClaims{
+	claims := pki.TokenClaims{
 		Claims: jose.Claims{
 			ID: id, Issuer: m.name, Subject: r.Name, Audience: jose.Audience{r.CAURL + path, keyAudience(m.key.KeyID, path)},
 			NotBefore: jose.NewNumericDate(now), IssuedAt: jose.NewNumericDate(now), Expiry: jose.NewNumericDate(exp),
 		},
 		SANs:   r.SANs,
-		Dockca: DockcaClaims{Kind: r.Kind, Role: r.Role, TTL: int64(r.CertTTL / time.Second), Groups: r.Groups},
+		Dockca: pki.DockcaClaims{Kind: r.Kind, Role: r.Role, TTL: int64(r.CertTTL / time.Second), Groups: r.Groups},
 	}
 	so := new(jose.SignerOptions).WithType("JWT").WithHeader("kid", m.key.KeyID)
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(m.key.Algorithm), Key: m.key.Key}, so)
@@ -317,18 +273,4 @@ func CreateTokens(ctx context.Context, st *store.Store, m *TokenMinter, rs []Tok
 		return nil, nil, err
 	}
 	return toks, recs, nil
-}
-
-// PeekToken decodes a token's claims without verifying it: clients use it
-// to learn what to put in their CSR; the service never trusts it.
-func PeekToken(tok string) (*TokenClaims, error) {
-	jwt, err := jose.ParseSigned(strings.TrimSpace(tok))
-	if err != nil {
-		return nil, fmt.Errorf("%w: not a JWT", ErrTokenInvalid)
-	}
-	var c TokenClaims
-	if err := jwt.UnsafeClaimsWithoutVerification(&c); err != nil {
-		return nil, fmt.Errorf("%w: unreadable claims", ErrTokenInvalid)
-	}
-	return &c, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"go.step.sm/crypto/jose"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -20,7 +21,7 @@ import (
 // the embedded smallstep authority knows the token provisioner.
 func openWithTokens(t *testing.T) (*store.Store, *Authority, *TokenMinter) {
 	t.Helper()
-	st, a := newCA(t, KeyECP256, "password1")
+	st, a := newCA(t, pki.KeyECP256, "password1")
 	m, err := UnlockTokenKey(context.Background(), st, []byte("password1"))
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func openWithTokens(t *testing.T) (*store.Store, *Authority, *TokenMinter) {
 
 func testCSR(t testing.TB, cn string, dns []string, ips []net.IP) *x509.CertificateRequest {
 	t.Helper()
-	key, err := GenerateKey(KeyECP256)
+	key, err := pki.GenerateKey(pki.KeyECP256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func testCSR(t testing.TB, cn string, dns []string, ips []net.IP) *x509.Certific
 }
 
 func TestTokenKeyWrongPasswordAndEncryptedAtRest(t *testing.T) {
-	st, _ := newCA(t, KeyECP256, "password1")
+	st, _ := newCA(t, pki.KeyECP256, "password1")
 	ctx := context.Background()
 	if _, err := UnlockTokenKey(ctx, st, []byte("wrong-password")); !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)
@@ -88,13 +89,13 @@ func TestIssueWithToken(t *testing.T) {
 		return tok
 	}
 
-	tok := mint(TokenRequest{Kind: "client", Name: "alice", Role: RoleReadonly, CertTTL: 2 * time.Hour})
+	tok := mint(TokenRequest{Kind: "client", Name: "alice", Role: pki.RoleReadonly, CertTTL: 2 * time.Hour})
 	iss, err := a.IssueWithToken(ctx, tok, testCSR(t, "alice", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if RoleOf(iss.Leaf) != RoleReadonly || iss.Record.TokenID == "" || iss.Leaf.NotAfter.Sub(iss.Leaf.NotBefore) > 2*time.Hour+2*time.Minute {
-		t.Fatalf("unexpected certificate: role %q, token %q, life %s", RoleOf(iss.Leaf), iss.Record.TokenID, iss.Leaf.NotAfter.Sub(iss.Leaf.NotBefore))
+	if pki.RoleOf(iss.Leaf) != pki.RoleReadonly || iss.Record.TokenID == "" || iss.Leaf.NotAfter.Sub(iss.Leaf.NotBefore) > 2*time.Hour+2*time.Minute {
+		t.Fatalf("unexpected certificate: role %q, token %q, life %s", pki.RoleOf(iss.Leaf), iss.Record.TokenID, iss.Leaf.NotAfter.Sub(iss.Leaf.NotBefore))
 	}
 	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "alice", nil, nil)); !errors.Is(err, ErrTokenUsed) {
 		t.Fatalf("replay: %v", err)
@@ -106,11 +107,11 @@ func TestIssueWithToken(t *testing.T) {
 
 	// The CSR's names must be the token's.
 	tok = mint(TokenRequest{Kind: "client", Name: "bob"})
-	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "mallory", nil, nil)); !errors.Is(err, ErrPolicy) {
+	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "mallory", nil, nil)); !errors.Is(err, pki.ErrPolicy) {
 		t.Fatalf("wrong CN: %v", err)
 	}
 	tok = mint(TokenRequest{Kind: "daemon", Name: "host1.test", SANs: []string{"10.0.0.1"}})
-	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "host1.test", []string{"evil.test"}, nil)); !errors.Is(err, ErrPolicy) {
+	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "host1.test", []string{"evil.test"}, nil)); !errors.Is(err, pki.ErrPolicy) {
 		t.Fatalf("extra SAN: %v", err)
 	}
 	// Refusals leave the token unspent.
@@ -118,29 +119,29 @@ func TestIssueWithToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Record.Kind != store.KindDaemon || len(d.Leaf.IPAddresses) != 1 || d.Leaf.DNSNames[0] != "host1.test" {
+	if d.Record.Kind != pki.KindDaemon || len(d.Leaf.IPAddresses) != 1 || d.Leaf.DNSNames[0] != "host1.test" {
 		t.Fatalf("daemon record %+v", d.Record)
 	}
 
 	// A revoke token does not enroll; an enroll token does not revoke.
-	rtok := mint(TokenRequest{Kind: TokenKindRevoke, Name: d.Record.Serial})
-	if _, err := a.IssueWithToken(ctx, rtok, testCSR(t, "alice", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
+	rtok := mint(TokenRequest{Kind: pki.TokenKindRevoke, Name: d.Record.Serial})
+	if _, err := a.IssueWithToken(ctx, rtok, testCSR(t, "alice", nil, nil)); !errors.Is(err, pki.ErrTokenInvalid) {
 		t.Fatalf("revoke token used to enroll: %v", err)
 	}
 	etok := mint(TokenRequest{Kind: "client", Name: "carol"})
-	if _, err := a.RevokeWithToken(ctx, etok, Reasons[0]); !errors.Is(err, ErrTokenInvalid) {
+	if _, err := a.RevokeWithToken(ctx, etok, pki.Reasons[0]); !errors.Is(err, pki.ErrTokenInvalid) {
 		t.Fatalf("enroll token used to revoke: %v", err)
 	}
-	if res, err := a.RevokeWithToken(ctx, rtok, Reasons[0]); err != nil || res.Record.Revocation == nil {
+	if res, err := a.RevokeWithToken(ctx, rtok, pki.Reasons[0]); err != nil || res.Record.Revocation == nil {
 		t.Fatalf("revoke with token: %v", err)
 	}
-	if _, err := a.RevokeWithToken(ctx, rtok, Reasons[0]); !errors.Is(err, ErrTokenUsed) {
+	if _, err := a.RevokeWithToken(ctx, rtok, pki.Reasons[0]); !errors.Is(err, ErrTokenUsed) {
 		t.Fatalf("revoke token replay: %v", err)
 	}
 	// A revoke token for a serial the CA never issued fails and stays
 	// usable: it is spent only with a recorded revocation.
-	unknown := mint(TokenRequest{Kind: TokenKindRevoke, Name: "0a0b0c"})
-	if _, err := a.RevokeWithToken(ctx, unknown, Reasons[0]); !errors.Is(err, store.ErrNotFound) {
+	unknown := mint(TokenRequest{Kind: pki.TokenKindRevoke, Name: "0a0b0c"})
+	if _, err := a.RevokeWithToken(ctx, unknown, pki.Reasons[0]); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoke token for an unknown serial: %v", err)
 	}
 	if used, _ := st.TokenUsed(ctx, tokenID(t, unknown)); used != nil {
@@ -152,7 +153,7 @@ func TestIssueWithToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.IssueWithToken(ctx, expired, testCSR(t, "dave", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
+	if _, err := a.IssueWithToken(ctx, expired, testCSR(t, "dave", nil, nil)); !errors.Is(err, pki.ErrTokenInvalid) {
 		t.Fatalf("expired: %v", err)
 	}
 	other, _, _ := openWithTokens(t)
@@ -164,7 +165,7 @@ func TestIssueWithToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.IssueWithToken(ctx, foreign, testCSR(t, "eve", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
+	if _, err := a.IssueWithToken(ctx, foreign, testCSR(t, "eve", nil, nil)); !errors.Is(err, pki.ErrTokenInvalid) {
 		t.Fatalf("foreign: %v", err)
 	}
 	// A token names the CA by its token key as well as by the URL it was
@@ -186,22 +187,22 @@ func TestIssueWithToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := time.Now()
-		tok, err := jose.Signed(signer).Claims(TokenClaims{Claims: jose.Claims{ID: "crafted-" + aud[0], Issuer: m.name, Subject: "gina",
+		tok, err := jose.Signed(signer).Claims(pki.TokenClaims{Claims: jose.Claims{ID: "crafted-" + aud[0], Issuer: m.name, Subject: "gina",
 			Audience: aud, NotBefore: jose.NewNumericDate(now), Expiry: jose.NewNumericDate(now.Add(time.Hour))},
-			Dockca: DockcaClaims{Kind: "client", Role: "admin"}}).CompactSerialize()
+			Dockca: pki.DockcaClaims{Kind: "client", Role: "admin"}}).CompactSerialize()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "gina", nil, nil)); !errors.Is(err, ErrTokenInvalid) {
+		if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "gina", nil, nil)); !errors.Is(err, pki.ErrTokenInvalid) {
 			t.Fatalf("audience %v: %v", aud, err)
 		}
 	}
 }
 
 func TestRenew(t *testing.T) {
-	_, a := newCA(t, KeyECP256, "pw")
+	_, a := newCA(t, pki.KeyECP256, "pw")
 	ctx := context.Background()
-	iss, err := a.Issue(ctx, Request{Kind: store.KindDaemon, Name: "h.test", SANs: []string{"127.0.0.1"}, TTL: 48 * time.Hour})
+	iss, err := a.Issue(ctx, Request{Kind: pki.KindDaemon, Name: "h.test", SANs: []string{"127.0.0.1"}, TTL: 48 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,24 +210,24 @@ func TestRenew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !same.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(iss.Leaf.PublicKey) || same.Record.Kind != store.KindDaemon ||
+	if !same.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(iss.Leaf.PublicKey) || same.Record.Kind != pki.KindDaemon ||
 		len(same.Leaf.IPAddresses) != 1 || same.Leaf.SerialNumber.Cmp(iss.Leaf.SerialNumber) == 0 {
 		t.Fatalf("renewal without CSR: %+v", same.Record)
 	}
 	if err := VerifyChain(a.Root(), a.Intermediate(), same.Leaf, x509.ExtKeyUsageServerAuth, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Renew(ctx, iss.Leaf, testCSR(t, "h.test", []string{"other.test"}, nil)); !errors.Is(err, ErrPolicy) {
+	if _, err := a.Renew(ctx, iss.Leaf, testCSR(t, "h.test", []string{"other.test"}, nil)); !errors.Is(err, pki.ErrPolicy) {
 		t.Fatalf("renew widening names: %v", err)
 	}
-	if _, err := a.Revoke(ctx, iss.Leaf.SerialNumber, Reasons[0]); err != nil {
+	if _, err := a.Revoke(ctx, iss.Leaf.SerialNumber, pki.Reasons[0]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Renew(ctx, iss.Leaf, nil); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("renew revoked: %v", err)
 	}
-	_, other := newCA(t, KeyECP256, "pw")
-	foreign, err := other.Issue(ctx, Request{Kind: store.KindClient, Name: "x"})
+	_, other := newCA(t, pki.KeyECP256, "pw")
+	foreign, err := other.Issue(ctx, Request{Kind: pki.KindClient, Name: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +238,7 @@ func TestRenew(t *testing.T) {
 
 func tokenID(t *testing.T, tok string) string {
 	t.Helper()
-	c, err := PeekToken(tok)
+	c, err := pki.PeekToken(tok)
 	if err != nil {
 		t.Fatal(err)
 	}

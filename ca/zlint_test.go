@@ -5,11 +5,10 @@ import (
 	"crypto/x509"
 	"testing"
 
+	"github.com/dockca/dockca/pki"
 	zx509 "github.com/zmap/zcrypto/x509"
 	"github.com/zmap/zlint/v3"
 	"github.com/zmap/zlint/v3/lint"
-
-	"github.com/dockca/dockca/store"
 )
 
 // Every profile, and the CA certificates themselves, must pass zlint's RFC
@@ -22,28 +21,28 @@ func TestProfilesPassZlintRFC5280(t *testing.T) {
 	if len(registry.Names()) < 50 {
 		t.Fatalf("only %d RFC 5280 lints registered", len(registry.Names()))
 	}
-	for _, kt := range KeyTypes {
+	for _, kt := range pki.KeyTypes {
 		t.Run(string(kt), func(t *testing.T) {
 			_, a := newCA(t, kt, "")
 			ctx := context.Background()
-			client, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "alice@example", Role: RoleOperator})
+			client, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "alice@example", Role: pki.RoleOperator})
 			if err != nil {
 				t.Fatal(err)
 			}
-			daemon, err := a.Issue(ctx, Request{Kind: store.KindDaemon, Name: "docker1.example.com", SANs: []string{"10.0.0.7", "::1", "docker1"}})
+			daemon, err := a.Issue(ctx, Request{Kind: pki.KindDaemon, Name: "docker1.example.com", SANs: []string{"10.0.0.7", "::1", "docker1"}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			ipDaemon, err := a.Issue(ctx, Request{Kind: store.KindDaemon, Name: "127.0.0.1"})
+			ipDaemon, err := a.Issue(ctx, Request{Kind: pki.KindDaemon, Name: "127.0.0.1"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Groups and scope are URI SANs (scope.go): they must stay clean too.
-			scoped, err := a.Issue(ctx, Request{Kind: store.KindClient, Name: "bob", Role: RoleReadonly, Groups: []string{"staging", "prod"}})
+			// Groups and scope are URI SANs (pki/scope.go): they must stay clean too.
+			scoped, err := a.Issue(ctx, Request{Kind: pki.KindClient, Name: "bob", Role: pki.RoleReadonly, Groups: []string{"staging", "prod"}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			grouped, err := a.Issue(ctx, Request{Kind: store.KindDaemon, Name: "docker2.example.com", Groups: []string{"prod"}})
+			grouped, err := a.Issue(ctx, Request{Kind: pki.KindDaemon, Name: "docker2.example.com", Groups: []string{"prod"}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/dockca/dockca/internal/atomicfile"
 	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // DefaultCheckTimeout bounds the reachability check of AddOptions.
@@ -31,7 +32,7 @@ type AddOptions struct {
 	// Client is the certificate's client name; empty means Name.
 	Client string
 	// Role is the role the certificate carries; empty means the CA's default.
-	Role string
+	Role pki.Role
 	// TTL is the certificate lifetime; zero means the CA's default.
 	TTL time.Duration
 	// Description is shown by `docker context ls`.
@@ -168,7 +169,7 @@ func add(ctx context.Context, o AddOptions, iss Issuer, w io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("issued certificate's root: %w", err)
 		}
-		rec.Marker.RootSHA256 = tlsbundle.Fingerprint(root)
+		rec.Marker.RootSHA256 = pki.Fingerprint(root)
 	}
 	if rec.Marker.Client == "" {
 		rec.Marker.Client = client

@@ -24,6 +24,7 @@ import (
 
 	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // Endpoint is the context-store endpoint name the docker CLI reads.
@@ -49,12 +50,13 @@ type Material struct {
 	tlsbundle.Bundle
 	// Client and Role are the identity the certificate carries, as the CA
 	// recorded them.
-	Client, Role string
+	Client string
+	Role   pki.Role
 }
 
 // Issuer issues client certificates. A ttl of zero means the CA's default.
 type Issuer interface {
-	IssueClient(ctx context.Context, client, role string, ttl time.Duration) (*Material, error)
+	IssueClient(ctx context.Context, client string, role pki.Role, ttl time.Duration) (*Material, error)
 }
 
 // RemoteRenewer renews the certificate of a context that was enrolled from
@@ -85,7 +87,7 @@ type ServiceStatusChecker interface {
 // Reissuer is an Issuer that records the certificate a renewal replaces,
 // so the CA shows the old one as superseded.
 type Reissuer interface {
-	ReissueClient(ctx context.Context, from, client, role string, ttl time.Duration) (*Material, error)
+	ReissueClient(ctx context.Context, from, client string, role pki.Role, ttl time.Duration) (*Material, error)
 }
 
 // SupersededRevoker revokes a renewed context's previous certificate with
@@ -147,7 +149,7 @@ type Marker struct {
 	Serial   string    `json:"serial"`
 	NotAfter time.Time `json:"not_after"`
 	Client   string    `json:"client"`
-	Role     string    `json:"role,omitempty"`
+	Role     pki.Role  `json:"role,omitempty"`
 	// CAURL is the CA service's first URL (what records from before URL
 	// lists hold); CAURLs all of them, when there are several (see
 	// caurl.Record). Empty: the local CA issued the certificate.
@@ -175,7 +177,7 @@ func (m *Marker) checkRoot(rootPEM []byte) error {
 	if err != nil {
 		return fmt.Errorf("the context's ca.pem: %w", err)
 	}
-	if got := tlsbundle.Fingerprint(root); got != m.RootSHA256 {
+	if got := pki.Fingerprint(root); got != m.RootSHA256 {
 		return fmt.Errorf("the context's ca.pem (SHA-256 %s) is not the root it was enrolled with (%s)", got, m.RootSHA256)
 	}
 	return nil

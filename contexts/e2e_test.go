@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/contexts"
-	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/testca"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // inspected is the part of `docker context inspect` the tests read.
@@ -59,7 +59,7 @@ func servedSerial(t *testing.T, cfg, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serial.Format(leaf.SerialNumber)
+	return pki.FormatSerial(leaf.SerialNumber)
 }
 
 func serverVersion(t *testing.T, cfg string, args ...string) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // EnvOptions select the context Env prints variables for.
@@ -66,7 +67,7 @@ func env(o EnvOptions, w io.Writer) error {
 // materialise writes ca.pem, cert.pem and key.pem — the names
 // DOCKER_CERT_PATH expects — into dir as one atomic replacement.
 func materialise(dir string, b tlsbundle.Bundle) error {
-	files := map[string][]byte{"ca.pem": b.CA, "cert.pem": b.Cert, "key.pem": b.Key}
+	files := map[string][]byte{pki.FileCA: b.CA, pki.FileClientCert: b.Cert, pki.FileClientKey: b.Key}
 	return replaceDir(dir, filepath.Dir(dir), filepath.Base(dir), files)
 }
 
@@ -83,7 +84,7 @@ func onlyTLSFiles(dir string) error {
 	}
 	for _, e := range entries {
 		switch e.Name() {
-		case "ca.pem", "cert.pem", "key.pem":
+		case pki.FileCA, pki.FileClientCert, pki.FileClientKey:
 		default:
 			return fmt.Errorf("%s holds %s and other files; --dir must be a new or empty directory (or one holding only ca.pem, cert.pem and key.pem), since it is replaced as a whole", dir, e.Name())
 		}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/docker/cli/cli/context/store"
 
-	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // Status is the state of a context's certificate.
@@ -39,7 +39,7 @@ type Info struct {
 	Name        string    `json:"name"`
 	Host        string    `json:"host"`
 	Client      string    `json:"client"`
-	Role        string    `json:"role,omitempty"`
+	Role        pki.Role  `json:"role,omitempty"`
 	Serial      string    `json:"serial"`
 	NotAfter    time.Time `json:"not_after"`
 	Status      Status    `json:"status"`
@@ -126,7 +126,7 @@ func inspect(st store.Reader, rec record, now time.Time) Info {
 		info.Status, info.Problem = StatusInvalid, err.Error()
 		return info
 	}
-	info.Serial, info.NotAfter = serial.Format(leaf.SerialNumber), leaf.NotAfter
+	info.Serial, info.NotAfter = pki.FormatSerial(leaf.SerialNumber), leaf.NotAfter
 	// Check the chain and key at a moment inside the validity window, so
 	// that an expired certificate is reported as expired, not as invalid.
 	at := now
@@ -153,7 +153,7 @@ func inspect(st store.Reader, rec record, now time.Time) Info {
 
 func readTLS(st store.Reader, name string) (*tlsbundle.Bundle, error) {
 	var b tlsbundle.Bundle
-	for file, dst := range map[string]*[]byte{"ca.pem": &b.CA, "cert.pem": &b.Cert, "key.pem": &b.Key} {
+	for file, dst := range map[string]*[]byte{pki.FileCA: &b.CA, pki.FileClientCert: &b.Cert, pki.FileClientKey: &b.Key} {
 		data, err := st.GetTLSData(name, Endpoint, file)
 		if err != nil {
 			return nil, err

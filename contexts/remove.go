@@ -8,8 +8,8 @@ import (
 
 	"github.com/docker/cli/cli/context/store"
 
-	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // RemoveOptions name the contexts to remove.
@@ -90,7 +90,7 @@ func remove(ctx context.Context, o RemoveOptions, st *store.ContextStore, rec re
 // fileSerial is the serial of the certificate file a context holds, or ""
 // when it cannot be read.
 func fileSerial(st store.Reader, name string) string {
-	data, err := st.GetTLSData(name, Endpoint, "cert.pem")
+	data, err := st.GetTLSData(name, Endpoint, pki.FileClientCert)
 	if err != nil {
 		return ""
 	}
@@ -98,5 +98,5 @@ func fileSerial(st store.Reader, name string) string {
 	if err != nil {
 		return ""
 	}
-	return serial.Format(leaf.SerialNumber)
+	return pki.FormatSerial(leaf.SerialNumber)
 }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/docker/cli/cli/context/store"
 
-	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // RenewOptions select the contexts to renew.
@@ -85,7 +85,7 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 	current, readErr := readTLS(st, rec.Name)
 	if readErr == nil {
 		if leaf, err := tlsbundle.Leaf(current.Cert); err == nil {
-			notBefore, notAfter, oldSerial = leaf.NotBefore, leaf.NotAfter, serial.Format(leaf.SerialNumber)
+			notBefore, notAfter, oldSerial = leaf.NotBefore, leaf.NotAfter, pki.FormatSerial(leaf.SerialNumber)
 		}
 	}
 	if due, from := tlsbundle.Due(notBefore, notAfter, now, o.Within); !o.Force && !due {

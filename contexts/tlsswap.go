@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/pki"
 )
 
 // stagePrefix names staging directories. They live next to the context
@@ -29,7 +30,7 @@ var testNoExchange bool
 
 // tlsFiles is the docker CLI's layout of one endpoint's TLS material.
 func tlsFiles(b *Material) map[string][]byte {
-	return map[string][]byte{"ca.pem": b.CA, "cert.pem": b.Cert, "key.pem": b.Key}
+	return map[string][]byte{pki.FileCA: b.CA, pki.FileClientCert: b.Cert, pki.FileClientKey: b.Key}
 }
 
 // replaceDir makes target contain exactly files, all 0600, replacing any

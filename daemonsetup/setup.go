@@ -42,8 +42,8 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/atomicfile"
-	"github.com/dockca/dockca/internal/scope"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // Defaults for SetupOptions, the stock Debian/Ubuntu/Docker CE layout.
@@ -58,13 +58,6 @@ const (
 	DefaultLocalSocket = "unix:///var/run/docker.sock"
 	// DropInName is the systemd drop-in file written into SystemdDir.
 	DropInName = "dockca.conf"
-)
-
-// File names in the TLS directory.
-const (
-	CAFile   = "ca.pem"
-	CertFile = "server-cert.pem"
-	KeyFile  = "server-key.pem"
 )
 
 // Errors callers may branch on.
@@ -98,7 +91,7 @@ type SetupOptions struct {
 	Host string
 	// SANs are further DNS names or IPs the certificate must cover.
 	SANs []string
-	// Groups are the daemon's groups (sorted, see package internal/scope):
+	// Groups are the daemon's groups (sorted, see pki/scope.go):
 	// an installed certificate for other groups is replaced. The Issuer
 	// puts them into the new certificate.
 	Groups []string
@@ -190,7 +183,7 @@ func setup(ctx context.Context, o SetupOptions, iss Issuer, w io.Writer) (*Resul
 	if err != nil {
 		return nil, err
 	}
-	edit := TLSEdit(filepath.Join(tlsDir, CAFile), filepath.Join(tlsDir, CertFile), filepath.Join(tlsDir, KeyFile), listen)
+	edit := TLSEdit(filepath.Join(tlsDir, pki.FileCA), filepath.Join(tlsDir, pki.FileServerCert), filepath.Join(tlsDir, pki.FileServerKey), listen)
 	if o.GateUnit != "" {
 		if o.GateUnitName == "" || o.GateSystemdDir == "" {
 			return nil, errors.New("a gate unit needs a name and a directory")
@@ -242,7 +235,7 @@ func setup(ctx context.Context, o SetupOptions, iss Issuer, w io.Writer) (*Resul
 			if err != nil {
 				return res, fmt.Errorf("issued certificate: %w", err)
 			}
-			if missing := uncovered(leaf, want); missing != "" {
+			if missing := pki.Uncovered(leaf, want); missing != "" {
 				return res, fmt.Errorf("issued certificate %s does not cover %s; nothing installed", b.Serial, missing)
 			}
 			rec, err := record(iss, o.Host)
@@ -472,24 +465,11 @@ func ParseListen(s string) (string, error) {
 	return "", fmt.Errorf("%w %q: only tcp:// and unix:// listeners", ErrInvalidListen, s)
 }
 
-// validName accepts an IP address or a DNS name (letters, digits, hyphens,
-// dots; no wildcard): what can go into a SAN and match a client's dial.
+// validName accepts an IP address or a DNS name (pki.ParseSAN: no
+// wildcard): what can go into a SAN and match a client's dial.
 func validName(s string) error {
-	if net.ParseIP(s) != nil {
-		return nil
-	}
-	if s == "" || len(s) > 253 {
-		return fmt.Errorf("%w %q", ErrInvalidHost, s)
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("%w %q", ErrInvalidHost, s)
-		}
-		for _, c := range label {
-			if !(c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-				return fmt.Errorf("%w %q", ErrInvalidHost, s)
-			}
-		}
+	if _, err := pki.ParseSAN(s); err != nil {
+		return fmt.Errorf("%w %q: %v", ErrInvalidHost, s, err)
 	}
 	return nil
 }
@@ -501,7 +481,7 @@ func needsIssue(dir string, root []byte, want, groups []string, now time.Time) (
 	for _, f := range []struct {
 		name string
 		dst  *[]byte
-	}{{CAFile, &b.CA}, {CertFile, &b.Cert}, {KeyFile, &b.Key}} {
+	}{{pki.FileCA, &b.CA}, {pki.FileServerCert, &b.Cert}, {pki.FileServerKey, &b.Key}} {
 		data, err := os.ReadFile(filepath.Join(dir, f.name))
 		if errors.Is(err, os.ErrNotExist) {
 			return "no " + f.name + " yet", nil
@@ -518,26 +498,16 @@ func needsIssue(dir string, root []byte, want, groups []string, now time.Time) (
 	if err != nil {
 		return "installed certificate unusable: " + err.Error(), nil
 	}
-	if missing := uncovered(leaf, want); missing != "" {
+	if missing := pki.Uncovered(leaf, want); missing != "" {
 		return "installed certificate does not cover " + missing, nil
 	}
-	if has := scope.GroupsOf(leaf); !slices.Equal(has, groups) {
+	if has := pki.GroupsOf(leaf); !slices.Equal(has, groups) {
 		return fmt.Sprintf("installed certificate is for groups %q, not %q", strings.Join(has, ","), strings.Join(groups, ",")), nil
 	}
 	if left, life := leaf.NotAfter.Sub(now), leaf.NotAfter.Sub(leaf.NotBefore); left < life/3 {
 		return fmt.Sprintf("installed certificate expires %s, within the last third of its lifetime", leaf.NotAfter.UTC().Format(time.RFC3339)), nil
 	}
 	return "", nil
-}
-
-// uncovered is the first of names the certificate is not valid for.
-func uncovered(leaf *x509.Certificate, names []string) string {
-	for _, n := range names {
-		if leaf.VerifyHostname(n) != nil {
-			return n
-		}
-	}
-	return ""
 }
 
 // installTLS writes the three files. Each write is atomic; the key goes
@@ -553,11 +523,11 @@ func installTLS(dir string, b *tlsbundle.Bundle, rec *recordFile) error {
 		data []byte
 		perm os.FileMode
 	}
-	files := []file{{CAFile, b.CA, 0o644}, {CertFile, b.Cert, 0o644}}
+	files := []file{{pki.FileCA, b.CA, 0o644}, {pki.FileServerCert, b.Cert, 0o644}}
 	if rec != nil {
 		files = append(files, file{rec.name, rec.data, 0o644})
 	}
-	for _, f := range append(files, file{KeyFile, b.Key, 0o600}) {
+	for _, f := range append(files, file{pki.FileServerKey, b.Key, 0o600}) {
 		if err := atomicfile.WriteFile(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
 			return err
 		}
@@ -580,7 +550,7 @@ func record(iss Issuer, host string) (*recordFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record the CA: %w", err)
 	}
-	if name != filepath.Base(name) || name == CAFile || name == CertFile || name == KeyFile {
+	if name != filepath.Base(name) || name == pki.FileCA || name == pki.FileServerCert || name == pki.FileServerKey {
 		return nil, fmt.Errorf("record the CA: bad file name %q", name)
 	}
 	return &recordFile{name: name, data: data}, nil
@@ -592,7 +562,7 @@ func fixModes(dir string, dryRun bool) ([]string, error) {
 	for _, f := range []struct {
 		path string
 		perm os.FileMode
-	}{{dir, 0o700}, {filepath.Join(dir, KeyFile), 0o600}} {
+	}{{dir, 0o700}, {filepath.Join(dir, pki.FileServerKey), 0o600}} {
 		fi, err := os.Stat(f.path)
 		if err != nil {
 			return nil, err

@@ -15,9 +15,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
 	"github.com/dockca/dockca/internal/caurl"
+	"github.com/dockca/dockca/pki"
 )
 
 // DefaultCRLTimeout bounds one CRL fetch of CRLCache, per URL of the
@@ -109,7 +109,7 @@ func (c *CRLCache) fetch(ctx context.Context, caURLs []string, root *x509.Certif
 // cacheKey names a service's kept CRL by its URL list as --ca-url takes
 // it, so the key of a single URL is what it was before lists.
 func cacheKey(caURL string, root *x509.Certificate) string {
-	sum := sha256.Sum256([]byte(caURL + "\x00" + ca.Fingerprint(root)))
+	sum := sha256.Sum256([]byte(caURL + "\x00" + pki.Fingerprint(root)))
 	return hex.EncodeToString(sum[:16])
 }
 
@@ -120,8 +120,8 @@ func (c *CRLCache) store(key string, crl *x509.RevocationList, issuer *x509.Cert
 		return err
 	}
 	var buf bytes.Buffer
-	buf.Write(ca.PEMCert(issuer))
-	pem.Encode(&buf, &pem.Block{Type: "X509 CRL", Bytes: crl.Raw})
+	buf.Write(pki.PEMCert(issuer))
+	buf.Write(pki.PEMCRL(crl.Raw))
 	return atomicfile.WriteFile(filepath.Join(c.Dir, key+".pem"), buf.Bytes(), 0o600)
 }
 
@@ -153,9 +153,9 @@ func parseCached(data []byte, root *x509.Certificate) (*x509.RevocationList, err
 		}
 		var err error
 		switch blk.Type {
-		case "CERTIFICATE":
+		case pki.PEMTypeCertificate:
 			issuer, err = x509.ParseCertificate(blk.Bytes)
-		case "X509 CRL":
+		case pki.PEMTypeCRL:
 			crl, err = x509.ParseRevocationList(blk.Bytes)
 		}
 		if err != nil {

@@ -10,10 +10,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
 	"github.com/dockca/dockca/internal/caurl"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 // FileMeta records, beside the certificate, which service issued it, so
@@ -36,7 +35,7 @@ type Meta struct {
 // URLs are the service URLs the record names (none: it names none).
 func (m Meta) URLs() []string { return caurl.FromRecord(m.CAURL, m.CAURLs) }
 
-// Dir is a certificate directory in the layout of ca.Issued.Files: ca.pem
+// Dir is a certificate directory in the layout of pki.CertFiles: ca.pem
 // plus cert.pem/key.pem for a client (what DOCKER_CERT_PATH expects) or
 // server-cert.pem/server-key.pem for a daemon.
 type Dir struct {
@@ -50,11 +49,9 @@ type Dir struct {
 }
 
 // Files returns the certificate and key paths of dir for kind.
-func Files(dir string, kind store.Kind) (cert, key string) {
-	if kind == store.KindDaemon {
-		return filepath.Join(dir, ca.FileServerCert), filepath.Join(dir, ca.FileServerKey)
-	}
-	return filepath.Join(dir, ca.FileClientCert), filepath.Join(dir, ca.FileClientKey)
+func Files(dir string, kind pki.Kind) (cert, key string) {
+	cert, key = pki.CertFiles(kind)
+	return filepath.Join(dir, cert), filepath.Join(dir, key)
 }
 
 // WriteDir writes an enrollment or renewal into dir (created 0700): the
@@ -64,13 +61,13 @@ func WriteDir(dir string, c *Client, res *Result) error {
 	if err := atomicfile.PrivateDir(dir); err != nil {
 		return err
 	}
-	certPath, keyPath := Files(dir, store.Kind(res.Resp.Kind))
+	certPath, keyPath := Files(dir, pki.Kind(res.Resp.Kind))
 	meta, err := c.MetaFile(res.Resp.Kind, res.Resp.Name)
 	if err != nil {
 		return err
 	}
 	files := []atomicfile.File{
-		{Path: filepath.Join(dir, ca.FileCA), Data: ca.PEMCert(c.Root()), Mode: 0o644},
+		{Path: filepath.Join(dir, pki.FileCA), Data: pki.PEMCert(c.Root()), Mode: 0o644},
 	}
 	// The key goes first: a reader between the renames sees a new key with
 	// an old certificate only for a moment, and the hook runs after both.
@@ -89,7 +86,7 @@ func WriteDir(dir string, c *Client, res *Result) error {
 // later `dockca renew --cert-dir` needs. Every enrollment (enroll, remote
 // daemon setup) writes it beside the certificate.
 func (c *Client) MetaFile(kind, name string) ([]byte, error) {
-	m := Meta{RootSHA256: ca.Fingerprint(c.Root()), Kind: kind, Name: name}
+	m := Meta{RootSHA256: pki.Fingerprint(c.Root()), Kind: kind, Name: name}
 	m.CAURL, m.CAURLs = caurl.Record(c.URLs())
 	meta, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -108,11 +105,11 @@ func LoadDir(dir string) (*Dir, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	kind := store.Kind(d.Meta.Kind)
+	kind := pki.Kind(d.Meta.Kind)
 	if kind == "" {
-		kind = store.KindClient
-		if _, err := os.Stat(filepath.Join(dir, ca.FileServerCert)); err == nil {
-			kind = store.KindDaemon
+		kind = pki.KindClient
+		if _, err := os.Stat(filepath.Join(dir, pki.FileServerCert)); err == nil {
+			kind = pki.KindDaemon
 		}
 	}
 	d.CertFile, d.KeyFile = Files(dir, kind)
@@ -126,19 +123,19 @@ func LoadDir(dir string) (*Dir, error) {
 		}
 	}
 	d.Cert, d.Leaf = cert, cert.Leaf
-	rootPEM, err := os.ReadFile(filepath.Join(dir, ca.FileCA))
+	rootPEM, err := os.ReadFile(filepath.Join(dir, pki.FileCA))
 	if err != nil {
 		return nil, fmt.Errorf("load CA root: %w", err)
 	}
 	blk, _ := pem.Decode(rootPEM)
 	if blk == nil {
-		return nil, fmt.Errorf("%s: not PEM", ca.FileCA)
+		return nil, fmt.Errorf("%s: not PEM", pki.FileCA)
 	}
 	if d.Root, err = x509.ParseCertificate(blk.Bytes); err != nil {
-		return nil, fmt.Errorf("%s: %w", ca.FileCA, err)
+		return nil, fmt.Errorf("%s: %w", pki.FileCA, err)
 	}
-	if d.Meta.RootSHA256 != "" && ca.Fingerprint(d.Root) != d.Meta.RootSHA256 {
-		return nil, fmt.Errorf("%s in %s is not the root the directory was enrolled with: %w", ca.FileCA, dir, ErrFingerprintMismatch)
+	if d.Meta.RootSHA256 != "" && pki.Fingerprint(d.Root) != d.Meta.RootSHA256 {
+		return nil, fmt.Errorf("%s in %s is not the root the directory was enrolled with: %w", pki.FileCA, dir, ErrFingerprintMismatch)
 	}
 	return d, nil
 }

@@ -24,10 +24,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/caurl"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 // ErrFingerprintMismatch means the CA presented a root other than the one
@@ -91,7 +90,7 @@ func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 // the service's host name must not be able to pose as the service and
 // collect enrollment tokens.
 func isService(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 || !slices.Contains(cs.PeerCertificates[0].Subject.OrganizationalUnit, ca.ServiceOU) {
+	if len(cs.PeerCertificates) == 0 || !slices.Contains(cs.PeerCertificates[0].Subject.OrganizationalUnit, pki.ServiceOU) {
 		return ErrNotService
 	}
 	return nil
@@ -131,7 +130,7 @@ func FetchRoot(ctx context.Context, caURLs []string) (*x509.Certificate, error) 
 		return nil, fmt.Errorf("fetch CA root: %w", err)
 	}
 	blk, _ := pem.Decode(body)
-	if blk == nil || blk.Type != "CERTIFICATE" {
+	if blk == nil || blk.Type != pki.PEMTypeCertificate {
 		return nil, errors.New("fetch CA root: the answer is not a PEM certificate")
 	}
 	root, err := x509.ParseCertificate(blk.Bytes)
@@ -170,7 +169,7 @@ func unwrapURLError(err error) error {
 // Bootstrap fetches the root and returns a client trusting it, provided
 // its SHA-256 fingerprint is fingerprint (hex, colons optional).
 func Bootstrap(ctx context.Context, caURLs []string, fingerprint string) (*Client, error) {
-	want := ca.NormalizeFingerprint(fingerprint)
+	want := pki.NormalizeFingerprint(fingerprint)
 	if len(want) != 64 {
 		return nil, fmt.Errorf("fingerprint %q is not a SHA-256 (64 hex digits)", fingerprint)
 	}
@@ -178,7 +177,7 @@ func Bootstrap(ctx context.Context, caURLs []string, fingerprint string) (*Clien
 	if err != nil {
 		return nil, err
 	}
-	if got := ca.Fingerprint(root); got != want {
+	if got := pki.Fingerprint(root); got != want {
 		return nil, fmt.Errorf("%w: got %s, want %s", ErrFingerprintMismatch, got, want)
 	}
 	return New(caURLs, root)
@@ -195,17 +194,17 @@ type Result struct {
 // Enroll generates a key of keyType (default ec-p256), makes a CSR with
 // exactly the names the token is bound to, and exchanges it and the token
 // for a certificate.
-func (c *Client) Enroll(ctx context.Context, token string, keyType ca.KeyType) (*Result, error) {
-	claims, err := ca.PeekToken(token)
+func (c *Client) Enroll(ctx context.Context, token string, keyType pki.KeyType) (*Result, error) {
+	claims, err := pki.PeekToken(token)
 	if err != nil {
 		return nil, err
 	}
-	kind, err := ca.ParseKind(claims.Dockca.Kind)
+	kind, err := pki.ParseKind(claims.Dockca.Kind)
 	if err != nil {
 		return nil, fmt.Errorf("this token does not enroll certificates: %w", err)
 	}
 	names := []string(nil)
-	if kind == store.KindDaemon {
+	if kind == pki.KindDaemon {
 		names = claims.SANs
 	}
 	key, csrPEM, err := newKeyAndCSR(keyType, claims.Subject, names)
@@ -222,7 +221,7 @@ func (c *Client) Enroll(ctx context.Context, token string, keyType ca.KeyType) (
 // Renew renews the certificate presented as cert over mutual TLS. With
 // rekey a new key of keyType is generated and certified; otherwise the
 // same key is.
-func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, keyType ca.KeyType) (*Result, error) {
+func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, keyType pki.KeyType) (*Result, error) {
 	leaf, err := leafOf(cert)
 	if err != nil {
 		return nil, err
@@ -230,12 +229,8 @@ func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, ke
 	var req api.RenewRequest
 	var key crypto.Signer
 	if rekey {
-		names := append([]string(nil), leaf.DNSNames...)
-		for _, ip := range leaf.IPAddresses {
-			names = append(names, ip.String())
-		}
 		var csrPEM []byte
-		if key, csrPEM, err = newKeyAndCSR(keyType, leaf.Subject.CommonName, names); err != nil {
+		if key, csrPEM, err = newKeyAndCSR(keyType, leaf.Subject.CommonName, pki.SANStrings(leaf)); err != nil {
 			return nil, err
 		}
 		req.CSR = string(csrPEM)
@@ -342,24 +337,24 @@ func (c *Client) result(resp api.CertResponse, key crypto.Signer, want crypto.Pu
 	}
 	res := &Result{Resp: resp, Leaf: leaf}
 	if key != nil {
-		if res.KeyPEM, err = ca.MarshalPrivateKey(key); err != nil {
+		if res.KeyPEM, err = pki.MarshalPrivateKey(key); err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
 }
 
-func newKeyAndCSR(kt ca.KeyType, cn string, names []string) (crypto.Signer, []byte, error) {
+func newKeyAndCSR(kt pki.KeyType, cn string, names []string) (crypto.Signer, []byte, error) {
 	if kt == "" {
-		kt = ca.KeyECP256
+		kt = pki.KeyECP256
 	}
-	key, err := ca.GenerateKey(kt)
+	key, err := pki.GenerateKey(kt)
 	if err != nil {
 		return nil, nil, err
 	}
 	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
 	for _, n := range names {
-		san, err := ca.ParseSAN(n)
+		san, err := pki.ParseSAN(n)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
@@ -83,7 +84,7 @@ func replicasAndDaemon(t *testing.T) (a, b replica, svcCert, daemonCert tls.Cert
 	if svcCert, err = tls.X509KeyPair(svc.ChainPEM(), keyPEM); err != nil {
 		t.Fatal(err)
 	}
-	dmn, err := auth.Issue(ctx, ca.Request{Kind: store.KindDaemon, Name: "127.0.0.1"})
+	dmn, err := auth.Issue(ctx, ca.Request{Kind: pki.KindDaemon, Name: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -32,7 +33,7 @@ func TestOnlyTheServiceCertificateIsTheService(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	impostor, err := a.Issue(ctx, ca.Request{Kind: store.KindDaemon, Name: "127.0.0.1"})
+	impostor, err := a.Issue(ctx, ca.Request{Kind: pki.KindDaemon, Name: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestOnlyTheServiceCertificateIsTheService(t *testing.T) {
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == api.PathRoots {
-			w.Write(ca.PEMCert(a.Root()))
+			w.Write(pki.PEMCert(a.Root()))
 		}
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
@@ -65,7 +66,7 @@ func TestOnlyTheServiceCertificateIsTheService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ou := svc.Leaf.Subject.OrganizationalUnit; len(ou) != 1 || ou[0] != ca.ServiceOU {
+	if ou := svc.Leaf.Subject.OrganizationalUnit; len(ou) != 1 || ou[0] != pki.ServiceOU {
 		t.Fatalf("service certificate OU %v", ou)
 	}
 }

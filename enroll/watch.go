@@ -13,10 +13,9 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
-	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // ErrExpired means the certificate expired before it could be renewed:
@@ -31,7 +30,7 @@ type WatchOptions struct {
 	// DOCKCA_CERT_DIR and DOCKCA_SERIAL set (e.g. systemctl restart docker).
 	Exec    string
 	Rekey   bool
-	KeyType ca.KeyType
+	KeyType pki.KeyType
 	// Fraction of the lifetime at which to renew; default 2/3. Jitter
 	// (default 0.05) renews up to that fraction of the lifetime earlier, so
 	// a fleet enrolled together does not renew together.
@@ -108,7 +107,7 @@ func RenewDir(ctx context.Context, o WatchOptions) (*Result, error) {
 		if err := Check(ctx, o); err != nil && !errors.Is(err, ErrUnreachable) {
 			return nil, err
 		}
-		return nil, &NotDueError{Serial: serial.Format(d.Leaf.SerialNumber), NotAfter: d.Leaf.NotAfter, From: from}
+		return nil, &NotDueError{Serial: pki.FormatSerial(d.Leaf.SerialNumber), NotAfter: d.Leaf.NotAfter, From: from}
 	}
 	return renew(ctx, d, o)
 }
@@ -147,7 +146,7 @@ func Check(ctx context.Context, o WatchOptions) error {
 	}
 	for _, e := range crl.RevokedCertificateEntries {
 		if e.SerialNumber.Cmp(d.Leaf.SerialNumber) == 0 {
-			return fmt.Errorf("certificate %s in %s has been revoked: enroll again with a new token", serial.Format(d.Leaf.SerialNumber), o.Dir)
+			return fmt.Errorf("certificate %s in %s has been revoked: enroll again with a new token", pki.FormatSerial(d.Leaf.SerialNumber), o.Dir)
 		}
 	}
 	return nil
@@ -191,7 +190,7 @@ func renew(ctx context.Context, d *Dir, o WatchOptions) (*Result, error) {
 		"not_after", res.Leaf.NotAfter, "rekeyed", res.KeyPEM != nil)
 	runHook(ctx, o, res)
 	if o.RevokeOld {
-		old := serial.Format(d.Leaf.SerialNumber)
+		old := pki.FormatSerial(d.Leaf.SerialNumber)
 		if _, err := c.Revoke(ctx, d.Cert, "superseded"); err != nil {
 			return res, fmt.Errorf("renewed (serial %s), but revoking the old certificate %s failed: %w", res.Resp.Serial, old, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
@@ -133,7 +134,7 @@ func TestWatchSurvivesAnUnreachableCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Fields(string(b))[1]; store.FormatSerial(d.Leaf.SerialNumber) != got {
+	if got := strings.Fields(string(b))[1]; pki.FormatSerial(d.Leaf.SerialNumber) != got {
 		t.Fatalf("hook saw serial %s, directory holds %x", got, d.Leaf.SerialNumber)
 	}
 	if d.Leaf.SerialNumber.Cmp(res.Leaf.SerialNumber) == 0 {

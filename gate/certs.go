@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dockca/dockca/daemonsetup"
+	"github.com/dockca/dockca/pki"
 )
 
 // certReloader serves the gate's certificate from its files and loads them
@@ -47,7 +47,7 @@ func stampOf(path string) (fileStamp, error) {
 const recheckEvery = time.Second
 
 func newCertReloader(dir string) (*certReloader, error) {
-	r := &certReloader{certFile: filepath.Join(dir, daemonsetup.CertFile), keyFile: filepath.Join(dir, daemonsetup.KeyFile)}
+	r := &certReloader{certFile: filepath.Join(dir, pki.FileServerCert), keyFile: filepath.Join(dir, pki.FileServerKey)}
 	if err := r.load(); err != nil {
 		return nil, err
 	}

@@ -26,7 +26,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +40,7 @@ import (
 
 	"github.com/dockca/dockca/authz"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 )
 
 // Options configure a gate.
@@ -167,7 +167,7 @@ func (g *Gate) TLSConfig() *tls.Config {
 				return fmt.Errorf("dockca gate: cannot check revocation: %w", err)
 			}
 			if rev != nil {
-				return fmt.Errorf("dockca gate: certificate %s was revoked", authz.SerialHex(cs.PeerCertificates[0]))
+				return fmt.Errorf("dockca gate: certificate %s was revoked", pki.SerialOf(cs.PeerCertificates[0]))
 			}
 			return nil
 		},
@@ -357,7 +357,7 @@ func peerPEM(r *http.Request) [][]byte {
 	}
 	out := make([][]byte, 0, len(r.TLS.PeerCertificates))
 	for _, c := range r.TLS.PeerCertificates {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+		out = append(out, pki.PEMCert(c))
 	}
 	if cs != nil {
 		cs.pem = out // one request at a time per HTTP/1.1 connection

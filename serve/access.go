@@ -7,6 +7,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -25,7 +26,7 @@ func (s *Server) requireAdmin(r *http.Request) (*store.Certificate, error) {
 	case err != nil:
 		return nil, err
 	}
-	if rec.Kind != store.KindClient || rec.Role != ca.RoleAdmin {
+	if rec.Kind != pki.KindClient || rec.Role != pki.RoleAdmin {
 		return nil, errorf(http.StatusForbidden, "certificate %s (%s) is not an admin client certificate", rec.Serial, rec.Name)
 	}
 	return rec, nil
@@ -39,7 +40,7 @@ func (s *Server) handleAccess(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := api.AccessRequest{Group: r.URL.Query().Get("group"), Client: r.URL.Query().Get("client")}
 	if q.Group != "" {
-		if err := ca.CheckGroupName(q.Group); err != nil {
+		if err := pki.CheckGroupName(q.Group); err != nil {
 			return errorf(http.StatusBadRequest, "%v", err)
 		}
 	}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/admin"
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 )
 
 // The admin API. While the service runs it holds the database's exclusive
@@ -98,6 +98,6 @@ func (s *Server) adminRoutes() http.Handler {
 
 func (s *Server) handleAdminChain(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, err := w.Write(append(ca.PEMCert(s.a.Root()), ca.PEMCert(s.a.Intermediate())...))
+	_, err := w.Write(append(pki.PEMCert(s.a.Root()), pki.PEMCert(s.a.Intermediate())...))
 	return err
 }

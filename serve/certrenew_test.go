@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -54,7 +55,7 @@ func TestServiceCertificateRenewedWhileServing(t *testing.T) {
 		conn.Close()
 		if got.SerialNumber.Cmp(first.SerialNumber) != 0 {
 			rec, err := st.Certificate(ctx, got.SerialNumber)
-			if err != nil || rec.Kind != store.KindService {
+			if err != nil || rec.Kind != pki.KindService {
 				t.Fatalf("renewed service certificate record: %v %+v", err, rec)
 			}
 			return

@@ -12,15 +12,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 )
 
 // FuzzDecodeRequests feeds arbitrary bodies to the decoding of every
 // request the service accepts. It must never panic, and every refusal must
 // be a client error with a message (or the body-size error).
 func FuzzDecodeRequests(f *testing.F) {
-	key, err := ca.GenerateKey(ca.KeyECP256)
+	key, err := pki.GenerateKey(pki.KeyECP256)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -65,6 +65,6 @@ func FuzzDecodeRequests(f *testing.F) {
 		}
 		var rv api.RevokeRequest
 		check(decodeJSON(bytes.NewReader(body), &rv, false))
-		_, _ = ca.PeekToken(string(body))
+		_, _ = pki.PeekToken(string(body))
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 	"github.com/dockca/dockca/store/kv"
 )
@@ -119,12 +120,12 @@ func (s *Server) classify(route string, err error) (int, string) {
 	case errors.Is(err, ca.ErrTokenUsed):
 		s.m.tokenFailures.WithLabelValues("used").Inc()
 		return http.StatusUnauthorized, api.MsgTokenUsed
-	case errors.Is(err, ca.ErrTokenInvalid):
+	case errors.Is(err, pki.ErrTokenInvalid):
 		s.m.tokenFailures.WithLabelValues("invalid").Inc()
 		return http.StatusUnauthorized, err.Error()
 	case errors.Is(err, ca.ErrRevoked), errors.Is(err, ca.ErrNotRenewable):
 		return http.StatusForbidden, err.Error()
-	case errors.Is(err, ca.ErrBadCSR), errors.Is(err, ca.ErrPolicy):
+	case errors.Is(err, ca.ErrBadCSR), errors.Is(err, pki.ErrPolicy):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, store.ErrAmbiguous):
 		return http.StatusConflict, err.Error()
@@ -285,7 +286,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		res, err = s.a.RevokeWithToken(r.Context(), req.Token, reason)
 	case peer != nil:
 		if req.Serial != "" {
-			n, perr := store.ParseSerial(req.Serial)
+			n, perr := pki.ParseSerial(req.Serial)
 			if perr != nil || n.Cmp(peer.SerialNumber) != 0 {
 				return errorf(http.StatusForbidden, "a certificate may only revoke itself; use an admin revoke token for others")
 			}
@@ -307,11 +308,11 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 }
 
 // parseReason reads a revocation reason; empty means unspecified.
-func parseReason(name string) (ca.Reason, error) {
+func parseReason(name string) (pki.Reason, error) {
 	if name == "" {
 		name = "unspecified"
 	}
-	reason, err := ca.ParseReason(name)
+	reason, err := pki.ParseReason(name)
 	if err != nil {
 		return reason, errorf(http.StatusBadRequest, "%v", err)
 	}
@@ -329,7 +330,7 @@ func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
 	switch r.URL.Query().Get("format") {
 	case "", "der":
 	case "pem":
-		body, ctype = ca.PEMCRL(crl.DER), "application/x-pem-file"
+		body, ctype = pki.PEMCRL(crl.DER), "application/x-pem-file"
 		etag = fmt.Sprintf(`"%d-%s-pem"`, crl.Number, c.tag)
 	default:
 		return errorf(http.StatusBadRequest, "format must be der or pem")

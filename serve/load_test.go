@@ -20,6 +20,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
@@ -53,7 +54,7 @@ func TestLoadSign(t *testing.T) {
 	// the service, not the clients' key generation.
 	type job struct{ body api.SignRequest }
 	jobs := make([]job, n)
-	key, err := ca.GenerateKey(ca.KeyECP256)
+	key, err := pki.GenerateKey(pki.KeyECP256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestLoadSign(t *testing.T) {
 		n, clients, elapsed.Round(time.Millisecond), rate, pct(.50), pct(.90), pct(.99), latencies[n-1], nerr)
 
 	// Every certificate stored exactly once, and every token spent.
-	certs, err := ts.st.List(ctx, store.Filter{Kind: store.KindClient})
+	certs, err := ts.st.List(ctx, store.Filter{Kind: pki.KindClient})
 	if err != nil {
 		t.Fatal(err)
 	}

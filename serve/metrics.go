@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"github.com/dockca/dockca/pki"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -38,9 +39,9 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.issued, m.renewals, m.revocations, m.tokenFailures, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, k := range []string{"client", "daemon"} {
-		m.issued.WithLabelValues(k)
-		m.renewals.WithLabelValues(k)
+	for _, k := range []pki.Kind{pki.KindClient, pki.KindDaemon} {
+		m.issued.WithLabelValues(string(k))
+		m.renewals.WithLabelValues(string(k))
 	}
 	for _, r := range []string{"invalid", "used"} {
 		m.tokenFailures.WithLabelValues(r)

@@ -23,6 +23,7 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
@@ -84,7 +85,7 @@ func TestEnrollRenewRevokeCRLMetrics(t *testing.T) {
 	}
 
 	// Admin revokes by name over the socket: every unexpired alice.
-	rr, err := ts.admin.Revoke(ctx, []string{"alice"}, ca.Reason{Name: "key-compromise", Code: 1})
+	rr, err := ts.admin.Revoke(ctx, []string{"alice"}, pki.Reason{Name: "key-compromise", Code: 1})
 	if err != nil || len(rr) != 3 {
 		t.Fatalf("admin revoke: %v %+v", err, rr)
 	}
@@ -100,7 +101,7 @@ func TestEnrollRenewRevokeCRLMetrics(t *testing.T) {
 	}
 	listed := map[string]bool{}
 	for _, e := range crl.RevokedCertificateEntries {
-		listed[store.FormatSerial(e.SerialNumber)] = true
+		listed[pki.FormatSerial(e.SerialNumber)] = true
 	}
 	if !listed[rekeyed.Resp.Serial] || !listed[res.Resp.Serial] {
 		t.Fatalf("CRL lacks revoked serials: %v", listed)
@@ -143,7 +144,7 @@ func TestEnrollRenewRevokeCRLMetrics(t *testing.T) {
 
 	// A holder revokes its own certificate; it cannot revoke another.
 	tok = ts.token(t, api.TokenRequest{Kind: "client", Name: "bob"})
-	bob, err := c.Enroll(ctx, tok, ca.KeyEd25519)
+	bob, err := c.Enroll(ctx, tok, pki.KeyEd25519)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ func TestRefusedTokensAndBootstrap(t *testing.T) {
 		t.Fatalf("refused requests stored %d certificates", n-before)
 	}
 	// The token survived the refusals and still works, once.
-	d, err := c.Enroll(ctx, tok, ca.KeyRSA3072)
+	d, err := c.Enroll(ctx, tok, pki.KeyRSA3072)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +386,7 @@ func TestGracefulShutdownReleasesDatabase(t *testing.T) {
 
 func csrPEM(t testing.TB, cn string, dns []string) string {
 	t.Helper()
-	key, err := ca.GenerateKey(ca.KeyECP256)
+	key, err := pki.GenerateKey(pki.KeyECP256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,13 +476,13 @@ func TestCRLAfterRevocationsServedFresh(t *testing.T) {
 	first := fetch()
 	var serials []string
 	for i := range 3 {
-		iss, err := ts.Authority().Issue(ctx, ca.Request{Kind: store.KindClient, Name: fmt.Sprintf("crl%d", i)})
+		iss, err := ts.Authority().Issue(ctx, ca.Request{Kind: pki.KindClient, Name: fmt.Sprintf("crl%d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		serials = append(serials, iss.Record.Serial)
 	}
-	if _, err := ts.admin.Revoke(ctx, serials, ca.Reason{Name: "unspecified"}); err != nil {
+	if _, err := ts.admin.Revoke(ctx, serials, pki.Reason{Name: "unspecified"}); err != nil {
 		t.Fatal(err)
 	}
 	second := fetch()
@@ -490,7 +491,7 @@ func TestCRLAfterRevocationsServedFresh(t *testing.T) {
 	}
 	listed := map[string]bool{}
 	for _, e := range second.RevokedCertificateEntries {
-		listed[store.FormatSerial(e.SerialNumber)] = true
+		listed[pki.FormatSerial(e.SerialNumber)] = true
 	}
 	for _, s := range serials {
 		if !listed[s] {
@@ -498,11 +499,11 @@ func TestCRLAfterRevocationsServedFresh(t *testing.T) {
 		}
 	}
 	// One more revocation, by the holder's own route (the authority).
-	iss, err := ts.Authority().Issue(ctx, ca.Request{Kind: store.KindClient, Name: "crl-last"})
+	iss, err := ts.Authority().Issue(ctx, ca.Request{Kind: pki.KindClient, Name: "crl-last"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ts.Authority().Revoke(ctx, iss.Leaf.SerialNumber, ca.Reason{Name: "superseded", Code: 4}); err != nil {
+	if _, err := ts.Authority().Revoke(ctx, iss.Leaf.SerialNumber, pki.Reason{Name: "superseded", Code: 4}); err != nil {
 		t.Fatal(err)
 	}
 	third := fetch()

@@ -30,6 +30,7 @@ import (
 	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -130,7 +131,7 @@ func Names(o Options) (names []string, base string, err error) {
 		}
 		addr = "https://" + net.JoinHostPort(host, portOf(listen))
 	}
-	base, err = ca.NormalizeCAURL(addr)
+	base, err = pki.NormalizeCAURL(addr)
 	if err != nil {
 		return nil, "", err
 	}
@@ -140,7 +141,7 @@ func Names(o Options) (names []string, base string, err error) {
 		if h == "" || seen[h] || (net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified()) {
 			continue
 		}
-		if _, err := ca.ParseSAN(h); err != nil {
+		if _, err := pki.ParseSAN(h); err != nil {
 			return nil, "", fmt.Errorf("service name %q: %w", h, err)
 		}
 		seen[h] = true
@@ -212,7 +213,7 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 	if s.a, err = ca.Open(ctx, st, ca.OpenOptions{Password: password, Actor: "serve", CRL: true, DNSNames: names}); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	s.rootPEM = ca.PEMCert(s.a.Root())
+	s.rootPEM = pki.PEMCert(s.a.Root())
 	keyProblems := ca.CheckKeys(rec, root, inter, password)
 	for _, p := range keyProblems {
 		s.log.Warn("CA key check failed", "key", p.Where, "problem", p.Problem)
@@ -260,7 +261,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) Names() []string { return append([]string(nil), s.names...) }
 
 // RootFingerprint is the SHA-256 of the root, for clients to pin.
-func (s *Server) RootFingerprint() string { return ca.Fingerprint(s.a.Root()) }
+func (s *Server) RootFingerprint() string { return pki.Fingerprint(s.a.Root()) }
 
 // AdminSocket is the admin socket's path, or "".
 func (s *Server) AdminSocket() string {

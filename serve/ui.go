@@ -92,7 +92,7 @@ func (s *Server) handleUI(w http.ResponseWriter, r *http.Request) error {
 		if groups == "" {
 			groups = "—"
 		}
-		p.Access = append(p.Access, uiAccess{Client: a.Client, ClientSerial: a.ClientSerial, Role: a.Role, Daemon: a.Daemon,
+		p.Access = append(p.Access, uiAccess{Client: a.Client, ClientSerial: a.ClientSerial, Role: string(a.Role), Daemon: a.Daemon,
 			DaemonSerial: a.DaemonSerial, Groups: groups, Expires: rfc3339(a.Expires)})
 	}
 	slices.SortFunc(expiring, func(a, b ca.ListEntry) int { return a.NotAfter.Compare(b.NotAfter) })

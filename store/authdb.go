@@ -11,34 +11,28 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store/kv"
-	"github.com/smallstep/certificates/authority/provisioner"
 	"github.com/smallstep/certificates/db"
 	"github.com/smallstep/nosql/database"
-	"golang.org/x/crypto/ssh"
 )
 
 var keyCRL = []byte("crl")
 
-// RecordFunc turns a certificate the authority has just signed into
-// dockca's record of it. The ca package owns the profiles, so it decides
-// what kind, name and role a certificate has; prov is the provisioner
-// smallstep passed along (dockca's issuing identity), possibly nil.
-type RecordFunc func(leaf *x509.Certificate, prov provisioner.Interface) (*Certificate, error)
-
 // AuthDB adapts the store to smallstep's persistence interfaces
-// (db.AuthDB, db.CertificateRevocationListDB and the certificate-chain
-// storer the authority looks for), so the embedded authority keeps its
-// certificates, revocations, used tokens and CRL in the same bbolt file and
-// transactionally with dockca's own records.
+// (db.AuthDB, db.CertificateRevocationListDB), so that the embedded
+// authority's revocations (ca.Authority.Revoke goes through smallstep's)
+// land in dockca's own records. dockca signs every leaf itself and records
+// it with PutCertificate, its provenance as typed fields (ca.Provenance);
+// the adapter implements no certificate storer, so nothing reaches the
+// store through smallstep's signing path.
 type AuthDB struct {
-	s      *Store
-	record RecordFunc
+	s *Store
 }
 
 // AuthDB returns the adapter for the embedded authority.
-func (s *Store) AuthDB(record RecordFunc) *AuthDB {
-	return &AuthDB{s: s, record: record}
+func (s *Store) AuthDB() *AuthDB {
+	return &AuthDB{s: s}
 }
 
 var (
@@ -95,21 +89,6 @@ func (a *AuthDB) GetCertificate(sn string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(c.DER)
 }
 
-// StoreCertificateChain is what smallstep's signing call stores through;
-// the record and its indexes are written in one group-committed
-// transaction. dockca's own signing path (ca.Authority.sign) calls
-// PutCertificate directly.
-func (a *AuthDB) StoreCertificateChain(prov provisioner.Interface, chain ...*x509.Certificate) error {
-	if len(chain) == 0 {
-		return errors.New("store certificate: empty chain")
-	}
-	rec, err := a.record(chain[0], prov)
-	if err != nil {
-		return err
-	}
-	return a.s.PutCertificate(context.Background(), rec)
-}
-
 // UseToken implements db.AuthDB: it returns true the first time a token ID
 // is seen and false ever after. Only a hash of the token is kept, so the
 // database never holds a usable credential.
@@ -133,7 +112,7 @@ func (a *AuthDB) GetRevokedCertificates() (*[]db.RevokedCertificateInfo, error) 
 	}
 	out := make([]db.RevokedCertificateInfo, 0, len(revs))
 	for _, r := range revs {
-		n, err := ParseSerial(r.Serial)
+		n, err := pki.ParseSerial(r.Serial)
 		if err != nil {
 			return nil, err
 		}
@@ -179,9 +158,6 @@ func (a *AuthDB) IsSSHHost(string) (bool, error) { return false, db.ErrNotImplem
 
 // GetSSHHostPrincipals implements db.AuthDB.
 func (a *AuthDB) GetSSHHostPrincipals() ([]string, error) { return nil, db.ErrNotImplemented }
-
-// StoreSSHCertificate satisfies db.CertificateStorer.
-func (a *AuthDB) StoreSSHCertificate(*ssh.Certificate) error { return db.ErrNotImplemented }
 
 // Shutdown implements db.AuthDB. The store's owner closes the file; the
 // authority shutting down must not pull it from under other users.

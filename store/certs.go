@@ -11,16 +11,7 @@ import (
 
 	"github.com/dockca/dockca/store/kv"
 
-	"github.com/dockca/dockca/internal/serial"
-)
-
-// Kind is what a certificate is for.
-type Kind string
-
-const (
-	KindClient  Kind = "client"  // presented by docker CLIs (EKU clientAuth)
-	KindDaemon  Kind = "daemon"  // presented by dockerd (EKU serverAuth)
-	KindService Kind = "service" // dockca serve's own HTTPS certificate
+	"github.com/dockca/dockca/pki"
 )
 
 // Status is derived from the record, the revocation bucket and the clock;
@@ -38,10 +29,10 @@ const (
 
 // Certificate is dockca's record of one issued certificate.
 type Certificate struct {
-	Serial      string      `json:"serial"` // lowercase hex, see FormatSerial
+	Serial      string      `json:"serial"` // lowercase hex, see pki.FormatSerial
 	Name        string      `json:"name"`
-	Kind        Kind        `json:"kind"`
-	Role        string      `json:"role,omitempty"`
+	Kind        pki.Kind    `json:"kind"`
+	Role        pki.Role    `json:"role,omitempty"`
 	SANs        []string    `json:"sans,omitempty"`
 	NotBefore   time.Time   `json:"not_before"`
 	NotAfter    time.Time   `json:"not_after"`
@@ -91,16 +82,10 @@ type Revocation struct {
 	MTLS          bool      `json:"mtls,omitempty"`
 }
 
-// FormatSerial renders a serial the dockca way (see package serial).
-func FormatSerial(n *big.Int) string { return serial.Format(n) }
-
-// ParseSerial reads a serial as openssl prints it (see package serial).
-func ParseSerial(s string) (*big.Int, error) { return serial.Parse(s) }
-
 func serialKey(n *big.Int) []byte { return n.Bytes() }
 
 func serialKeyFromHex(s string) ([]byte, error) {
-	n, err := ParseSerial(s)
+	n, err := pki.ParseSerial(s)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +157,7 @@ func (s *Store) Certificate(ctx context.Context, serial *big.Int) (*Certificate,
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("certificate %s: %w", FormatSerial(serial), err)
+		return nil, fmt.Errorf("certificate %s: %w", pki.FormatSerial(serial), err)
 	}
 	return c, nil
 }
@@ -227,7 +212,7 @@ func successorOf(tx kv.Tx, key []byte) string {
 	if last == nil {
 		return ""
 	}
-	return FormatSerial(new(big.Int).SetBytes(last))
+	return pki.FormatSerial(new(big.Int).SetBytes(last))
 }
 
 // RenewalsOf returns the unexpired certificates renewed from serial (one
@@ -288,7 +273,7 @@ func (s *Store) CertificatesByName(ctx context.Context, name string) ([]*Certifi
 
 // Filter selects certificates in List. Zero values select everything.
 type Filter struct {
-	Kind           Kind
+	Kind           pki.Kind
 	Status         Status
 	ExpiringWithin time.Duration // unexpired, unrevoked, NotAfter within this
 	Now            time.Time     // zero means time.Now()
@@ -346,7 +331,7 @@ func sortByIssue(cs []*Certificate) {
 // Revoke records a revocation. It returns ErrAlreadyRevoked when the serial
 // was revoked before (the first record is kept).
 func (s *Store) Revoke(ctx context.Context, serial *big.Int, r *Revocation) error {
-	r.Serial = FormatSerial(serial)
+	r.Serial = pki.FormatSerial(serial)
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("revoke %s: %w", r.Serial, err)
@@ -406,7 +391,7 @@ func (s *Store) Revocation(ctx context.Context, serial *big.Int) (*Revocation, e
 		return json.Unmarshal(v, rev)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("revocation of %s: %w", FormatSerial(serial), err)
+		return nil, fmt.Errorf("revocation of %s: %w", pki.FormatSerial(serial), err)
 	}
 	return rev, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/etcdtest"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 	"github.com/dockca/dockca/store/storetest"
 )
@@ -59,7 +60,7 @@ func TestCopyBetweenBackends(t *testing.T) {
 	}
 	now := time.Now()
 	for i := int64(1); i <= 250; i++ { // more than one etcd transaction
-		c := &store.Certificate{Serial: store.FormatSerial(big.NewInt(i)), Name: fmt.Sprintf("n%d", i%7), Kind: store.KindClient,
+		c := &store.Certificate{Serial: pki.FormatSerial(big.NewInt(i)), Name: fmt.Sprintf("n%d", i%7), Kind: pki.KindClient,
 			NotBefore: now, NotAfter: now.Add(time.Hour), IssuedAt: now, DER: []byte{byte(i)}}
 		if err := src.PutCertificate(ctx, c); err != nil {
 			t.Fatal(err)

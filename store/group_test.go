@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // Concurrent writers share commits, and a writer whose change fails (a
@@ -24,7 +26,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := rec(int64(i+1), fmt.Sprintf("w%03d", i), KindClient, now.Add(time.Hour))
+			c := rec(int64(i+1), fmt.Sprintf("w%03d", i), pki.KindClient, now.Add(time.Hour))
 			c.TokenID = fmt.Sprintf("tok-%02d", i%tokens) // each token offered 10 times
 			errs[i] = s.PutCertificate(ctx, c)
 		}()
@@ -81,7 +83,7 @@ func BenchmarkPutCertificate(b *testing.B) {
 				next++
 				n := next
 				mu.Unlock()
-				return s.PutCertificate(ctx, rec(n, fmt.Sprintf("b%d", n), KindClient, now.Add(time.Hour)))
+				return s.PutCertificate(ctx, rec(n, fmt.Sprintf("b%d", n), pki.KindClient, now.Add(time.Hour)))
 			}
 			if par == 1 {
 				for range b.N {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -61,7 +62,7 @@ func TestIndexedListMatchesFullScan(t *testing.T) {
 		24*time.Hour - time.Second, 24 * time.Hour, 24*time.Hour + time.Second, 30 * 24 * time.Hour}
 	n := int64(0)
 	for _, off := range offsets {
-		for _, kind := range []Kind{KindClient, KindDaemon} {
+		for _, kind := range []pki.Kind{pki.KindClient, pki.KindDaemon} {
 			n++
 			c := rec(n, fmt.Sprintf("c%d", n), kind, now.Add(off).Truncate(time.Second))
 			if err := s.PutCertificate(ctx, c); err != nil {
@@ -76,8 +77,8 @@ func TestIndexedListMatchesFullScan(t *testing.T) {
 	}
 	for _, f := range []Filter{
 		{Status: StatusValid}, {Status: StatusExpired}, {Status: StatusRevoked},
-		{ExpiringWithin: 24 * time.Hour}, {ExpiringWithin: time.Second}, {ExpiringWithin: 24 * time.Hour, Kind: KindDaemon},
-		{Status: StatusValid, Kind: KindClient}, {Status: StatusRevoked, ExpiringWithin: time.Hour}, {},
+		{ExpiringWithin: 24 * time.Hour}, {ExpiringWithin: time.Second}, {ExpiringWithin: 24 * time.Hour, Kind: pki.KindDaemon},
+		{Status: StatusValid, Kind: pki.KindClient}, {Status: StatusRevoked, ExpiringWithin: time.Hour}, {},
 	} {
 		f.Now = now
 		got, err := s.List(ctx, f)
@@ -98,7 +99,7 @@ func TestExistingDatabaseGainsIndexesAfterBackup(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	for i := int64(1); i <= 50; i++ {
-		if err := s.PutCertificate(ctx, rec(i, fmt.Sprintf("n%d", i%7), KindClient, now.Add(time.Duration(i-25)*time.Hour))); err != nil {
+		if err := s.PutCertificate(ctx, rec(i, fmt.Sprintf("n%d", i%7), pki.KindClient, now.Add(time.Duration(i-25)*time.Hour))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store/kv"
 )
 
@@ -63,7 +64,7 @@ func (e *AmbiguousError) Unwrap() error { return ErrAmbiguous }
 //
 // Nothing found is an error matching ErrNotFound.
 func (s *Store) Resolve(ctx context.Context, arg string, unexpiredOnly bool, now time.Time) ([]*Certificate, error) {
-	if n, err := ParseSerial(arg); err == nil {
+	if n, err := pki.ParseSerial(arg); err == nil {
 		c, err := s.Certificate(ctx, n)
 		if err == nil {
 			return []*Certificate{c}, nil
@@ -116,7 +117,7 @@ func serialPrefix(arg string) (string, bool) {
 }
 
 // certificateByPrefix returns the one certificate whose serial (as
-// FormatSerial prints it) starts with the hex digits p.
+// pki.FormatSerial prints it) starts with the hex digits p.
 func (s *Store) certificateByPrefix(ctx context.Context, p string) (*Certificate, error) {
 	// Serials are keyed by their bytes, and the printed form is those
 	// bytes in hex: the whole bytes of the prefix narrow the scan.

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // TestResolve runs the cases of testdata/resolve.json: serials, names and
@@ -38,7 +40,7 @@ func TestResolve(t *testing.T) {
 	now := time.Now()
 	for i, c := range td.Certificates {
 		n, _ := new(big.Int).SetString(c.Serial, 16)
-		r := rec(n.Int64(), c.Name, KindClient, now.Add(time.Hour))
+		r := rec(n.Int64(), c.Name, pki.KindClient, now.Add(time.Hour))
 		r.IssuedAt = now.Add(time.Duration(i) * time.Second)
 		if c.Expired {
 			r.NotAfter = now.Add(-time.Hour)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // TestListScales times `ls --expiring-within 1d`, `ls --status revoked`
@@ -88,7 +90,7 @@ func bulkStore(t *testing.T, size int) *Store {
 				case i < 200:
 					notAfter = now.Add(-time.Duration(i) * time.Hour)
 				}
-				c := &Certificate{Serial: FormatSerial(sn), Name: fmt.Sprintf("bulk%07d", i), Kind: KindClient, Role: "admin",
+				c := &Certificate{Serial: pki.FormatSerial(sn), Name: fmt.Sprintf("bulk%07d", i), Kind: pki.KindClient, Role: "admin",
 					NotBefore: now.Add(-time.Hour), NotAfter: notAfter, IssuedAt: now, DER: der}
 				if err := putRecord(tx, c); err != nil {
 					return err

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dockca/dockca/pki"
 )
 
 func openTemp(t testing.TB) (*Store, string) {
@@ -23,9 +25,9 @@ func openTemp(t testing.TB) (*Store, string) {
 	return s, p
 }
 
-func rec(serial int64, name string, kind Kind, notAfter time.Time) *Certificate {
+func rec(serial int64, name string, kind pki.Kind, notAfter time.Time) *Certificate {
 	return &Certificate{
-		Serial: FormatSerial(big.NewInt(serial)), Name: name, Kind: kind, Role: "admin",
+		Serial: pki.FormatSerial(big.NewInt(serial)), Name: name, Kind: kind, Role: "admin",
 		NotBefore: notAfter.Add(-time.Hour), NotAfter: notAfter, IssuedAt: time.Unix(serial, 0).UTC(), DER: []byte{1, 2, 3},
 	}
 }
@@ -40,13 +42,13 @@ func TestSerialFormatting(t *testing.T) {
 		{"ff:01", 0xff01, true}, {"0xff01", 0xff01, true}, {"", 0, false}, {"zz", 0, false}, {"0", 0, false},
 	}
 	for _, c := range cases {
-		n, err := ParseSerial(c.in)
+		n, err := pki.ParseSerial(c.in)
 		if (err == nil) != c.ok || (c.ok && n.Int64() != c.want) {
-			t.Errorf("ParseSerial(%q) = %v, %v", c.in, n, err)
+			t.Errorf("pki.ParseSerial(%q) = %v, %v", c.in, n, err)
 		}
 	}
-	if got := FormatSerial(big.NewInt(10)); got != "0a" {
-		t.Errorf("FormatSerial(10) = %q, want 0a (even digits, as openssl)", got)
+	if got := pki.FormatSerial(big.NewInt(10)); got != "0a" {
+		t.Errorf("pki.FormatSerial(10) = %q, want 0a (even digits, as openssl)", got)
 	}
 }
 
@@ -55,20 +57,20 @@ func TestRoundTripIndexesAndRevocation(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	for i, c := range []*Certificate{
-		rec(1, "alice", KindClient, now.Add(24*time.Hour)),
-		rec(2, "alice", KindClient, now.Add(-time.Hour)), // expired
-		rec(3, "host1", KindDaemon, now.Add(72*time.Hour)),
-		rec(4, "alicex", KindClient, now.Add(24*time.Hour)), // prefix of no one
+		rec(1, "alice", pki.KindClient, now.Add(24*time.Hour)),
+		rec(2, "alice", pki.KindClient, now.Add(-time.Hour)), // expired
+		rec(3, "host1", pki.KindDaemon, now.Add(72*time.Hour)),
+		rec(4, "alicex", pki.KindClient, now.Add(24*time.Hour)), // prefix of no one
 	} {
 		if err := s.PutCertificate(ctx, c); err != nil {
 			t.Fatalf("put %d: %v", i, err)
 		}
 	}
-	if err := s.PutCertificate(ctx, rec(1, "mallory", KindClient, now)); err == nil {
+	if err := s.PutCertificate(ctx, rec(1, "mallory", pki.KindClient, now)); err == nil {
 		t.Fatal("a second certificate with the same serial was stored")
 	}
 	got, err := s.Certificate(ctx, big.NewInt(3))
-	if err != nil || got.Name != "host1" || got.Kind != KindDaemon {
+	if err != nil || got.Name != "host1" || got.Kind != pki.KindDaemon {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	if _, err := s.Certificate(ctx, big.NewInt(99)); !errors.Is(err, ErrNotFound) {
@@ -96,7 +98,7 @@ func TestRoundTripIndexesAndRevocation(t *testing.T) {
 		want int
 	}{
 		{Filter{}, 4},
-		{Filter{Kind: KindDaemon}, 1},
+		{Filter{Kind: pki.KindDaemon}, 1},
 		{Filter{Status: StatusRevoked}, 1},
 		{Filter{Status: StatusExpired}, 1},
 		{Filter{Status: StatusValid}, 2},
@@ -119,7 +121,7 @@ func TestConcurrentWritersGetUniqueDurableRecords(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < 10; i++ {
-				if err := s.PutCertificate(ctx, rec(int64(g*100+i+1), fmt.Sprintf("c%d", g), KindClient, time.Now().Add(time.Hour))); err != nil {
+				if err := s.PutCertificate(ctx, rec(int64(g*100+i+1), fmt.Sprintf("c%d", g), pki.KindClient, time.Now().Add(time.Hour))); err != nil {
 					errs <- err
 				}
 			}
@@ -167,7 +169,7 @@ func TestCancelledContextChangesNothing(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.PutCertificate(ctx, rec(7, "x", KindClient, time.Now())); !errors.Is(err, context.Canceled) {
+	if err := s.PutCertificate(ctx, rec(7, "x", pki.KindClient, time.Now())); !errors.Is(err, context.Canceled) {
 		t.Fatalf("put with cancelled context: %v", err)
 	}
 	if list, _ := s.List(context.Background(), Filter{}); len(list) != 0 {

@@ -5,6 +5,8 @@ import (
 	"math/big"
 	"testing"
 	"time"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // A renewed certificate is superseded while unexpired and unrevoked; the
@@ -13,10 +15,10 @@ func TestSupersededStatus(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
 	now := time.Now()
-	first := rec(1, "alice", KindClient, now.Add(24*time.Hour))
-	second := rec(2, "alice", KindClient, now.Add(48*time.Hour))
+	first := rec(1, "alice", pki.KindClient, now.Add(24*time.Hour))
+	second := rec(2, "alice", pki.KindClient, now.Add(48*time.Hour))
 	second.RenewedFrom = first.Serial
-	third := rec(3, "alice", KindClient, now.Add(72*time.Hour))
+	third := rec(3, "alice", pki.KindClient, now.Add(72*time.Hour))
 	third.RenewedFrom = second.Serial
 	for _, c := range []*Certificate{first, second, third} {
 		if err := s.PutCertificate(ctx, c); err != nil {

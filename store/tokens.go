@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store/kv"
 )
 
@@ -44,7 +45,7 @@ type Token struct {
 	ID        string        `json:"id"`
 	Kind      string        `json:"kind"`
 	Name      string        `json:"name"`
-	Role      string        `json:"role,omitempty"`
+	Role      pki.Role      `json:"role,omitempty"`
 	SANs      []string      `json:"sans,omitempty"`
 	Groups    []string      `json:"groups,omitempty"` // a daemon's groups or a client's scope
 	CertTTL   time.Duration `json:"cert_ttl,omitempty"`

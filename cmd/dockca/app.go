@@ -16,7 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -449,7 +449,7 @@ func homeAndStore(c *cli.Context, e *env) (string, store.Config, error) {
 // (a name, role or lifetime the CA will not issue) exits 1 like every
 // refusal; anything else is a malformed command line, exit 2.
 func inputError(err error, format string, args ...any) error {
-	if errors.Is(err, ca.ErrPolicy) {
+	if errors.Is(err, pki.ErrPolicy) {
 		return fmt.Errorf(format+": %w", append(args, err)...)
 	}
 	return usagef(format+": %v", append(args, err)...)
@@ -471,18 +471,18 @@ func cmdName(c *cli.Context) string {
 	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
 }
 
-// sharedHelpFlag is urfave's --help flag with an Apply that writes into a
-// copy. urfave applies its one global HelpFlag to every command it runs, and
-// BoolFlag.Apply writes into the flag it is called on: a data race as soon
-// as two apps run in one process (the tests run the plugin, the gate and
-// commands side by side).
-type sharedHelpFlag struct{ cli.BoolFlag }
+// sharedBoolFlag is a global urfave flag (--help, --version) with an Apply
+// that writes into a copy. urfave applies its one global HelpFlag and
+// VersionFlag to every app and command it runs, and BoolFlag.Apply writes
+// into the flag it is called on: a data race as soon as two apps run in one
+// process (the tests run the plugin, the gate and commands side by side).
+type sharedBoolFlag struct{ cli.BoolFlag }
 
-func (f *sharedHelpFlag) Apply(set *flag.FlagSet) error {
+func (f *sharedBoolFlag) Apply(set *flag.FlagSet) error {
 	c := f.BoolFlag
 	return c.Apply(set)
 }
 
 func init() {
-	cli.HelpFlag = &sharedHelpFlag{cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}}
+	cli.HelpFlag = &sharedBoolFlag{cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}}
 }

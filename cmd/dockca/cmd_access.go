@@ -12,8 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/admin"
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 )
 
 func newAccessCommand(e *env) *cli.Command {
@@ -40,12 +40,12 @@ func newAccessCommand(e *env) *cli.Command {
 			}
 			q := api.AccessRequest{Group: c.String("group"), Client: c.String("client")}
 			if c.IsSet("group") {
-				if err := ca.CheckGroupName(q.Group); err != nil {
+				if err := pki.CheckGroupName(q.Group); err != nil {
 					return usagef("access: --group: %v", err)
 				}
 			}
 			if c.IsSet("client") {
-				if err := ca.CheckClientName(q.Client); err != nil {
+				if err := pki.CheckClientName(q.Client); err != nil {
 					return usagef("access: --client: %v", err)
 				}
 			}

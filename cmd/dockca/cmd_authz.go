@@ -162,7 +162,7 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 		if c.IsSet("fingerprint") {
 			return nil, usagef("%s: --fingerprint needs --ca-url", cmd)
 		}
-		src, root, err := authz.NewLocalSource(c.Context, authz.LocalOptions{Home: home, MaxStale: c.Duration("max-stale"), Log: log})
+		src, root, err := authz.NewLocalSource(c.Context, authz.LocalOptions{Home: home, DB: admin.LocalDB(home), MaxStale: c.Duration("max-stale"), Log: log})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w (run where the CA database is, or use --ca-url)", cmd, err)
 		}

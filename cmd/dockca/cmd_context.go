@@ -9,10 +9,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/enroll"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 func dockerConfigFlag() cli.Flag {
@@ -52,7 +51,7 @@ func newContextCommand(e *env) *cli.Command {
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "host", Usage: "the daemon's `URL`, tcp://HOST:PORT"},
 					&cli.StringFlag{Name: "client", Usage: "client `NAME` in the certificate (default: the context name)"},
-					&cli.StringFlag{Name: "role", Value: ca.RoleAdmin, Usage: "`ROLE` of the certificate: readonly, operator or admin"},
+					&cli.StringFlag{Name: "role", Value: string(pki.RoleAdmin), Usage: "`ROLE` of the certificate: readonly, operator or admin"},
 					scopeFlag(),
 					&cli.StringFlag{Name: "ttl", Usage: "certificate lifetime `D` (default 30d, at most 90d)"},
 					&cli.StringFlag{Name: "description", Usage: "`TEXT` shown by 'docker context ls'"},
@@ -68,7 +67,7 @@ func newContextCommand(e *env) *cli.Command {
 					if !c.IsSet("host") {
 						return usagef("context add: --host tcp://HOST:PORT is required")
 					}
-					if err := ca.CheckRoleName(c.String("role")); err != nil {
+					if err := pki.CheckRoleName(pki.Role(c.String("role"))); err != nil {
 						return usagef("context add: %v", err)
 					}
 					ttl, err := ttlFlag(c)
@@ -81,11 +80,11 @@ func newContextCommand(e *env) *cli.Command {
 					}
 					o := contexts.AddOptions{
 						Options: contextOptions(c), Name: c.Args().First(), Host: c.String("host"),
-						Client: c.String("client"), Role: c.String("role"), TTL: ttl,
+						Client: c.String("client"), Role: pki.Role(c.String("role")), TTL: ttl,
 						Description: c.String("description"), Use: c.Bool("use"), Force: c.Bool("force"),
 						SkipHostCheck: c.Bool("no-check"),
 					}
-					r, err := remoteFromFlags(c, e, store.KindClient)
+					r, err := remoteFromFlags(c, e, pki.KindClient)
 					if err != nil {
 						return fmt.Errorf("context add %s: %w", o.Name, err)
 					}
@@ -181,7 +180,7 @@ func newContextCommand(e *env) *cli.Command {
 					}
 					var within time.Duration
 					if c.IsSet("within") {
-						if within, err = ca.ParseTTL(c.String("within")); err != nil || within <= 0 {
+						if within, err = pki.ParseTTL(c.String("within")); err != nil || within <= 0 {
 							return usagef("context renew: --within: %q is not a positive duration", c.String("within"))
 						}
 					}
@@ -225,7 +224,7 @@ func addRemoteContext(c *cli.Context, r *remoteCA, o contexts.AddOptions, scope 
 		return fmt.Errorf("context add %s: the token is for role %q, not %q", o.Name, r.claims.Dockca.Role, o.Role)
 	}
 	if c.IsSet("scope") && !slices.Equal(scope, r.claims.Dockca.Groups) {
-		return fmt.Errorf("context add %s: the token is for scope %q, not %q", o.Name, ca.DescribeScope(r.claims.Dockca.Groups), ca.DescribeScope(scope))
+		return fmt.Errorf("context add %s: the token is for scope %q, not %q", o.Name, pki.DescribeScope(r.claims.Dockca.Groups), pki.DescribeScope(scope))
 	}
 	o.Client, o.Role, o.CAURLs, o.TTL = r.claims.Subject, r.claims.Dockca.Role, r.caURLs, 0
 	return contexts.Add(c.Context, o, r, c.App.Writer)

@@ -10,10 +10,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/authz"
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/daemonsetup"
 	"github.com/dockca/dockca/gate"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 func newDaemonCommand(e *env) *cli.Command {
@@ -63,7 +62,7 @@ func newDaemonCommand(e *env) *cli.Command {
 						TLSDir: c.String("tls-dir"), ConfigPath: c.String("config"), SystemdDir: c.String("systemd-dir"),
 						TTL: ttl, DryRun: c.Bool("dry-run"),
 					}
-					r, err := remoteFromFlags(c, e, store.KindDaemon)
+					r, err := remoteFromFlags(c, e, pki.KindDaemon)
 					if err != nil {
 						return fmt.Errorf("daemon setup %s: %w", o.Host, err)
 					}
@@ -136,7 +135,7 @@ func gateUnitFor(c *cli.Context, e *env, r *remoteCA, o *daemonsetup.SetupOption
 		if err != nil {
 			return err
 		}
-		args = append(args, "--ca-url", client.URL(), "--fingerprint", ca.Fingerprint(client.Root()))
+		args = append(args, "--ca-url", client.URL(), "--fingerprint", pki.Fingerprint(client.Root()))
 	}
 	text, err := gate.RenderUnit(gate.UnitOptions{Exec: exe, Args: args, WritablePaths: []string{home}})
 	if err != nil {

@@ -13,12 +13,13 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
 type initOptions struct {
 	name            string
-	keyType         ca.KeyType
+	keyType         pki.KeyType
 	rootTTL         string
 	intermediateTTL string
 	noPassword      bool
@@ -35,7 +36,7 @@ func newInitCommand(e *env) *cli.Command {
 			"Refuses a home that already has a CA. Durations: 30d, 12h, 90m.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Value: ca.DefaultName, Usage: "the CA's `NAME`, used in its certificates' subjects"},
-			&cli.StringFlag{Name: "key-type", Value: string(ca.KeyECP256), Usage: "key `TYPE` of the root and intermediate: ec-p256, ec-p384, rsa-3072 or ed25519"},
+			&cli.StringFlag{Name: "key-type", Value: string(pki.KeyECP256), Usage: "key `TYPE` of the root and intermediate: ec-p256, ec-p384, rsa-3072 or ed25519"},
 			&cli.StringFlag{Name: "root-ttl", Value: "3650d", Usage: "lifetime `D` of the root certificate"},
 			&cli.StringFlag{Name: "intermediate-ttl", Value: "1825d", Usage: "lifetime `D` of the intermediate certificate"},
 			&cli.BoolFlag{Name: "no-password", Usage: "store the CA keys UNENCRYPTED (development only)"},
@@ -44,7 +45,7 @@ func newInitCommand(e *env) *cli.Command {
 			if err := argsExactly(c, 0, ""); err != nil {
 				return err
 			}
-			kt, err := ca.ParseKeyType(c.String("key-type"))
+			kt, err := pki.ParseKeyType(c.String("key-type"))
 			if err != nil {
 				return usagef("init: %v", err)
 			}
@@ -56,11 +57,11 @@ func newInitCommand(e *env) *cli.Command {
 }
 
 func runInit(c *cli.Context, e *env, o initOptions) error {
-	rootTTL, err := ca.ParseTTL(o.rootTTL)
+	rootTTL, err := pki.ParseTTL(o.rootTTL)
 	if err != nil {
 		return usagef("init: --root-ttl: %v", err)
 	}
-	interTTL, err := ca.ParseTTL(o.intermediateTTL)
+	interTTL, err := pki.ParseTTL(o.intermediateTTL)
 	if err != nil {
 		return usagef("init: --intermediate-ttl: %v", err)
 	}

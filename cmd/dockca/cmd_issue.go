@@ -14,7 +14,7 @@ import (
 	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 type issueOptions struct {
@@ -59,7 +59,7 @@ func newIssueCommand(e *env) *cli.Command {
 						return err
 					}
 					o := issueOptions{
-						req:   ca.Request{Kind: store.KindDaemon, Name: c.Args().First(), SANs: c.StringSlice("san"), Groups: groups, TTL: ttl},
+						req:   ca.Request{Kind: pki.KindDaemon, Name: c.Args().First(), SANs: c.StringSlice("san"), Groups: groups, TTL: ttl},
 						out:   c.String("out"),
 						force: c.Bool("force"),
 					}
@@ -79,7 +79,7 @@ func newIssueCommand(e *env) *cli.Command {
 					"Each --scope names a group of daemons the certificate may reach (URI SAN urn:dockca:scope:G); the\n" +
 					"plugin and the gate deny it on daemons in none of them. Without --scope it reaches every daemon.",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "role", Value: ca.RoleAdmin, Usage: "`ROLE`: readonly, operator, admin or a role of the stored policy"},
+					&cli.StringFlag{Name: "role", Value: string(pki.RoleAdmin), Usage: "`ROLE`: readonly, operator, admin or a role of the stored policy"},
 					scopeFlag(),
 					&cli.StringFlag{Name: "ttl", Usage: "lifetime `D` (default 30d, at most 90d)"},
 					&cli.StringFlag{Name: "out", Usage: "output `DIR` (default ./NAME), created 0700 if missing"},
@@ -93,7 +93,7 @@ func newIssueCommand(e *env) *cli.Command {
 					if err != nil {
 						return err
 					}
-					if err := ca.CheckRoleName(c.String("role")); err != nil {
+					if err := pki.CheckRoleName(pki.Role(c.String("role"))); err != nil {
 						return usagef("issue client: %v", err)
 					}
 					scope, err := groupsFlag(c, "scope")
@@ -101,7 +101,7 @@ func newIssueCommand(e *env) *cli.Command {
 						return err
 					}
 					o := issueOptions{
-						req:   ca.Request{Kind: store.KindClient, Name: c.Args().First(), Role: c.String("role"), Groups: scope, TTL: ttl},
+						req:   ca.Request{Kind: pki.KindClient, Name: c.Args().First(), Role: pki.Role(c.String("role")), Groups: scope, TTL: ttl},
 						out:   c.String("out"),
 						force: c.Bool("force"),
 					}
@@ -116,7 +116,7 @@ func ttlFlag(c *cli.Context) (time.Duration, error) {
 	if !c.IsSet("ttl") {
 		return 0, nil
 	}
-	d, err := ca.ParseTTL(c.String("ttl"))
+	d, err := pki.ParseTTL(c.String("ttl"))
 	if err != nil {
 		return 0, usagef("%s: --ttl: %v", cmdName(c), err)
 	}
@@ -137,7 +137,7 @@ func scopeFlag() cli.Flag {
 // groupsFlag reads a repeatable --group or --scope flag: valid group
 // names, sorted, without duplicates.
 func groupsFlag(c *cli.Context, flag string) ([]string, error) {
-	g, err := ca.NormalizeGroups(c.StringSlice(flag))
+	g, err := pki.NormalizeGroups(c.StringSlice(flag))
 	if err != nil {
 		return nil, usagef("%s: --%s: %v", cmdName(c), flag, err)
 	}
@@ -194,7 +194,7 @@ func runIssue(ctx context.Context, adm admin.Admin, o issueOptions, w io.Writer)
 
 // preflightDir refuses an output directory that cannot take the files
 // before anything is signed.
-func preflightDir(dir string, kind store.Kind, force bool) error {
+func preflightDir(dir string, kind pki.Kind, force bool) error {
 	if fi, err := os.Stat(dir); err == nil {
 		if !fi.IsDir() {
 			return fmt.Errorf("%s is not a directory", dir)
@@ -211,9 +211,9 @@ func preflightDir(dir string, kind store.Kind, force bool) error {
 	if force {
 		return nil
 	}
-	names := []string{ca.FileCA, ca.FileClientCert, ca.FileClientKey}
-	if kind == store.KindDaemon {
-		names = []string{ca.FileCA, ca.FileServerCert, ca.FileServerKey, ca.FileDaemonJSON}
+	names := []string{pki.FileCA, pki.FileClientCert, pki.FileClientKey}
+	if kind == pki.KindDaemon {
+		names = []string{pki.FileCA, pki.FileServerCert, pki.FileServerKey, pki.FileDaemonJSON}
 	}
 	for _, n := range names {
 		if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
@@ -254,8 +254,8 @@ func printIssued(w io.Writer, iss *ca.Issued, files []atomicfile.File) {
 		fmt.Fprintf(w, " (role %s)", r.Role)
 	}
 	switch {
-	case r.Kind == store.KindClient:
-		fmt.Fprintf(w, ", reaching %s", ca.DescribeScope(r.Groups))
+	case r.Kind == pki.KindClient:
+		fmt.Fprintf(w, ", reaching %s", pki.DescribeScope(r.Groups))
 	case len(r.Groups) > 0:
 		fmt.Fprintf(w, " in groups %s", strings.Join(r.Groups, ","))
 	}
@@ -264,11 +264,11 @@ func printIssued(w io.Writer, iss *ca.Issued, files []atomicfile.File) {
 		fmt.Fprintf(w, "  wrote    %s\n", f.Path)
 	}
 	dir := filepath.Dir(files[0].Path)
-	if r.Kind == store.KindDaemon {
+	if r.Kind == pki.KindDaemon {
 		fmt.Fprintf(w, "\nStart dockerd with these files (port 2376 is Docker's TLS port):\n")
 		fmt.Fprintf(w, "  dockerd --tlsverify --tlscacert=%s --tlscert=%s --tlskey=%s -H=0.0.0.0:2376 -H=unix:///var/run/docker.sock\n",
-			filepath.Join(dir, ca.FileCA), filepath.Join(dir, ca.FileServerCert), filepath.Join(dir, ca.FileServerKey))
-		fmt.Fprintf(w, "or merge %s into /etc/docker/daemon.json (or run 'dockca daemon setup').\n", filepath.Join(dir, ca.FileDaemonJSON))
+			filepath.Join(dir, pki.FileCA), filepath.Join(dir, pki.FileServerCert), filepath.Join(dir, pki.FileServerKey))
+		fmt.Fprintf(w, "or merge %s into /etc/docker/daemon.json (or run 'dockca daemon setup').\n", filepath.Join(dir, pki.FileDaemonJSON))
 		return
 	}
 	fmt.Fprintf(w, "\nUse it with:\n  export DOCKER_HOST=tcp://HOST:2376 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=%s\n", dir)

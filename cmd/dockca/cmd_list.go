@@ -9,6 +9,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -43,10 +44,10 @@ func newListCommand(e *env) *cli.Command {
 			if c.IsSet("kind") {
 				// The service's own certificate is listed with kind
 				// service, so ls filters by it too.
-				k := store.Kind(c.String("kind"))
-				if k != store.KindService {
+				k := pki.Kind(c.String("kind"))
+				if k != pki.KindService {
 					var err error
-					if k, err = ca.ParseKind(c.String("kind")); err != nil {
+					if k, err = pki.ParseKind(c.String("kind")); err != nil {
 						return usagef("ls: unknown kind %q (use client, daemon or service)", c.String("kind"))
 					}
 				}
@@ -61,7 +62,7 @@ func newListCommand(e *env) *cli.Command {
 				}
 			}
 			if c.IsSet("expiring-within") {
-				d, err := ca.ParseTTL(c.String("expiring-within"))
+				d, err := pki.ParseTTL(c.String("expiring-within"))
 				if err != nil || d <= 0 {
 					return usagef("ls: --expiring-within: %q is not a positive duration", c.String("expiring-within"))
 				}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/enroll"
+	"github.com/dockca/dockca/pki"
 )
 
 func newRenewCommand(e *env) *cli.Command {
@@ -47,7 +47,7 @@ func newRenewCommand(e *env) *cli.Command {
 			var within time.Duration
 			if c.IsSet("within") {
 				var err error
-				if within, err = ca.ParseTTL(c.String("within")); err != nil || within <= 0 {
+				if within, err = pki.ParseTTL(c.String("within")); err != nil || within <= 0 {
 					return usagef("renew: --within: %q is not a positive duration", c.String("within"))
 				}
 			}
@@ -101,13 +101,13 @@ func newEnrollCommand(e *env) *cli.Command {
 			required(tokenFlag("one-time `TOKEN` from 'dockca token create'")),
 			fingerprintFlag("the root's `SHA256` fingerprint"),
 			&cli.StringFlag{Name: "cert-dir", Required: true, Usage: "`DIR` to write into"},
-			&cli.StringFlag{Name: "key-type", Value: string(ca.KeyECP256), Usage: "key `TYPE`: ec-p256, ec-p384, rsa-3072 or ed25519"},
+			&cli.StringFlag{Name: "key-type", Value: string(pki.KeyECP256), Usage: "key `TYPE`: ec-p256, ec-p384, rsa-3072 or ed25519"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 0, ""); err != nil {
 				return err
 			}
-			kt, err := ca.ParseKeyType(c.String("key-type"))
+			kt, err := pki.ParseKeyType(c.String("key-type"))
 			if err != nil {
 				return usagef("enroll: %v", err)
 			}
@@ -153,7 +153,7 @@ func trustCA(ctx context.Context, e *env, caURLs []string, fingerprint string) (
 		return nil, err
 	}
 	fmt.Fprintf(e.Stderr, "The CA at %s presents the root %q\nwith SHA-256 fingerprint %s\nTrust it? [y/N] ",
-		strings.Join(caURLs, ", "), root.Subject.CommonName, ca.Fingerprint(root))
+		strings.Join(caURLs, ", "), root.Subject.CommonName, pki.Fingerprint(root))
 	line, _ := bufio.NewReader(e.Stdin).ReadString('\n')
 	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 		return nil, errors.New("the CA's root was not confirmed")

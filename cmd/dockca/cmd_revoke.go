@@ -12,14 +12,14 @@ import (
 	"golang.org/x/term"
 
 	"github.com/dockca/dockca/admin"
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/pki"
 )
 
 func newRevokeCommand(e *env) *cli.Command {
-	names := make([]string, len(ca.Reasons))
-	for i, r := range ca.Reasons {
+	names := make([]string, len(pki.Reasons))
+	for i, r := range pki.Reasons {
 		names[i] = r.Name
 	}
 	return &cli.Command{
@@ -37,7 +37,7 @@ func newRevokeCommand(e *env) *cli.Command {
 			if c.Args().Len() == 0 {
 				return usagef("revoke: missing SERIAL or NAME")
 			}
-			reason, err := ca.ParseReason(c.String("reason"))
+			reason, err := pki.ParseReason(c.String("reason"))
 			if err != nil {
 				return usagef("revoke: %v", err)
 			}
@@ -102,7 +102,7 @@ func newCRLCommand(e *env) *cli.Command {
 			}
 			data := der
 			if asPEM {
-				data = ca.PEMCRL(der)
+				data = pki.PEMCRL(der)
 			}
 			if !toStdout {
 				return atomicfile.WriteFile(out, data, 0o644)

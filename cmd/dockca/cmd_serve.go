@@ -11,6 +11,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/serve"
 	"github.com/dockca/dockca/store"
 )
@@ -42,7 +43,7 @@ func newServeCommand(e *env) *cli.Command {
 			if err := argsExactly(c, 0, ""); err != nil {
 				return err
 			}
-			certTTL, err := ca.ParseTTL(c.String("cert-ttl"))
+			certTTL, err := pki.ParseTTL(c.String("cert-ttl"))
 			if err != nil {
 				return usagef("serve: --cert-ttl: %v", err)
 			}

@@ -11,7 +11,7 @@ import (
 	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/atomicfile"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 type signOptions struct {
@@ -44,12 +44,12 @@ func newSignCommand(e *env) *cli.Command {
 			if !c.IsSet("kind") {
 				return usagef("sign: --kind client|daemon is required")
 			}
-			kind, err := ca.ParseKind(c.String("kind"))
+			kind, err := pki.ParseKind(c.String("kind"))
 			if err != nil {
 				return usagef("sign: %v", err)
 			}
 			if c.IsSet("role") {
-				if err := ca.CheckRoleName(c.String("role")); err != nil {
+				if err := pki.CheckRoleName(pki.Role(c.String("role"))); err != nil {
 					return usagef("sign: %v", err)
 				}
 			}
@@ -61,7 +61,7 @@ func newSignCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			o := signOptions{req: ca.Request{Kind: kind, Role: c.String("role"), Groups: groups, TTL: ttl}, csr: c.Args().First(), out: c.String("out")}
+			o := signOptions{req: ca.Request{Kind: kind, Role: pki.Role(c.String("role")), Groups: groups, TTL: ttl}, csr: c.Args().First(), out: c.String("out")}
 			return withAdmin(c, e, true, func(adm admin.Admin) error { return runSign(c.Context, adm, o, c.App.Writer) })
 		},
 	}
@@ -69,9 +69,9 @@ func newSignCommand(e *env) *cli.Command {
 
 // kindGroups reads --scope for a client and --group for a daemon,
 // refusing the other one.
-func kindGroups(c *cli.Context, kind store.Kind) ([]string, error) {
+func kindGroups(c *cli.Context, kind pki.Kind) ([]string, error) {
 	flag, other := "scope", "group"
-	if kind == store.KindDaemon {
+	if kind == pki.KindDaemon {
 		flag, other = "group", "scope"
 	}
 	if c.IsSet(other) {
@@ -80,11 +80,11 @@ func kindGroups(c *cli.Context, kind store.Kind) ([]string, error) {
 	return groupsFlag(c, flag)
 }
 
-func otherKind(k store.Kind) store.Kind {
-	if k == store.KindDaemon {
-		return store.KindClient
+func otherKind(k pki.Kind) pki.Kind {
+	if k == pki.KindDaemon {
+		return pki.KindClient
 	}
-	return store.KindDaemon
+	return pki.KindDaemon
 }
 
 func runSign(ctx context.Context, adm admin.Admin, o signOptions, w io.Writer) error {

@@ -14,9 +14,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/admin"
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 func newTokenCommand(e *env) *cli.Command {
@@ -55,7 +54,7 @@ func newTokenCommand(e *env) *cli.Command {
 						return err
 					}
 					switch kind := c.String("kind"); kind {
-					case "client", "daemon", ca.TokenKindRevoke:
+					case string(pki.KindClient), string(pki.KindDaemon), pki.TokenKindRevoke:
 					default:
 						return usagef("token create: unknown kind %q (use client, daemon or revoke)", kind)
 					}
@@ -63,13 +62,13 @@ func newTokenCommand(e *env) *cli.Command {
 					// CA refuses is a policy refusal (1), found by the precheck.
 					for _, f := range []string{"ttl", "token-ttl"} {
 						if v := c.String(f); v != "" {
-							if _, err := ca.ParseTTL(v); err != nil {
+							if _, err := pki.ParseTTL(v); err != nil {
 								return usagef("token create: --%s: %v", f, err)
 							}
 						}
 					}
 					var groups []string
-					if kind := store.Kind(c.String("kind")); kind == store.KindClient || kind == store.KindDaemon {
+					if kind := pki.Kind(c.String("kind")); kind == pki.KindClient || kind == pki.KindDaemon {
 						if groups, err = kindGroups(c, kind); err != nil {
 							return err
 						}
@@ -78,7 +77,7 @@ func newTokenCommand(e *env) *cli.Command {
 					}
 					reqs := make([]api.TokenRequest, len(names))
 					for i, name := range names {
-						reqs[i] = api.TokenRequest{Kind: c.String("kind"), Name: name, Role: c.String("role"),
+						reqs[i] = api.TokenRequest{Kind: c.String("kind"), Name: name, Role: pki.Role(c.String("role")),
 							SANs: c.StringSlice("san"), Groups: groups, CertTTL: c.String("ttl"), TTL: c.String("token-ttl"), CAURL: c.String("ca-url"), By: actor()}
 						// Bad input fails before any password is asked.
 						if err := admin.PrecheckTokenRequest(reqs[i]); err != nil {
@@ -219,13 +218,13 @@ func printTokenHints(w io.Writer, self string, r *api.TokenResponse) {
 	switch r.Info.Kind {
 	// The token goes in the environment, not on the command line, where
 	// other local users could read it in the process list.
-	case "client":
+	case string(pki.KindClient):
 		fmt.Fprintf(w, "On the client machine:\n  DOCKCA_TOKEN=%s %s context add %s --host tcp://DOCKER_HOST:2376 --ca-url %s --fingerprint %s\n",
 			r.Token, self, r.Info.Name, r.CAURL, r.RootFingerprint)
-	case "daemon":
+	case string(pki.KindDaemon):
 		fmt.Fprintf(w, "On the Docker host:\n  DOCKCA_TOKEN=%s %s daemon setup %s --ca-url %s --fingerprint %s\n",
 			r.Token, self, r.Info.Name, r.CAURL, r.RootFingerprint)
-	case ca.TokenKindRevoke:
+	case pki.TokenKindRevoke:
 		fmt.Fprintf(w, "To revoke: curl --cacert ca.pem -X POST %s%s -d '{\"token\": \"%s\"}'\n", r.CAURL, api.PathRevoke, r.Token)
 	}
 }
@@ -281,7 +280,7 @@ func writeTokens(c *cli.Context, infos []api.TokenInfo, now time.Time) error {
 			if t.UsedAt != nil {
 				used = t.UsedAt.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Name, dash(t.Role), t.Status,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Name, dash(string(t.Role)), t.Status,
 				t.ExpiresAt.UTC().Format(time.RFC3339), used, dash(t.Serial))
 		}
 		return tw.Flush()

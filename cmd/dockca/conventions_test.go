@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -214,7 +215,7 @@ func TestSerialPrefixes(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	err = st.PutCertificate(context.Background(), &store.Certificate{Serial: twin, Name: "mallory", Kind: store.KindClient,
+	err = st.PutCertificate(context.Background(), &store.Certificate{Serial: twin, Name: "mallory", Kind: pki.KindClient,
 		NotBefore: now, NotAfter: now.Add(time.Hour), IssuedAt: now, DER: []byte{1}})
 	st.Close()
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/etcdtest"
 	"github.com/dockca/dockca/internal/servetest"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -183,7 +184,7 @@ func TestReplicasOnEtcd(t *testing.T) {
 		before[i] = crl.Number
 	}
 	// Revoke through replica 2's admin socket.
-	out, err := execOut(bin, "--home", reps[2].Home, "--store", url, "revoke", store.FormatSerial(sn))
+	out, err := execOut(bin, "--home", reps[2].Home, "--store", url, "revoke", pki.FormatSerial(sn))
 	if err != nil {
 		t.Fatalf("revoke through replica 2: %v\n%s", err, out)
 	}
@@ -291,7 +292,7 @@ func TestReplicasSurviveKills(t *testing.T) {
 					res, err := c.Enroll(cctx, minted[i].Token, "")
 					cancel()
 					if err == nil {
-						if prev, dup := acked.LoadOrStore(store.FormatSerial(res.Leaf.SerialNumber), minted[i].Name); dup {
+						if prev, dup := acked.LoadOrStore(pki.FormatSerial(res.Leaf.SerialNumber), minted[i].Name); dup {
 							t.Errorf("serial %s handed out twice (%v, %s)", res.Leaf.SerialNumber, prev, minted[i].Name)
 						}
 						ackCount.Add(1)

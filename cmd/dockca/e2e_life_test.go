@@ -13,7 +13,7 @@ import (
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/dockerdtest"
 	"github.com/dockca/dockca/internal/servetest"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 // statusOf returns the status `dockca ls` reports for serial (through the
@@ -67,7 +67,7 @@ func TestDaemonFromServiceRenews(t *testing.T) {
 		t.Fatalf("%s: %v %+v", enroll.FileMeta, err, meta)
 	}
 	first := tlsLeaf(t, tlsDir)
-	firstSerial := store.FormatSerial(first.SerialNumber)
+	firstSerial := pki.FormatSerial(first.SerialNumber)
 
 	// A real dockerd with that certificate, and a client of the same CA.
 	d := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(tlsDir, "ca.pem"),
@@ -93,7 +93,7 @@ func TestDaemonFromServiceRenews(t *testing.T) {
 	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", tlsDir, "--within", "365d"); code != 0 || !strings.Contains(out, "Renewed daemon localhost") {
 		t.Fatalf("renew --within 365d: %d %s %s", code, out, e)
 	}
-	second := store.FormatSerial(tlsLeaf(t, tlsDir).SerialNumber)
+	second := pki.FormatSerial(tlsLeaf(t, tlsDir).SerialNumber)
 	if got := statusOf(t, svc, firstSerial); got != "superseded" {
 		t.Fatalf("the renewed certificate's predecessor is %q, want superseded", got)
 	}
@@ -160,7 +160,7 @@ func TestDaemonFromServiceRenews(t *testing.T) {
 		t.Fatalf("renew after the record was restored: %s %s", out, e)
 	}
 	// Revoked: the watcher stops at once.
-	if _, e, code := svcRun(t, map[string]string{"DOCKCA_HOME": svc.Home}, "revoke", store.FormatSerial(tlsLeaf(t, tlsDir).SerialNumber)); code != 0 {
+	if _, e, code := svcRun(t, map[string]string{"DOCKCA_HOME": svc.Home}, "revoke", pki.FormatSerial(tlsLeaf(t, tlsDir).SerialNumber)); code != 0 {
 		t.Fatalf("revoke: %s", e)
 	}
 	if e, code := watch(); code != 1 || !strings.Contains(e, "revoked") {

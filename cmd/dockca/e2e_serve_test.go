@@ -20,6 +20,7 @@ import (
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -256,7 +257,7 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 	}
 
 	// The admin revokes while the service runs (through the socket).
-	if out, e, code := svcRun(t, vars, "revoke", "--reason", "key-compromise", store.FormatSerial(renewed.SerialNumber)); code != 0 || !strings.Contains(out, "revoked") {
+	if out, e, code := svcRun(t, vars, "revoke", "--reason", "key-compromise", pki.FormatSerial(renewed.SerialNumber)); code != 0 || !strings.Contains(out, "revoked") {
 		t.Fatalf("revoke via service: %s %s", out, e)
 	}
 	if _, e, code := svcRun(t, nil, "renew", "--cert-dir", clientDir); code != 1 || !strings.Contains(e, "revoked") {
@@ -290,10 +291,10 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 	opensslOut(t, "verify", "-CAfile", filepath.Join(zedDir, "ca.pem"), "-untrusted", filepath.Join(zedDir, "cert.pem"), filepath.Join(zedDir, "cert.pem"))
 
 	// ls and show also work while the service holds the database.
-	if out, e, code := svcRun(t, vars, "ls", "--json", "--status", "revoked"); code != 0 || !strings.Contains(out, store.FormatSerial(renewed.SerialNumber)) {
+	if out, e, code := svcRun(t, vars, "ls", "--json", "--status", "revoked"); code != 0 || !strings.Contains(out, pki.FormatSerial(renewed.SerialNumber)) {
 		t.Fatalf("ls through the socket: %d %s %s", code, out, e)
 	}
-	if out, e, code := svcRun(t, vars, "show", "--pem", store.FormatSerial(renewed.SerialNumber)); code != 0 || !strings.Contains(out, "BEGIN CERTIFICATE") {
+	if out, e, code := svcRun(t, vars, "show", "--pem", pki.FormatSerial(renewed.SerialNumber)); code != 0 || !strings.Contains(out, "BEGIN CERTIFICATE") {
 		t.Fatalf("show through the socket: %d %s %s", code, out, e)
 	}
 	if _, e, code := svcRun(t, vars, "show", "nobody-at-all"); code != 1 || !strings.Contains(e, "no certificate") {
@@ -354,7 +355,7 @@ func TestServeEndToEndWithRealDockerd(t *testing.T) {
 	if out, err := dockerdtest.Docker(t, daveEnv, "volume", "create", "x"); err == nil || !strings.Contains(out, "role readonly may not") {
 		t.Fatalf("readonly volume create: %v\n%s", err, out)
 	}
-	if _, e, code := svcRun(t, vars, "revoke", store.FormatSerial(tlsLeaf(t, daveDir).SerialNumber)); code != 0 {
+	if _, e, code := svcRun(t, vars, "revoke", pki.FormatSerial(tlsLeaf(t, daveDir).SerialNumber)); code != 0 {
 		t.Fatalf("revoke dave: %s", e)
 	}
 	revokedAt := time.Now()

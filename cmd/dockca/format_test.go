@@ -11,6 +11,7 @@ import (
 	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/golden"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -23,9 +24,9 @@ func TestFormatRows(t *testing.T) {
 	revokedAt := at.Add(time.Hour)
 	// Through ca.Entries, as ls builds them: UTC in --json too.
 	certs := ca.Entries([]*store.Certificate{
-		{Serial: "0a1b2c3d", Name: "alice", Kind: store.KindClient, Role: "readonly", NotBefore: at, NotAfter: at.AddDate(0, 0, 30),
+		{Serial: "0a1b2c3d", Name: "alice", Kind: pki.KindClient, Role: "readonly", NotBefore: at, NotAfter: at.AddDate(0, 0, 30),
 			IssuedAt: at, IssuedBy: "root", Fingerprint: "ff00"},
-		{Serial: "4e5f6071", Name: "docker1.example", Kind: store.KindDaemon, SANs: []string{"docker1", "10.0.0.1"}, NotBefore: at,
+		{Serial: "4e5f6071", Name: "docker1.example", Kind: pki.KindDaemon, SANs: []string{"docker1", "10.0.0.1"}, NotBefore: at,
 			NotAfter: at.AddDate(0, 0, 90), IssuedAt: at, IssuedBy: "root", Fingerprint: "ee11",
 			Revocation: &store.Revocation{RevokedAt: revokedAt, Reason: "key-compromise"}},
 	}, at, false)

@@ -12,8 +12,8 @@ import (
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/internal/api"
-	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -66,14 +66,14 @@ func (l *localCA) issue(ctx context.Context, r ca.Request) (*tlsbundle.Bundle, e
 }
 
 // IssueClient implements contexts.Issuer.
-func (l *localCA) IssueClient(ctx context.Context, client, role string, ttl time.Duration) (*contexts.Material, error) {
+func (l *localCA) IssueClient(ctx context.Context, client string, role pki.Role, ttl time.Duration) (*contexts.Material, error) {
 	return l.ReissueClient(ctx, "", client, role, ttl)
 }
 
 // ReissueClient implements contexts.Reissuer: a renewal at the local CA
 // records the certificate it replaces (from), which then shows as
 // superseded; from "" is a first issuance.
-func (l *localCA) ReissueClient(ctx context.Context, from, client, role string, ttl time.Duration) (*contexts.Material, error) {
+func (l *localCA) ReissueClient(ctx context.Context, from, client string, role pki.Role, ttl time.Duration) (*contexts.Material, error) {
 	groups := l.groups
 	if from != "" {
 		// A renewal keeps the scope of the certificate it replaces.
@@ -89,12 +89,12 @@ func (l *localCA) ReissueClient(ctx context.Context, from, client, role string, 
 			groups = old[0].Groups
 		}
 	}
-	b, err := l.issue(ctx, ca.Request{Kind: store.KindClient, Name: client, Role: role, Groups: groups, TTL: ttl, RenewedFrom: from})
+	b, err := l.issue(ctx, ca.Request{Kind: pki.KindClient, Name: client, Role: role, Groups: groups, TTL: ttl, RenewedFrom: from})
 	if err != nil {
 		return nil, err
 	}
 	if role == "" {
-		role = ca.RoleAdmin
+		role = pki.RoleAdmin
 	}
 	return &contexts.Material{Bundle: *b, Client: client, Role: role}, nil
 }
@@ -110,17 +110,17 @@ func (l *localCA) RevokeSuperseded(ctx context.Context, _ []string, old tlsbundl
 	if err != nil {
 		return err
 	}
-	reason, err := ca.ParseReason("superseded")
+	reason, err := pki.ParseReason("superseded")
 	if err != nil {
 		return err
 	}
-	_, err = adm.Revoke(ctx, []string{serial.Format(leaf.SerialNumber)}, reason)
+	_, err = adm.Revoke(ctx, []string{pki.FormatSerial(leaf.SerialNumber)}, reason)
 	return err
 }
 
 // IssueDaemon implements daemonsetup.Issuer.
 func (l *localCA) IssueDaemon(ctx context.Context, host string, sans []string, ttl time.Duration) (*tlsbundle.Bundle, error) {
-	return l.issue(ctx, ca.Request{Kind: store.KindDaemon, Name: host, SANs: sans, Groups: l.groups, TTL: ttl})
+	return l.issue(ctx, ca.Request{Kind: pki.KindDaemon, Name: host, SANs: sans, Groups: l.groups, TTL: ttl})
 }
 
 // CACertificate implements daemonsetup.Issuer without unlocking anything.
@@ -133,20 +133,20 @@ func (l *localCA) CACertificate(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ca.PEMCert(root), nil
+	return pki.PEMCert(root), nil
 }
 
 // Revoke implements contexts.Revoker: a removed context's certificate is
 // no longer in use.
 func (l *localCA) Revoke(ctx context.Context, serial string) error {
-	if _, err := store.ParseSerial(serial); err != nil {
+	if _, err := pki.ParseSerial(serial); err != nil {
 		return err
 	}
 	adm, err := l.admin()
 	if err != nil {
 		return err
 	}
-	_, err = adm.Revoke(ctx, []string{serial}, ca.Reason{Name: "cessation-of-operation", Code: 5})
+	_, err = adm.Revoke(ctx, []string{serial}, pki.Reason{Name: "cessation-of-operation", Code: 5})
 	return err
 }
 
@@ -156,7 +156,7 @@ func (l *localCA) Revoke(ctx context.Context, serial string) error {
 type revocationView struct{ adm admin.Admin }
 
 func (r revocationView) Revoked(ctx context.Context, serial string) (bool, error) {
-	if _, err := store.ParseSerial(serial); err != nil {
+	if _, err := pki.ParseSerial(serial); err != nil {
 		return false, err
 	}
 	entries, err := r.adm.Certificates(ctx, api.AdminCertificatesRequest{Arg: serial})

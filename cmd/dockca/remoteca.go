@@ -3,21 +3,18 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/contexts"
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/caurl"
 	"github.com/dockca/dockca/internal/tlsbundle"
-	"github.com/dockca/dockca/store"
+	"github.com/dockca/dockca/pki"
 )
 
 // remoteCA adapts a dockca CA service (dockca serve) to the interfaces of
@@ -31,13 +28,13 @@ type remoteCA struct {
 	caURLs      []string
 	fingerprint string
 	token       string
-	claims      *ca.TokenClaims
+	claims      *pki.TokenClaims
 	client      *enroll.Client
 }
 
 // newRemoteCA checks the token's shape and kind before anything is sent.
-func newRemoteCA(e *env, caURLs []string, fingerprint, token string, kind store.Kind) (*remoteCA, error) {
-	claims, err := ca.PeekToken(token)
+func newRemoteCA(e *env, caURLs []string, fingerprint, token string, kind pki.Kind) (*remoteCA, error) {
+	claims, err := pki.PeekToken(token)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +85,7 @@ func fingerprintFlag(usage string) *cli.StringFlag {
 
 // remoteFromFlags returns the service named by remoteFlags, or nil when
 // neither --ca-url nor --token was given (the local CA is meant).
-func remoteFromFlags(c *cli.Context, e *env, kind store.Kind) (*remoteCA, error) {
+func remoteFromFlags(c *cli.Context, e *env, kind pki.Kind) (*remoteCA, error) {
 	if !c.IsSet("ca-url") && !c.IsSet("token") {
 		return nil, nil
 	}
@@ -128,7 +125,7 @@ func bundleOf(res *enroll.Result) tlsbundle.Bundle {
 // IssueClient implements contexts.Issuer. The token decides the client
 // name, role and lifetime; the caller has already checked they agree with
 // what was asked for.
-func (r *remoteCA) IssueClient(ctx context.Context, client, role string, _ time.Duration) (*contexts.Material, error) {
+func (r *remoteCA) IssueClient(ctx context.Context, client string, role pki.Role, _ time.Duration) (*contexts.Material, error) {
 	if client != r.claims.Subject || (role != "" && role != r.claims.Dockca.Role) {
 		return nil, fmt.Errorf("the token is for client %q role %q, not %q role %q", r.claims.Subject, r.claims.Dockca.Role, client, role)
 	}
@@ -145,7 +142,7 @@ func (r *remoteCA) CACertificate(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ca.PEMCert(c.Root()), nil
+	return pki.PEMCert(c.Root()), nil
 }
 
 // IssueDaemon implements daemonsetup.Issuer; the certificate must name
@@ -159,7 +156,7 @@ func (r *remoteCA) IssueDaemon(ctx context.Context, host string, sans []string, 
 		return nil, fmt.Errorf("the service issued a certificate for %q, not %q (serial %s)", res.Resp.Name, host, res.Resp.Serial)
 	}
 	for _, s := range sans {
-		if !certCovers(res.Leaf, s) {
+		if !pki.Covers(res.Leaf, s) {
 			return nil, fmt.Errorf("the service's certificate %s does not cover %q: mint the token with --san %s", res.Resp.Serial, s, s)
 		}
 	}
@@ -173,7 +170,7 @@ func (r *remoteCA) Record(host string) (string, []byte, error) {
 	if r.client == nil {
 		return "", nil, errors.New("not connected to the service")
 	}
-	data, err := r.client.MetaFile(string(store.KindDaemon), host)
+	data, err := r.client.MetaFile(string(pki.KindDaemon), host)
 	return enroll.FileMeta, data, err
 }
 
@@ -188,17 +185,6 @@ func (r *remoteCA) VerifyHost(ctx context.Context, host string) error {
 		return fmt.Errorf("%s: %w; the token was not used", host, err)
 	}
 	return nil
-}
-
-func certCovers(c *x509.Certificate, name string) bool {
-	san, err := ca.ParseSAN(name)
-	if err != nil {
-		return false
-	}
-	if san.IP != nil {
-		return slices.ContainsFunc(c.IPAddresses, san.IP.Equal)
-	}
-	return slices.Contains(c.DNSNames, san.DNS)
 }
 
 // serviceRenewer renews contexts: those enrolled from a CA service there,
@@ -249,7 +235,7 @@ func revokedAtService(ctx context.Context, cache *enroll.CRLCache, caURLs []stri
 	if err != nil {
 		return false, err
 	}
-	n, err := store.ParseSerial(serial)
+	n, err := pki.ParseSerial(serial)
 	if err != nil {
 		return false, err
 	}

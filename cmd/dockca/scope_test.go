@@ -15,6 +15,7 @@ import (
 	"github.com/dockca/dockca/internal/dockerdtest"
 	"github.com/dockca/dockca/internal/golden"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
 
@@ -50,7 +51,7 @@ func leafFile(t *testing.T, path string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(ca.ScopeOf(leaf), ca.GroupsOf(leaf)...)
+	return append(pki.ScopeOf(leaf), pki.GroupsOf(leaf)...)
 }
 
 // --scope and --group on every command that issues: sign, context add
@@ -171,10 +172,10 @@ func TestScopeOnEveryIssuingCommand(t *testing.T) {
 func TestScopeTablesGolden(t *testing.T) {
 	at := time.Date(2026, 12, 1, 8, 30, 0, 0, time.UTC)
 	certs := ca.Entries([]*store.Certificate{
-		{Serial: "0a1b", Name: "dev", Kind: store.KindClient, Role: "operator", Groups: []string{"staging"}, NotAfter: at.AddDate(0, 0, 30)},
-		{Serial: "0c1d", Name: "ops", Kind: store.KindClient, Role: "operator", NotAfter: at.AddDate(0, 0, 30)},
-		{Serial: "4e5f", Name: "prod1.example", Kind: store.KindDaemon, Groups: []string{"prod"}, NotAfter: at.AddDate(0, 0, 90)},
-		{Serial: "6a7b", Name: "bare.example", Kind: store.KindDaemon, NotAfter: at.AddDate(0, 0, 90)},
+		{Serial: "0a1b", Name: "dev", Kind: pki.KindClient, Role: "operator", Groups: []string{"staging"}, NotAfter: at.AddDate(0, 0, 30)},
+		{Serial: "0c1d", Name: "ops", Kind: pki.KindClient, Role: "operator", NotAfter: at.AddDate(0, 0, 30)},
+		{Serial: "4e5f", Name: "prod1.example", Kind: pki.KindDaemon, Groups: []string{"prod"}, NotAfter: at.AddDate(0, 0, 90)},
+		{Serial: "6a7b", Name: "bare.example", Kind: pki.KindDaemon, NotAfter: at.AddDate(0, 0, 90)},
 	}, at, false)
 	var b bytes.Buffer
 	if err := ca.WriteList(&b, certs, false); err != nil {

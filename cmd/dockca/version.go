@@ -85,7 +85,7 @@ func writeVersion(w io.Writer, v versionInfo) {
 func init() {
 	// --version only: urfave's default alias -v is too easily meant as
 	// "verbose".
-	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print dockca's version and exit"}
+	cli.VersionFlag = &sharedBoolFlag{cli.BoolFlag{Name: "version", Usage: "print dockca's version and exit"}}
 	cli.VersionPrinter = func(c *cli.Context) { writeVersion(c.App.Writer, currentVersion()) }
 }
 

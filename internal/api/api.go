@@ -32,7 +32,11 @@
 //	PUT  /admin/v1/policy        AdminPolicyRequest -> the stored policy
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/dockca/dockca/pki"
+)
 
 // Paths of the HTTPS API.
 const (
@@ -105,7 +109,7 @@ type CertResponse struct {
 	Serial   string    `json:"serial"`
 	Kind     string    `json:"kind"`
 	Name     string    `json:"name"`
-	Role     string    `json:"role,omitempty"`
+	Role     pki.Role  `json:"role,omitempty"`
 	SANs     []string  `json:"sans,omitempty"`
 	Groups   []string  `json:"groups,omitempty"` // a daemon's groups or a client's scope
 	NotAfter time.Time `json:"not_after"`
@@ -144,7 +148,7 @@ const MsgTokenUsed = "the token has already been used"
 type TokenRequest struct {
 	Kind    string   `json:"kind"`
 	Name    string   `json:"name"`
-	Role    string   `json:"role,omitempty"`
+	Role    pki.Role `json:"role,omitempty"`
 	SANs    []string `json:"sans,omitempty"`
 	Groups  []string `json:"groups,omitempty"`   // a daemon's groups or a client's scope
 	CertTTL string   `json:"cert_ttl,omitempty"` // dockca duration: 30d, 12h
@@ -166,7 +170,7 @@ type TokenInfo struct {
 	ID        string     `json:"id"`
 	Kind      string     `json:"kind"`
 	Name      string     `json:"name"`
-	Role      string     `json:"role,omitempty"`
+	Role      pki.Role   `json:"role,omitempty"`
 	SANs      []string   `json:"sans,omitempty"`
 	Groups    []string   `json:"groups,omitempty"`
 	CertTTL   string     `json:"cert_ttl,omitempty"`
@@ -205,7 +209,7 @@ type AdminRevokeResponse struct {
 type AdminIssueRequest struct {
 	Kind       string   `json:"kind"`
 	Name       string   `json:"name"`
-	Role       string   `json:"role,omitempty"`
+	Role       pki.Role `json:"role,omitempty"`
 	SANs       []string `json:"sans,omitempty"`
 	Groups     []string `json:"groups,omitempty"` // a daemon's groups or a client's scope
 	TTLSeconds int64    `json:"ttl_seconds,omitempty"`
@@ -223,7 +227,7 @@ type AdminIssueRequest struct {
 type AdminIssueCheck struct {
 	Kind      string    `json:"kind"`
 	Name      string    `json:"name"`
-	Role      string    `json:"role,omitempty"`
+	Role      pki.Role  `json:"role,omitempty"`
 	SANs      []string  `json:"sans,omitempty"`
 	Groups    []string  `json:"groups,omitempty"`
 	NotBefore time.Time `json:"not_before"`
@@ -261,7 +265,7 @@ type AccessEntry struct {
 	ClientSerial string `json:"client_serial"`
 	// Role is the role that applies on that daemon (the stored policy's
 	// group_roles may narrow the certificate's role there).
-	Role         string    `json:"role"`
+	Role         pki.Role  `json:"role"`
 	Daemon       string    `json:"daemon"`
 	DaemonSerial string    `json:"daemon_serial"`
 	Groups       []string  `json:"groups"`  // the daemon's; [] for none

@@ -9,23 +9,23 @@ package caurl
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // ErrInvalid marks a URL or list that is not acceptable.
 var ErrInvalid = errors.New("invalid CA URL")
 
-// Normalize checks a service base URL (https, a host, nothing else) and
-// returns it as https://HOST[:PORT].
+// Normalize checks a service base URL (https, a host, nothing else: the
+// rule is pki.NormalizeCAURL's) and returns it as https://HOST[:PORT].
 func Normalize(s string) (string, error) {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.Hostname() == "" ||
-		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	u, err := pki.NormalizeCAURL(s)
+	if err != nil {
 		return "", fmt.Errorf("%w: %q must look like https://ca.example:8443", ErrInvalid, s)
 	}
-	return "https://" + u.Host, nil
+	return u, nil
 }
 
 // Parse parses one or more base URLs separated by commas (spaces around

@@ -243,7 +243,7 @@ func dockcaStored(cfg store.Config, okAnswers int) error {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	certs, err := st.List(ctx, store.Filter{Kind: store.KindClient})
+	certs, err := st.List(ctx, store.Filter{Kind: "client"})
 	if err != nil {
 		return err
 	}

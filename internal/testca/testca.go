@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/contexts"
-	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 // CA is a root and an intermediate kept in memory.
@@ -82,11 +82,11 @@ func newCA() (*CA, error) {
 	}
 	inter, _ := x509.ParseCertificate(interDER)
 	return &CA{
-		RootPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}),
+		RootPEM:  pki.PEMDER(rootDER),
 		root:     root,
 		inter:    inter,
 		interKey: interKey,
-		interPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: interDER}),
+		interPEM: pki.PEMDER(interDER),
 		revoked:  map[string]bool{},
 		now:      time.Now,
 	}, nil
@@ -138,12 +138,12 @@ func (c *CA) Issue(r Request) (*tlsbundle.Bundle, error) {
 	c.mu.Lock()
 	c.issued++
 	c.mu.Unlock()
-	cert := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), c.interPEM...)
+	cert := append(pki.PEMDER(der), c.interPEM...)
 	return &tlsbundle.Bundle{
 		CA:       append([]byte(nil), c.RootPEM...),
 		Cert:     cert,
 		Key:      pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-		Serial:   serial.Format(sn),
+		Serial:   pki.FormatSerial(sn),
 		NotAfter: tmpl.NotAfter,
 	}, nil
 }
@@ -180,8 +180,8 @@ func (c *CA) SetClock(now func() time.Time) { c.now = now }
 // define for the core CA, so tests can hand a *CA to either.
 
 // IssueClient implements contexts.Issuer.
-func (c *CA) IssueClient(_ context.Context, client, role string, ttl time.Duration) (*contexts.Material, error) {
-	b, err := c.Issue(Request{CommonName: client, Role: role, Usage: x509.ExtKeyUsageClientAuth, TTL: ttl})
+func (c *CA) IssueClient(_ context.Context, client string, role pki.Role, ttl time.Duration) (*contexts.Material, error) {
+	b, err := c.Issue(Request{CommonName: client, Role: string(role), Usage: x509.ExtKeyUsageClientAuth, TTL: ttl})
 	if err != nil {
 		return nil, err
 	}

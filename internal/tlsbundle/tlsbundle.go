@@ -11,17 +11,15 @@
 package tlsbundle
 
 import (
-	"github.com/dockca/dockca/internal/serial"
-
 	"bytes"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dockca/dockca/pki"
 )
 
 // Bundle is PEM material for one TLS identity.
@@ -76,8 +74,8 @@ func (b *Bundle) Check(now time.Time, usage x509.ExtKeyUsage) (*x509.Certificate
 	}); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if b.Serial != "" && b.Serial != serial.Format(leaf.SerialNumber) {
-		return nil, fmt.Errorf("%w: serial %s does not match the certificate (%s)", ErrInvalid, b.Serial, serial.Format(leaf.SerialNumber))
+	if b.Serial != "" && b.Serial != pki.FormatSerial(leaf.SerialNumber) {
+		return nil, fmt.Errorf("%w: serial %s does not match the certificate (%s)", ErrInvalid, b.Serial, pki.FormatSerial(leaf.SerialNumber))
 	}
 	if !b.NotAfter.IsZero() && !b.NotAfter.Equal(leaf.NotAfter) {
 		return nil, fmt.Errorf("%w: not-after %s does not match the certificate (%s)", ErrInvalid, b.NotAfter, leaf.NotAfter)
@@ -88,7 +86,7 @@ func (b *Bundle) Check(now time.Time, usage x509.ExtKeyUsage) (*x509.Certificate
 // Leaf parses the first certificate of a PEM chain.
 func Leaf(certPEM []byte) (*x509.Certificate, error) {
 	block, _ := pem.Decode(certPEM)
-	if block == nil || block.Type != "CERTIFICATE" {
+	if block == nil || block.Type != pki.PEMTypeCertificate {
 		return nil, fmt.Errorf("%w: no certificate PEM block", ErrInvalid)
 	}
 	c, err := x509.ParseCertificate(block.Bytes)
@@ -105,14 +103,6 @@ func SameCA(a, b []byte) bool {
 	ca, errA := Leaf(a)
 	cb, errB := Leaf(b)
 	return errA == nil && errB == nil && bytes.Equal(ca.Raw, cb.Raw)
-}
-
-// Fingerprint is the SHA-256 of a certificate's DER, 64 lowercase hex
-// digits, as `openssl x509 -fingerprint -sha256` prints it without colons.
-// It is how a root is pinned everywhere in dockca.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return hex.EncodeToString(sum[:])
 }
 
 // Due reports whether a certificate valid from notBefore to notAfter is

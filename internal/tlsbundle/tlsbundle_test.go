@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockca/dockca/internal/serial"
 	"github.com/dockca/dockca/internal/testca"
 	"github.com/dockca/dockca/internal/tlsbundle"
+	"github.com/dockca/dockca/pki"
 )
 
 func TestCheck(t *testing.T) {
@@ -23,7 +23,7 @@ func TestCheck(t *testing.T) {
 		return *b
 	}
 	good := issue(ca, x509.ExtKeyUsageClientAuth)
-	if leaf, err := good.Check(time.Now(), x509.ExtKeyUsageClientAuth); err != nil || serial.Format(leaf.SerialNumber) != good.Serial {
+	if leaf, err := good.Check(time.Now(), x509.ExtKeyUsageClientAuth); err != nil || pki.FormatSerial(leaf.SerialNumber) != good.Serial {
 		t.Fatalf("good bundle: %v", err)
 	}
 	mismatched := good

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 	"github.com/dockca/dockca/store/kv"
 )
@@ -28,9 +29,9 @@ import (
 // cleanup).
 type Opener func(t testing.TB) *store.Store
 
-func rec(serial int64, name string, kind store.Kind, notAfter time.Time) *store.Certificate {
+func rec(serial int64, name string, kind pki.Kind, notAfter time.Time) *store.Certificate {
 	return &store.Certificate{
-		Serial: store.FormatSerial(big.NewInt(serial)), Name: name, Kind: kind, Role: "admin",
+		Serial: pki.FormatSerial(big.NewInt(serial)), Name: name, Kind: kind, Role: "admin",
 		NotBefore: notAfter.Add(-time.Hour), NotAfter: notAfter, IssuedAt: time.Unix(serial, 0).UTC(), DER: []byte{1, 2, 3},
 	}
 }
@@ -68,11 +69,11 @@ func Run(t *testing.T, open Opener) {
 	t.Run("SerialStoredOnce", func(t *testing.T) {
 		s := open(t)
 		now := time.Now()
-		c := rec(7, "alice", store.KindClient, now.Add(time.Hour))
+		c := rec(7, "alice", pki.KindClient, now.Add(time.Hour))
 		if err := s.PutCertificate(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		other := rec(7, "mallory", store.KindClient, now.Add(time.Hour))
+		other := rec(7, "mallory", pki.KindClient, now.Add(time.Hour))
 		if err := s.PutCertificate(ctx, other); err == nil {
 			t.Fatal("a second record under the same serial was stored")
 		}
@@ -90,7 +91,7 @@ func Run(t *testing.T, open Opener) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if s.PutCertificate(ctx, rec(9, fmt.Sprintf("n%d", i), store.KindClient, now.Add(time.Hour))) == nil {
+				if s.PutCertificate(ctx, rec(9, fmt.Sprintf("n%d", i), pki.KindClient, now.Add(time.Hour))) == nil {
 					wins.Add(1)
 				}
 			}()
@@ -115,7 +116,7 @@ func Run(t *testing.T, open Opener) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c := rec(int64(100+i), "host", store.KindDaemon, now.Add(time.Hour))
+				c := rec(int64(100+i), "host", pki.KindDaemon, now.Add(time.Hour))
 				c.TokenID = "tok-1"
 				err := s.PutCertificate(ctx, c)
 				switch {
@@ -146,11 +147,11 @@ func Run(t *testing.T, open Opener) {
 	t.Run("RenewalRefusedAfterRevocation", func(t *testing.T) {
 		s := open(t)
 		now := time.Now()
-		src := rec(20, "bob", store.KindClient, now.Add(time.Hour))
+		src := rec(20, "bob", pki.KindClient, now.Add(time.Hour))
 		if err := s.PutCertificate(ctx, src); err != nil {
 			t.Fatal(err)
 		}
-		ok := rec(21, "bob", store.KindClient, now.Add(2*time.Hour))
+		ok := rec(21, "bob", pki.KindClient, now.Add(2*time.Hour))
 		ok.RenewedFrom = src.Serial
 		if err := s.PutCertificate(ctx, ok); err != nil {
 			t.Fatal(err)
@@ -164,7 +165,7 @@ func Run(t *testing.T, open Opener) {
 		if err := s.Revoke(ctx, big.NewInt(20), &store.Revocation{ReasonCode: 1, Reason: "key-compromise", RevokedAt: now}); err != nil {
 			t.Fatal(err)
 		}
-		late := rec(22, "bob", store.KindClient, now.Add(2*time.Hour))
+		late := rec(22, "bob", pki.KindClient, now.Add(2*time.Hour))
 		late.RenewedFrom = src.Serial
 		if err := s.PutCertificate(ctx, late); !errors.Is(err, store.ErrRenewedFromRevoked) {
 			t.Fatalf("renewal of a revoked certificate = %v, want ErrRenewedFromRevoked", err)
@@ -174,7 +175,7 @@ func Run(t *testing.T, open Opener) {
 		}
 		// Raced: revocation against many renewals; every renewal that
 		// was stored was stored before the revocation.
-		src2 := rec(30, "carol", store.KindClient, now.Add(time.Hour))
+		src2 := rec(30, "carol", pki.KindClient, now.Add(time.Hour))
 		if err := s.PutCertificate(ctx, src2); err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +184,7 @@ func Run(t *testing.T, open Opener) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := rec(int64(31+i), "carol", store.KindClient, now.Add(2*time.Hour))
+				r := rec(int64(31+i), "carol", pki.KindClient, now.Add(2*time.Hour))
 				r.RenewedFrom = src2.Serial
 				err := s.PutCertificate(ctx, r)
 				if err != nil && !errors.Is(err, store.ErrRenewedFromRevoked) {
@@ -209,7 +210,7 @@ func Run(t *testing.T, open Opener) {
 		if r, err := s.Revocation(ctx, big.NewInt(30)); err != nil || r == nil {
 			t.Fatalf("revocation of 30 = %v, %v", r, err)
 		}
-		late2 := rec(99, "carol", store.KindClient, now.Add(2*time.Hour))
+		late2 := rec(99, "carol", pki.KindClient, now.Add(2*time.Hour))
 		late2.RenewedFrom = src2.Serial
 		if err := s.PutCertificate(ctx, late2); !errors.Is(err, store.ErrRenewedFromRevoked) {
 			t.Fatalf("renewal after the race = %v", err)
@@ -223,7 +224,7 @@ func Run(t *testing.T, open Opener) {
 		s := open(t)
 		now := time.Now()
 		for i := int64(1); i <= 3; i++ {
-			if err := s.PutCertificate(ctx, rec(i, "c", store.KindClient, now.Add(time.Hour))); err != nil {
+			if err := s.PutCertificate(ctx, rec(i, "c", pki.KindClient, now.Add(time.Hour))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -349,7 +350,7 @@ func Run(t *testing.T, open Opener) {
 		s := open(t)
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if err := s.PutCertificate(cctx, rec(1, "x", store.KindClient, time.Now().Add(time.Hour))); !errors.Is(err, context.Canceled) {
+		if err := s.PutCertificate(cctx, rec(1, "x", pki.KindClient, time.Now().Add(time.Hour))); !errors.Is(err, context.Canceled) {
 			t.Fatalf("PutCertificate with a cancelled context = %v", err)
 		}
 		if _, err := s.Certificate(ctx, big.NewInt(1)); !errors.Is(err, store.ErrNotFound) {
@@ -402,9 +403,9 @@ func Run(t *testing.T, open Opener) {
 			if i <= 5 {
 				na = now.Add(-time.Duration(i) * time.Hour) // expired
 			}
-			kind := store.KindClient
+			kind := pki.KindClient
 			if i%2 == 0 {
-				kind = store.KindDaemon
+				kind = pki.KindDaemon
 			}
 			if err := s.PutCertificate(ctx, rec(i, fmt.Sprintf("n%d", i%4), kind, na)); err != nil {
 				t.Fatal(err)
@@ -427,14 +428,14 @@ func Run(t *testing.T, open Opener) {
 		if n := count(store.Filter{ExpiringWithin: 10 * 24 * time.Hour}); n != 5 {
 			t.Errorf("expiring within 10 days = %d, want 5 (days 6..10)", n)
 		}
-		if n := count(store.Filter{Kind: store.KindDaemon}); n != 15 {
+		if n := count(store.Filter{Kind: pki.KindDaemon}); n != 15 {
 			t.Errorf("daemons = %d, want 15", n)
 		}
 		byName, err := s.CertificatesByName(ctx, "n1")
 		if err != nil || len(byName) != 8 {
 			t.Errorf("CertificatesByName(n1) = %d, %v; want 8", len(byName), err)
 		}
-		if cs, err := s.Resolve(ctx, store.FormatSerial(big.NewInt(17)), false, now); err != nil || len(cs) != 1 {
+		if cs, err := s.Resolve(ctx, pki.FormatSerial(big.NewInt(17)), false, now); err != nil || len(cs) != 1 {
 			t.Errorf("Resolve(serial 17) = %v, %v", cs, err)
 		}
 		res, err := s.Check(ctx)

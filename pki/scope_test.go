@@ -1,4 +1,4 @@
-package scope
+package pki
 
 import (
 	"crypto/x509"

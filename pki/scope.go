@@ -1,20 +1,20 @@
-// Package scope is the one definition of how dockca certificates carry
-// where they are used: a daemon certificate its groups, a client
-// certificate its scope (the groups whose daemons it may reach), both as
-// URI subject alternative names that openssl shows:
+package pki
+
+// Groups and scope: how dockca certificates carry where they are used: a
+// daemon certificate its groups, a client certificate its scope (the
+// groups whose daemons it may reach), both as URI subject alternative
+// names that openssl shows:
 //
 //	daemon: URI:urn:dockca:group:prod
 //	client: URI:urn:dockca:scope:staging, URI:urn:dockca:scope:prod
 //
 // A client certificate without a scope reaches every daemon: that is what
-// every certificate issued before scopes existed means. The package is
-// below both the authority (package ca, which writes them) and the
-// client-side packages (daemonsetup, which checks an installed
-// certificate), so that neither needs the other.
-package scope
+// every certificate issued before scopes existed means.
 
 import (
 	"crypto/x509"
+	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,16 +26,54 @@ const (
 	GroupURNPrefix = "urn:dockca:group:"
 )
 
-// NameRE is what a group name may be.
-var NameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+// GroupNameRE is what a group name may be.
+var GroupNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
-// URIs are the URI SANs that carry groups under prefix.
-func URIs(prefix string, groups []string) []string {
-	out := make([]string, len(groups))
-	for i, g := range groups {
-		out[i] = prefix + g
+// GroupURIs are the URI SANs that carry groups under prefix.
+func GroupURIs(prefix string, groups []string) ([]*url.URL, error) {
+	var out []*url.URL
+	for _, g := range groups {
+		u, err := url.Parse(prefix + g)
+		if err != nil {
+			return nil, fmt.Errorf("group URI %q: %w", prefix+g, err)
+		}
+		out = append(out, u)
 	}
-	return out
+	return out, nil
+}
+
+// CheckGroupName validates one group name (a --group or --scope value).
+func CheckGroupName(g string) error {
+	if !GroupNameRE.MatchString(g) {
+		return fmt.Errorf("group %q is not a group name (lowercase letters, digits and . _ -, starting with a letter or digit, at most 63 characters): %w", g, ErrPolicy)
+	}
+	return nil
+}
+
+// NormalizeGroups validates groups and returns them sorted without
+// duplicates (nil for none), the form certificates and records carry.
+func NormalizeGroups(groups []string) ([]string, error) {
+	if len(groups) == 0 {
+		return nil, nil
+	}
+	out := make([]string, 0, len(groups))
+	for _, g := range groups {
+		if err := CheckGroupName(g); err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// DescribeScope renders a client's scope for people: "all daemons" for
+// an unscoped certificate.
+func DescribeScope(s []string) string {
+	if len(s) == 0 {
+		return "all daemons"
+	}
+	return strings.Join(s, ",")
 }
 
 // withPrefix returns the names under prefix. A malformed name (dockca
