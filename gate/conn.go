@@ -40,6 +40,7 @@ import (
 
 const (
 	handshakeTimeout = 30 * time.Second
+	headTimeout      = 30 * time.Second
 	idleTimeout      = 5 * time.Minute
 	// maxFastHead bounds the request head the fast path reads; a longer
 	// one (large X-Registry-Auth headers, say) goes to net/http, which
@@ -175,7 +176,7 @@ func (g *Gate) serveConn(ctx context.Context, raw net.Conn, cfg *tls.Config, h *
 			return
 		}
 		_ = tc.SetReadDeadline(time.Now().Add(idleTimeout))
-		head, err := peekHead(c.br)
+		head, err := peekHead(c.br, func() { _ = tc.SetReadDeadline(time.Now().Add(headTimeout)) })
 		c.state.Store(connBusy)
 		if err != nil && !errors.Is(err, errHeadTooLong) {
 			return // the client went away or stayed silent
@@ -253,8 +254,10 @@ var (
 )
 
 // peekHead waits until the buffer holds a whole request head and returns
-// it, without consuming it.
-func peekHead(br *bufio.Reader) ([]byte, error) {
+// it, without consuming it. partial is called once if the head's first
+// bytes arrived without the rest (the client then has headTimeout, as
+// with net/http's ReadHeaderTimeout, instead of the idle timeout).
+func peekHead(br *bufio.Reader, partial func()) ([]byte, error) {
 	n := 1
 	for {
 		if _, err := br.Peek(n); err != nil {
@@ -266,6 +269,9 @@ func peekHead(br *bufio.Reader) ([]byte, error) {
 		}
 		if len(buf) >= br.Size() {
 			return nil, errHeadTooLong
+		}
+		if n == 1 && partial != nil {
+			partial()
 		}
 		n = len(buf) + 1
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // TestFastEligible: the gate's own path takes only plain HTTP/1.1 GET and
@@ -37,7 +38,7 @@ func TestFastEligible(t *testing.T) {
 		for _, eol := range []string{"\r\n", "\n"} {
 			head := strings.ReplaceAll(c.head, "\n", eol)
 			br := bufio.NewReaderSize(strings.NewReader(head+"GET /next"), 4096)
-			got, err := peekHead(br)
+			got, err := peekHead(br, nil)
 			if err != nil || string(got) != head {
 				t.Fatalf("%q: peekHead %q, %v", head, got, err)
 			}
@@ -60,10 +61,22 @@ func TestFastEligible(t *testing.T) {
 func TestPeekHeadTooLong(t *testing.T) {
 	head := "GET / HTTP/1.1\r\nHost: docker\r\nX-Registry-Auth: " + strings.Repeat("a", maxFastHead) + "\r\n\r\n"
 	br := bufio.NewReaderSize(strings.NewReader(head), maxFastHead)
-	if _, err := peekHead(br); err != errHeadTooLong {
+	if _, err := peekHead(br, nil); err != errHeadTooLong {
 		t.Fatalf("peekHead: %v, want errHeadTooLong", err)
 	}
 	if br.Buffered() != maxFastHead {
 		t.Fatalf("%d bytes buffered, want all %d still unread", br.Buffered(), maxFastHead)
+	}
+}
+
+// TestPeekHeadPartial: a head that arrives in pieces is assembled, and the
+// header timeout is armed once, when its first bytes came alone.
+func TestPeekHeadPartial(t *testing.T) {
+	head := "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"
+	br := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(head+"GET /next")), 4096)
+	calls := 0
+	got, err := peekHead(br, func() { calls++ })
+	if err != nil || string(got) != head || calls != 1 {
+		t.Fatalf("peekHead: %q, %v, partial called %d times", got, err, calls)
 	}
 }

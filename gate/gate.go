@@ -198,7 +198,7 @@ func (g *Gate) Serve(ctx context.Context) error {
 	go g.a.RunPolicyReload(ctx, g.o.Authz.PolicyReload, g.o.Authz.PolicyEvery, g.log)
 	cfg := g.TLSConfig()
 	h := newHandoff(ln.Addr())
-	srv := &http.Server{Handler: g, ReadHeaderTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: g, ReadHeaderTimeout: headTimeout,
 		IdleTimeout: idleTimeout, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		ConnContext: withConnState}
 	serveErr := make(chan error, 2)
