@@ -36,6 +36,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dockca/dockca/authz"
@@ -81,6 +84,10 @@ type Gate struct {
 	backend *http.Transport
 	pool    backendPool
 	log     *slog.Logger
+
+	connsMu sync.Mutex
+	conns   map[*clientConn]struct{} // connections on the fast path
+	closing atomic.Bool
 }
 
 // New checks the options, loads the certificate and builds the gate.
@@ -190,28 +197,66 @@ func (g *Gate) Serve(ctx context.Context) error {
 		go func() { runErr <- r.Run(ctx) }()
 	}
 	go g.a.RunPolicyReload(ctx, g.o.Authz.PolicyReload, g.o.Authz.PolicyEvery, g.log)
-	srv := &http.Server{Handler: g, TLSConfig: g.TLSConfig(), ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	cfg := g.TLSConfig()
+	h := newHandoff(ln.Addr())
+	srv := &http.Server{Handler: g, ReadHeaderTimeout: headTimeout,
+		IdleTimeout: idleTimeout, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		ConnContext: withConnState}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve(h) }()
+	go func() { serveErr <- g.accept(ctx, ln, cfg, h) }()
 	select {
 	case err := <-serveErr:
+		ln.Close()
+		_ = srv.Close()
+		g.shutdownConns(0)
 		return fmt.Errorf("gate: %w", err)
 	case err := <-runErr:
 		if err != nil && ctx.Err() == nil {
+			ln.Close()
 			_ = srv.Close()
+			g.shutdownConns(0)
 			return fmt.Errorf("gate: revocation refresher stopped: %w", err)
 		}
 		<-ctx.Done()
 	case <-ctx.Done():
 	}
+	ln.Close()
 	shutdown, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
+	done := make(chan struct{})
+	go func() { g.shutdownConns(10 * time.Second); close(done) }()
 	_ = srv.Shutdown(shutdown) // hijacked streams are not waited for
+	<-done
 	g.backend.CloseIdleConnections()
 	g.pool.closeIdle()
 	return nil
+}
+
+// accept runs the listener: each connection's handshake and fast path in
+// a goroutine of its own (see conn.go).
+func (g *Gate) accept(ctx context.Context, ln net.Listener, cfg *tls.Config, h *handoff) error {
+	var backoff time.Duration
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || g.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+				errors.Is(err, syscall.ECONNABORTED) {
+				// Out of descriptors, say: wait as net/http's server does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				g.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		backoff = 0
+		go g.serveConn(ctx, raw, cfg, h)
+	}
 }
 
 // significant are the headers whose repetition could make dockerd read a
@@ -219,58 +264,17 @@ func (g *Gate) Serve(ctx context.Context) error {
 var significant = []string{"Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding",
 	"Connection", "Upgrade", "Host", "X-Registry-Auth", "X-Registry-Config", "Expect"}
 
-// ServeHTTP judges and forwards one request.
+// ServeHTTP judges and forwards one request that the fast path handed to
+// net/http's server (see conn.go).
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	for _, h := range significant {
-		if len(r.Header.Values(h)) > 1 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("dockca gate: the header %s is repeated; it is refused, since dockerd and the gate could read it differently", h))
-			return
-		}
-	}
-	if len(r.TransferEncoding) > 1 || r.Header.Get("Content-Encoding") != "" {
-		writeError(w, http.StatusBadRequest, "dockca gate: encoded request bodies are refused (dockerd does not decode them)")
-		return
-	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+	cs, _ := r.Context().Value(connKey{}).(*connState)
+	if cs == nil {
 		writeError(w, http.StatusForbidden, "dockca gate: a client certificate is required")
 		return
 	}
-	u, err := url.ParseRequestURI(r.RequestURI)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "dockca gate: the request URI cannot be parsed")
-		return
-	}
-	stream := streamsBody(r.Method, apiPath(u.Path))
-	req := &authz.Request{User: r.TLS.PeerCertificates[0].Subject.CommonName, UserAuthNMethod: "TLS",
-		RequestMethod: r.Method, RequestURI: r.RequestURI, RequestPeerCertificates: peerPEM(r),
-		RequestHeaders: flatHeaders(r.Header), FrontDoor: true}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("dockca gate: the Content-Type %q cannot be parsed", ct))
-			return
-		}
-		req.RequestHeaders["Content-Type"] = mt
-	}
-	if !stream && r.Body != nil && r.ContentLength != 0 {
-		body, err := io.ReadAll(io.LimitReader(r.Body, MaxJudgedBody+1))
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "dockca gate: the request body could not be read")
-			return
-		}
-		if len(body) > MaxJudgedBody {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("dockca gate: a %s %s body over %d bytes is refused (it decides what dockerd does, and is judged whole)", r.Method, u.Path, MaxJudgedBody))
-			return
-		}
-		req.RequestBody = body
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		r.TransferEncoding = nil
-		r.Header.Set("Content-Length", fmt.Sprint(len(body)))
-	}
-	d := g.a.Decide(r.Context(), req)
-	if !d.Allow {
-		writeError(w, http.StatusForbidden, "authorization denied by dockca gate: "+d.Msg)
+	r.TLS = &cs.tls
+	if status, msg := g.judge(r.Context(), r, cs); status != 0 {
+		writeError(w, status, msg)
 		return
 	}
 	switch {
@@ -283,6 +287,57 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		g.proxy.ServeHTTP(w, r)
 	}
+}
+
+// judge decides one request as parsed, on either path: a status and a
+// message to refuse it with, or 0 to forward it. A body that decides is
+// read whole here and put back as exactly the bytes judged.
+func (g *Gate) judge(ctx context.Context, r *http.Request, cs *connState) (int, string) {
+	for _, h := range significant {
+		if len(r.Header.Values(h)) > 1 {
+			return http.StatusBadRequest, fmt.Sprintf("dockca gate: the header %s is repeated; it is refused, since dockerd and the gate could read it differently", h)
+		}
+	}
+	if len(r.TransferEncoding) > 1 || r.Header.Get("Content-Encoding") != "" {
+		return http.StatusBadRequest, "dockca gate: encoded request bodies are refused (dockerd does not decode them)"
+	}
+	if len(cs.tls.PeerCertificates) == 0 {
+		return http.StatusForbidden, "dockca gate: a client certificate is required"
+	}
+	u, err := url.ParseRequestURI(r.RequestURI)
+	if err != nil {
+		return http.StatusBadRequest, "dockca gate: the request URI cannot be parsed"
+	}
+	stream := streamsBody(r.Method, apiPath(u.Path))
+	req := &authz.Request{User: cs.tls.PeerCertificates[0].Subject.CommonName, UserAuthNMethod: "TLS",
+		RequestMethod: r.Method, RequestURI: r.RequestURI, RequestPeerCertificates: cs.pem,
+		RequestHeaders: flatHeaders(r.Header), FrontDoor: true}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil {
+			return http.StatusBadRequest, fmt.Sprintf("dockca gate: the Content-Type %q cannot be parsed", ct)
+		}
+		req.RequestHeaders["Content-Type"] = mt
+	}
+	if !stream && r.Body != nil && r.ContentLength != 0 {
+		body, err := io.ReadAll(io.LimitReader(r.Body, MaxJudgedBody+1))
+		if err != nil {
+			return http.StatusBadRequest, "dockca gate: the request body could not be read"
+		}
+		if len(body) > MaxJudgedBody {
+			return http.StatusRequestEntityTooLarge, fmt.Sprintf("dockca gate: a %s %s body over %d bytes is refused (it decides what dockerd does, and is judged whole)", r.Method, u.Path, MaxJudgedBody)
+		}
+		req.RequestBody = body
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		r.TransferEncoding = nil
+		r.Header.Set("Content-Length", fmt.Sprint(len(body)))
+	}
+	d := g.a.Decide(ctx, req)
+	if !d.Allow {
+		return http.StatusForbidden, "authorization denied by dockca gate: " + d.Msg
+	}
+	return 0, ""
 }
 
 // apiPath strips the /vX.Y prefix.
@@ -338,29 +393,4 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
-}
-
-type connKey struct{}
-
-// connState remembers the PEM form of a connection's peer chain, so that it
-// is encoded once per connection, not once per request.
-type connState struct{ pem [][]byte }
-
-func withConnState(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, &connState{})
-}
-
-func peerPEM(r *http.Request) [][]byte {
-	cs, _ := r.Context().Value(connKey{}).(*connState)
-	if cs != nil && cs.pem != nil {
-		return cs.pem
-	}
-	out := make([][]byte, 0, len(r.TLS.PeerCertificates))
-	for _, c := range r.TLS.PeerCertificates {
-		out = append(out, pki.PEMCert(c))
-	}
-	if cs != nil {
-		cs.pem = out // one request at a time per HTTP/1.1 connection
-	}
-	return out
 }

@@ -122,22 +122,30 @@ var relayBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &
 // writeResponseHead writes the status line and headers of resp.
 func writeResponseHead(w io.Writer, resp *http.Response) error {
 	bw := bufio.NewWriter(w)
+	if err := writeHead(bw, resp); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// writeHead buffers the status line and headers of resp.
+func writeHead(bw *bufio.Writer, resp *http.Response) error {
 	text := resp.Status
 	if text == "" {
 		text = http.StatusText(resp.StatusCode)
 	} else if i := strings.IndexByte(text, ' '); i >= 0 {
 		text = text[i+1:]
 	}
-	if _, err := bw.WriteString("HTTP/1.1 " + strconv.Itoa(resp.StatusCode) + " " + text + "\r\n"); err != nil {
-		return err
-	}
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(resp.StatusCode))
+	bw.WriteByte(' ')
+	bw.WriteString(text)
+	bw.WriteString("\r\n")
 	if err := resp.Header.Write(bw); err != nil {
 		return err
 	}
-	if _, err := bw.WriteString("\r\n"); err != nil {
-		return err
-	}
-	return bw.Flush()
+	_, err := bw.WriteString("\r\n")
+	return err
 }
 
 // closeWrite ends one direction of a stream: a TLS close_notify or a TCP or

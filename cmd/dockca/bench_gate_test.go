@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,27 +70,71 @@ func TestGateThroughput(t *testing.T) {
 	withPlugin := dockerdtest.Start(t, o)
 
 	client := mtlsClient(t, filepath.Join(dir, "ada"), 8)
-	setups := []struct{ name, addr string }{{"dockerd TLS", direct.Addr}, {"gate", gateAddr}, {"dockerd + plugin", withPlugin.Addr}}
+	// CPU time is read per process from /proc, so that what each hop costs
+	// is visible: the client (this process), the gate, each dockerd, the
+	// plugin.
+	procs := map[string]int{"client": os.Getpid(), "gate": gate.Process.Pid, "plugin": plugin.Process.Pid,
+		"dockerd": direct.Pid(), "dockerd (plugin)": withPlugin.Pid()}
+	setups := []struct {
+		name, addr string
+		procs      []string
+	}{
+		{"dockerd TLS", direct.Addr, []string{"client", "dockerd"}},
+		{"gate", gateAddr, []string{"client", "gate", "dockerd"}},
+		{"dockerd + plugin", withPlugin.Addr, []string{"client", "dockerd (plugin)", "plugin"}},
+	}
+	rounds, window := benchRounds(t)
 	for _, loops := range []int{1, 4} {
-		rate := map[string]float64{}
+		rates := map[string][]float64{}
 		lat := map[string][]time.Duration{}
-		for round := 0; round < 4; round++ {
+		cpu := map[string]map[string]time.Duration{}
+		reqs := map[string]float64{}
+		for round := 0; round < rounds; round++ {
 			for _, s := range setups {
-				n, l := loop(t, client, s.addr, loops, 2*time.Second)
-				rate[s.name] += n / 4
+				before := cpuTimes(t, procs, s.procs)
+				n, l := loop(t, client, s.addr, loops, window)
+				after := cpuTimes(t, procs, s.procs)
+				rates[s.name] = append(rates[s.name], n)
 				lat[s.name] = append(lat[s.name], l...)
+				reqs[s.name] += float64(len(l))
+				if cpu[s.name] == nil {
+					cpu[s.name] = map[string]time.Duration{}
+				}
+				for p := range after {
+					cpu[s.name][p] += after[p] - before[p]
+				}
 			}
 		}
 		for _, s := range setups {
 			slices.Sort(lat[s.name])
 		}
 		q := func(s string, f float64) time.Duration { return lat[s][int(f*float64(len(lat[s])-1))] }
-		t.Logf("GET /containers/json, %d loop(s): dockerd TLS %.0f req/s (p50 %s, p99 %s); gate %.0f req/s (p50 %s, p99 %s); dockerd + plugin %.0f req/s (p50 %s, p99 %s)",
-			loops, rate["dockerd TLS"], q("dockerd TLS", .5), q("dockerd TLS", .99), rate["gate"], q("gate", .5), q("gate", .99),
-			rate["dockerd + plugin"], q("dockerd + plugin", .5), q("dockerd + plugin", .99))
-		t.Logf("  gate / dockerd TLS %.2f (target >= 0.9); gate / dockerd + plugin %.2f (target >= 3); added latency p50 %s, p99 %s (target p99 <= 1ms)",
-			rate["gate"]/rate["dockerd TLS"], rate["gate"]/rate["dockerd + plugin"],
-			q("gate", .5)-q("dockerd TLS", .5), q("gate", .99)-q("dockerd TLS", .99))
+		ratio := func(a, b string) []float64 {
+			var r []float64
+			for i := range rates[a] {
+				r = append(r, rates[a][i]/rates[b][i])
+			}
+			return r
+		}
+		t.Logf("GET /containers/json, %d loop(s), %d rounds of %s each, interleaved (median req/s [min-max]; p50, p99 over all rounds; CPU µs per request per process):",
+			loops, rounds, window)
+		for _, s := range setups {
+			var parts []string
+			total := 0.0
+			for _, p := range s.procs {
+				us := float64(cpu[s.name][p].Microseconds()) / reqs[s.name]
+				total += us
+				parts = append(parts, fmt.Sprintf("%s %.0f", p, us))
+			}
+			t.Logf("  %-16s %s req/s; p50 %s, p99 %s; CPU µs/req: %s (total %.0f)", s.name, spread(rates[s.name], "%.0f"),
+				q(s.name, .5).Round(time.Microsecond), q(s.name, .99).Round(time.Microsecond), strings.Join(parts, ", "), total)
+		}
+		t.Logf("  gate / dockerd TLS %s (target >= 0.9); gate / dockerd + plugin %s (target >= 3); added latency p50 %s, p99 %s (target p99 <= 1ms)",
+			spread(ratio("gate", "dockerd TLS"), "%.2f"), spread(ratio("gate", "dockerd + plugin"), "%.2f"),
+			(q("gate", .5) - q("dockerd TLS", .5)).Round(time.Microsecond), (q("gate", .99) - q("dockerd TLS", .99)).Round(time.Microsecond))
+	}
+	if os.Getenv("DOCKCA_GATE_BENCH_STREAM") == "0" {
+		return
 	}
 
 	// A hijacked stream: 100 MB from docker exec's stdout.
@@ -96,8 +143,10 @@ func TestGateThroughput(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	times := map[string][]time.Duration{}
+	streamCPU := map[string]time.Duration{}
 	for round := 0; round < 5; round++ {
 		for _, s := range setups[:2] {
+			before := cpuTimes(t, procs, s.procs)
 			start := time.Now()
 			cmd := exec.Command(dockerdtest.Require(t), "--tlsverify", "--tlscacert", filepath.Join(dir, "ada", "ca.pem"),
 				"--tlscert", filepath.Join(dir, "ada", "cert.pem"), "--tlskey", filepath.Join(dir, "ada", "key.pem"), "-H", "tcp://"+s.addr,
@@ -108,12 +157,74 @@ func TestGateThroughput(t *testing.T) {
 				t.Fatalf("%s: exec stream: %v, %d bytes", s.name, err, n)
 			}
 			times[s.name] = append(times[s.name], time.Since(start))
+			after := cpuTimes(t, procs, s.procs)
+			for p := range after {
+				streamCPU[s.name+" "+p] += (after[p] - before[p]) / 5
+			}
 		}
 	}
-	med := func(s string) time.Duration { slices.Sort(times[s]); return times[s][len(times[s])/2] }
-	t.Logf("docker exec writing 100 MB to stdout: dockerd TLS %s, gate %s (median of 5); gate / dockerd TLS time %.2f (target <= 1.10)",
-		med("dockerd TLS"), med("gate"), float64(med("gate"))/float64(med("dockerd TLS")))
+	med := func(s string) time.Duration {
+		slices.Sort(times[s])
+		return times[s][len(times[s])/2].Round(time.Millisecond)
+	}
+	t.Logf("docker exec writing 100 MB to stdout (median of 5): dockerd TLS %s [%s-%s], gate %s [%s-%s]; gate / dockerd TLS time %.2f (target <= 1.10)",
+		med("dockerd TLS"), times["dockerd TLS"][0].Round(time.Millisecond), times["dockerd TLS"][4].Round(time.Millisecond),
+		med("gate"), times["gate"][0].Round(time.Millisecond), times["gate"][4].Round(time.Millisecond),
+		float64(med("gate"))/float64(med("dockerd TLS")))
+	t.Logf("  CPU per stream (mean; the client is the docker CLI, not counted): dockerd TLS: dockerd %s; gate: gate %s, dockerd %s",
+		streamCPU["dockerd TLS dockerd"].Round(time.Millisecond), streamCPU["gate gate"].Round(time.Millisecond), streamCPU["gate dockerd"].Round(time.Millisecond))
 }
+
+// benchRounds is the number of interleaved rounds and the length of each
+// window: DOCKCA_GATE_ROUNDS (default 4) and DOCKCA_GATE_WINDOW (default 2s).
+func benchRounds(t *testing.T) (int, time.Duration) {
+	rounds, window := 4, 2*time.Second
+	if v := os.Getenv("DOCKCA_GATE_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("DOCKCA_GATE_ROUNDS=%q: want a positive number", v)
+		}
+		rounds = n
+	}
+	if v := os.Getenv("DOCKCA_GATE_WINDOW"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			t.Fatalf("DOCKCA_GATE_WINDOW=%q: want a duration", v)
+		}
+		window = d
+	}
+	return rounds, window
+}
+
+// spread renders the median of xs and its range.
+func spread(xs []float64, f string) string {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return fmt.Sprintf(f+" ["+f+"-"+f+"]", s[len(s)/2], s[0], s[len(s)-1])
+}
+
+// cpuTimes reads the user and system CPU time of the named processes (all
+// their threads) from /proc/PID/stat.
+func cpuTimes(t *testing.T, pids map[string]int, names []string) map[string]time.Duration {
+	t.Helper()
+	out := map[string]time.Duration{}
+	for _, n := range names {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pids[n]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The command name may hold spaces; fields count from after its ')'.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		out[n] = time.Duration(utime+stime) * (time.Second / clockTicks)
+	}
+	return out
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times (100 on every
+// Linux architecture Go supports).
+const clockTicks = 100
 
 func waitTCP(t *testing.T, addr string) {
 	t.Helper()

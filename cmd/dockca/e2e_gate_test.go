@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -493,5 +496,90 @@ func TestGateBadInput(t *testing.T) {
 		if res.code != c.code || !strings.Contains(res.err, c.want) || strings.Count(strings.TrimSpace(res.err), "\n") != 0 {
 			t.Errorf("dockca %s: exit %d, stderr %q; want exit %d with %q", strings.Join(c.args, " "), res.code, res.err, c.code, c.want)
 		}
+	}
+}
+
+// TestGateOneConnection drives one client connection by hand: GET and HEAD
+// requests pipelined in one write (the gate's own HTTP/1.1 path), a
+// refusal that keeps the connection, then a request with a body, which
+// hands the connection to net/http's server with nothing lost, more GETs
+// there, and Connection: close honoured on both paths.
+func TestGateOneConnection(t *testing.T) {
+	g := startGate(t)
+	dial := func() (*tls.Conn, *bufio.Reader) {
+		pair, err := tls.LoadX509KeyPair(filepath.Join(g.dir, "bob", "cert.pem"), filepath.Join(g.dir, "bob", "key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		rootPEM, _ := os.ReadFile(filepath.Join(g.dir, "bob", "ca.pem"))
+		roots.AppendCertsFromPEM(rootPEM)
+		c, err := tls.Dial("tcp", g.addr, &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	send := func(c *tls.Conn, raw string) {
+		t.Helper()
+		if _, err := io.WriteString(c, strings.ReplaceAll(raw, "\n", "\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(br *bufio.Reader, method string, status int, want string) http.Header {
+		t.Helper()
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != status || !strings.Contains(string(body), want) {
+			t.Fatalf("%s: %d %q (%v), want %d with %q", method, resp.StatusCode, body, err, status, want)
+		}
+		if method == "HEAD" && len(body) != 0 {
+			t.Fatalf("HEAD answered with a body: %q", body)
+		}
+		return resp.Header
+	}
+
+	c, br := dial()
+	send(c, "GET /_ping HTTP/1.1\nHost: gate\n\nHEAD /_ping HTTP/1.1\nHost: gate\n\nGET /v1.41/images/json HTTP/1.1\nHost: gate\n\n")
+	expect(br, "GET", 200, "OK")
+	if h := expect(br, "HEAD", 200, ""); h.Get("Api-Version") == "" {
+		t.Fatalf("HEAD /_ping lost dockerd's headers: %v", h)
+	}
+	expect(br, "GET", 200, `"RepoTags":["bb:1"]`)
+	send(c, "GET /v1.41/containers/json HTTP/1.1\nHost: gate\nContent-Type: a/b\nContent-Type: c/d\n\n")
+	expect(br, "GET", 400, "the header Content-Type is repeated")
+	body := `{"Name":"onevol"}`
+	send(c, "POST /v1.41/volumes/create HTTP/1.1\nHost: gate\nContent-Type: application/json\nContent-Length: "+fmt.Sprint(len(body))+"\n\n"+body+
+		"GET /v1.41/volumes/onevol HTTP/1.1\nHost: gate\n\n")
+	expect(br, "POST", 201, `"Name":"onevol"`)
+	expect(br, "GET", 200, `"Name":"onevol"`)
+	send(c, "GET /_ping HTTP/1.1\nHost: gate\nConnection: close\n\n")
+	expect(br, "GET", 200, "OK")
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the connection stayed open after Connection: close on net/http's path: %d, %v", n, err)
+	}
+
+	c, br = dial()
+	send(c, "GET /_ping HTTP/1.1\nHost: gate\nConnection: close\n\n")
+	expect(br, "GET", 200, "OK")
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the connection stayed open after Connection: close on the gate's own path: %d, %v", n, err)
+	}
+
+	// A stream on the gate's own path arrives as dockerd sends it, chunked.
+	c, br = dial()
+	send(c, "GET /v1.41/events?filters="+url.QueryEscape(`{"type":["volume"]}`)+" HTTP/1.1\nHost: gate\n\n")
+	resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("events: %v", err)
+	}
+	g.allow(t, "carol", "volume", "create", "streamed")
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.Contains(line, `"streamed"`) {
+		t.Fatalf("events did not stream: %q, %v", line, err)
 	}
 }

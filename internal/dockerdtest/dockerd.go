@@ -342,3 +342,6 @@ func (d *Daemon) ImportBusybox(t testing.TB, ref string) {
 		t.Fatalf("import busybox as %s: %v\n%s", ref, err, out)
 	}
 }
+
+// Pid is dockerd's process id (benchmarks read its CPU time).
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
