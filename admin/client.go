@@ -139,10 +139,24 @@ func (c *Client) Root(ctx context.Context) (*x509.Certificate, error) {
 		return nil, err
 	}
 	certs, err := parseCerts(buf.Bytes())
-	if err != nil || len(certs) != 1 {
+	if err != nil || len(certs) == 0 {
 		return nil, fmt.Errorf("admin socket: the service sent no root certificate")
 	}
 	return certs[0], nil
+}
+
+// Roots implements Admin: the service answers the root endpoint with the
+// whole trust bundle, current root first.
+func (c *Client) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+	var buf bytes.Buffer
+	if _, err := c.get(ctx, api.PathAdminRoot, &buf); err != nil {
+		return nil, err
+	}
+	certs, err := parseCerts(buf.Bytes())
+	if err != nil || len(certs) == 0 {
+		return nil, fmt.Errorf("admin socket: the service sent no root certificate")
+	}
+	return certs, nil
 }
 
 func (c *Client) issueRequest(r ca.Request) api.AdminIssueRequest {
@@ -302,6 +316,15 @@ func (c *Client) Tokens(ctx context.Context) ([]api.TokenInfo, error) {
 func (c *Client) Check(ctx context.Context) (*ca.CheckReport, error) {
 	var out ca.CheckReport
 	if err := c.do(ctx, http.MethodGet, api.PathAdminCheck, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RotationStatus implements Admin.
+func (c *Client) RotationStatus(ctx context.Context) (*ca.RotationStatus, error) {
+	var out ca.RotationStatus
+	if err := c.do(ctx, http.MethodGet, api.PathAdminRotation, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -39,6 +39,7 @@ func Handler(l *Local, o HandlerOptions) http.Handler {
 	route("GET "+api.PathAdminBackup, h.backup)
 	route("GET "+api.PathAdminRoot, h.root)
 	route("GET "+api.PathAdminCheck, h.check)
+	route("GET "+api.PathAdminRotation, h.rotation)
 	route("GET "+api.PathAdminPolicy, h.policy)
 	route("PUT "+api.PathAdminPolicy, h.setPolicy)
 	route("POST "+api.PathAdminAccess, h.access)
@@ -247,7 +248,7 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request) error {
 // CertResponse is the wire form of an issued certificate.
 func CertResponse(iss *ca.Issued) api.CertResponse {
 	return api.CertResponse{
-		Cert: string(ca.PEMCert(iss.Leaf)), Chain: string(iss.ChainPEM()), CA: string(ca.PEMCert(iss.Root)),
+		Cert: string(ca.PEMCert(iss.Leaf)), Chain: string(iss.ChainPEM()), CA: string(iss.RootsPEM()),
 		Serial: iss.Record.Serial, Kind: string(iss.Record.Kind), Name: iss.Record.Name, Role: iss.Record.Role,
 		SANs: iss.Record.SANs, Groups: iss.Record.Groups, NotAfter: iss.Record.NotAfter,
 	}
@@ -286,12 +287,12 @@ func (h *handler) backup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) root(w http.ResponseWriter, r *http.Request) error {
-	root, err := h.l.Root(r.Context())
+	roots, err := h.l.Roots(r.Context())
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, err = w.Write(ca.PEMCert(root))
+	_, err = w.Write(ca.PEMChain(roots...))
 	return err
 }
 
@@ -301,6 +302,15 @@ func (h *handler) check(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, rep)
+	return nil
+}
+
+func (h *handler) rotation(w http.ResponseWriter, r *http.Request) error {
+	st, err := h.l.RotationStatus(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/atomicfile"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // ErrStaleCRL means no fresh revocation list was had within MaxStale; every
@@ -33,6 +34,9 @@ type CRLOptions struct {
 	// Root is the pinned dockca root: the TLS trust for the fetch and the
 	// anchor the CRL signer must chain to.
 	Root *x509.Certificate
+	// OtherRoots are further trusted roots (an old root during a
+	// rotation's overlap): issuers may chain to them too.
+	OtherRoots []*x509.Certificate
 	// Issuers are the certificates that may sign the CRL (the dockca
 	// intermediate; the root itself is always accepted). Each must chain to
 	// Root. A client certificate from another issuer is denied, because
@@ -61,7 +65,10 @@ type CRLOptions struct {
 type CRLSource struct {
 	o      CRLOptions
 	url    string
+	query  string                       // ?issuer=FINGERPRINT, or ""
 	signer map[string]*x509.Certificate // by raw subject
+	// rootSubjects are the roots' subjects: no leaf is issued by a root.
+	rootSubjects map[string]bool
 
 	mu      sync.RWMutex
 	crl     *x509.RevocationList
@@ -106,6 +113,9 @@ func NewCRLSource(o CRLOptions) (*CRLSource, error) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(o.Root)
+	for _, r := range o.OtherRoots {
+		roots.AddCert(r)
+	}
 	if o.Client == nil && o.Socket != "" {
 		o.Client = unixHTTPClient(o.Socket, 5*time.Second)
 	}
@@ -116,7 +126,18 @@ func NewCRLSource(o CRLOptions) (*CRLSource, error) {
 		}}
 	}
 	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + "/v1/crl", signer: map[string]*x509.Certificate{}, warn: staleWarner{log: o.Log}}
+	if len(o.Issuers) > 0 {
+		// One CRL per issuer: ask for the CRL of the issuer this source
+		// knows, which the service keeps serving after a rotation (every
+		// dockca CRL lists every revocation, whichever issuer signed it).
+		s.query = "?issuer=" + tlsbundle.Fingerprint(o.Issuers[0])
+	}
 	s.signer[string(o.Root.RawSubject)] = o.Root
+	s.rootSubjects = map[string]bool{string(o.Root.RawSubject): true}
+	for _, r := range o.OtherRoots {
+		s.signer[string(r.RawSubject)] = r
+		s.rootSubjects[string(r.RawSubject)] = true
+	}
 	for _, c := range o.Issuers {
 		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: o.Now(),
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
@@ -209,9 +230,9 @@ func (s *CRLSource) Freshness(context.Context) Freshness {
 }
 
 func (s *CRLSource) refresh(ctx context.Context) error {
-	target := s.url
+	target := s.url + s.query
 	if s.o.Socket != "" {
-		target = "http://dockca" + api.PathCRL
+		target = "http://dockca" + api.PathCRL + s.query
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
@@ -301,7 +322,10 @@ func (s *CRLSource) Revoked(_ context.Context, cert *x509.Certificate) (*Revocat
 		return nil, fmt.Errorf("%w: the service's list expired at %s (NextUpdate) and has not been re-signed",
 			ErrStaleCRL, nu.UTC().Format(time.RFC3339))
 	}
-	if !bytes.Equal(cert.RawIssuer, s.issuer.RawSubject) {
+	// A dockca CRL lists the revocations of every generation of the CA
+	// (ca/rotatecrl.go), so it covers the certificates of every configured
+	// issuer; a certificate of any other issuer is not this CA's.
+	if _, ok := s.signer[string(cert.RawIssuer)]; !ok || s.rootSubjects[string(cert.RawIssuer)] {
 		return nil, fmt.Errorf("the revocation list covers certificates issued by %s, not by %s", s.issuer.Subject, cert.Issuer)
 	}
 	if r, ok := s.revoked[string(cert.SerialNumber.Bytes())]; ok {

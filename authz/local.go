@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -42,11 +43,13 @@ type LocalSource struct {
 	sock     string
 	maxStale time.Duration
 	now      func() time.Time
-	root     *x509.Certificate
-	inter    *x509.Certificate
 	warn     staleWarner
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// roots and issuers are the CA's trust, read again with the
+	// revocations: a rotation reaches the plugin like a revocation does.
+	roots    []*x509.Certificate
+	issuers  []*x509.Certificate
 	stamp    fileStamp
 	revoked  map[string]*store.Revocation // from the database
 	svc      *CRLSource                   // the service's CRL, once needed
@@ -111,13 +114,15 @@ func NewLocalSource(ctx context.Context, o LocalOptions) (*LocalSource, *x509.Ce
 	st, err := store.Open(l.path, &store.Options{ReadOnly: true, LockTimeout: time.Nanosecond})
 	switch {
 	case err == nil:
-		_, l.root, l.inter, err = ca.LoadCertificates(ctx, st)
+		var t *ca.Trust
+		_, t, err = ca.LoadTrust(ctx, st)
 		st.Close()
 		if err != nil {
 			return nil, nil, fmt.Errorf("local revocation source: %w", err)
 		}
+		l.roots, l.issuers = t.Roots, t.Issuers
 	case errors.Is(err, store.ErrLocked):
-		if l.root, l.inter, err = l.chainFromService(ctx); err != nil {
+		if l.roots, l.issuers, err = l.chainFromService(ctx); err != nil {
 			return nil, nil, fmt.Errorf("local revocation source: the database is held by another process and its admin socket does not answer: %w", err)
 		}
 	default:
@@ -129,12 +134,41 @@ func NewLocalSource(ctx context.Context, o LocalOptions) (*LocalSource, *x509.Ce
 	if err != nil {
 		return nil, nil, fmt.Errorf("local revocation source: %w", err)
 	}
-	return l, l.root, nil
+	return l, l.roots[0], nil
 }
 
-// chainFromService asks dockca serve's admin socket for the root and the
-// intermediate.
-func (l *LocalSource) chainFromService(ctx context.Context) (root, inter *x509.Certificate, err error) {
+// Roots implements TrustSource: the roots the CA trusts now, as last read
+// from the home.
+func (l *LocalSource) Roots() []*x509.Certificate {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.roots
+}
+
+// setTrust installs the CA's trust as read; a change drops the service CRL
+// source, whose issuers it fixes.
+func (l *LocalSource) setTrust(roots, issuers []*x509.Certificate) {
+	if sameCerts(roots, l.roots) && sameCerts(issuers, l.issuers) {
+		return
+	}
+	l.roots, l.issuers, l.svc = roots, issuers, nil
+}
+
+func sameCerts(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// chainFromService asks dockca serve's admin socket for the trusted roots
+// and the live intermediates.
+func (l *LocalSource) chainFromService(ctx context.Context) (roots, issuers []*x509.Certificate, err error) {
 	ctx, cancel := context.WithTimeout(ctx, socketFetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://dockca"+api.PathAdminChain, nil)
@@ -163,10 +197,17 @@ func (l *LocalSource) chainFromService(ctx context.Context) (root, inter *x509.C
 		}
 		certs = append(certs, c)
 	}
-	if len(certs) != 2 || !certs[0].IsCA {
+	for _, c := range certs {
+		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			roots = append(roots, c)
+		} else {
+			issuers = append(issuers, c)
+		}
+	}
+	if len(roots) == 0 || len(issuers) == 0 {
 		return nil, nil, fmt.Errorf("CA chain from %s: want a root and an intermediate", l.sock)
 	}
-	return certs[0], certs[1], nil
+	return roots, issuers, nil
 }
 
 // refreshLocked brings the data up to date when the database file changed
@@ -193,11 +234,16 @@ func (l *LocalSource) refreshLocked(ctx context.Context, force bool) error {
 	st, err := store.Open(l.path, &store.Options{ReadOnly: true, LockTimeout: time.Nanosecond})
 	if err == nil {
 		revs, rerr := st.Revocations(ctx)
+		var t *ca.Trust
+		if rerr == nil {
+			_, t, rerr = ca.LoadTrust(ctx, st)
+		}
 		st.Close()
 		if rerr != nil {
 			l.lastErr = fmt.Errorf("read revocations: %w", rerr)
 			return l.lastErr
 		}
+		l.setTrust(t.Roots, t.Issuers)
 		m := make(map[string]*store.Revocation, len(revs))
 		for _, r := range revs {
 			m[r.Serial] = r
@@ -215,9 +261,12 @@ func (l *LocalSource) refreshLocked(ctx context.Context, force bool) error {
 		l.lastErr = fmt.Errorf("the dockca database is being written by another process (%v)", err)
 		return l.lastErr
 	}
+	if roots, issuers, cerr := l.chainFromService(ctx); cerr == nil {
+		l.setTrust(roots, issuers)
+	}
 	if l.svc == nil {
-		svc, serr := NewCRLSource(CRLOptions{URL: "unix://" + l.sock, Socket: l.sock, Root: l.root,
-			Issuers: []*x509.Certificate{l.inter}, MaxStale: l.maxStale, Now: l.now})
+		svc, serr := NewCRLSource(CRLOptions{URL: "unix://" + l.sock, Socket: l.sock, Root: l.roots[0],
+			OtherRoots: l.roots[1:], Issuers: l.issuers, MaxStale: l.maxStale, Now: l.now})
 		if serr != nil {
 			l.lastErr = serr
 			return serr

@@ -22,6 +22,10 @@ type Authority struct {
 	rec          *store.CA
 	root         *x509.Certificate
 	intermediate *x509.Certificate
+	trust        *Trust
+	// older are the signers of the previous, still trusted intermediates,
+	// by the intermediate's fingerprint: their CRLs (crl.go, IssuerCRL).
+	older map[string]*olderIssuer
 	step         *authority.Authority
 	signer       crypto.Signer // the intermediate's key, for CRLs
 	actor        string
@@ -66,10 +70,11 @@ func LoadCertificates(ctx context.Context, st *store.Store) (rec *store.CA, root
 
 // Open unlocks the intermediate key and starts the embedded authority.
 func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, error) {
-	rec, root, inter, err := LoadCertificates(ctx, st)
+	rec, trust, err := LoadTrust(ctx, st)
 	if err != nil {
 		return nil, err
 	}
+	root, inter := trust.Root, trust.Intermediate
 	var pw []byte
 	if rec.Encrypted {
 		pw = o.Password
@@ -78,7 +83,12 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 	if err != nil {
 		return nil, fmt.Errorf("unlock intermediate key: %w", err)
 	}
-	a := &Authority{st: st, rec: rec, root: root, intermediate: inter, signer: signer, actor: o.Actor, crl: o.CRL}
+	a := &Authority{st: st, rec: rec, root: root, intermediate: inter, trust: trust, signer: signer, actor: o.Actor, crl: o.CRL}
+	if o.CRL {
+		if a.older, err = unlockOlder(rec, pw); err != nil {
+			return nil, err
+		}
+	}
 	if a.actor == "" {
 		a.actor = "dockca"
 	}
@@ -142,6 +152,9 @@ func (a *Authority) Close() error {
 
 // Root returns the root certificate.
 func (a *Authority) Root() *x509.Certificate { return a.root }
+
+// Trust returns the CA's generations as verifiers see them.
+func (a *Authority) Trust() *Trust { return a.trust }
 
 // Intermediate returns the intermediate that signs every leaf.
 func (a *Authority) Intermediate() *x509.Certificate { return a.intermediate }

@@ -117,15 +117,7 @@ func (a *Authority) generateCRL(ctx context.Context) (*store.CRL, error) {
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("generate crl: %w", err)
 	}
-	var entries bytes.Buffer
-	keepAfter := now.Add(-crlKeepExpired)
-	seq, err := a.st.ScanRevoked(ctx, func(e store.RevokedEntry) error {
-		if !e.ExpiresAt.IsZero() && e.ExpiresAt.Before(keepAfter) {
-			return nil
-		}
-		appendCRLEntry(&entries, e)
-		return nil
-	})
+	entries, seq, err := crlEntries(ctx, a.st, now)
 	if err != nil {
 		return nil, fmt.Errorf("generate crl: %w", err)
 	}
@@ -138,6 +130,20 @@ func (a *Authority) generateCRL(ctx context.Context) (*store.CRL, error) {
 		return nil, err
 	}
 	return crl, nil
+}
+
+// crlEntries encodes the revocations a CRL made at now lists.
+func crlEntries(ctx context.Context, st *store.Store, now time.Time) (*bytes.Buffer, uint64, error) {
+	var entries bytes.Buffer
+	keepAfter := now.Add(-crlKeepExpired)
+	seq, err := st.ScanRevoked(ctx, func(e store.RevokedEntry) error {
+		if !e.ExpiresAt.IsZero() && e.ExpiresAt.Before(keepAfter) {
+			return nil
+		}
+		appendCRLEntry(&entries, e)
+		return nil
+	})
+	return &entries, seq, err
 }
 
 // appendCRLEntry appends one revokedCertificates entry (RFC 5280 5.1):

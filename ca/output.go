@@ -49,7 +49,7 @@ func (i *Issued) Files(dir string) ([]atomicfile.File, error) {
 		certName, keyName = FileServerCert, FileServerKey
 	}
 	files := []atomicfile.File{
-		{Path: filepath.Join(dir, FileCA), Data: PEMCert(i.Root), Mode: 0o644},
+		{Path: filepath.Join(dir, FileCA), Data: i.RootsPEM(), Mode: 0o644},
 		{Path: filepath.Join(dir, certName), Data: i.ChainPEM(), Mode: 0o644},
 	}
 	if keyPEM != nil {
@@ -217,7 +217,7 @@ func (i *Issued) Bundle() (*tlsbundle.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tlsbundle.Bundle{CA: PEMCert(i.Root), Cert: i.ChainPEM(), Key: key, Serial: i.Record.Serial, NotAfter: i.Record.NotAfter}, nil
+	return &tlsbundle.Bundle{CA: i.RootsPEM(), Cert: i.ChainPEM(), Key: key, Serial: i.Record.Serial, NotAfter: i.Record.NotAfter}, nil
 }
 
 // FindEntries answers `dockca ls` (filter f) and `dockca show` (arg, a

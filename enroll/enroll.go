@@ -26,6 +26,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/store"
 )
 
@@ -33,28 +34,47 @@ import (
 // the fingerprint names: refuse, someone may be in the middle.
 var ErrFingerprintMismatch = errors.New("the CA's root certificate does not match the expected fingerprint")
 
-// Client talks to one service, trusting one root.
+// Client talks to one service, trusting its pinned root (and, during a CA
+// rotation's overlap, the other root of the bundle it holds).
 type Client struct {
-	url  string
-	root *x509.Certificate
-	pool *x509.CertPool
-	hc   *http.Client
+	url   string
+	root  *x509.Certificate
+	roots []*x509.Certificate
+	pool  *x509.CertPool
+	hc    *http.Client
 }
 
 const requestTimeout = 30 * time.Second
 
 // New returns a client for caURL that trusts root.
 func New(caURL string, root *x509.Certificate) (*Client, error) {
+	return NewWithRoots(caURL, []*x509.Certificate{root})
+}
+
+// NewWithRoots returns a client for caURL that trusts every root of a
+// ca.pem bundle; the first is the one Root reports.
+func NewWithRoots(caURL string, roots []*x509.Certificate) (*Client, error) {
+	if len(roots) == 0 {
+		return nil, errors.New("no root to trust")
+	}
 	u, err := ca.NormalizeCAURL(caURL)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	c := &Client{url: u, root: root, pool: pool}
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	c := &Client{url: u, root: roots[0], roots: roots, pool: pool}
 	c.hc = c.httpClient(nil)
 	return c, nil
 }
+
+// Roots are the trusted roots, Root first.
+func (c *Client) Roots() []*x509.Certificate { return c.roots }
+
+// RootsPEM is the trust bundle to write as ca.pem.
+func (c *Client) RootsPEM() []byte { return ca.PEMChain(c.roots...) }
 
 // URL is the service's base URL.
 func (c *Client) URL() string { return c.url }
@@ -89,6 +109,19 @@ func isService(cs tls.ConnectionState) error {
 // certificate chains to that root, so the answer comes from a holder of
 // the CA's certificate.
 func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
+	roots, err := FetchRoots(ctx, caURL, "")
+	if err != nil {
+		return nil, err
+	}
+	return roots[0], nil
+}
+
+// FetchRoots downloads the service's trust bundle (GET /v1/roots: the
+// current root, and during a CA rotation's overlap the old one) without
+// trusting anything. The service's own certificate must chain to the root
+// with SHA-256 fingerprint want (to the first root when want is empty),
+// which is then first in the answer.
+func FetchRoots(ctx context.Context, caURL, want string) ([]*x509.Certificate, error) {
 	base, err := ca.NormalizeCAURL(caURL)
 	if err != nil {
 		return nil, err
@@ -113,10 +146,18 @@ func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
 	if blk == nil || blk.Type != "CERTIFICATE" {
 		return nil, errors.New("fetch CA root: the answer is not a PEM certificate")
 	}
-	root, err := x509.ParseCertificate(blk.Bytes)
+	roots, err := tlsbundle.Certs(body)
 	if err != nil {
 		return nil, fmt.Errorf("fetch CA root: %w", err)
 	}
+	if want != "" {
+		i := slices.IndexFunc(roots, func(r *x509.Certificate) bool { return ca.Fingerprint(r) == want })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: got %s, want %s", ErrFingerprintMismatch, ca.Fingerprint(roots[0]), want)
+		}
+		roots[0], roots[i] = roots[i], roots[0]
+	}
+	root := roots[0]
 	if state == nil || len(state.PeerCertificates) == 0 {
 		return nil, errors.New("fetch CA root: no server certificate")
 	}
@@ -130,7 +171,7 @@ func FetchRoot(ctx context.Context, caURL string) (*x509.Certificate, error) {
 	if _, err := state.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: u.Hostname(), Roots: pool, Intermediates: inter}); err != nil {
 		return nil, fmt.Errorf("fetch CA root: the service's certificate is not from the root it serves: %w", err)
 	}
-	return root, nil
+	return roots, nil
 }
 
 // Bootstrap fetches the root and returns a client trusting it, provided
@@ -140,14 +181,11 @@ func Bootstrap(ctx context.Context, caURL, fingerprint string) (*Client, error) 
 	if len(want) != 64 {
 		return nil, fmt.Errorf("fingerprint %q is not a SHA-256 (64 hex digits)", fingerprint)
 	}
-	root, err := FetchRoot(ctx, caURL)
+	roots, err := FetchRoots(ctx, caURL, want)
 	if err != nil {
 		return nil, err
 	}
-	if got := ca.Fingerprint(root); got != want {
-		return nil, fmt.Errorf("%w: got %s, want %s", ErrFingerprintMismatch, got, want)
-	}
-	return New(caURL, root)
+	return NewWithRoots(caURL, roots)
 }
 
 // Result is an issued certificate as written to disk.
@@ -261,9 +299,13 @@ func (c *Client) crlAndIssuer(ctx context.Context) (*x509.RevocationList, *x509.
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, iss := range issuers {
-		if crl.CheckSignatureFrom(iss) == nil {
-			return crl, iss, nil
+	// From the root down: during a CA rotation the intermediate and its
+	// cross-signed twin both verify the CRL, and the twin is the one that
+	// chains directly to the root this client trusts (the offline cache
+	// verifies it so).
+	for i := len(issuers) - 1; i >= 0; i-- {
+		if crl.CheckSignatureFrom(issuers[i]) == nil {
+			return crl, issuers[i], nil
 		}
 	}
 	return nil, nil, errors.New("fetch CRL: its signature is not the CA's")

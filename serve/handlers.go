@@ -312,6 +312,9 @@ func parseReason(name string) (ca.Reason, error) {
 }
 
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
+	if issuer := r.URL.Query().Get("issuer"); issuer != "" && !s.a.IsCurrentIssuer(issuer) {
+		return s.handleIssuerCRL(w, r, issuer)
+	}
 	c, err := s.currentCRL(r.Context())
 	if err != nil {
 		return err
@@ -410,6 +413,44 @@ func (s *Server) currentCRL(ctx context.Context) (*servedCRL, error) {
 	c := newServedCRL(crl)
 	s.crl.Store(c)
 	return c, nil
+}
+
+// handleIssuerCRL serves the CRL of an earlier, still trusted intermediate
+// (GET /v1/crl?issuer=FINGERPRINT), made on demand and cached by the
+// authority until a revocation.
+func (s *Server) handleIssuerCRL(w http.ResponseWriter, r *http.Request, issuer string) error {
+	der, err := s.a.IssuerCRL(r.Context(), issuer)
+	if errors.Is(err, ca.ErrUnknownIssuer) {
+		return errorf(http.StatusNotFound, "no live issuer of this CA has the SHA-256 fingerprint %q", issuer)
+	}
+	if err != nil {
+		return err
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return err
+	}
+	body, ctype := der, "application/pkix-crl"
+	etag := fmt.Sprintf(`"%s-%d-%d"`, ca.NormalizeFingerprint(issuer)[:16], crl.Number, crl.ThisUpdate.Unix())
+	switch r.URL.Query().Get("format") {
+	case "", "der":
+	case "pem":
+		body, ctype = ca.PEMCRL(der), "application/x-pem-file"
+		etag = strings.TrimSuffix(etag, `"`) + `-pem"`
+	default:
+		return errorf(http.StatusBadRequest, "format must be der or pem")
+	}
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "public, max-age=60, must-revalidate")
+	w.Header().Set("Last-Modified", crl.ThisUpdate.UTC().Format(http.TimeFormat))
+	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, err = w.Write(body)
+	return err
 }
 
 func (s *Server) handleRoots(w http.ResponseWriter, _ *http.Request) error {

@@ -154,7 +154,9 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w (run where the CA database is, or use --ca-url)", cmd, err)
 		}
-		o.Root, o.Revocations = root, src
+		// The home's trust is read with its revocations: a rotation of
+		// the CA reaches the plugin and the gate without a restart.
+		o.Root, o.Revocations, o.Trust = root, src, src
 	}
 	o.Log = log
 	if f := c.String("policy"); f != "" {

@@ -125,7 +125,7 @@ func (r *remoteCA) CACertificate(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ca.PEMCert(c.Root()), nil
+	return c.RootsPEM(), nil
 }
 
 // IssueDaemon implements daemonsetup.Issuer; the certificate must name
@@ -209,11 +209,11 @@ func (s serviceRenewer) RevokeSuperseded(ctx context.Context, caURL string, old 
 }
 
 func serviceClientFor(caURL string, b tlsbundle.Bundle) (*enroll.Client, tls.Certificate, error) {
-	root, err := tlsbundle.Leaf(b.CA)
+	roots, err := tlsbundle.Certs(b.CA)
 	if err != nil {
 		return nil, tls.Certificate{}, fmt.Errorf("read the context's root: %w", err)
 	}
-	c, err := enroll.New(caURL, root)
+	c, err := enroll.NewWithRoots(caURL, roots)
 	if err != nil {
 		return nil, tls.Certificate{}, err
 	}

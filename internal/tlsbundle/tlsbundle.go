@@ -127,3 +127,39 @@ func Due(notBefore, notAfter, now time.Time, within time.Duration) (bool, time.T
 	from := notAfter.Add(-within)
 	return !now.Before(from), from
 }
+
+// Certs parses every certificate of a PEM file, in order: a ca.pem holds
+// one root, or during a CA rotation's overlap the current and the old one.
+func Certs(certsPEM []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, certsPEM = pem.Decode(certsPEM)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no certificate PEM block", ErrInvalid)
+	}
+	return out, nil
+}
+
+// HasFingerprint reports whether one of certs has the SHA-256 fingerprint
+// fp (Fingerprint's form).
+func HasFingerprint(certs []*x509.Certificate, fp string) bool {
+	for _, c := range certs {
+		if Fingerprint(c) == fp {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,113 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dockca/dockca/store"
+)
+
+// One CRL per issuer. The stored CRL is the current intermediate's; the
+// CRL of an earlier, still trusted intermediate is made on demand with its
+// key and kept for a while. Every issuer's CRL lists every revocation: a
+// serial is unique across generations (159 random bits, and the store keys
+// certificates by serial), so listing one an issuer never signed revokes
+// nothing else, and a verifier holding any one live issuer's CRL knows
+// every revocation, whichever intermediate signed the certificate.
+
+// ErrUnknownIssuer means a CRL was asked for an issuer that is not a live
+// intermediate of this CA.
+var ErrUnknownIssuer = errors.New("not an issuer of this CA")
+
+// olderCRLTTL is how long an older issuer's CRL is served from memory when
+// no revocation happened meanwhile.
+const olderCRLTTL = time.Hour
+
+type olderIssuer struct {
+	cert   *x509.Certificate
+	signer crypto.Signer
+
+	mu  sync.Mutex
+	der []byte
+	seq uint64
+	at  time.Time
+}
+
+// unlockOlder decrypts the keys of the previous intermediates, by the fingerprints of the intermediate and of its
+// cross-signed twin.
+func unlockOlder(rec *store.CA, pw []byte) (map[string]*olderIssuer, error) {
+	out := map[string]*olderIssuer{}
+	for _, g := range rec.Previous {
+		// Retired generations too: a remote plugin that has not been
+		// restarted since the rotation still fetches its issuer's CRL.
+		inter, err := x509.ParseCertificate(g.IntermediateDER)
+		if err != nil {
+			return nil, fmt.Errorf("parse generation %d intermediate: %w", g.Generation, err)
+		}
+		signer, err := DecryptKey(g.IntermediateKey, pw)
+		if err != nil {
+			return nil, fmt.Errorf("unlock generation %d intermediate key: %w", g.Generation, err)
+		}
+		o := &olderIssuer{cert: inter, signer: signer}
+		out[Fingerprint(inter)] = o
+		if len(g.CrossDER) > 0 {
+			if cross, err := x509.ParseCertificate(g.CrossDER); err == nil {
+				out[Fingerprint(cross)] = o
+			}
+		}
+	}
+	return out, nil
+}
+
+// IsCurrentIssuer reports whether fingerprint names the current
+// intermediate (or its cross-signed twin), whose CRL is the stored one.
+func (a *Authority) IsCurrentIssuer(fingerprint string) bool {
+	fingerprint = NormalizeFingerprint(fingerprint)
+	for _, c := range a.trust.Chain {
+		if Fingerprint(c) == fingerprint {
+			return true
+		}
+	}
+	return false
+}
+
+// IssuerCRL returns the DER CRL of an earlier intermediate
+// named by its SHA-256 fingerprint (the current one's is CurrentCRL's).
+func (a *Authority) IssuerCRL(ctx context.Context, fingerprint string) ([]byte, error) {
+	if a.step == nil || !a.crl {
+		return nil, errNotOpen
+	}
+	o := a.older[NormalizeFingerprint(fingerprint)]
+	if o == nil {
+		return nil, fmt.Errorf("CRL of %q: %w", fingerprint, ErrUnknownIssuer)
+	}
+	seq, err := a.st.RevocationSeq(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("CRL of %q: %w", fingerprint, err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.der != nil && o.seq == seq && now.Sub(o.at) < olderCRLTTL {
+		return o.der, nil
+	}
+	number := int64(0)
+	if h, err := a.st.CRLHeader(ctx); err == nil {
+		number = h.Number
+	}
+	entries, seq, err := crlEntries(ctx, a.st, now)
+	if err != nil {
+		return nil, fmt.Errorf("CRL of %q: %w", fingerprint, err)
+	}
+	der, err := signCRL(o.cert, o.signer, number, now, now.Add(CRLValidity), entries.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("CRL of %q: %w", fingerprint, err)
+	}
+	o.der, o.seq, o.at = der, seq, now
+	return der, nil
+}
