@@ -25,12 +25,12 @@ type Authority struct {
 	trust        *Trust
 	// older are the signers of the previous, still trusted intermediates,
 	// by the intermediate's fingerprint: their CRLs (crl.go, IssuerCRL).
-	older map[string]*olderIssuer
-	step         *authority.Authority
-	signer       crypto.Signer // the intermediate's key, for CRLs
-	actor        string
-	crl          bool
-	crlRounds    crlRounds
+	older     map[string]*olderIssuer
+	step      *authority.Authority
+	signer    crypto.Signer // the intermediate's key, for CRLs
+	actor     string
+	crl       bool
+	crlRounds crlRounds
 	// audiences are the token audiences smallstep's configuration gives
 	// the CA's names (VerifyToken).
 	audiences provisioner.Audiences
