@@ -127,6 +127,14 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 		// A CRL must exist for clients to fetch; one that is current is
 		// kept, so opening costs nothing that grows with revocations.
 		current, err := CurrentCRLHeader(ctx, st, time.Now())
+		if err == nil && current != nil && len(rec.Previous) > 0 {
+			// After a rotation the stored CRL may be the old
+			// intermediate's: the current issuer's is made now.
+			var signedBy []byte
+			if signedBy, err = st.Setting(ctx, settingCRLIssuer); string(signedBy) != Fingerprint(inter) {
+				current = nil
+			}
+		}
 		if err == nil && current == nil {
 			_, err = a.GenerateCRL(ctx)
 		}

@@ -129,6 +129,9 @@ func (a *Authority) generateCRL(ctx context.Context) (*store.CRL, error) {
 	if err := a.st.PutCRL(ctx, crl); err != nil {
 		return nil, err
 	}
+	if err := a.noteCRLIssuer(ctx); err != nil {
+		return nil, fmt.Errorf("generate crl: %w", err)
+	}
 	return crl, nil
 }
 

@@ -111,3 +111,24 @@ func (a *Authority) IssuerCRL(ctx context.Context, fingerprint string) ([]byte, 
 	o.der, o.seq, o.at = der, seq, now
 	return der, nil
 }
+
+// settingCRLIssuer records which intermediate signed the stored CRL, once
+// the CA has rotated: Open makes a new CRL when it is not the current one
+// (a CRL kept from before the rotation, or a crash between the rotation
+// and the first CRL after it).
+const settingCRLIssuer = "crl_issuer_sha256"
+
+// noteCRLIssuer records the current intermediate as the stored CRL's
+// signer; nothing is written for a CA that never rotated, nor when the
+// record already says so.
+func (a *Authority) noteCRLIssuer(ctx context.Context) error {
+	if len(a.rec.Previous) == 0 {
+		return nil
+	}
+	fp := Fingerprint(a.intermediate)
+	cur, err := a.st.Setting(ctx, settingCRLIssuer)
+	if err != nil || string(cur) == fp {
+		return err
+	}
+	return a.st.SetSetting(ctx, settingCRLIssuer, []byte(fp))
+}
