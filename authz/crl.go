@@ -177,7 +177,9 @@ func (s *CRLSource) install(der []byte, etag string, fresh time.Time) error {
 	if err != nil {
 		return fmt.Errorf("parse CRL: %w", err)
 	}
+	s.mu.RLock()
 	issuer, ok := s.signer[string(crl.RawIssuer)]
+	s.mu.RUnlock()
 	if !ok {
 		return fmt.Errorf("CRL issued by %s, which is not a configured issuer", crl.Issuer)
 	}
@@ -250,6 +252,7 @@ func (s *CRLSource) refresh(ctx context.Context) error {
 		return fmt.Errorf("fetch CRL: %w", err)
 	}
 	defer resp.Body.Close()
+	s.learnIssuers(resp.TLS)
 	now := s.o.Now()
 	switch {
 	case resp.StatusCode == http.StatusNotModified && have:
@@ -278,6 +281,30 @@ func (s *CRLSource) refresh(ctx context.Context) error {
 		return fmt.Errorf("cache CRL: %w", err)
 	}
 	return s.writeMeta(crlMeta{ETag: newTag, FetchedAt: now})
+}
+
+// learnIssuers adds the intermediates of the service's own certificate
+// chain, as verified to the pinned root in the fetch's handshake: after a
+// rotation of the CA's intermediate (or root, through the cross-signed
+// intermediate) the plugin recognises the new issuer's certificates
+// without a restart. Every dockca CRL lists the revocations of every
+// issuer of the CA (ca/rotatecrl.go), so the list fetched covers them.
+func (s *CRLSource) learnIssuers(cs *tls.ConnectionState) {
+	if cs == nil || len(cs.VerifiedChains) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, chain := range cs.VerifiedChains {
+		if len(chain) < 3 {
+			continue
+		}
+		for _, c := range chain[1 : len(chain)-1] {
+			if _, ok := s.signer[string(c.RawSubject)]; !ok && c.IsCA {
+				s.signer[string(c.RawSubject)] = c
+			}
+		}
+	}
 }
 
 func (s *CRLSource) writeMeta(m crlMeta) error {
