@@ -133,7 +133,16 @@ func runRotate(c *cli.Context, e *env, what string) error {
 			return fmt.Errorf("%s: %w", cmd, err)
 		}
 	}
-	return rotate(c.Context, st, what, o, w)
+	if err := rotate(c.Context, st, what, o, w); err != nil {
+		return err
+	}
+	// The stored CRL becomes the new intermediate's at once (the old
+	// one's stays available per issuer from the service).
+	a, err := ca.Open(c.Context, st, ca.OpenOptions{Password: o.Password, Actor: actor(), CRL: true})
+	if err != nil {
+		return fmt.Errorf("%s: rotated, but the CRL of the new intermediate was not made (the next revocation or start of the service makes it): %w", cmd, err)
+	}
+	return a.Close()
 }
 
 // rotate runs rotate intermediate or rotate root on an open store and
