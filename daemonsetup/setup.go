@@ -116,6 +116,10 @@ type SetupOptions struct {
 	// and this unit text (gate.RenderUnit) is written as GateUnitName into
 	// GateSystemdDir. Listen is then ignored: the gate listens.
 	GateUnit, GateUnitName, GateSystemdDir string
+	// LiveRestore sets "live-restore": true in daemon.json, so that the
+	// restart after each renewal (dockerd reads its TLS files only at
+	// start) keeps containers running.
+	LiveRestore bool
 	// DryRun reports what would change and writes (and issues) nothing.
 	DryRun bool
 	// Now is the clock; nil means time.Now.
@@ -196,6 +200,9 @@ func setup(ctx context.Context, o SetupOptions, iss Issuer, w io.Writer) (*Resul
 			return nil, errors.New("a gate unit needs a name and a directory")
 		}
 		edit = GateEdit()
+	}
+	if o.LiveRestore {
+		edit = liveRestoreEdit(edit)
 	}
 	// Plan the daemon.json merge first: a broken or TLS-disabling file stops
 	// everything before a certificate exists.

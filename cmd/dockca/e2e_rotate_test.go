@@ -118,9 +118,15 @@ func TestRotateRootEndToEnd(t *testing.T) {
 	}
 	r := &cliRunner{t: t, env: vars}
 	plugin := startAuthzPlugin(t, r)
+	// d1's daemon.json says live-restore, as 'daemon setup --live-restore'
+	// writes it; the renewal hook reads it there.
+	d1Config := filepath.Join(t.TempDir(), "daemon.json")
+	if err := os.WriteFile(d1Config, []byte(`{"live-restore": true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	d1 := dockerdtest.Start(t, dockerdtest.Options{TLSVerify: true, CACert: filepath.Join(d1Dir, "ca.pem"),
 		Cert: filepath.Join(d1Dir, "server-cert.pem"), Key: filepath.Join(d1Dir, "server-key.pem"),
-		Args: []string{"--authorization-plugin=" + plugin, "--live-restore"}})
+		ConfigFile: d1Config, Args: []string{"--authorization-plugin=" + plugin}})
 	d2 := dockerdtest.Start(t, dockerdtest.Options{NoTCP: true})
 	gateAddr := fmt.Sprintf("127.0.0.1:%d", dockerdtest.FreePort(t, "127.0.0.1"))
 	startRotateGate(t, r, gateAddr, d2.Socket, d2Dir)
@@ -190,8 +196,14 @@ func TestRotateRootEndToEnd(t *testing.T) {
 	}
 
 	// Step 2: renew one daemon, the gate's: no restart, the gate reloads.
-	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", d2Dir, "--force"); code != 0 {
+	// A restart hook is checked against daemon.json: without live-restore
+	// the renewal warns that a restart would stop the containers.
+	noLiveRestore := filepath.Join(t.TempDir(), "daemon.json")
+	os.WriteFile(noLiveRestore, []byte(`{"log-level": "warn"}`), 0o600)
+	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", d2Dir, "--force", "--exec", "true", "--daemon-config", noLiveRestore); code != 0 {
 		t.Fatalf("renew d2: %s %s", out, e)
+	} else if strings.Count(e, "live-restore is off in "+noLiveRestore) != 2 {
+		t.Fatalf("renew --exec without live-restore: want the warning at start and before the hook, got:\n%s", e)
 	}
 	if n := countCerts(t, readFile(t, filepath.Join(d2Dir, "ca.pem"))); n != 2 {
 		t.Fatalf("renewed d2's ca.pem has %d roots, want both", n)
@@ -218,10 +230,16 @@ func TestRotateRootEndToEnd(t *testing.T) {
 
 	// Everything renewed: d1 is restarted to load its certificate, and
 	// its container keeps running.
-	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", d1Dir, "--force"); code != 0 {
+	marker := filepath.Join(t.TempDir(), "hook-ran")
+	if out, e, code := svcRun(t, nil, "renew", "--cert-dir", d1Dir, "--force", "--exec", "touch "+marker, "--daemon-config", d1Config); code != 0 {
 		t.Fatalf("renew d1: %s %s", out, e)
+	} else if strings.Contains(e, "live-restore") {
+		t.Fatalf("renew --exec warned with live-restore on:\n%s", e)
 	}
-	d1.Restart(t)
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatal("the renewal hook did not run")
+	}
+	d1.Restart(t) // what the hook does on a host: systemctl restart docker
 	for _, name := range []string{"c2", "c3"} {
 		if out, e, code := svcRun(t, noHome, "context", "renew", name, "--force", "--docker-config", cfg); code != 0 {
 			t.Fatalf("context renew %s: %s %s", name, out, e)
