@@ -66,6 +66,10 @@ type CRLSource struct {
 	o      CRLOptions
 	url    string
 	query  string                       // ?issuer=FINGERPRINT, or ""
+	// roots are the roots trusted now (crlroots.go); followRoots: they
+	// follow the service's bundle (the default client only).
+	roots       []*x509.Certificate
+	followRoots bool
 	signer map[string]*x509.Certificate // by raw subject
 	// rootSubjects are the roots' subjects: no leaf is issued by a root.
 	rootSubjects map[string]bool
@@ -119,13 +123,19 @@ func NewCRLSource(o CRLOptions) (*CRLSource, error) {
 	if o.Client == nil && o.Socket != "" {
 		o.Client = unixHTTPClient(o.Socket, 5*time.Second)
 	}
+	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + "/v1/crl", signer: map[string]*x509.Certificate{}, warn: staleWarner{log: o.Log},
+		roots: append([]*x509.Certificate{o.Root}, o.OtherRoots...)}
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		cfg, err := s.serviceTLS()
+		if err != nil {
+			return nil, err
+		}
+		s.o.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: cfg,
 			Proxy:           nil, // the service is reached directly, never through a proxy
 		}}
+		s.followRoots = true
 	}
-	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + "/v1/crl", signer: map[string]*x509.Certificate{}, warn: staleWarner{log: o.Log}}
 	if len(o.Issuers) > 0 {
 		// One CRL per issuer: ask for the CRL of the issuer this source
 		// knows, which the service keeps serving after a rotation (every
@@ -232,6 +242,18 @@ func (s *CRLSource) Freshness(context.Context) Freshness {
 }
 
 func (s *CRLSource) refresh(ctx context.Context) error {
+	if err := s.refreshCRL(ctx); err != nil {
+		return err
+	}
+	// The trust bundle changes only with a rotation; a failed read keeps
+	// the roots in force until the next refresh.
+	if err := s.refreshRoots(ctx); err != nil && s.o.Log != nil {
+		s.o.Log.Warn("could not read the CA's trust bundle", "err", err)
+	}
+	return nil
+}
+
+func (s *CRLSource) refreshCRL(ctx context.Context) error {
 	target := s.url + s.query
 	if s.o.Socket != "" {
 		target = "http://dockca" + api.PathCRL + s.query

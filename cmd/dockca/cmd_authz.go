@@ -132,7 +132,7 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		src, err := authz.NewCRLSource(authz.CRLOptions{
-			URL: client.URL(), Root: client.Root(), Issuers: issuers,
+			URL: client.URL(), Root: client.Root(), OtherRoots: client.Roots()[1:], Issuers: issuers,
 			CacheDir: filepath.Join(home, cmd+"-crl", cacheName),
 			Refresh:  c.Duration("refresh"), MaxStale: c.Duration("max-stale"), Log: log,
 		})
@@ -145,7 +145,9 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 		fetchCtx, cancel := context.WithTimeout(c.Context, 5*time.Second)
 		_ = src.Refresh(fetchCtx)
 		cancel()
-		o.Root, o.Revocations = client.Root(), src
+		// The service's trust bundle is read with its CRL: a CA rotation
+		// reaches the plugin and the gate without a restart.
+		o.Root, o.Revocations, o.Trust = client.Root(), src, src
 	} else {
 		if c.IsSet("fingerprint") {
 			return nil, usagef("%s: --fingerprint needs --ca-url", cmd)

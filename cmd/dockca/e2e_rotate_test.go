@@ -129,7 +129,11 @@ func TestRotateRootEndToEnd(t *testing.T) {
 		ConfigFile: d1Config, Args: []string{"--authorization-plugin=" + plugin}})
 	d2 := dockerdtest.Start(t, dockerdtest.Options{NoTCP: true})
 	gateAddr := fmt.Sprintf("127.0.0.1:%d", dockerdtest.FreePort(t, "127.0.0.1"))
-	startRotateGate(t, r, gateAddr, d2.Socket, d2Dir)
+	// The gate in remote mode (the service's CRL and trust bundle, read
+	// every second), the plugin in local mode: both modes follow the
+	// rotation without a restart.
+	gateRunner := &cliRunner{t: t, env: map[string]string{"DOCKCA_HOME": t.TempDir()}}
+	startRotateGate(t, gateRunner, gateAddr, d2.Socket, d2Dir, "--ca-url", caURL, "--fingerprint", fp, "--refresh", "1s")
 
 	// A container that must survive d1's restart.
 	d1.ImportBusybox(t, "bb:1")
@@ -188,6 +192,7 @@ func TestRotateRootEndToEnd(t *testing.T) {
 		t.Fatalf("rotate root: %d %s %s", code, out, e)
 	}
 	svc.start(t)
+	time.Sleep(2 * time.Second) // the remote gate's next refresh
 	reachAll("after rotate root")
 	everything := []string{"daemon:d1", "daemon:d2", "client:c1", "client:c2", "client:c3"}
 	status("after rotate root", everything...)
@@ -257,6 +262,7 @@ func TestRotateRootEndToEnd(t *testing.T) {
 		t.Fatalf("rotate finish: %d %s %s", code, out, e)
 	}
 	svc.start(t)
+	time.Sleep(2 * time.Second) // the remote gate's next refresh
 	if n := countCerts(t, httpsGetRoots(t, caURL, filepath.Join(d2Dir, "ca.pem"))); n != 1 {
 		t.Fatalf("/v1/roots after finish has %d roots, want 1", n)
 	}
@@ -286,12 +292,12 @@ func TestRotateRootEndToEnd(t *testing.T) {
 	reachAll("after renewing past the finish")
 }
 
-func startRotateGate(t *testing.T, r *cliRunner, addr, sock, certDir string) {
+func startRotateGate(t *testing.T, r *cliRunner, addr, sock, certDir string, extra ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan result, 1)
 	go func() {
-		done <- r.runCtx(ctx, "--home", r.home(), "gate", "--listen", addr, "--docker", "unix://"+sock, "--cert-dir", certDir)
+		done <- r.runCtx(ctx, append([]string{"--home", r.home(), "gate", "--listen", addr, "--docker", "unix://" + sock, "--cert-dir", certDir}, extra...)...)
 	}()
 	t.Cleanup(func() {
 		cancel()
