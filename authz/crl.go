@@ -63,14 +63,14 @@ type CRLOptions struct {
 
 // CRLSource is a RevocationChecker backed by the dockca service's CRL.
 type CRLSource struct {
-	o      CRLOptions
-	url    string
-	query  string                       // ?issuer=FINGERPRINT, or ""
+	o     CRLOptions
+	url   string
+	query string // ?issuer=FINGERPRINT, or ""
 	// roots are the roots trusted now (crlroots.go); followRoots: they
 	// follow the service's bundle (the default client only).
 	roots       []*x509.Certificate
 	followRoots bool
-	signer map[string]*x509.Certificate // by raw subject
+	signer      map[string]*x509.Certificate // by raw subject
 	// rootSubjects are the roots' subjects: no leaf is issued by a root.
 	rootSubjects map[string]bool
 
