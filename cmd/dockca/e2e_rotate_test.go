@@ -22,6 +22,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // rotService runs `dockca serve` as its own process on a fixed address,
@@ -116,6 +117,12 @@ func TestRotateRootEndToEnd(t *testing.T) {
 	if _, e, code := svcRun(t, noHome, "enroll", "--ca-url", caURL, "--token", tok, "--fingerprint", fp, "--cert-dir", d2Dir); code != 0 {
 		t.Fatalf("enroll d2: %s", e)
 	}
+	// The first generation's intermediate and root, for its CRL later.
+	gen1, err := tlsbundle.Certs(readFile(t, filepath.Join(d2Dir, "server-cert.pem")))
+	if err != nil || len(gen1) != 2 {
+		t.Fatalf("d2's chain: %v", err)
+	}
+	gen1PEM := append(ca.PEMCert(gen1[1]), readFile(t, filepath.Join(d2Dir, "ca.pem"))...)
 	r := &cliRunner{t: t, env: vars}
 	plugin := startAuthzPlugin(t, r)
 	// d1's daemon.json says live-restore, as 'daemon setup --live-restore'
@@ -198,6 +205,29 @@ func TestRotateRootEndToEnd(t *testing.T) {
 	status("after rotate root", everything...)
 	if roots := countCerts(t, httpsGetRoots(t, caURL, filepath.Join(d2Dir, "ca.pem"))); roots != 2 {
 		t.Fatalf("/v1/roots during the overlap has %d roots, want 2", roots)
+	}
+
+	// One CRL per issuer: the default is the new intermediate's; the old
+	// one's is served by its fingerprint and verifies with openssl against
+	// the old intermediate; an unknown issuer is 404.
+	requireOpenSSL(t)
+	crlDir := t.TempDir()
+	der, code := httpsGet(t, caURL+"/v1/crl?issuer="+ca.Fingerprint(gen1[1]), filepath.Join(d2Dir, "ca.pem"))
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/crl?issuer=OLD: %d %s", code, der)
+	}
+	os.WriteFile(filepath.Join(crlDir, "old.crl"), der, 0o600)
+	os.WriteFile(filepath.Join(crlDir, "gen1.pem"), gen1PEM, 0o600)
+	if out := opensslOut(t, "crl", "-inform", "DER", "-in", filepath.Join(crlDir, "old.crl"), "-CAfile", filepath.Join(crlDir, "gen1.pem"), "-noout", "-issuer"); !strings.Contains(out, "verify OK") || strings.Contains(out, "CA 2") {
+		t.Fatalf("the old issuer's CRL: %s", out)
+	}
+	der, _ = httpsGet(t, caURL+"/v1/crl", filepath.Join(d2Dir, "ca.pem"))
+	os.WriteFile(filepath.Join(crlDir, "cur.crl"), der, 0o600)
+	if out := opensslOut(t, "crl", "-inform", "DER", "-in", filepath.Join(crlDir, "cur.crl"), "-noout", "-issuer"); !strings.Contains(out, "Intermediate CA 2") {
+		t.Fatalf("the default CRL after rotate root: %s", out)
+	}
+	if _, code := httpsGet(t, caURL+"/v1/crl?issuer="+strings.Repeat("0", 64), filepath.Join(d2Dir, "ca.pem")); code != http.StatusNotFound {
+		t.Fatalf("CRL of an unknown issuer: %d", code)
 	}
 
 	// Step 2: renew one daemon, the gate's: no restart, the gate reloads.
@@ -359,20 +389,30 @@ func countCerts(t *testing.T, pemBytes []byte) int {
 // caFile.
 func httpsGetRoots(t *testing.T, caURL, caFile string) []byte {
 	t.Helper()
+	b, code := httpsGet(t, caURL+"/v1/roots", caFile)
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/roots: %d", code)
+	}
+	return b
+}
+
+// httpsGet fetches url trusting the roots of caFile.
+func httpsGet(t *testing.T, url, caFile string) ([]byte, int) {
+	t.Helper()
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(readFile(t, caFile)) {
 		t.Fatalf("%s holds no certificate", caFile)
 	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	defer hc.CloseIdleConnections()
-	resp, err := hc.Get(caURL + "/v1/roots")
+	resp, err := hc.Get(url)
 	if err != nil {
-		t.Fatalf("GET /v1/roots: %v", err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/roots: %s %v", resp.Status, err)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	return b
+	return b, resp.StatusCode
 }
