@@ -582,3 +582,51 @@ func mustRootDER(stat *RotationStatus, rec *store.CA) []byte {
 	}
 	return nil
 }
+
+// allGenerations pools the roots and intermediates of every generation,
+// retired ones included: what `dockca check` chains certificates to.
+func allGenerations(rec *store.CA) (roots, inters *x509.CertPool, err error) {
+	roots, inters = x509.NewCertPool(), x509.NewCertPool()
+	add := func(pool *x509.CertPool, what string, der []byte) {
+		if len(der) == 0 {
+			return
+		}
+		c, perr := x509.ParseCertificate(der)
+		if perr != nil {
+			err = errors.Join(err, fmt.Errorf("parse %s: %w", what, perr))
+			return
+		}
+		pool.AddCert(c)
+	}
+	add(roots, "root", rec.RootDER)
+	add(inters, "intermediate", rec.IntermediateDER)
+	add(inters, "cross-signed intermediate", rec.CrossDER)
+	for _, g := range rec.Previous {
+		what := "generation " + strconv.Itoa(g.Generation)
+		add(roots, what+" root", g.RootDER)
+		add(inters, what+" intermediate", g.IntermediateDER)
+		add(inters, what+" cross-signed intermediate", g.CrossDER)
+	}
+	return roots, inters, err
+}
+
+// checkGenerationKeys reports earlier generations' keys that do not
+// decrypt with the password or do not match their certificates.
+func checkGenerationKeys(rec *store.CA, password []byte) []store.Problem {
+	var out []store.Problem
+	for _, g := range rec.Previous {
+		root, err1 := x509.ParseCertificate(g.RootDER)
+		inter, err2 := x509.ParseCertificate(g.IntermediateDER)
+		if err := errors.Join(err1, err2); err != nil {
+			out = append(out, store.Problem{Where: fmt.Sprintf("generation %d", g.Generation), Problem: err.Error()})
+			continue
+		}
+		sub := *rec
+		sub.RootKeyPEM, sub.IntermediateKey = g.RootKeyPEM, g.IntermediateKey
+		for _, p := range CheckKeys(&sub, root, inter, password) {
+			p.Where = fmt.Sprintf("generation %d %s", g.Generation, p.Where)
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -142,6 +142,15 @@ func TestRotateIntermediateRevocationAndCRLPerIssuer(t *testing.T) {
 	if !strings.Contains(string(rec.IntermediateKey), "ENCRYPTED PRIVATE KEY") {
 		t.Fatal("the new intermediate key is not encrypted")
 	}
+	// dockca check: certificates of both intermediates chain to the CA,
+	// and every generation's keys decrypt and match.
+	rep, err := Check(ctx, st, CheckOptions{Password: []byte("pw")})
+	if err != nil || !rep.OK() {
+		t.Fatalf("check after rotate intermediate: %+v %v", rep, err)
+	}
+	if rep, err := Check(ctx, st, CheckOptions{Password: []byte("wrong")}); err != nil || len(rep.Problems) != 4 {
+		t.Fatalf("check with a wrong password reports %d problems, want 4 (two keys per generation): %+v", len(rep.Problems), rep)
+	}
 }
 
 // A new root: leaves carry the intermediate and its twin cross-signed by
@@ -244,6 +253,9 @@ func TestRotateRootCrossSignedAndFinish(t *testing.T) {
 	}
 	if _, err := FinishRotation(ctx, st, false, time.Now()); !errors.Is(err, ErrNoRotation) {
 		t.Fatalf("a second finish: %v", err)
+	}
+	if rep, err := Check(ctx, st, CheckOptions{Password: []byte("pw")}); err != nil || !rep.OK() {
+		t.Fatalf("check after a finished root rotation (certificates of the retired root included): %+v %v", rep, err)
 	}
 	// A new rotation may start again.
 	if _, err := RotateIntermediate(ctx, st, RotateOptions{Password: []byte("pw")}); err != nil {
