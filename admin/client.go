@@ -21,6 +21,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/store"
 )
 
@@ -134,15 +135,11 @@ func (c *Client) get(ctx context.Context, path string, w io.Writer) (int64, erro
 
 // Root implements Admin.
 func (c *Client) Root(ctx context.Context) (*x509.Certificate, error) {
-	var buf bytes.Buffer
-	if _, err := c.get(ctx, api.PathAdminRoot, &buf); err != nil {
+	roots, err := c.Roots(ctx)
+	if err != nil {
 		return nil, err
 	}
-	certs, err := parseCerts(buf.Bytes())
-	if err != nil || len(certs) == 0 {
-		return nil, fmt.Errorf("admin socket: the service sent no root certificate")
-	}
-	return certs[0], nil
+	return roots[0], nil
 }
 
 // Roots implements Admin: the service answers the root endpoint with the
@@ -152,7 +149,7 @@ func (c *Client) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	if _, err := c.get(ctx, api.PathAdminRoot, &buf); err != nil {
 		return nil, err
 	}
-	certs, err := parseCerts(buf.Bytes())
+	certs, err := tlsbundle.Certs(buf.Bytes())
 	if err != nil || len(certs) == 0 {
 		return nil, fmt.Errorf("admin socket: the service sent no root certificate")
 	}
@@ -216,37 +213,18 @@ func (c *Client) Issue(ctx context.Context, r ca.Request) (*ca.Issued, error) {
 	if err := c.do(ctx, http.MethodPost, api.PathAdminIssue, req, &out); err != nil {
 		return nil, err
 	}
-	chain, err := parseCerts([]byte(out.Chain))
+	chain, err := tlsbundle.Certs([]byte(out.Chain))
 	if err != nil || len(chain) == 0 {
 		return nil, errors.New("admin socket: the service sent no certificate chain")
 	}
-	roots, err := parseCerts([]byte(out.CA))
-	if err != nil || len(roots) != 1 {
+	roots, err := tlsbundle.Certs([]byte(out.CA))
+	if err != nil {
 		return nil, errors.New("admin socket: the service sent no root certificate")
 	}
 	leaf := chain[0]
 	rec := &store.Certificate{Serial: out.Serial, Name: out.Name, Kind: store.Kind(out.Kind), Role: out.Role, SANs: out.SANs, Groups: out.Groups,
 		NotBefore: leaf.NotBefore.UTC(), NotAfter: out.NotAfter, Fingerprint: ca.Fingerprint(leaf), DER: leaf.Raw}
-	return &ca.Issued{Record: rec, Leaf: leaf, Chain: chain, Root: roots[0], Key: key}, nil
-}
-
-func parseCerts(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return out, nil
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
+	return &ca.Issued{Record: rec, Leaf: leaf, Chain: chain, Root: roots[0], Roots: roots, Key: key}, nil
 }
 
 // Certificates implements Admin.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/store"
 )
 
@@ -189,13 +189,9 @@ func (l *LocalSource) chainFromService(ctx context.Context) (roots, issuers []*x
 	if err != nil {
 		return nil, nil, err
 	}
-	var certs []*x509.Certificate
-	for block, rest := pem.Decode(raw); block != nil; block, rest = pem.Decode(rest) {
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("CA chain from %s: %w", l.sock, err)
-		}
-		certs = append(certs, c)
+	certs, err := tlsbundle.Certs(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("CA chain from %s: %w", l.sock, err)
 	}
 	for _, c := range certs {
 		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {

@@ -260,7 +260,33 @@ type RotationResult struct {
 	OverlapUntil time.Time         `json:"overlap_until,omitempty"`
 }
 
-// keys unlocks a stored key with the CA password.
+// begin checks that a rotation may start on rec (not during a root
+// overlap) and unlocks the current root's key; n is the new generation.
+func (o *RotateOptions) begin(rec *store.CA) (t *Trust, rootKey crypto.Signer, n int, err error) {
+	if err := o.defaults(rec); err != nil {
+		return nil, nil, 0, err
+	}
+	if t, err = TrustOf(rec); err != nil {
+		return nil, nil, 0, err
+	}
+	if t.Overlapping() {
+		return nil, nil, 0, fmt.Errorf("%w (until rotate finish): %w", ErrRotationInProgress, ErrPolicy)
+	}
+	if rootKey, err = unlock(rec, rec.RootKeyPEM, o.Password); err != nil {
+		return nil, nil, 0, fmt.Errorf("unlock root key: %w", err)
+	}
+	return t, rootKey, generationOf(rec) + 1, nil
+}
+
+// retire appends rec's current generation to its previous ones.
+func retire(rec *store.CA, now time.Time) {
+	rec.Previous = append(rec.Previous, store.Generation{
+		Generation: generationOf(rec), KeyType: rec.KeyType, RootDER: rec.RootDER, RootKeyPEM: rec.RootKeyPEM,
+		IntermediateDER: rec.IntermediateDER, IntermediateKey: rec.IntermediateKey, CrossDER: rec.CrossDER, ReplacedAt: now,
+	})
+}
+
+// unlock decrypts a stored key with the CA password.
 func unlock(rec *store.CA, pemKey, password []byte) (crypto.Signer, error) {
 	if !rec.Encrypted {
 		password = nil
@@ -283,21 +309,10 @@ func encryptFor(rec *store.CA, key crypto.Signer, password []byte) ([]byte, erro
 func RotateIntermediate(ctx context.Context, st *store.Store, o RotateOptions) (*RotationResult, error) {
 	var res *RotationResult
 	err := st.UpdateCA(ctx, func(rec *store.CA) error {
-		if err := o.defaults(rec); err != nil {
-			return err
-		}
-		t, err := TrustOf(rec)
+		t, rootKey, n, err := o.begin(rec)
 		if err != nil {
 			return err
 		}
-		if t.Overlapping() {
-			return fmt.Errorf("%w (until rotate finish): %w", ErrRotationInProgress, ErrPolicy)
-		}
-		rootKey, err := unlock(rec, rec.RootKeyPEM, o.Password)
-		if err != nil {
-			return fmt.Errorf("unlock root key: %w", err)
-		}
-		n := generationOf(rec) + 1
 		_, interName := generationNames(rec.Name, n)
 		interKey, err := GenerateKey(o.KeyType)
 		if err != nil {
@@ -319,10 +334,7 @@ func RotateIntermediate(ctx context.Context, st *store.Store, o RotateOptions) (
 		if err != nil {
 			return err
 		}
-		rec.Previous = append(rec.Previous, store.Generation{
-			Generation: generationOf(rec), KeyType: rec.KeyType, RootDER: rec.RootDER, RootKeyPEM: rec.RootKeyPEM,
-			IntermediateDER: rec.IntermediateDER, IntermediateKey: rec.IntermediateKey, CrossDER: rec.CrossDER, ReplacedAt: o.Now,
-		})
+		retire(rec, o.Now)
 		rec.Generation, rec.IntermediateDER, rec.IntermediateKey, rec.CrossDER = n, inter.Raw, interPEM, nil
 		res = &RotationResult{Generation: n, Root: t.Root, Intermediate: inter}
 		return nil
@@ -339,24 +351,13 @@ func RotateIntermediate(ctx context.Context, st *store.Store, o RotateOptions) (
 func RotateRoot(ctx context.Context, st *store.Store, o RotateOptions) (*RotationResult, error) {
 	var res *RotationResult
 	err := st.UpdateCA(ctx, func(rec *store.CA) error {
-		if err := o.defaults(rec); err != nil {
-			return err
-		}
-		t, err := TrustOf(rec)
+		t, oldRootKey, n, err := o.begin(rec)
 		if err != nil {
 			return err
-		}
-		if t.Overlapping() {
-			return fmt.Errorf("%w (until rotate finish): %w", ErrRotationInProgress, ErrPolicy)
 		}
 		if o.TTL > o.RootTTL {
 			return fmt.Errorf("intermediate TTL %s outlives the root TTL %s: %w", o.TTL, o.RootTTL, ErrPolicy)
 		}
-		oldRootKey, err := unlock(rec, rec.RootKeyPEM, o.Password)
-		if err != nil {
-			return fmt.Errorf("unlock root key: %w", err)
-		}
-		n := generationOf(rec) + 1
 		rootName, interName := generationNames(rec.Name, n)
 		rootKey, err := GenerateKey(o.KeyType)
 		if err != nil {
@@ -398,10 +399,7 @@ func RotateRoot(ctx context.Context, st *store.Store, o RotateOptions) (*Rotatio
 		if err != nil {
 			return err
 		}
-		rec.Previous = append(rec.Previous, store.Generation{
-			Generation: generationOf(rec), KeyType: rec.KeyType, RootDER: rec.RootDER, RootKeyPEM: rec.RootKeyPEM,
-			IntermediateDER: rec.IntermediateDER, IntermediateKey: rec.IntermediateKey, CrossDER: rec.CrossDER, ReplacedAt: o.Now,
-		})
+		retire(rec, o.Now)
 		rec.Generation, rec.KeyType = n, string(o.KeyType)
 		rec.RootDER, rec.RootKeyPEM, rec.RootFingerprint = root.Raw, rootPEM, Fingerprint(root)
 		rec.IntermediateDER, rec.IntermediateKey, rec.CrossDER = inter.Raw, interPEM, cross.Raw

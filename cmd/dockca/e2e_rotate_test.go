@@ -2,13 +2,11 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -206,6 +204,16 @@ func TestRotateRootEndToEnd(t *testing.T) {
 	if roots := countCerts(t, httpsGetRoots(t, caURL, filepath.Join(d2Dir, "ca.pem"))); roots != 2 {
 		t.Fatalf("/v1/roots during the overlap has %d roots, want 2", roots)
 	}
+	// issue through the running service writes both roots too.
+	issued := filepath.Join(t.TempDir(), "ops")
+	if out, e, code := svcRun(t, vars, "issue", "client", "ops", "--out", issued); code != 0 {
+		t.Fatalf("issue during the overlap: %s %s", out, e)
+	} else if n := countCerts(t, readFile(t, filepath.Join(issued, "ca.pem"))); n != 2 || countCerts(t, readFile(t, filepath.Join(issued, "cert.pem"))) != 3 {
+		t.Fatalf("issue during the overlap wrote %d roots", n)
+	}
+	if out, e, code := svcRun(t, vars, "revoke", "ops"); code != 0 {
+		t.Fatalf("revoke ops: %s %s", out, e)
+	}
 
 	// One CRL per issuer: the default is the new intermediate's; the old
 	// one's is served by its fingerprint and verifies with openssl against
@@ -324,33 +332,7 @@ func TestRotateRootEndToEnd(t *testing.T) {
 
 func startRotateGate(t *testing.T, r *cliRunner, addr, sock, certDir string, extra ...string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan result, 1)
-	go func() {
-		done <- r.runCtx(ctx, append([]string{"--home", r.home(), "gate", "--listen", addr, "--docker", "unix://" + sock, "--cert-dir", certDir}, extra...)...)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("dockca gate did not stop")
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case res := <-done:
-			t.Fatalf("dockca gate exited %d: %s", res.code, res.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the gate does not listen")
-		}
-	}
+	runGate(t, r, addr, append([]string{"--home", r.home(), "gate", "--listen", addr, "--docker", "unix://" + sock, "--cert-dir", certDir}, extra...)...)
 }
 
 // copyContextTLS copies a docker context's ca.pem, cert.pem and key.pem
