@@ -62,9 +62,6 @@ type Trust struct {
 	// that chain to a trusted root, current first, cross-signed twins
 	// included.
 	Issuers []*x509.Certificate
-	// Retired are the issuers of retired roots (rotate finish): their
-	// leaves are refused.
-	Retired []*x509.Certificate
 }
 
 // TrustOf reads the generations of a CA record.
@@ -115,8 +112,7 @@ func TrustOf(rec *store.CA) (*Trust, error) {
 			issuers = append(issuers, cross)
 		}
 		if !g.RetiredAt.IsZero() {
-			t.Retired = append(t.Retired, issuers...)
-			continue
+			continue // rotate finish: its leaves are refused
 		}
 		if !containsCert(t.Roots, root) {
 			t.Roots = append(t.Roots, root)
@@ -169,20 +165,6 @@ func (t *Trust) Verify(leaf *x509.Certificate, usage x509.ExtKeyUsage, now time.
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{usage}, CurrentTime: now})
 	return err
-}
-
-// IssuerOf returns the live issuer that signed leaf (matched by key
-// identifier and checked by signature), or nil.
-func (t *Trust) IssuerOf(leaf *x509.Certificate) *x509.Certificate {
-	for _, i := range t.Issuers {
-		if len(leaf.AuthorityKeyId) > 0 && !bytes.Equal(leaf.AuthorityKeyId, i.SubjectKeyId) {
-			continue
-		}
-		if leaf.CheckSignatureFrom(i) == nil {
-			return i
-		}
-	}
-	return nil
 }
 
 // generationNames are the subjects' common names of generation n: the
@@ -500,9 +482,15 @@ func Status(ctx context.Context, st *store.Store, now time.Time) (*RotationStatu
 	return out, nil
 }
 
+// issuedBy reports a stored leaf signed by one of issuers: by its
+// authority key identifier, which every dockca leaf carries (the records
+// are the CA's own), else by its signature.
 func issuedBy(leaf *x509.Certificate, issuers []*x509.Certificate) bool {
 	for _, i := range issuers {
-		if len(leaf.AuthorityKeyId) > 0 && !bytes.Equal(leaf.AuthorityKeyId, i.SubjectKeyId) {
+		if len(leaf.AuthorityKeyId) > 0 && len(i.SubjectKeyId) > 0 {
+			if bytes.Equal(leaf.AuthorityKeyId, i.SubjectKeyId) {
+				return true
+			}
 			continue
 		}
 		if leaf.CheckSignatureFrom(i) == nil {
