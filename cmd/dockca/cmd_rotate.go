@@ -121,6 +121,9 @@ func runRotate(c *cli.Context, e *env, what string) error {
 			return err
 		}
 		fmt.Fprintf(w, "Retired the old root (SHA-256 %s); trusted root: %s\n", strings.Join(stat.OldRoots, ", "), stat.Root)
+		if n := countOldRoot(stat.Dependents); n > 0 {
+			fmt.Fprintf(w, "Forced: %d certificates under the old root stop working; their holders must enroll again.\n", n)
+		}
 		fmt.Fprintln(w, "Every ca.pem dockca writes now carries this root only, and certificates under the old one are refused.")
 		return nil
 	}
@@ -209,4 +212,14 @@ func writeRotationStatus(w io.Writer, st *ca.RotationStatus, asJSON bool) error 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.Kind, d.Name, d.Serial, d.NotAfter.UTC().Format(time.RFC3339), d.Generation, old)
 	}
 	return tw.Flush()
+}
+
+func countOldRoot(deps []ca.Dependent) int {
+	n := 0
+	for _, d := range deps {
+		if d.OldRoot {
+			n++
+		}
+	}
+	return n
 }

@@ -131,3 +131,48 @@ func TestRotateIntermediateEnforcedByPluginAndGate(t *testing.T) {
 		t.Fatalf("the stored CRL after rotate intermediate: %s", out)
 	}
 }
+
+// rotate root then finish --force from the CLI: refused without --force
+// (one line naming what depends on the old root), then the old root is
+// retired and new files carry the new root only.
+func TestRotateRootFinishForce(t *testing.T) {
+	r := newCLI(t)
+	initCA(t, r)
+	dir := t.TempDir()
+	r.ok("issue", "client", "alice", "--out", filepath.Join(dir, "alice"))
+	out := r.ok("rotate", "root", "--overlap", "10d")
+	if !strings.Contains(out, `New root "dockca Root CA 2" (generation 2)`) {
+		t.Fatalf("rotate root: %s", out)
+	}
+	r.ok("issue", "client", "bob", "--out", filepath.Join(dir, "bob"))
+	if n := countCerts(t, readFile(t, filepath.Join(dir, "bob", "ca.pem"))); n != 2 {
+		t.Fatalf("issue during the overlap: ca.pem has %d roots", n)
+	}
+	status := r.ok("rotate", "status")
+	if !strings.Contains(status, "Old root still trusted:") || !strings.Contains(status, "client  alice") || strings.Contains(status, "bob") {
+		t.Fatalf("rotate status:\n%s", status)
+	}
+	before := caRecord(t, r)
+	res := r.run("rotate", "finish")
+	if res.code != 1 || !strings.Contains(res.err, `1 certificates still depend on the old root: client "alice"`) || strings.Count(res.err, "\n") != 1 {
+		t.Fatalf("rotate finish with a dependent: %d %q", res.code, res.err)
+	}
+	if caRecord(t, r) != before {
+		t.Fatal("a refused finish changed the CA")
+	}
+	out = r.ok("rotate", "finish", "--force")
+	if !strings.Contains(out, "Forced: 1 certificates under the old root stop working") {
+		t.Fatalf("rotate finish --force: %s", out)
+	}
+	if status := r.ok("rotate", "status"); strings.Contains(status, "Old root") || !strings.Contains(status, "Generation 2") {
+		t.Fatalf("rotate status after finish:\n%s", status)
+	}
+	r.ok("issue", "client", "carol", "--out", filepath.Join(dir, "carol"))
+	if n := countCerts(t, readFile(t, filepath.Join(dir, "carol", "ca.pem"))); n != 1 || countCerts(t, readFile(t, filepath.Join(dir, "carol", "cert.pem"))) != 2 {
+		t.Fatalf("issue after finish: ca.pem has %d roots", n)
+	}
+	// Every generation's certificates still check out as this CA's.
+	if out := r.ok("check"); !strings.Contains(out, "No problems found") {
+		t.Fatalf("check after a forced finish:\n%s", out)
+	}
+}
