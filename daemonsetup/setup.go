@@ -519,7 +519,7 @@ func needsIssue(dir string, root []byte, want, groups []string, now time.Time) (
 		*f.dst = data
 	}
 	if !tlsbundle.SameCA(b.CA, root) {
-		return "ca.pem is not the CA's current root", nil
+		return "ca.pem does not hold the CA's current roots (a CA rotation)", nil
 	}
 	leaf, err := b.Check(now, x509.ExtKeyUsageServerAuth)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -98,13 +99,22 @@ func Leaf(certPEM []byte) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// SameCA reports whether two PEM files hold the same first certificate,
-// ignoring whitespace and trailing material, so that a re-encoded copy of the
-// root still counts as the same root.
+// SameCA reports whether two ca.pem files hold the same roots, in any
+// order (during a CA rotation's overlap a bundle holds two, and a client
+// lists its pinned one first), ignoring whitespace and trailing material,
+// so that a re-encoded copy still counts as the same.
 func SameCA(a, b []byte) bool {
-	ca, errA := Leaf(a)
-	cb, errB := Leaf(b)
-	return errA == nil && errB == nil && bytes.Equal(ca.Raw, cb.Raw)
+	ca, errA := Certs(a)
+	cb, errB := Certs(b)
+	if errA != nil || errB != nil || len(ca) != len(cb) {
+		return false
+	}
+	for _, x := range ca {
+		if !slices.ContainsFunc(cb, func(y *x509.Certificate) bool { return bytes.Equal(x.Raw, y.Raw) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // Fingerprint is the SHA-256 of a certificate's DER, 64 lowercase hex
