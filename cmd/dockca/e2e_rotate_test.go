@@ -214,6 +214,25 @@ func TestRotateRootEndToEnd(t *testing.T) {
 	if out, e, code := svcRun(t, vars, "revoke", "ops"); code != 0 {
 		t.Fatalf("revoke ops: %s %s", out, e)
 	}
+	// A provisioning script pinned to the old root during the overlap:
+	// daemon setup writes both roots, and its second run changes nothing.
+	tok, _ = token("--kind", "daemon", "--san", "127.0.0.1", "build1")
+	setupRoot := t.TempDir()
+	setup := []string{"daemon", "setup", "build1", "--san", "127.0.0.1", "--listen", "tcp://127.0.0.1:2376",
+		"--tls-dir", filepath.Join(setupRoot, "tls"), "--config", filepath.Join(setupRoot, "daemon.json"),
+		"--systemd-dir", filepath.Join(setupRoot, "systemd"), "--live-restore", "--ca-url", caURL, "--token", tok, "--fingerprint", fp}
+	if out, e, code := svcRun(t, noHome, setup...); code != 0 {
+		t.Fatalf("daemon setup during the overlap: %s %s", out, e)
+	}
+	if n := countCerts(t, readFile(t, filepath.Join(setupRoot, "tls", "ca.pem"))); n != 2 {
+		t.Fatalf("daemon setup during the overlap wrote %d roots", n)
+	}
+	if out, e, code := svcRun(t, noHome, setup...); code != 0 || strings.Contains(out, "issue") {
+		t.Fatalf("second daemon setup during the overlap: %d %s %s", code, out, e)
+	}
+	if out, e, code := svcRun(t, vars, "revoke", "build1"); code != 0 {
+		t.Fatalf("revoke build1: %s %s", out, e)
+	}
 
 	// One CRL per issuer: the default is the new intermediate's; the old
 	// one's is served by its fingerprint and verifies with openssl against
