@@ -85,7 +85,7 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 	}
 	a := &Authority{st: st, rec: rec, root: root, intermediate: inter, trust: trust, signer: signer, actor: o.Actor, crl: o.CRL}
 	if o.CRL {
-		if a.older, err = unlockOlder(rec, pw); err != nil {
+		if a.older, err = olderIssuers(rec, pw); err != nil {
 			return nil, err
 		}
 	}

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -29,8 +30,13 @@ var ErrUnknownIssuer = errors.New("not an issuer of this CA")
 const olderCRLTTL = time.Hour
 
 type olderIssuer struct {
-	cert   *x509.Certificate
-	signer crypto.Signer
+	cert *x509.Certificate
+	// The key is decrypted at the first request for this issuer's CRL:
+	// each decryption costs a password derivation, which a command that
+	// only revokes should not pay for every earlier generation.
+	keyPEM, password []byte
+	generation       int
+	signer           crypto.Signer
 
 	mu  sync.Mutex
 	der []byte
@@ -38,9 +44,10 @@ type olderIssuer struct {
 	at  time.Time
 }
 
-// unlockOlder decrypts the keys of the previous intermediates, by the fingerprints of the intermediate and of its
-// cross-signed twin.
-func unlockOlder(rec *store.CA, pw []byte) (map[string]*olderIssuer, error) {
+// olderIssuers lists the previous intermediates by the fingerprints of
+// the intermediate and of its cross-signed twin; IssuerCRL decrypts a key
+// when first asked (with a copy of the password).
+func olderIssuers(rec *store.CA, pw []byte) (map[string]*olderIssuer, error) {
 	out := map[string]*olderIssuer{}
 	for _, g := range rec.Previous {
 		// Retired generations too: a remote plugin that has not been
@@ -49,11 +56,7 @@ func unlockOlder(rec *store.CA, pw []byte) (map[string]*olderIssuer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse generation %d intermediate: %w", g.Generation, err)
 		}
-		signer, err := DecryptKey(g.IntermediateKey, pw)
-		if err != nil {
-			return nil, fmt.Errorf("unlock generation %d intermediate key: %w", g.Generation, err)
-		}
-		o := &olderIssuer{cert: inter, signer: signer}
+		o := &olderIssuer{cert: inter, keyPEM: g.IntermediateKey, password: bytes.Clone(pw), generation: g.Generation}
 		out[Fingerprint(inter)] = o
 		if len(g.CrossDER) > 0 {
 			if cross, err := x509.ParseCertificate(g.CrossDER); err == nil {
@@ -95,6 +98,11 @@ func (a *Authority) IssuerCRL(ctx context.Context, fingerprint string) ([]byte, 
 	defer o.mu.Unlock()
 	if o.der != nil && o.seq == seq && now.Sub(o.at) < olderCRLTTL {
 		return o.der, nil
+	}
+	if o.signer == nil {
+		if o.signer, err = DecryptKey(o.keyPEM, o.password); err != nil {
+			return nil, fmt.Errorf("unlock generation %d intermediate key: %w", o.generation, err)
+		}
 	}
 	number := int64(0)
 	if h, err := a.st.CRLHeader(ctx); err == nil {
