@@ -26,6 +26,9 @@ import (
 type Admin interface {
 	// Root is the CA's root certificate (no key is unlocked).
 	Root(ctx context.Context) (*x509.Certificate, error)
+	// Roots is the trust bundle every ca.pem carries: the current root,
+	// then during a CA rotation's overlap the old one.
+	Roots(ctx context.Context) ([]*x509.Certificate, error)
 	// CheckRequest applies the issuance policy (built-in roles plus the
 	// stored policy's) without signing or unlocking anything.
 	CheckRequest(ctx context.Context, r ca.Request) (*ca.Normalized, error)
@@ -56,6 +59,9 @@ type Admin interface {
 	// Access is the access map: which valid client certificates reach
 	// which valid daemon certificates, with the role there (AccessMap).
 	Access(ctx context.Context, q api.AccessRequest) ([]api.AccessEntry, error)
+	// RotationStatus lists what still depends on an earlier CA generation
+	// (dockca rotate status).
+	RotationStatus(ctx context.Context) (*ca.RotationStatus, error)
 	// Close releases the database or the connection.
 	Close() error
 }

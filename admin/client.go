@@ -21,6 +21,7 @@ import (
 
 	"github.com/dockca/dockca/ca"
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
@@ -135,15 +136,25 @@ func (c *Client) get(ctx context.Context, path string, w io.Writer) (int64, erro
 
 // Root implements Admin.
 func (c *Client) Root(ctx context.Context) (*x509.Certificate, error) {
+	roots, err := c.Roots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return roots[0], nil
+}
+
+// Roots implements Admin: the service answers the root endpoint with the
+// whole trust bundle, current root first.
+func (c *Client) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	var buf bytes.Buffer
 	if _, err := c.get(ctx, api.PathAdminRoot, &buf); err != nil {
 		return nil, err
 	}
-	certs, err := parseCerts(buf.Bytes())
-	if err != nil || len(certs) != 1 {
+	certs, err := tlsbundle.Certs(buf.Bytes())
+	if err != nil || len(certs) == 0 {
 		return nil, fmt.Errorf("admin socket: the service sent no root certificate")
 	}
-	return certs[0], nil
+	return certs, nil
 }
 
 func (c *Client) issueRequest(r ca.Request) api.AdminIssueRequest {
@@ -203,37 +214,18 @@ func (c *Client) Issue(ctx context.Context, r ca.Request) (*ca.Issued, error) {
 	if err := c.do(ctx, http.MethodPost, api.PathAdminIssue, req, &out); err != nil {
 		return nil, err
 	}
-	chain, err := parseCerts([]byte(out.Chain))
+	chain, err := tlsbundle.Certs([]byte(out.Chain))
 	if err != nil || len(chain) == 0 {
 		return nil, errors.New("admin socket: the service sent no certificate chain")
 	}
-	roots, err := parseCerts([]byte(out.CA))
-	if err != nil || len(roots) != 1 {
+	roots, err := tlsbundle.Certs([]byte(out.CA))
+	if err != nil {
 		return nil, errors.New("admin socket: the service sent no root certificate")
 	}
 	leaf := chain[0]
 	rec := &store.Certificate{Serial: out.Serial, Name: out.Name, Kind: pki.Kind(out.Kind), Role: out.Role, SANs: out.SANs, Groups: out.Groups,
 		NotBefore: leaf.NotBefore.UTC(), NotAfter: out.NotAfter, Fingerprint: pki.Fingerprint(leaf), DER: leaf.Raw}
-	return &ca.Issued{Record: rec, Leaf: leaf, Chain: chain, Root: roots[0], Key: key}, nil
-}
-
-func parseCerts(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return out, nil
-		}
-		if blk.Type != pki.PEMTypeCertificate {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
+	return &ca.Issued{Record: rec, Leaf: leaf, Chain: chain, Root: roots[0], Roots: roots, Key: key}, nil
 }
 
 // Certificates implements Admin.
@@ -303,6 +295,15 @@ func (c *Client) Tokens(ctx context.Context) ([]api.TokenInfo, error) {
 func (c *Client) Check(ctx context.Context) (*ca.CheckReport, error) {
 	var out ca.CheckReport
 	if err := c.do(ctx, http.MethodGet, api.PathAdminCheck, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RotationStatus implements Admin.
+func (c *Client) RotationStatus(ctx context.Context) (*ca.RotationStatus, error) {
+	var out ca.RotationStatus
+	if err := c.do(ctx, http.MethodGet, api.PathAdminRotation, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -40,6 +40,7 @@ func Handler(l *Local, o HandlerOptions) http.Handler {
 	route("GET "+api.PathAdminBackup, h.backup)
 	route("GET "+api.PathAdminRoot, h.root)
 	route("GET "+api.PathAdminCheck, h.check)
+	route("GET "+api.PathAdminRotation, h.rotation)
 	route("GET "+api.PathAdminPolicy, h.policy)
 	route("PUT "+api.PathAdminPolicy, h.setPolicy)
 	route("POST "+api.PathAdminAccess, h.access)
@@ -248,7 +249,7 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request) error {
 // CertResponse is the wire form of an issued certificate.
 func CertResponse(iss *ca.Issued) api.CertResponse {
 	return api.CertResponse{
-		Cert: string(pki.PEMCert(iss.Leaf)), Chain: string(iss.ChainPEM()), CA: string(pki.PEMCert(iss.Root)),
+		Cert: string(pki.PEMCert(iss.Leaf)), Chain: string(iss.ChainPEM()), CA: string(iss.RootsPEM()),
 		Serial: iss.Record.Serial, Kind: string(iss.Record.Kind), Name: iss.Record.Name, Role: iss.Record.Role,
 		SANs: iss.Record.SANs, Groups: iss.Record.Groups, NotAfter: iss.Record.NotAfter,
 	}
@@ -287,12 +288,12 @@ func (h *handler) backup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) root(w http.ResponseWriter, r *http.Request) error {
-	root, err := h.l.Root(r.Context())
+	roots, err := h.l.Roots(r.Context())
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, err = w.Write(pki.PEMCert(root))
+	_, err = w.Write(pki.PEMChain(roots...))
 	return err
 }
 
@@ -302,6 +303,15 @@ func (h *handler) check(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, rep)
+	return nil
+}
+
+func (h *handler) rotation(w http.ResponseWriter, r *http.Request) error {
+	st, err := h.l.RotationStatus(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
 	return nil
 }
 

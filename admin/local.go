@@ -135,6 +135,20 @@ func (l *Local) Root(ctx context.Context) (*x509.Certificate, error) {
 	return root, err
 }
 
+// RotationStatus implements Admin.
+func (l *Local) RotationStatus(ctx context.Context) (*ca.RotationStatus, error) {
+	return ca.Status(ctx, l.st, time.Now())
+}
+
+// Roots implements Admin.
+func (l *Local) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+	_, t, err := ca.LoadTrust(ctx, l.st)
+	if err != nil {
+		return nil, err
+	}
+	return t.Roots, nil
+}
+
 // CheckRequest implements Admin.
 func (l *Local) CheckRequest(ctx context.Context, r ca.Request) (*ca.Normalized, error) {
 	return ca.CheckRequest(ctx, l.st, r)

@@ -42,14 +42,17 @@ func (d localDB) open() (*store.Store, error) {
 	return st, nil
 }
 
-func (d localDB) Chain(ctx context.Context) (root, inter *x509.Certificate, err error) {
+func (d localDB) Trust(ctx context.Context) (roots, issuers []*x509.Certificate, err error) {
 	st, err := d.open()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer st.Close()
-	_, root, inter, err = ca.LoadCertificates(ctx, st)
-	return root, inter, err
+	_, t, err := ca.LoadTrust(ctx, st)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t.Roots, t.Issuers, nil
 }
 
 func (d localDB) Revocations(ctx context.Context) (map[string]*authz.Revocation, error) {

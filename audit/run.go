@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/api"
-	"github.com/dockca/dockca/pki"
+	"github.com/dockca/dockca/internal/tlsbundle"
 )
 
 // Defaults for Options fields left zero.
@@ -71,24 +70,9 @@ func (o Options) withDefaults() Options {
 // ParseRootsPEM reads dockca root certificates from PEM (one or more
 // CERTIFICATE blocks) for Options.Roots.
 func ParseRootsPEM(data []byte) ([]*x509.Certificate, error) {
-	var roots []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != pki.PEMTypeCertificate {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parse dockca root: %w", err)
-		}
-		roots = append(roots, c)
-	}
-	if len(roots) == 0 {
-		return nil, errors.New("parse dockca root: no certificate in PEM data")
+	roots, err := tlsbundle.Certs(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse dockca root: %w", err)
 	}
 	return roots, nil
 }

@@ -100,3 +100,15 @@ func (c *issuerCache) put(cert *x509.Certificate) {
 	pool.AddCert(cert)
 	c.pools[string(cert.Raw)] = pool
 }
+
+func (c *chainCache) reset() {
+	c.mu.Lock()
+	c.entries = nil
+	c.mu.Unlock()
+}
+
+func (c *issuerCache) reset() {
+	c.mu.Lock()
+	c.pools = nil
+	c.mu.Unlock()
+}

@@ -38,6 +38,9 @@ type CRLOptions struct {
 	// Root is the pinned dockca root: the TLS trust for the fetch and the
 	// anchor the CRL signer must chain to.
 	Root *x509.Certificate
+	// OtherRoots are further trusted roots (an old root during a
+	// rotation's overlap): issuers may chain to them too.
+	OtherRoots []*x509.Certificate
 	// Issuers are the certificates that may sign the CRL (the dockca
 	// intermediate; the root itself is always accepted). Each must chain to
 	// Root. A client certificate from another issuer is denied, because
@@ -64,10 +67,17 @@ type CRLOptions struct {
 
 // CRLSource is a RevocationChecker backed by the dockca service's CRL.
 type CRLSource struct {
-	o      CRLOptions
-	url    string
-	label  string                       // url, or every replica's when there are several
-	signer map[string]*x509.Certificate // by raw subject
+	o     CRLOptions
+	url   string
+	label string // url, or every replica's when there are several
+	query string // ?issuer=FINGERPRINT, or ""
+	// roots are the roots trusted now (crlroots.go); followRoots: they
+	// follow the service's bundle (the default client only).
+	roots       []*x509.Certificate
+	followRoots bool
+	signer      map[string]*x509.Certificate // by raw subject
+	// rootSubjects are the roots' subjects: no leaf is issued by a root.
+	rootSubjects map[string]bool
 
 	mu      sync.RWMutex
 	crl     *x509.RevocationList
@@ -115,16 +125,31 @@ func NewCRLSource(o CRLOptions) (*CRLSource, error) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(o.Root)
+	for _, r := range o.OtherRoots {
+		roots.AddCert(r)
+	}
 	if o.Client == nil && o.Socket != "" {
 		o.Client = unixHTTPClient(o.Socket, 5*time.Second)
 	}
+	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + api.PathCRL, signer: map[string]*x509.Certificate{}, warn: staleWarner{log: o.Log},
+		roots: append([]*x509.Certificate{o.Root}, o.OtherRoots...)}
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		cfg, err := s.serviceTLS()
+		if err != nil {
+			return nil, err
+		}
+		s.o.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: cfg,
 			Proxy:           nil, // the service is reached directly, never through a proxy
 		}}
+		s.followRoots = true
 	}
-	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + api.PathCRL, signer: map[string]*x509.Certificate{}, warn: staleWarner{log: o.Log}}
+	if len(o.Issuers) > 0 {
+		// One CRL per issuer: ask for the CRL of the issuer this source
+		// knows, which the service keeps serving after a rotation (every
+		// dockca CRL lists every revocation, whichever issuer signed it).
+		s.query = "?issuer=" + pki.Fingerprint(o.Issuers[0])
+	}
 	s.label = s.url
 	if len(o.URLs) > 1 {
 		all := make([]string, len(o.URLs))
@@ -134,6 +159,11 @@ func NewCRLSource(o CRLOptions) (*CRLSource, error) {
 		s.label = strings.Join(all, ", ")
 	}
 	s.signer[string(o.Root.RawSubject)] = o.Root
+	s.rootSubjects = map[string]bool{string(o.Root.RawSubject): true}
+	for _, r := range o.OtherRoots {
+		s.signer[string(r.RawSubject)] = r
+		s.rootSubjects[string(r.RawSubject)] = true
+	}
 	for _, c := range o.Issuers {
 		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: o.Now(),
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
@@ -173,7 +203,9 @@ func (s *CRLSource) install(der []byte, etag string, fresh time.Time) error {
 	if err != nil {
 		return fmt.Errorf("parse CRL: %w", err)
 	}
+	s.mu.RLock()
 	issuer, ok := s.signer[string(crl.RawIssuer)]
+	s.mu.RUnlock()
 	if !ok {
 		return fmt.Errorf("CRL issued by %s, which is not a configured issuer", crl.Issuer)
 	}
@@ -230,9 +262,21 @@ func (s *CRLSource) Freshness(context.Context) Freshness {
 }
 
 func (s *CRLSource) refresh(ctx context.Context) error {
-	target := s.url
+	if err := s.refreshCRL(ctx); err != nil {
+		return err
+	}
+	// The trust bundle changes only with a rotation; a failed read keeps
+	// the roots in force until the next refresh.
+	if err := s.refreshRoots(ctx); err != nil && s.o.Log != nil {
+		s.o.Log.Warn("could not read the CA's trust bundle", "err", err)
+	}
+	return nil
+}
+
+func (s *CRLSource) refreshCRL(ctx context.Context) error {
+	target := s.url + s.query
 	if s.o.Socket != "" {
-		target = "http://dockca" + api.PathCRL
+		target = "http://dockca" + api.PathCRL + s.query
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
@@ -250,6 +294,7 @@ func (s *CRLSource) refresh(ctx context.Context) error {
 		return fmt.Errorf("fetch CRL: %w", err)
 	}
 	defer resp.Body.Close()
+	s.learnIssuers(resp.TLS)
 	now := s.o.Now()
 	switch {
 	case resp.StatusCode == http.StatusNotModified && have:
@@ -282,6 +327,30 @@ func (s *CRLSource) refresh(ctx context.Context) error {
 		return fmt.Errorf("cache CRL: %w", err)
 	}
 	return s.writeMeta(crlMeta{ETag: newTag, FetchedAt: now})
+}
+
+// learnIssuers adds the intermediates of the service's own certificate
+// chain, as verified to the pinned root in the fetch's handshake: after a
+// rotation of the CA's intermediate (or root, through the cross-signed
+// intermediate) the plugin recognises the new issuer's certificates
+// without a restart. Every dockca CRL lists the revocations of every
+// issuer of the CA (ca/rotatecrl.go), so the list fetched covers them.
+func (s *CRLSource) learnIssuers(cs *tls.ConnectionState) {
+	if cs == nil || len(cs.VerifiedChains) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, chain := range cs.VerifiedChains {
+		if len(chain) < 3 {
+			continue
+		}
+		for _, c := range chain[1 : len(chain)-1] {
+			if _, ok := s.signer[string(c.RawSubject)]; !ok && c.IsCA {
+				s.signer[string(c.RawSubject)] = c
+			}
+		}
+	}
 }
 
 func (s *CRLSource) writeMeta(m crlMeta) error {
@@ -326,7 +395,10 @@ func (s *CRLSource) Revoked(_ context.Context, cert *x509.Certificate) (*Revocat
 		return nil, fmt.Errorf("%w: the service's list expired at %s (NextUpdate) and has not been re-signed",
 			ErrStaleCRL, nu.UTC().Format(time.RFC3339))
 	}
-	if !bytes.Equal(cert.RawIssuer, s.issuer.RawSubject) {
+	// A dockca CRL lists the revocations of every generation of the CA
+	// (ca/rotatecrl.go), so it covers the certificates of every configured
+	// issuer; a certificate of any other issuer is not this CA's.
+	if _, ok := s.signer[string(cert.RawIssuer)]; !ok || s.rootSubjects[string(cert.RawIssuer)] {
 		return nil, fmt.Errorf("the revocation list covers certificates issued by %s, not by %s", s.issuer.Subject, cert.Issuer)
 	}
 	if r, ok := s.revoked[string(cert.SerialNumber.Bytes())]; ok {

@@ -31,14 +31,28 @@ type RevocationChecker interface {
 	Revoked(ctx context.Context, cert *x509.Certificate) (*Revocation, error)
 }
 
+// TrustSource answers the roots trusted now (current first). The slice
+// must not be modified; a new slice means the trust changed.
+type TrustSource interface {
+	Roots() []*x509.Certificate
+}
+
 // Options configure the plugin.
 type Options struct {
 	// Name is the plugin name dockerd knows it by (default "dockca").
 	Name string
 	// Socket is where to listen (default /run/docker/plugins/NAME.sock).
 	Socket string
-	// Root is the dockca root certificate, the only trust anchor.
+	// Root is the dockca root certificate, the trust anchor (with Roots).
 	Root *x509.Certificate
+	// Roots are further trusted roots (an old root during a rotation's
+	// overlap); optional.
+	Roots []*x509.Certificate
+	// Trust, when set, is asked for the trusted roots before each
+	// verification: a rotation (a new root, or an old one retired) takes
+	// effect on the next request, and the chain caches are dropped. The
+	// revocation source implements it in local mode.
+	Trust TrustSource
 	// Revocations decides revocation; required. If it also implements
 	// Runner (CRLSource does), Serve runs it for as long as it serves.
 	Revocations RevocationChecker
@@ -92,7 +106,8 @@ type Decision struct {
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
-	roots      *x509.CertPool
+	roots      atomic.Pointer[rootSet]
+	trust      TrustSource
 	revoked    RevocationChecker
 	denyLocal  bool
 	now        func() time.Time
@@ -127,9 +142,9 @@ func New(o Options) (*Authorizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
-	a := &Authorizer{roots: x509.NewCertPool(), revoked: o.Revocations,
+	a := &Authorizer{revoked: o.Revocations, trust: o.Trust,
 		denyLocal: o.DenyLocal, now: o.Now, audit: o.Audit, containers: o.Containers, name: o.Name, groups: groups}
-	a.roots.AddCert(o.Root)
+	a.roots.Store(newRootSet(append([]*x509.Certificate{o.Root}, o.Roots...)))
 	a.SetPolicy(o.Policy, o.PolicySource)
 	if a.now == nil {
 		a.now = time.Now
@@ -312,6 +327,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) Decision {
 	}
 
 	now := a.now()
+	a.syncRoots()
 	key := chainKey(req.RequestPeerCertificates)
 	var leaf *x509.Certificate
 	if !a.noCache {
@@ -462,7 +478,7 @@ func (a *Authorizer) verifyChain(d *Decision, req *Request, now time.Time) ([]*x
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	opts := x509.VerifyOptions{Roots: a.roots, Intermediates: inter,
+	opts := x509.VerifyOptions{Roots: a.roots.Load().pool, Intermediates: inter,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: now}
 	if len(certs) > 1 && !a.noIssuers {
 		// A new client of a known intermediate: one signature to check.
@@ -476,7 +492,7 @@ func (a *Authorizer) verifyChain(d *Decision, req *Request, now time.Time) ([]*x
 		}
 	}
 	chains, err := leaf.Verify(opts)
-	if err == nil && len(chains[0]) == 3 && !a.noIssuers {
+	if err == nil && len(chains[0]) == 3 && !a.noIssuers && a.currentRoots(chains[0][2]) {
 		a.issuers.put(chains[0][1])
 	}
 	if err != nil {

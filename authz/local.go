@@ -1,9 +1,9 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/internal/api"
+	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/pki"
 )
 
@@ -26,8 +27,9 @@ import (
 type LocalDB interface {
 	// Path is the database file; the source watches it for changes.
 	Path() string
-	// Chain reads the root and the intermediate.
-	Chain(ctx context.Context) (root, inter *x509.Certificate, err error)
+	// Trust reads the CA's trust: the roots trusted now (two during a
+	// root rotation's overlap) and every live intermediate.
+	Trust(ctx context.Context) (roots, issuers []*x509.Certificate, err error)
 	// Revocations reads every revocation, by serial (pki.FormatSerial).
 	Revocations(ctx context.Context) (map[string]*Revocation, error)
 }
@@ -59,11 +61,13 @@ type LocalSource struct {
 	sock     string
 	maxStale time.Duration
 	now      func() time.Time
-	root     *x509.Certificate
-	inter    *x509.Certificate
 	warn     staleWarner
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// roots and issuers are the CA's trust, read again with the
+	// revocations: a rotation reaches the plugin like a revocation does.
+	roots    []*x509.Certificate
+	issuers  []*x509.Certificate
 	stamp    fileStamp
 	revoked  map[string]*Revocation // from the database
 	svc      *CRLSource             // the service's CRL, once needed
@@ -131,11 +135,11 @@ func NewLocalSource(ctx context.Context, o LocalOptions) (*LocalSource, *x509.Ce
 		return nil, nil, fmt.Errorf("local revocation source: %w", err)
 	}
 	var err error
-	l.root, l.inter, err = l.db.Chain(ctx)
+	l.roots, l.issuers, err = l.db.Trust(ctx)
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrDBLocked):
-		if l.root, l.inter, err = l.chainFromService(ctx); err != nil {
+		if l.roots, l.issuers, err = l.chainFromService(ctx); err != nil {
 			return nil, nil, fmt.Errorf("local revocation source: the database is held by another process and its admin socket does not answer: %w", err)
 		}
 	default:
@@ -147,12 +151,41 @@ func NewLocalSource(ctx context.Context, o LocalOptions) (*LocalSource, *x509.Ce
 	if err != nil {
 		return nil, nil, fmt.Errorf("local revocation source: %w", err)
 	}
-	return l, l.root, nil
+	return l, l.roots[0], nil
 }
 
-// chainFromService asks dockca serve's admin socket for the root and the
-// intermediate.
-func (l *LocalSource) chainFromService(ctx context.Context) (root, inter *x509.Certificate, err error) {
+// Roots implements TrustSource: the roots the CA trusts now, as last read
+// from the home.
+func (l *LocalSource) Roots() []*x509.Certificate {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.roots
+}
+
+// setTrust installs the CA's trust as read; a change drops the service CRL
+// source, whose issuers it fixes.
+func (l *LocalSource) setTrust(roots, issuers []*x509.Certificate) {
+	if sameCerts(roots, l.roots) && sameCerts(issuers, l.issuers) {
+		return
+	}
+	l.roots, l.issuers, l.svc = roots, issuers, nil
+}
+
+func sameCerts(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// chainFromService asks dockca serve's admin socket for the trusted roots
+// and the live intermediates.
+func (l *LocalSource) chainFromService(ctx context.Context) (roots, issuers []*x509.Certificate, err error) {
 	ctx, cancel := context.WithTimeout(ctx, socketFetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://dockca"+api.PathAdminChain, nil)
@@ -173,18 +206,21 @@ func (l *LocalSource) chainFromService(ctx context.Context) (root, inter *x509.C
 	if err != nil {
 		return nil, nil, err
 	}
-	var certs []*x509.Certificate
-	for block, rest := pem.Decode(raw); block != nil; block, rest = pem.Decode(rest) {
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("CA chain from %s: %w", l.sock, err)
-		}
-		certs = append(certs, c)
+	certs, err := tlsbundle.Certs(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("CA chain from %s: %w", l.sock, err)
 	}
-	if len(certs) != 2 || !certs[0].IsCA {
+	for _, c := range certs {
+		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			roots = append(roots, c)
+		} else {
+			issuers = append(issuers, c)
+		}
+	}
+	if len(roots) == 0 || len(issuers) == 0 {
 		return nil, nil, fmt.Errorf("CA chain from %s: want a root and an intermediate", l.sock)
 	}
-	return certs[0], certs[1], nil
+	return roots, issuers, nil
 }
 
 // refreshLocked brings the data up to date when the database file changed
@@ -210,8 +246,12 @@ func (l *LocalSource) refreshLocked(ctx context.Context, force bool) error {
 	}
 	revoked, err := l.db.Revocations(ctx)
 	if err == nil {
-		l.revoked, l.stamp, l.loadedAt, l.viaSvc, l.lastErr = revoked, stamp, now, false, nil
-		return nil
+		var roots, issuers []*x509.Certificate
+		if roots, issuers, err = l.db.Trust(ctx); err == nil {
+			l.setTrust(roots, issuers)
+			l.revoked, l.stamp, l.loadedAt, l.viaSvc, l.lastErr = revoked, stamp, now, false, nil
+			return nil
+		}
 	}
 	if !errors.Is(err, ErrDBLocked) {
 		l.lastErr = err
@@ -223,9 +263,12 @@ func (l *LocalSource) refreshLocked(ctx context.Context, force bool) error {
 		l.lastErr = fmt.Errorf("the dockca database is being written by another process (%v)", err)
 		return l.lastErr
 	}
+	if roots, issuers, cerr := l.chainFromService(ctx); cerr == nil {
+		l.setTrust(roots, issuers)
+	}
 	if l.svc == nil {
-		svc, serr := NewCRLSource(CRLOptions{URL: "unix://" + l.sock, Socket: l.sock, Root: l.root,
-			Issuers: []*x509.Certificate{l.inter}, MaxStale: l.maxStale, Now: l.now})
+		svc, serr := NewCRLSource(CRLOptions{URL: "unix://" + l.sock, Socket: l.sock, Root: l.roots[0],
+			OtherRoots: l.roots[1:], Issuers: l.issuers, MaxStale: l.maxStale, Now: l.now})
 		if serr != nil {
 			l.lastErr = serr
 			return serr

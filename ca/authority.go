@@ -22,11 +22,15 @@ type Authority struct {
 	rec          *store.CA
 	root         *x509.Certificate
 	intermediate *x509.Certificate
-	step         *authority.Authority
-	signer       crypto.Signer // the intermediate's key, for CRLs
-	actor        string
-	crl          bool
-	crlRounds    crlRounds
+	trust        *Trust
+	// older are the signers of the previous, still trusted intermediates,
+	// by the intermediate's fingerprint: their CRLs (crl.go, IssuerCRL).
+	older     map[string]*olderIssuer
+	step      *authority.Authority
+	signer    crypto.Signer // the intermediate's key, for CRLs
+	actor     string
+	crl       bool
+	crlRounds crlRounds
 	// audiences are the token audiences smallstep's configuration gives
 	// the CA's names (VerifyToken).
 	audiences provisioner.Audiences
@@ -66,10 +70,11 @@ func LoadCertificates(ctx context.Context, st *store.Store) (rec *store.CA, root
 
 // Open unlocks the intermediate key and starts the embedded authority.
 func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, error) {
-	rec, root, inter, err := LoadCertificates(ctx, st)
+	rec, trust, err := LoadTrust(ctx, st)
 	if err != nil {
 		return nil, err
 	}
+	root, inter := trust.Root, trust.Intermediate
 	var pw []byte
 	if rec.Encrypted {
 		pw = o.Password
@@ -78,7 +83,12 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 	if err != nil {
 		return nil, fmt.Errorf("unlock intermediate key: %w", err)
 	}
-	a := &Authority{st: st, rec: rec, root: root, intermediate: inter, signer: signer, actor: o.Actor, crl: o.CRL}
+	a := &Authority{st: st, rec: rec, root: root, intermediate: inter, trust: trust, signer: signer, actor: o.Actor, crl: o.CRL}
+	if o.CRL {
+		if a.older, err = olderIssuers(rec, pw); err != nil {
+			return nil, err
+		}
+	}
 	if a.actor == "" {
 		a.actor = "dockca"
 	}
@@ -117,6 +127,14 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 		// A CRL must exist for clients to fetch; one that is current is
 		// kept, so opening costs nothing that grows with revocations.
 		current, err := CurrentCRLHeader(ctx, st, time.Now())
+		if err == nil && current != nil && len(rec.Previous) > 0 {
+			// After a rotation the stored CRL may be the old
+			// intermediate's: the current issuer's is made now.
+			var signedBy []byte
+			if signedBy, err = st.Setting(ctx, settingCRLIssuer); string(signedBy) != pki.Fingerprint(inter) {
+				current = nil
+			}
+		}
 		if err == nil && current == nil {
 			_, err = a.GenerateCRL(ctx)
 		}
@@ -142,6 +160,9 @@ func (a *Authority) Close() error {
 
 // Root returns the root certificate.
 func (a *Authority) Root() *x509.Certificate { return a.root }
+
+// Trust returns the CA's generations as verifiers see them.
+func (a *Authority) Trust() *Trust { return a.trust }
 
 // Intermediate returns the intermediate that signs every leaf.
 func (a *Authority) Intermediate() *x509.Certificate { return a.intermediate }

@@ -77,6 +77,12 @@ func Check(ctx context.Context, st *store.Store, o CheckOptions) (*CheckReport, 
 			rep.Keys = "stored unencrypted (--no-password); matched to the CA certificates"
 		}
 		rep.Problems = append(rep.Problems, CheckKeys(rec, root, inter, o.Password)...)
+		rep.Problems = append(rep.Problems, checkGenerationKeys(rec, o.Password)...)
+	}
+	// Certificates of every generation are this CA's, retired ones too.
+	everRoots, everInters, err := allGenerations(rec)
+	if err != nil {
+		add("ca", "%v", err)
 	}
 	for _, c := range res.Certificates {
 		where := "certificate " + c.Serial
@@ -96,7 +102,8 @@ func Check(ctx context.Context, st *store.Store, o CheckOptions) (*CheckReport, 
 		}
 		// Chained as of its own validity, so expired certificates are
 		// checked too.
-		if err := VerifyChain(root, inter, leaf, x509.ExtKeyUsageAny, leaf.NotBefore.Add(time.Second)); err != nil {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: everRoots, Intermediates: everInters,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, CurrentTime: leaf.NotBefore.Add(time.Second)}); err != nil {
 			add(where, "does not chain to this CA: %v", err)
 		}
 	}

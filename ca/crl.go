@@ -134,15 +134,7 @@ func (a *Authority) generateCRLOnce(ctx context.Context) (*store.CRL, uint64, er
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, 0, fmt.Errorf("generate crl: %w", err)
 	}
-	var entries bytes.Buffer
-	keepAfter := now.Add(-crlKeepExpired)
-	seq, err := a.st.ScanRevoked(ctx, func(e store.RevokedEntry) error {
-		if !e.ExpiresAt.IsZero() && e.ExpiresAt.Before(keepAfter) {
-			return nil
-		}
-		appendCRLEntry(&entries, e)
-		return nil
-	})
+	entries, seq, err := crlEntries(ctx, a.st, now)
 	if err != nil {
 		return nil, 0, fmt.Errorf("generate crl: %w", err)
 	}
@@ -154,7 +146,24 @@ func (a *Authority) generateCRLOnce(ctx context.Context) (*store.CRL, uint64, er
 	if err := a.st.PutCRL(ctx, crl); err != nil {
 		return nil, seq, err
 	}
+	if err := a.noteCRLIssuer(ctx); err != nil {
+		return nil, seq, fmt.Errorf("generate crl: %w", err)
+	}
 	return crl, seq, nil
+}
+
+// crlEntries encodes the revocations a CRL made at now lists.
+func crlEntries(ctx context.Context, st *store.Store, now time.Time) (*bytes.Buffer, uint64, error) {
+	var entries bytes.Buffer
+	keepAfter := now.Add(-crlKeepExpired)
+	seq, err := st.ScanRevoked(ctx, func(e store.RevokedEntry) error {
+		if !e.ExpiresAt.IsZero() && e.ExpiresAt.Before(keepAfter) {
+			return nil
+		}
+		appendCRLEntry(&entries, e)
+		return nil
+	})
+	return &entries, seq, err
 }
 
 // appendCRLEntry appends one revokedCertificates entry (RFC 5280 5.1):

@@ -43,11 +43,24 @@ type Request struct {
 type Issued struct {
 	Record *store.Certificate
 	Leaf   *x509.Certificate
-	// Chain is leaf then intermediate: the cert.pem docker expects.
+	// Chain is leaf then intermediate (then, during a root overlap, the
+	// intermediate cross-signed by the old root): the cert.pem docker
+	// expects.
 	Chain []*x509.Certificate
 	Root  *x509.Certificate
+	// Roots is the trust bundle (ca.pem): Root, then during a root
+	// overlap the old root.
+	Roots []*x509.Certificate
 	// Key is nil when the request carried a CSR.
 	Key crypto.Signer
+}
+
+// RootsPEM is the ca.pem to write: every trusted root.
+func (i *Issued) RootsPEM() []byte {
+	if len(i.Roots) == 0 {
+		return pki.PEMCert(i.Root)
+	}
+	return pki.PEMChain(i.Roots...)
 }
 
 // ChainPEM is the leaf followed by the intermediate.
@@ -267,7 +280,7 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	if err != nil {
 		return nil, err
 	}
-	return &Issued{Record: rec, Leaf: leaf, Chain: []*x509.Certificate{leaf, a.intermediate}, Root: a.root, Key: key}, nil
+	return &Issued{Record: rec, Leaf: leaf, Chain: append([]*x509.Certificate{leaf}, a.trust.Chain...), Root: a.root, Roots: a.trust.Roots, Key: key}, nil
 }
 
 // checkPredecessor makes sure a renewal names a certificate of the same

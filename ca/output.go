@@ -27,7 +27,7 @@ func (i *Issued) Files(dir string) ([]atomicfile.File, error) {
 	}
 	certName, keyName := pki.CertFiles(i.Record.Kind)
 	files := []atomicfile.File{
-		{Path: filepath.Join(dir, pki.FileCA), Data: pki.PEMCert(i.Root), Mode: 0o644},
+		{Path: filepath.Join(dir, pki.FileCA), Data: i.RootsPEM(), Mode: 0o644},
 		{Path: filepath.Join(dir, certName), Data: i.ChainPEM(), Mode: 0o644},
 	}
 	if keyPEM != nil {
@@ -195,7 +195,7 @@ func (i *Issued) Bundle() (*tlsbundle.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tlsbundle.Bundle{CA: pki.PEMCert(i.Root), Cert: i.ChainPEM(), Key: key, Serial: i.Record.Serial, NotAfter: i.Record.NotAfter}, nil
+	return &tlsbundle.Bundle{CA: i.RootsPEM(), Cert: i.ChainPEM(), Key: key, Serial: i.Record.Serial, NotAfter: i.Record.NotAfter}, nil
 }
 
 // FindEntries answers `dockca ls` (filter f) and `dockca show` (arg, a

@@ -187,7 +187,7 @@ func (a *Authority) Holder(ctx context.Context, cert *x509.Certificate, now time
 	if cert == nil {
 		return nil, fmt.Errorf("%w: no client certificate", ErrNotRenewable)
 	}
-	if err := VerifyChain(a.root, a.intermediate, cert, x509.ExtKeyUsageAny, now); err != nil {
+	if err := a.trust.Verify(cert, x509.ExtKeyUsageAny, now); err != nil {
 		return nil, ErrNotRenewable
 	}
 	rec, err := a.st.Certificate(ctx, cert.SerialNumber)

@@ -167,18 +167,21 @@ type Marker struct {
 // from (nil: the local CA issued it).
 func (m *Marker) serviceURLs() []string { return caurl.FromRecord(m.CAURL, m.CAURLs) }
 
-// checkRoot insists that rootPEM is the root the context was enrolled
-// with, when the marker recorded one.
+// checkRoot insists that rootPEM holds the root the context was enrolled
+// with (or moved to in a renewal during a CA rotation), when the marker
+// recorded one.
 func (m *Marker) checkRoot(rootPEM []byte) error {
 	if m.RootSHA256 == "" {
 		return nil
 	}
-	root, err := tlsbundle.Leaf(rootPEM)
+	roots, err := tlsbundle.Certs(rootPEM)
 	if err != nil {
 		return fmt.Errorf("the context's ca.pem: %w", err)
 	}
-	if got := pki.Fingerprint(root); got != m.RootSHA256 {
-		return fmt.Errorf("the context's ca.pem (SHA-256 %s) is not the root it was enrolled with (%s)", got, m.RootSHA256)
+	// During a CA rotation's overlap ca.pem holds two roots; the pinned
+	// one must be among them.
+	if !tlsbundle.HasFingerprint(roots, m.RootSHA256) {
+		return fmt.Errorf("the context's ca.pem (SHA-256 %s) is not the root it was enrolled with (%s)", pki.Fingerprint(roots[0]), m.RootSHA256)
 	}
 	return nil
 }

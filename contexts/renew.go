@@ -146,6 +146,15 @@ func renew(ctx context.Context, o RenewOptions, st *store.ContextStore, rec reco
 	// From here the context presents the new certificate; the metadata only
 	// catches up, and List reads the file, so a crash now misleads nobody.
 	rec.Marker.Serial, rec.Marker.NotAfter = m.Serial, m.NotAfter
+	if rec.Marker.RootSHA256 != "" {
+		// The service answered over TLS verified with the roots the
+		// context held: after a CA rotation its new bundle may no longer
+		// hold the old pinned root, and the pin follows the CA's current
+		// one.
+		if roots, err := tlsbundle.Certs(m.CA); err == nil && !tlsbundle.HasFingerprint(roots, rec.Marker.RootSHA256) {
+			rec.Marker.RootSHA256 = pki.Fingerprint(roots[0])
+		}
+	}
 	if err := writeMeta(st, rec); err != nil {
 		return fmt.Errorf("write metadata: %w", err)
 	}

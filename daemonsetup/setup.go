@@ -109,6 +109,10 @@ type SetupOptions struct {
 	// and this unit text (gate.RenderUnit) is written as GateUnitName into
 	// GateSystemdDir. Listen is then ignored: the gate listens.
 	GateUnit, GateUnitName, GateSystemdDir string
+	// LiveRestore sets "live-restore": true in daemon.json, so that the
+	// restart after each renewal (dockerd reads its TLS files only at
+	// start) keeps containers running.
+	LiveRestore bool
 	// DryRun reports what would change and writes (and issues) nothing.
 	DryRun bool
 	// Now is the clock; nil means time.Now.
@@ -189,6 +193,9 @@ func setup(ctx context.Context, o SetupOptions, iss Issuer, w io.Writer) (*Resul
 			return nil, errors.New("a gate unit needs a name and a directory")
 		}
 		edit = GateEdit()
+	}
+	if o.LiveRestore {
+		edit = liveRestoreEdit(edit)
 	}
 	// Plan the daemon.json merge first: a broken or TLS-disabling file stops
 	// everything before a certificate exists.
@@ -492,7 +499,7 @@ func needsIssue(dir string, root []byte, want, groups []string, now time.Time) (
 		*f.dst = data
 	}
 	if !tlsbundle.SameCA(b.CA, root) {
-		return "ca.pem is not the CA's current root", nil
+		return "ca.pem does not hold the CA's current roots (a CA rotation)", nil
 	}
 	leaf, err := b.Check(now, x509.ExtKeyUsageServerAuth)
 	if err != nil {

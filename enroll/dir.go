@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/dockca/dockca/internal/atomicfile"
 	"github.com/dockca/dockca/internal/caurl"
+	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/pki"
 )
 
@@ -46,6 +48,8 @@ type Dir struct {
 	Cert     tls.Certificate
 	Leaf     *x509.Certificate
 	Root     *x509.Certificate
+	// Roots is every root of ca.pem, Root first.
+	Roots []*x509.Certificate
 }
 
 // Files returns the certificate and key paths of dir for kind.
@@ -62,12 +66,12 @@ func WriteDir(dir string, c *Client, res *Result) error {
 		return err
 	}
 	certPath, keyPath := Files(dir, pki.Kind(res.Resp.Kind))
-	meta, err := c.MetaFile(res.Resp.Kind, res.Resp.Name)
+	meta, err := c.metaFile(res.Resp.Kind, res.Resp.Name, c.pinFor(res))
 	if err != nil {
 		return err
 	}
 	files := []atomicfile.File{
-		{Path: filepath.Join(dir, pki.FileCA), Data: pki.PEMCert(c.Root()), Mode: 0o644},
+		{Path: filepath.Join(dir, pki.FileCA), Data: c.bundleFor(res), Mode: 0o644},
 	}
 	// The key goes first: a reader between the renames sees a new key with
 	// an old certificate only for a moment, and the hook runs after both.
@@ -86,13 +90,38 @@ func WriteDir(dir string, c *Client, res *Result) error {
 // later `dockca renew --cert-dir` needs. Every enrollment (enroll, remote
 // daemon setup) writes it beside the certificate.
 func (c *Client) MetaFile(kind, name string) ([]byte, error) {
-	m := Meta{RootSHA256: pki.Fingerprint(c.Root()), Kind: kind, Name: name}
+	return c.metaFile(kind, name, pki.Fingerprint(c.Root()))
+}
+
+func (c *Client) metaFile(kind, name, pin string) ([]byte, error) {
+	m := Meta{RootSHA256: pin, Kind: kind, Name: name}
 	m.CAURL, m.CAURLs = caurl.Record(c.URLs())
 	meta, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
 	}
 	return append(meta, '\n'), nil
+}
+
+// bundleFor is the ca.pem to write with res: the service's trust bundle as
+// it answered over TLS verified with the roots this client trusts (during
+// a CA rotation it carries the new root and the old one, and after it the
+// new one only), else the client's own roots.
+func (c *Client) bundleFor(res *Result) []byte {
+	if roots, err := tlsbundle.Certs([]byte(res.Resp.CA)); err == nil {
+		return pki.PEMChain(roots...)
+	}
+	return c.RootsPEM()
+}
+
+// pinFor is the root fingerprint recorded with res: the pinned root while
+// the bundle still holds it, else the CA's current root.
+func (c *Client) pinFor(res *Result) string {
+	pin := pki.Fingerprint(c.Root())
+	if roots, err := tlsbundle.Certs([]byte(res.Resp.CA)); err == nil && !tlsbundle.HasFingerprint(roots, pin) {
+		return pki.Fingerprint(roots[0])
+	}
+	return pin
 }
 
 // LoadDir reads a certificate directory.
@@ -131,11 +160,19 @@ func LoadDir(dir string) (*Dir, error) {
 	if blk == nil {
 		return nil, fmt.Errorf("%s: not PEM", pki.FileCA)
 	}
-	if d.Root, err = x509.ParseCertificate(blk.Bytes); err != nil {
+	if d.Roots, err = tlsbundle.Certs(rootPEM); err != nil {
 		return nil, fmt.Errorf("%s: %w", pki.FileCA, err)
 	}
-	if d.Meta.RootSHA256 != "" && pki.Fingerprint(d.Root) != d.Meta.RootSHA256 {
-		return nil, fmt.Errorf("%s in %s is not the root the directory was enrolled with: %w", pki.FileCA, dir, ErrFingerprintMismatch)
+	d.Root = d.Roots[0]
+	if pin := d.Meta.RootSHA256; pin != "" {
+		// During a CA rotation's overlap ca.pem holds two roots; the
+		// pinned one must be among them, and is the one Root reports.
+		i := slices.IndexFunc(d.Roots, func(r *x509.Certificate) bool { return pki.Fingerprint(r) == pin })
+		if i < 0 {
+			return nil, fmt.Errorf("%s in %s is not the root the directory was enrolled with: %w", pki.FileCA, dir, ErrFingerprintMismatch)
+		}
+		d.Roots[0], d.Roots[i] = d.Roots[i], d.Roots[0]
+		d.Root = d.Roots[0]
 	}
 	return d, nil
 }
@@ -149,7 +186,7 @@ func (d *Dir) Client(caURLs []string) (*Client, error) {
 	if len(caURLs) == 0 {
 		return nil, fmt.Errorf("%s records no CA URL: pass --ca-url", d.Path)
 	}
-	c, err := New(caURLs, d.Root)
+	c, err := NewWithRoots(caURLs, d.Roots)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(d.Path, FileMeta), err)
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/caurl"
+	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/pki"
 )
 
@@ -34,13 +35,16 @@ import (
 var ErrFingerprintMismatch = errors.New("the CA's root certificate does not match the expected fingerprint")
 
 // Client talks to one CA service, reached at one or more base URLs (its
-// replicas, tried in turn as failover.go describes), trusting one root.
+// replicas, tried in turn as failover.go describes), trusting its pinned
+// root (and, during a CA rotation's overlap, the other root of the bundle
+// it holds).
 type Client struct {
-	urls []string
-	pref *preference
-	root *x509.Certificate
-	pool *x509.CertPool
-	hc   *http.Client
+	urls  []string
+	pref  *preference
+	root  *x509.Certificate
+	roots []*x509.Certificate
+	pool  *x509.CertPool
+	hc    *http.Client
 }
 
 const requestTimeout = 30 * time.Second
@@ -48,13 +52,24 @@ const requestTimeout = 30 * time.Second
 // New returns a client for the service at caURLs (see caurl.Check) that
 // trusts root.
 func New(caURLs []string, root *x509.Certificate) (*Client, error) {
+	return NewWithRoots(caURLs, []*x509.Certificate{root})
+}
+
+// NewWithRoots returns a client for the service at caURLs that trusts
+// every root of a ca.pem bundle; the first is the one Root reports.
+func NewWithRoots(caURLs []string, roots []*x509.Certificate) (*Client, error) {
+	if len(roots) == 0 {
+		return nil, errors.New("no root to trust")
+	}
 	urls, err := caurl.Check(caURLs)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	c := &Client{urls: urls, pref: preferenceFor(urls), root: root, pool: pool}
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	c := &Client{urls: urls, pref: preferenceFor(urls), root: roots[0], roots: roots, pool: pool}
 	c.hc = c.httpClient(nil)
 	return c, nil
 }
@@ -73,6 +88,12 @@ func (c *Client) endpoint(path string) string { return c.urls[0] + path }
 // client's URLs to its replicas with failover, trusting only the pinned
 // root and only the service's certificate (for the plugin's CRL fetches).
 func (c *Client) HTTPClient() *http.Client { return c.httpClient(nil) }
+
+// Roots are the trusted roots, Root first.
+func (c *Client) Roots() []*x509.Certificate { return c.roots }
+
+// RootsPEM is the trust bundle to write as ca.pem.
+func (c *Client) RootsPEM() []byte { return pki.PEMChain(c.roots...) }
 
 // Root is the trusted root.
 func (c *Client) Root() *x509.Certificate { return c.root }
@@ -101,6 +122,20 @@ func isService(cs tls.ConnectionState) error {
 // It also checks that the service's own certificate chains to that root,
 // so the answer comes from a holder of the CA's certificate.
 func FetchRoot(ctx context.Context, caURLs []string) (*x509.Certificate, error) {
+	roots, err := FetchRoots(ctx, caURLs, "")
+	if err != nil {
+		return nil, err
+	}
+	return roots[0], nil
+}
+
+// FetchRoots downloads the service's trust bundle (GET /v1/roots: the
+// current root, and during a CA rotation's overlap the old one) without
+// trusting anything, from the first of caURLs that answers. The service's
+// own certificate must chain to the root with SHA-256 fingerprint want
+// (to the first root when want is empty), which is then first in the
+// answer.
+func FetchRoots(ctx context.Context, caURLs []string, want string) ([]*x509.Certificate, error) {
 	urls, err := caurl.Check(caURLs)
 	if err != nil {
 		return nil, err
@@ -133,10 +168,18 @@ func FetchRoot(ctx context.Context, caURLs []string) (*x509.Certificate, error) 
 	if blk == nil || blk.Type != pki.PEMTypeCertificate {
 		return nil, errors.New("fetch CA root: the answer is not a PEM certificate")
 	}
-	root, err := x509.ParseCertificate(blk.Bytes)
+	roots, err := tlsbundle.Certs(body)
 	if err != nil {
 		return nil, fmt.Errorf("fetch CA root: %w", err)
 	}
+	if want != "" {
+		i := slices.IndexFunc(roots, func(r *x509.Certificate) bool { return pki.Fingerprint(r) == want })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: got %s, want %s", ErrFingerprintMismatch, pki.Fingerprint(roots[0]), want)
+		}
+		roots[0], roots[i] = roots[i], roots[0]
+	}
+	root := roots[0]
 	state := resp.TLS
 	if state == nil || len(state.PeerCertificates) == 0 {
 		return nil, errors.New("fetch CA root: no server certificate")
@@ -150,7 +193,7 @@ func FetchRoot(ctx context.Context, caURLs []string) (*x509.Certificate, error) 
 	if _, err := state.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: resp.Request.URL.Hostname(), Roots: pool, Intermediates: inter}); err != nil {
 		return nil, fmt.Errorf("fetch CA root: the service's certificate is not from the root it serves: %w", err)
 	}
-	return root, nil
+	return roots, nil
 }
 
 // unwrapURLError drops net/http's "Method URL:" prefix from a failover
@@ -173,14 +216,11 @@ func Bootstrap(ctx context.Context, caURLs []string, fingerprint string) (*Clien
 	if len(want) != 64 {
 		return nil, fmt.Errorf("fingerprint %q is not a SHA-256 (64 hex digits)", fingerprint)
 	}
-	root, err := FetchRoot(ctx, caURLs)
+	roots, err := FetchRoots(ctx, caURLs, want)
 	if err != nil {
 		return nil, err
 	}
-	if got := pki.Fingerprint(root); got != want {
-		return nil, fmt.Errorf("%w: got %s, want %s", ErrFingerprintMismatch, got, want)
-	}
-	return New(caURLs, root)
+	return NewWithRoots(caURLs, roots)
 }
 
 // Result is an issued certificate as written to disk.
@@ -290,9 +330,13 @@ func (c *Client) crlAndIssuer(ctx context.Context) (*x509.RevocationList, *x509.
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, iss := range issuers {
-		if crl.CheckSignatureFrom(iss) == nil {
-			return crl, iss, nil
+	// From the root down: during a CA rotation the intermediate and its
+	// cross-signed twin both verify the CRL, and the twin is the one that
+	// chains directly to the root this client trusts (the offline cache
+	// verifies it so).
+	for i := len(issuers) - 1; i >= 0; i-- {
+		if crl.CheckSignatureFrom(issuers[i]) == nil {
+			return crl, issuers[i], nil
 		}
 	}
 	return nil, nil, errors.New("fetch CRL: its signature is not the CA's")

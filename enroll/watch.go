@@ -28,9 +28,12 @@ type WatchOptions struct {
 	CAURLs []string // override the directory's recorded CA URLs
 	// Exec runs through /bin/sh -c after each renewal, with
 	// DOCKCA_CERT_DIR and DOCKCA_SERIAL set (e.g. systemctl restart docker).
-	Exec    string
-	Rekey   bool
-	KeyType pki.KeyType
+	Exec string
+	// BeforeExec, when set, runs before each Exec (the CLI checks there
+	// that a dockerd restart keeps containers running).
+	BeforeExec func()
+	Rekey      bool
+	KeyType    pki.KeyType
 	// Fraction of the lifetime at which to renew; default 2/3. Jitter
 	// (default 0.05) renews up to that fraction of the lifetime earlier, so
 	// a fleet enrolled together does not renew together.
@@ -202,6 +205,9 @@ func renew(ctx context.Context, d *Dir, o WatchOptions) (*Result, error) {
 func runHook(ctx context.Context, o WatchOptions, res *Result) {
 	if o.Exec == "" {
 		return
+	}
+	if o.BeforeExec != nil {
+		o.BeforeExec()
 	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", o.Exec)
 	cmd.Env = append(os.Environ(), "DOCKCA_CERT_DIR="+o.Dir, "DOCKCA_SERIAL="+res.Resp.Serial)

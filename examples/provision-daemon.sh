@@ -44,7 +44,9 @@ tls_dir=$(under /etc/docker/tls)
 config=$(under /etc/docker/daemon.json)
 systemd_dir=$(under /etc/systemd/system/docker.service.d)
 
-args=(daemon setup "$host" --tls-dir "$tls_dir" --config "$config" --systemd-dir "$systemd_dir")
+# --live-restore: dockerd reads its TLS files only at start, so each
+# renewal ends in a restart (dockca-renew.service); containers keep running.
+args=(daemon setup "$host" --tls-dir "$tls_dir" --config "$config" --systemd-dir "$systemd_dir" --live-restore)
 for san in "$@"; do
 	args+=(--san "$san")
 done

@@ -72,6 +72,9 @@ func TestProvisionDaemon(t *testing.T) {
 		}
 	}
 	written, _ := os.ReadFile(config)
+	if !strings.Contains(string(written), `"live-restore": true`) {
+		t.Errorf("the provisioned daemon.json does not keep containers across restarts:\n%s", written)
+	}
 
 	out, err = provision(t, env, "127.0.0.1", "localhost")
 	if err != nil || !strings.Contains(out, "nothing changed, docker not restarted") {

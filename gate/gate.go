@@ -24,7 +24,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,12 +154,10 @@ func unixSocket(docker string) (string, error) {
 // certificate required and verified against the dockca root, revocation
 // checked at the handshake, the server certificate reloaded as it changes.
 func (g *Gate) TLSConfig() *tls.Config {
-	pool := x509.NewCertPool()
-	pool.AddCert(g.o.Authz.Root)
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		ClientAuth:     tls.RequireAndVerifyClientCert,
-		ClientCAs:      pool,
+		ClientCAs:      g.a.RootPool(),
 		GetCertificate: g.certs.get,
 		// Hijacked streams need HTTP/1.1; GateALPN lets dockca audit
 		// recognise the gate.
@@ -179,6 +176,15 @@ func (g *Gate) TLSConfig() *tls.Config {
 			return nil
 		},
 	}
+	// The roots trusted now, per handshake: a CA rotation (a new root, an
+	// old one retired) reaches the gate without a restart.
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := cfg.Clone()
+		c.GetConfigForClient = nil
+		c.ClientCAs = g.a.RootPool()
+		return c, nil
+	}
+	return cfg
 }
 
 // Serve listens and serves until ctx ends, then shuts down gracefully.

@@ -98,6 +98,7 @@ func (s *Server) adminRoutes() http.Handler {
 
 func (s *Server) handleAdminChain(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, err := w.Write(append(pki.PEMCert(s.a.Root()), pki.PEMCert(s.a.Intermediate())...))
+	t := s.a.Trust()
+	_, err := w.Write(append(t.RootsPEM(), pki.PEMChain(t.Issuers...)...))
 	return err
 }

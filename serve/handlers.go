@@ -320,34 +320,42 @@ func parseReason(name string) (pki.Reason, error) {
 }
 
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
+	if issuer := r.URL.Query().Get("issuer"); issuer != "" && !s.a.IsCurrentIssuer(issuer) {
+		return s.handleIssuerCRL(w, r, issuer)
+	}
 	c, err := s.currentCRL(r.Context())
 	if err != nil {
 		return err
 	}
 	crl := c.CRL
-	body, ctype := crl.DER, "application/pkix-crl"
-	etag := fmt.Sprintf(`"%d-%s"`, crl.Number, c.tag)
-	switch r.URL.Query().Get("format") {
-	case "", "der":
-	case "pem":
-		body, ctype = pki.PEMCRL(crl.DER), "application/x-pem-file"
-		etag = fmt.Sprintf(`"%d-%s-pem"`, crl.Number, c.tag)
-	default:
-		return errorf(http.StatusBadRequest, "format must be der or pem")
-	}
 	// Short caching: a revocation must reach clients quickly, and the ETag
 	// makes revalidation cheap.
 	maxAge := min(300, int(time.Until(crl.NextUpdate).Seconds()))
+	return writeCRL(w, r, crl.DER, fmt.Sprintf(`"%d-%s"`, crl.Number, c.tag), crl.ThisUpdate, max(maxAge, 0))
+}
+
+// writeCRL answers a CRL as DER or, with ?format=pem, PEM, with its ETag
+// (revalidation answers 304), Last-Modified and max-age.
+func writeCRL(w http.ResponseWriter, r *http.Request, der []byte, etag string, thisUpdate time.Time, maxAge int) error {
+	body, ctype := der, "application/pkix-crl"
+	switch r.URL.Query().Get("format") {
+	case "", "der":
+	case "pem":
+		body, ctype = pki.PEMCRL(der), "application/x-pem-file"
+		etag = strings.TrimSuffix(etag, `"`) + `-pem"`
+	default:
+		return errorf(http.StatusBadRequest, "format must be der or pem")
+	}
 	w.Header().Set("ETag", etag)
-	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d, must-revalidate", max(maxAge, 0)))
-	w.Header().Set("Last-Modified", crl.ThisUpdate.UTC().Format(http.TimeFormat))
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d, must-revalidate", maxAge))
+	w.Header().Set("Last-Modified", thisUpdate.UTC().Format(http.TimeFormat))
 	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	_, err = io.Copy(w, bytes.NewReader(body))
+	_, err := io.Copy(w, bytes.NewReader(body))
 	return err
 }
 
@@ -418,6 +426,25 @@ func (s *Server) currentCRL(ctx context.Context) (*servedCRL, error) {
 	c := newServedCRL(crl)
 	s.crl.Store(c)
 	return c, nil
+}
+
+// handleIssuerCRL serves the CRL of an earlier, still trusted intermediate
+// (GET /v1/crl?issuer=FINGERPRINT), made on demand and cached by the
+// authority until a revocation.
+func (s *Server) handleIssuerCRL(w http.ResponseWriter, r *http.Request, issuer string) error {
+	der, err := s.a.IssuerCRL(r.Context(), issuer)
+	if errors.Is(err, ca.ErrUnknownIssuer) {
+		return errorf(http.StatusNotFound, "no issuer of this CA has the SHA-256 fingerprint %q", issuer)
+	}
+	if err != nil {
+		return err
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return err
+	}
+	etag := fmt.Sprintf(`"%s-%d-%d"`, pki.NormalizeFingerprint(issuer)[:16], crl.Number, crl.ThisUpdate.Unix())
+	return writeCRL(w, r, der, etag, crl.ThisUpdate, 60)
 }
 
 func (s *Server) handleRoots(w http.ResponseWriter, _ *http.Request) error {

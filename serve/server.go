@@ -213,7 +213,7 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 	if s.a, err = ca.Open(ctx, st, ca.OpenOptions{Password: password, Actor: "serve", CRL: true, DNSNames: names}); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	s.rootPEM = pki.PEMCert(s.a.Root())
+	s.rootPEM = s.a.Trust().RootsPEM()
 	keyProblems := ca.CheckKeys(rec, root, inter, password)
 	for _, p := range keyProblems {
 		s.log.Warn("CA key check failed", "key", p.Where, "problem", p.Problem)

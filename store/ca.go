@@ -25,6 +25,34 @@ type CA struct {
 	RootFingerprint  string    `json:"root_sha256"`
 	ProvisionerJWK   []byte    `json:"provisioner_jwk,omitempty"`
 	ProvisionerKeyID string    `json:"provisioner_kid,omitempty"`
+
+	// Rotation (ca/rotate.go). Generation numbers the current root and
+	// intermediate (0 and 1 both mean the first). CrossDER is the current
+	// intermediate cross-signed by the previous root while a root rotation
+	// overlaps (same subject and key, issuer the old root), OverlapUntil
+	// when that overlap is planned to end. Previous lists every earlier
+	// generation, oldest first, keys encrypted like the current ones.
+	Generation   int          `json:"generation,omitempty"`
+	CrossDER     []byte       `json:"cross_der,omitempty"`
+	OverlapUntil time.Time    `json:"overlap_until,omitempty"`
+	Previous     []Generation `json:"previous,omitempty"`
+}
+
+// Generation is a root and intermediate that no longer issue. The root is
+// still trusted until RetiredAt is set (rotate finish); an intermediate
+// under a trusted root verifies its certificates until they expire.
+type Generation struct {
+	Generation      int       `json:"generation"`
+	KeyType         string    `json:"key_type"`
+	RootDER         []byte    `json:"root_der"`
+	RootKeyPEM      []byte    `json:"root_key_pem"`
+	IntermediateDER []byte    `json:"intermediate_der"`
+	IntermediateKey []byte    `json:"intermediate_key_pem"`
+	CrossDER        []byte    `json:"cross_der,omitempty"`
+	ReplacedAt      time.Time `json:"replaced_at"`
+	// RetiredAt is when its root stopped being trusted (zero: still
+	// trusted, or its root is still the current one).
+	RetiredAt time.Time `json:"retired_at,omitempty"`
 }
 
 // CA returns the stored authority, or ErrNoCA.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dockca/dockca/store/kv"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -13,8 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockca/dockca/pki"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/dockca/dockca/pki"
+	"github.com/dockca/dockca/store/kv"
 )
 
 // fullScan is List without indexes: what every filter must equal.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"github.com/dockca/dockca/store/kv"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/pki"
+	"github.com/dockca/dockca/store/kv"
 )
 
 // TestListScales times `ls --expiring-within 1d`, `ls --status revoked`

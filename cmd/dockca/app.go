@@ -197,6 +197,7 @@ func newApp(e *env) *cli.App {
 			newTokenCommand(e),
 			newEnrollCommand(e),
 			newRenewCommand(e),
+			newRotateCommand(e),
 			newVersionCommand(e),
 			newHelpCommand(e),
 			newCompletionCommand(e),

@@ -1,11 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/dockca/dockca/internal/dockerdtest"
 )
 
 // cliRunner runs the whole app in-process, as a user would from a shell, with
@@ -45,7 +46,10 @@ func (r *cliRunner) runRaw(args ...string) result {
 
 // runCtx runs with a context, for long-running commands a test stops.
 func (r *cliRunner) runCtx(ctx context.Context, args ...string) result {
-	var out, errOut bytes.Buffer
+	// Long-running commands (the gate, the plugin) log from several
+	// goroutines, each through its own handler: os.Stderr takes that, a
+	// bare bytes.Buffer does not.
+	var out, errOut dockerdtest.LockedBuffer
 	e := &env{
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut,
 		Getenv:       func(k string) string { return r.env[k] },

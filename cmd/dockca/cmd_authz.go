@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,7 +145,7 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		src, err := authz.NewCRLSource(authz.CRLOptions{
-			URLs: client.URLs(), Client: client.HTTPClient(), Root: client.Root(), Issuers: issuers,
+			URLs: client.URLs(), Client: crlClient(client), Root: client.Root(), OtherRoots: client.Roots()[1:], Issuers: issuers,
 			CacheDir: filepath.Join(home, cmd+"-crl", cacheName),
 			Refresh:  c.Duration("refresh"), MaxStale: c.Duration("max-stale"), Log: log,
 		})
@@ -157,7 +158,9 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 		fetchCtx, cancel := context.WithTimeout(c.Context, 5*time.Second)
 		_ = src.Refresh(fetchCtx)
 		cancel()
-		o.Root, o.Revocations = client.Root(), src
+		// The service's trust bundle is read with its CRL: a CA rotation
+		// reaches the plugin and the gate without a restart.
+		o.Root, o.Revocations, o.Trust = client.Root(), src, src
 	} else {
 		if c.IsSet("fingerprint") {
 			return nil, usagef("%s: --fingerprint needs --ca-url", cmd)
@@ -166,7 +169,9 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w (run where the CA database is, or use --ca-url)", cmd, err)
 		}
-		o.Root, o.Revocations = root, src
+		// The home's trust is read with its revocations: a rotation of
+		// the CA reaches the plugin and the gate without a restart.
+		o.Root, o.Revocations, o.Trust = root, src, src
 	}
 	o.Log = log
 	if f := c.String("policy"); f != "" {
@@ -402,4 +407,17 @@ func storedPolicy(home string, client *enroll.Client) func(context.Context) (*au
 		sum := sha256.Sum256(yaml)
 		return p, fmt.Sprintf("stored by the CA (dockca policy set, sha256 %x), from %s", sum[:6], from), nil
 	}
+}
+
+// crlClient is the HTTP client of a remote plugin's or gate's CRL fetches:
+// with one CA URL, none, so that the CRL source makes its own, which
+// follows the service's trust bundle through a root rotation; with
+// several, the service client's, which fails over among them (and trusts
+// the roots it was started with: restart the plugin after a root
+// rotation's finish).
+func crlClient(c *enroll.Client) *http.Client {
+	if len(c.URLs()) == 1 {
+		return nil
+	}
+	return c.HTTPClient()
 }

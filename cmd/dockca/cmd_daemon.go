@@ -23,7 +23,7 @@ func newDaemonCommand(e *env) *cli.Command {
 			{
 				Name:      "setup",
 				Usage:     "issue the daemon certificate and configure dockerd to require dockca client certificates",
-				UsageText: "dockca daemon setup HOST [--san DNS-or-IP]... [--group G]... [--listen tcp://0.0.0.0:2376]... [--tls-dir /etc/docker/tls] [--config /etc/docker/daemon.json] [--systemd-dir /etc/systemd/system/docker.service.d] [--dry-run]",
+				UsageText: "dockca daemon setup HOST [--san DNS-or-IP]... [--group G]... [--listen tcp://0.0.0.0:2376]... [--tls-dir /etc/docker/tls] [--config /etc/docker/daemon.json] [--systemd-dir /etc/systemd/system/docker.service.d] [--live-restore] [--dry-run]",
 				Description: "Writes ca.pem, server-cert.pem and server-key.pem (0600) into --tls-dir (0700); merges tlsverify,\n" +
 					"tlscacert, tlscert, tlskey and hosts (existing hosts plus each --listen; the local unix socket is kept)\n" +
 					"into daemon.json, keeping every other key and the previous file as daemon.json.bak; and writes the\n" +
@@ -42,6 +42,7 @@ func newDaemonCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: "systemd-dir", Value: daemonsetup.DefaultSystemdDir, Usage: "docker.service drop-in `DIR`"},
 					&cli.StringFlag{Name: "ttl", Usage: "certificate lifetime `D` (default 90d, at most 365d)"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "print what would change and write nothing"},
+					&cli.BoolFlag{Name: "live-restore", Usage: "set \"live-restore\": true in daemon.json, so that restarting dockerd for a renewed certificate keeps containers running"},
 					&cli.BoolFlag{Name: "gate", Usage: "put 'dockca gate' in front of dockerd: dockerd keeps only its unix socket, and the gate's unit serves --listen over mutual TLS"},
 					&cli.StringFlag{Name: "gate-systemd-dir", Value: authz.DefaultSystemdDir, Usage: "`DIR` for dockca-gate.service (with --gate)"},
 				}, remoteFlags("dockca token create --kind daemon HOST")...),
@@ -60,7 +61,7 @@ func newDaemonCommand(e *env) *cli.Command {
 					o := daemonsetup.SetupOptions{
 						Host: c.Args().First(), SANs: c.StringSlice("san"), Listen: c.StringSlice("listen"),
 						TLSDir: c.String("tls-dir"), ConfigPath: c.String("config"), SystemdDir: c.String("systemd-dir"),
-						TTL: ttl, DryRun: c.Bool("dry-run"),
+						TTL: ttl, DryRun: c.Bool("dry-run"), LiveRestore: c.Bool("live-restore"),
 					}
 					r, err := remoteFromFlags(c, e, pki.KindDaemon)
 					if err != nil {

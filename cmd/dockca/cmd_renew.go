@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dockca/dockca/daemonsetup"
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/pki"
 )
@@ -20,7 +22,7 @@ func newRenewCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "renew",
 		Usage:     "renew a certificate directory against dockca serve over mutual TLS",
-		UsageText: "dockca renew --cert-dir DIR [--watch] [--exec CMD] [--rekey] [--within D] [--force] [--revoke-old] [--ca-url URL[,URL...]]",
+		UsageText: "dockca renew --cert-dir DIR [--watch] [--exec CMD] [--rekey] [--within D] [--force] [--revoke-old] [--ca-url URL[,URL...]] [--daemon-config FILE]",
 		Description: "Without --watch, renews now if the certificate is due (in the last third of its lifetime, or expiring\n" +
 			"within --within D; --force renews regardless). With --watch, first checks that it can renew (DIR\n" +
 			"records a CA URL, the service presents the pinned root, the certificate is not revoked or expired:\n" +
@@ -28,7 +30,9 @@ func newRenewCommand(e *env) *cli.Command {
 			"thirds of each certificate's lifetime (with jitter), retrying with backoff while the CA is unreachable,\n" +
 			"until stopped; it exits with an error only when renewal cannot succeed any more (enroll again).\n" +
 			"--revoke-old revokes each replaced certificate (reason superseded).\n" +
-			"--exec runs CMD with /bin/sh after each renewal (e.g. 'systemctl restart docker'). DIR is what\n" +
+			"--exec runs CMD with /bin/sh after each renewal (e.g. 'systemctl restart docker'); for a daemon's\n" +
+			"certificate it first checks --daemon-config for live-restore and warns when it is off (the restart\n" +
+			"would stop every container; 'dockca daemon setup --live-restore' sets it). DIR is what\n" +
 			"'dockca enroll' wrote: ca.pem with cert.pem/key.pem or server-cert.pem/server-key.pem.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cert-dir", Required: true, EnvVars: []string{"DOCKCA_CERT_DIR"}, Usage: "certificate `DIR`"},
@@ -39,6 +43,7 @@ func newRenewCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "within", Usage: "due when expiring within `D` (default: the last third of the lifetime)"},
 			&cli.BoolFlag{Name: "force", Usage: "renew even if not due"},
 			&cli.BoolFlag{Name: "revoke-old", Usage: "revoke each replaced certificate (reason superseded)"},
+			&cli.StringFlag{Name: "daemon-config", Value: daemonsetup.DefaultConfigPath, Usage: "dockerd's daemon.json `FILE`, checked for live-restore before --exec restarts a daemon"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := argsExactly(c, 0, ""); err != nil {
@@ -62,6 +67,19 @@ func newRenewCommand(e *env) *cli.Command {
 			o := enroll.WatchOptions{Dir: dir, CAURLs: urls, Exec: c.String("exec"), Rekey: c.Bool("rekey"),
 				Within: within, Force: c.Bool("force"), RevokeOld: c.Bool("revoke-old"),
 				Logger: slog.New(slog.NewTextHandler(e.Stderr, nil)), Stdout: e.Stdout, Stderr: e.Stderr}
+			if o.Exec != "" && isDaemonDir(dir) {
+				// dockerd reads its TLS files only at start: the restart
+				// --exec runs stops every container unless live-restore
+				// is on. Said at start and before each restart.
+				cfg := c.String("daemon-config")
+				warn := func() {
+					if msg := daemonsetup.LiveRestoreWarning(cfg); msg != "" {
+						o.Logger.Warn(msg)
+					}
+				}
+				warn()
+				o.BeforeExec = warn
+			}
 			if c.Bool("watch") {
 				return enroll.Watch(c.Context, o)
 			}
@@ -84,6 +102,13 @@ func newRenewCommand(e *env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// isDaemonDir reports a certificate directory holding a daemon's
+// certificate (server-cert.pem), the layout dockerd reads.
+func isDaemonDir(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, pki.FileServerCert))
+	return err == nil
 }
 
 func newEnrollCommand(e *env) *cli.Command {

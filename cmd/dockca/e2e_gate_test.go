@@ -45,12 +45,19 @@ func startGate(t *testing.T, extra ...string) *gateEnv {
 	g.d = dockerdtest.Start(t, dockerdtest.Options{NoTCP: true})
 	g.addr = fmt.Sprintf("127.0.0.1:%d", dockerdtest.FreePort(t, "127.0.0.1"))
 	g.audit = filepath.Join(t.TempDir(), "audit.jsonl")
+	runGate(t, g.r, g.addr, append([]string{"--home", g.r.home(), "gate", "--listen", g.addr, "--docker", "unix://" + g.d.Socket,
+		"--cert-dir", filepath.Join(g.dir, "daemon"), "--audit-log", g.audit}, extra...)...)
+	g.d.ImportBusybox(t, "bb:1")
+	return g
+}
+
+// runGate runs `dockca ARGS` (a gate listening on addr) in-process until
+// the test ends, when it must exit 0.
+func runGate(t *testing.T, r *cliRunner, addr string, args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan result, 1)
-	go func() {
-		done <- g.r.runCtx(ctx, append([]string{"--home", g.r.home(), "gate", "--listen", g.addr, "--docker", "unix://" + g.d.Socket,
-			"--cert-dir", filepath.Join(g.dir, "daemon"), "--audit-log", g.audit}, extra...)...)
-	}()
+	go func() { done <- r.runCtx(ctx, args...) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -63,9 +70,9 @@ func startGate(t *testing.T, extra ...string) *gateEnv {
 		}
 	})
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", g.addr); err == nil {
+		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			break
+			return
 		}
 		select {
 		case res := <-done:
@@ -76,8 +83,6 @@ func startGate(t *testing.T, extra ...string) *gateEnv {
 			t.Fatal("the gate does not listen")
 		}
 	}
-	g.d.ImportBusybox(t, "bb:1")
-	return g
 }
 
 // docker runs the docker CLI through the gate as who, with stdin.

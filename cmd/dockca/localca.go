@@ -129,11 +129,11 @@ func (l *localCA) CACertificate(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := adm.Root(ctx)
+	roots, err := adm.Roots(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return pki.PEMCert(root), nil
+	return pki.PEMChain(roots...), nil
 }
 
 // Revoke implements contexts.Revoker: a removed context's certificate is

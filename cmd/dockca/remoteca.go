@@ -142,7 +142,7 @@ func (r *remoteCA) CACertificate(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pki.PEMCert(c.Root()), nil
+	return c.RootsPEM(), nil
 }
 
 // IssueDaemon implements daemonsetup.Issuer; the certificate must name
@@ -215,11 +215,11 @@ func (s serviceRenewer) RevokeSuperseded(ctx context.Context, caURLs []string, o
 }
 
 func serviceClientFor(caURLs []string, b tlsbundle.Bundle) (*enroll.Client, tls.Certificate, error) {
-	root, err := tlsbundle.Leaf(b.CA)
+	roots, err := tlsbundle.Certs(b.CA)
 	if err != nil {
 		return nil, tls.Certificate{}, fmt.Errorf("read the context's root: %w", err)
 	}
-	c, err := enroll.New(caURLs, root)
+	c, err := enroll.NewWithRoots(caURLs, roots)
 	if err != nil {
 		return nil, tls.Certificate{}, err
 	}

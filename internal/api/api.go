@@ -60,11 +60,15 @@ const (
 	PathAdminBackup = "/admin/v1/backup"
 	PathAdminRoot   = "/admin/v1/root"
 	PathAdminCheck  = "/admin/v1/check"
-	PathAdminPolicy = "/admin/v1/policy"
-	PathAdminAccess = "/admin/v1/access"
+	// PathAdminRotation answers ca.RotationStatus (dockca rotate status).
+	PathAdminRotation = "/admin/v1/rotation"
+	PathAdminPolicy   = "/admin/v1/policy"
+	PathAdminAccess   = "/admin/v1/access"
 
 	PathAdminTokenSets = "/admin/v1/token-sets"
-	// PathAdminChain answers the root and the intermediate, PEM, root
+	// PathAdminChain answers the trusted roots (current first), then the
+	// live intermediates (current first), PEM. Before rotation: the root
+	// and the intermediate, root
 	// first: the trust a local authorization plugin needs while the
 	// service holds the database. The admin socket also serves PathCRL.
 	PathAdminChain = "/admin/v1/chain"

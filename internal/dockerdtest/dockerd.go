@@ -58,6 +58,7 @@ type Daemon struct {
 	Socket string // unix socket path
 	Addr   string // host:port of the TCP listener ("" with NoTCP)
 	cmd    *exec.Cmd
+	args   []string // dockerd's arguments, for Restart
 	logBuf *LockedBuffer
 	done   chan struct{}
 	once   sync.Once
@@ -168,19 +169,43 @@ func Start(t testing.TB, o Options) *Daemon {
 		args = append(args, "--tls=false")
 	}
 	args = append(args, o.Args...)
-	d.cmd = exec.Command("dockerd", args...)
+	d.args = args
+	d.start(t)
+	t.Cleanup(func() { d.Stop(t) })
+	return d
+}
+
+func (d *Daemon) start(t testing.TB) {
+	t.Helper()
+	d.cmd = exec.Command("dockerd", d.args...)
 	d.cmd.Stdout = d.logBuf
 	d.cmd.Stderr = d.logBuf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start dockerd: %v", err)
 	}
-	go func() { d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() { d.Stop(t) })
+	done := d.done
+	cmd := d.cmd
+	go func() { cmd.Wait(); close(done) }()
 	if err := d.waitReady(60 * time.Second); err != nil {
 		t.Fatalf("dockerd did not become ready: %v\n--- dockerd log ---\n%s", err, d.Log())
 	}
-	return d
+}
+
+// Restart stops dockerd with SIGTERM and starts it again with the same
+// arguments, data and sockets, as `systemctl restart docker` does: it
+// reads its TLS files again, and with --live-restore its containers keep
+// running meanwhile.
+func (d *Daemon) Restart(t testing.TB) {
+	t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("dockerd did not stop for a restart\n%s", d.Log())
+	}
+	d.done = make(chan struct{})
+	d.start(t)
 }
 
 func (d *Daemon) waitReady(limit time.Duration) error {

@@ -17,6 +17,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dockca/dockca/pki"
@@ -96,13 +97,22 @@ func Leaf(certPEM []byte) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// SameCA reports whether two PEM files hold the same first certificate,
-// ignoring whitespace and trailing material, so that a re-encoded copy of the
-// root still counts as the same root.
+// SameCA reports whether two ca.pem files hold the same roots, in any
+// order (during a CA rotation's overlap a bundle holds two, and a client
+// lists its pinned one first), ignoring whitespace and trailing material,
+// so that a re-encoded copy still counts as the same.
 func SameCA(a, b []byte) bool {
-	ca, errA := Leaf(a)
-	cb, errB := Leaf(b)
-	return errA == nil && errB == nil && bytes.Equal(ca.Raw, cb.Raw)
+	ca, errA := Certs(a)
+	cb, errB := Certs(b)
+	if errA != nil || errB != nil || len(ca) != len(cb) {
+		return false
+	}
+	for _, x := range ca {
+		if !slices.ContainsFunc(cb, func(y *x509.Certificate) bool { return bytes.Equal(x.Raw, y.Raw) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // Due reports whether a certificate valid from notBefore to notAfter is
@@ -116,4 +126,40 @@ func Due(notBefore, notAfter, now time.Time, within time.Duration) (bool, time.T
 	}
 	from := notAfter.Add(-within)
 	return !now.Before(from), from
+}
+
+// Certs parses every certificate of a PEM file, in order: a ca.pem holds
+// one root, or during a CA rotation's overlap the current and the old one.
+func Certs(certsPEM []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, certsPEM = pem.Decode(certsPEM)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no certificate PEM block", ErrInvalid)
+	}
+	return out, nil
+}
+
+// HasFingerprint reports whether one of certs has the SHA-256 fingerprint
+// fp (Fingerprint's form).
+func HasFingerprint(certs []*x509.Certificate, fp string) bool {
+	for _, c := range certs {
+		if pki.Fingerprint(c) == fp {
+			return true
+		}
+	}
+	return false
 }

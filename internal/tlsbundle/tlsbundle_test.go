@@ -53,4 +53,10 @@ func TestCheck(t *testing.T) {
 	if !tlsbundle.SameCA(ca.RootPEM, append([]byte("\n"), ca.RootPEM...)) || tlsbundle.SameCA(ca.RootPEM, other.RootPEM) {
 		t.Fatal("SameCA")
 	}
+	// A rotation's two-root bundle: the same in either order, not the
+	// same as one of its roots alone.
+	both := append(append([]byte{}, ca.RootPEM...), other.RootPEM...)
+	if !tlsbundle.SameCA(both, append(append([]byte{}, other.RootPEM...), ca.RootPEM...)) || tlsbundle.SameCA(both, ca.RootPEM) {
+		t.Fatal("SameCA with two roots")
+	}
 }
