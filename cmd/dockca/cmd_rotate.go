@@ -106,11 +106,11 @@ func runRotate(c *cli.Context, e *env, what string) error {
 		}
 		*f.dst = d
 	}
-	home, err := homeDir(c, e)
+	home, cfg, err := homeAndStore(c, e)
 	if err != nil {
 		return err
 	}
-	st, err := openForRotation(home)
+	st, err := openForRotation(c.Context, home, cfg)
 	if err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
@@ -172,17 +172,25 @@ func rotate(ctx context.Context, st *store.Store, what string, o ca.RotateOption
 	return nil
 }
 
-// openForRotation opens the database for writing; a running service is
-// refused, since it keeps the keys it loaded at start.
-func openForRotation(home string) (*store.Store, error) {
-	if !store.Exists(home) {
+// openForRotation opens the store for writing; a service running for
+// home is refused, since it keeps the keys it loaded at start. (Replicas
+// on etcd are restarted one at a time after the rotation, see the README.)
+func openForRotation(ctx context.Context, home string, cfg store.Config) (*store.Store, error) {
+	if !cfg.IsEtcd() && !store.Exists(home) {
 		return nil, fmt.Errorf("%w in %s (run 'dockca init', or set --home / DOCKCA_HOME)", admin.ErrNoHome, home)
 	}
 	if c, err := admin.Dial(home); err == nil {
 		c.Close()
 		return nil, errors.New("dockca serve is running for this home: stop it, rotate, and start it again (it loads the CA's keys at start)")
 	}
-	return store.Open(store.Path(home), nil)
+	if cfg.IsEtcd() {
+		if ok, err := cfg.Exists(ctx); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, fmt.Errorf("%w in %s", admin.ErrNoHome, cfg.URL)
+		}
+	}
+	return store.OpenConfig(ctx, cfg, nil)
 }
 
 func writeRotationStatus(w io.Writer, st *ca.RotationStatus, asJSON bool) error {
