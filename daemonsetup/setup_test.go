@@ -95,7 +95,7 @@ func TestSetupReissues(t *testing.T) {
 		{"new SAN", func(t *testing.T, o *daemonsetup.SetupOptions, c **testca.CA) {
 			o.SANs = append(o.SANs, "docker1.internal")
 		}, "does not cover docker1.internal"},
-		{"new CA", func(t *testing.T, o *daemonsetup.SetupOptions, c **testca.CA) { *c = testca.New(t) }, "not the CA's current root"},
+		{"new CA", func(t *testing.T, o *daemonsetup.SetupOptions, c **testca.CA) { *c = testca.New(t) }, "does not hold the CA's current roots"},
 		{"expiring", func(t *testing.T, o *daemonsetup.SetupOptions, c **testca.CA) {
 			o.Now = func() time.Time { return time.Now().Add(61 * 24 * time.Hour) }
 			(*c).SetClock(o.Now)

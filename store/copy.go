@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/dockca/dockca/store/kv"
 )
@@ -136,6 +138,31 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store) (*CopyStats, error) {
 // ErrCopyRaced means another copy took over the destination midway.
 var ErrCopyRaced = errors.New("another copy into the destination started meanwhile")
 
+// ErrCopyInProgress means another copy is being written into the
+// destination now (its mark was refreshed within copyStaleAfter).
+var ErrCopyInProgress = errors.New("another copy into the destination is in progress")
+
+// copyStaleAfter is how long a copy's mark may go unrefreshed before a new
+// copy takes it for an interrupted one: every transaction of a copy
+// refreshes it, so a live copy is never taken over.
+const copyStaleAfter = time.Minute
+
+// copyMark is the mark's value: the copy's ID and when it last wrote.
+func copyMark(id []byte, now time.Time) []byte {
+	v := make([]byte, len(id)+8)
+	copy(v, id)
+	binary.BigEndian.PutUint64(v[len(id):], uint64(now.Unix()))
+	return v
+}
+
+// copyMarkAge is how long ago the copy that set v last wrote.
+func copyMarkAge(v []byte, now time.Time) time.Duration {
+	if len(v) < 8 {
+		return copyStaleAfter // a mark without a time: treat as stale
+	}
+	return now.Sub(time.Unix(int64(binary.BigEndian.Uint64(v[len(v)-8:])), 0))
+}
+
 // prepareCopy checks, in one transaction, that the store can receive a
 // copy (empty, or holding an interrupted copy, which it clears) and marks
 // it with a new copy ID. Two copies started at once into one store cannot
@@ -153,6 +180,9 @@ func (s *Store) prepareCopy(ctx context.Context) ([]byte, error) {
 			meta := tx.Bucket(bucketMeta)
 			if meta == nil || meta.Get(keyCopying) == nil {
 				return ErrNotEmpty
+			}
+			if copyMarkAge(meta.Get(keyCopying), time.Now()) < copyStaleAfter {
+				return ErrCopyInProgress
 			}
 			for _, name := range copyBuckets {
 				if tx.Bucket(name) != nil {
@@ -172,7 +202,7 @@ func (s *Store) prepareCopy(ctx context.Context) ([]byte, error) {
 			return err
 		}
 		marked = true
-		return meta.Put(keyCopying, id)
+		return meta.Put(keyCopying, copyMark(id, time.Now()))
 	})
 	if err == nil && !marked {
 		err = s.kv.Update(ctx, func(tx kv.Tx) error {
@@ -183,7 +213,7 @@ func (s *Store) prepareCopy(ctx context.Context) ([]byte, error) {
 			if err != nil {
 				return err
 			}
-			return meta.Put(keyCopying, id)
+			return meta.Put(keyCopying, copyMark(id, time.Now()))
 		})
 	}
 	if err != nil {
@@ -192,11 +222,15 @@ func (s *Store) prepareCopy(ctx context.Context) ([]byte, error) {
 	return id, nil
 }
 
-// checkCopyMark fails a copy's transaction when the mark is not its own.
+// checkCopyMark fails a copy's transaction when the mark is not its own,
+// and refreshes it.
 func checkCopyMark(tx kv.Tx, id []byte) error {
 	meta := tx.Bucket(bucketMeta)
-	if meta == nil || !bytes.Equal(meta.Get(keyCopying), id) {
+	if meta == nil || !bytes.HasPrefix(meta.Get(keyCopying), id) {
 		return ErrCopyRaced
+	}
+	if err := meta.Put(keyCopying, copyMark(id, time.Now())); err != nil {
+		return err
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/dockca/dockca/store/kv"
 )
@@ -26,7 +27,8 @@ func TestInterruptedCopyIsRefusedAndRedone(t *testing.T) {
 	}
 	// What a copy killed after its first chunk leaves: the marker and
 	// some records, no schema.
-	if _, err := dst.prepareCopy(ctx); err != nil {
+	id, err := dst.prepareCopy(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := dst.kv.Update(ctx, func(tx kv.Tx) error {
@@ -35,6 +37,16 @@ func TestInterruptedCopyIsRefusedAndRedone(t *testing.T) {
 			return err
 		}
 		return b.Put([]byte{1}, []byte("{}"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// While that copy could still be running, a second one is refused.
+	if _, err := src.CopyTo(ctx, dst); !errors.Is(err, ErrCopyInProgress) {
+		t.Fatalf("a copy into a store another copy is writing = %v, want ErrCopyInProgress", err)
+	}
+	// Its mark goes stale: it was killed.
+	if err := dst.kv.Update(ctx, func(tx kv.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyCopying, copyMark(id, time.Now().Add(-2*copyStaleAfter)))
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func initHome(c *cli.Context, e *env, home string, cfg store.Config, o ca.InitOp
 		if ok, err := cfg.Exists(c.Context); err != nil {
 			return nil, nil, err
 		} else if ok {
-			return nil, nil, fmt.Errorf("%s already holds a dockca CA; refusing to replace it", path)
+			return nil, nil, caExistsError{path}
 		}
 	} else if store.Exists(home) {
 		return nil, nil, fmt.Errorf("%s already holds a dockca database; refusing to replace it", path)
@@ -203,3 +203,13 @@ func removeStaleInits(home string) {
 		os.Remove(p)
 	}
 }
+
+// caExistsError refuses to initialise a store that holds a CA; it matches
+// store.ErrCAExists (serve's first start on etcd then uses that CA).
+type caExistsError struct{ where string }
+
+func (e caExistsError) Error() string {
+	return e.where + " already holds a dockca CA; refusing to replace it"
+}
+
+func (e caExistsError) Unwrap() error { return store.ErrCAExists }

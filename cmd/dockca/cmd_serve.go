@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -136,12 +138,37 @@ func runServe(c *cli.Context, e *env, o serve.Options) error {
 // asked only once.
 func firstStartInit(c *cli.Context, e *env, home string, cfg store.Config) ([]byte, error) {
 	_, pw, err := initHome(c, e, home, cfg, ca.InitOptions{}, c.Bool("no-password"))
-	if errors.Is(err, store.ErrNotEmpty) {
-		// Another replica initialised the store first: use its CA.
-		return pw, nil
+	if cfg.IsEtcd() && (errors.Is(err, store.ErrNotEmpty) || errors.Is(err, store.ErrCopyInProgress) ||
+		errors.Is(err, store.ErrCAExists) || errors.Is(err, store.ErrCopyRaced)) {
+		// Another replica is initialising the store, or has: use its CA
+		// once its copy is complete.
+		return pw, waitForCA(c.Context, cfg, time.Minute)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("serve: first start in %s: %w", home, err)
 	}
 	return pw, nil
+}
+
+// waitForCA waits until the store holds a whole CA (another replica's
+// first start copying it in).
+func waitForCA(ctx context.Context, cfg store.Config, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cfg.Exists(ctx)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("serve: another replica began initialising %s and did not finish within %s", cfg.URL, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
