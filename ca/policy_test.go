@@ -1,35 +1,18 @@
 package ca
 
 import (
-	"bufio"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
+	"github.com/dockca/dockca/internal/tabletest"
 	"github.com/dockca/dockca/pki"
 )
 
 // TestNamePolicy is fed by testdata/names.txt: kind, input, verdict.
 func TestNamePolicy(t *testing.T) {
-	f, err := os.Open("testdata/names.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
-			continue
-		}
-		parts := strings.Split(line, "\t")
-		if len(parts) != 3 {
-			t.Fatalf("bad testdata line %q", line)
-		}
-		kind, input, verdict := pki.Kind(parts[0]), parts[1], parts[2]
-		n++
+	for _, row := range tabletest.Rows(t, "testdata/names.txt", 3, 20) {
+		kind, input, verdict := pki.Kind(row[0]), row[1], row[2]
 		err := Precheck(Request{Kind: kind, Name: input})
 		switch {
 		case verdict == "ok" && err != nil:
@@ -41,9 +24,6 @@ func TestNamePolicy(t *testing.T) {
 		case err != nil && !errors.Is(err, pki.ErrPolicy):
 			t.Errorf("%s %q: %v does not match ErrPolicy", kind, input, err)
 		}
-	}
-	if n < 20 {
-		t.Fatalf("only %d cases read", n)
 	}
 }
 

@@ -1,34 +1,19 @@
 package pki
 
 import (
-	"bufio"
 	"crypto/x509"
 	"errors"
 	"net"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/dockca/dockca/internal/tabletest"
 )
 
 // TestParseSAN is fed by testdata/sans.txt.
 func TestParseSAN(t *testing.T) {
-	f, err := os.Open("testdata/sans.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
-			continue
-		}
-		in, want, ok := strings.Cut(line, "\t")
-		if !ok {
-			t.Fatalf("bad testdata line %q", line)
-		}
-		n++
+	for _, row := range tabletest.Rows(t, "testdata/sans.txt", 2, 10) {
+		in, want := row[0], row[1]
 		san, err := ParseSAN(in)
 		switch {
 		case err == nil && san.String() != want:
@@ -38,9 +23,6 @@ func TestParseSAN(t *testing.T) {
 		case err != nil && !errors.Is(err, ErrPolicy):
 			t.Errorf("ParseSAN(%q): %v does not match ErrPolicy", in, err)
 		}
-	}
-	if n < 10 {
-		t.Fatalf("only %d cases read", n)
 	}
 }
 

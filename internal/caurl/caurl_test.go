@@ -1,32 +1,17 @@
 package caurl
 
 import (
-	"bufio"
 	"errors"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/dockca/dockca/internal/tabletest"
 )
 
 func TestParse(t *testing.T) {
-	f, err := os.Open("testdata/parse.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		in, want, ok := strings.Cut(line, "\t")
-		if !ok {
-			t.Fatalf("testdata line %q has no tab", line)
-		}
-		n++
+	for _, row := range tabletest.Rows(t, "testdata/parse.txt", 2, 10) {
+		in, want := row[0], row[1]
 		got, err := Parse(in)
 		if msg, isErr := strings.CutPrefix(want, "error: "); isErr {
 			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), msg) {
@@ -40,9 +25,6 @@ func TestParse(t *testing.T) {
 		if back, err := Parse(Format(got)); err != nil || !reflect.DeepEqual(back, got) {
 			t.Errorf("Parse(Format(%q)) = %q, %v", got, back, err)
 		}
-	}
-	if n < 10 {
-		t.Fatalf("only %d cases read", n)
 	}
 }
 
