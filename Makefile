@@ -1,5 +1,5 @@
 # smallstep's nosql links Badger, MySQL and Postgres drivers unless these
-# tags leave them out; dockca keeps everything in one bbolt file.
+# tags leave them out; dockca keeps its CA in bbolt (or etcd).
 TAGS := nobadger,nomysql,nopgx
 GO   ?= go
 DEMO ?= ./demo
