@@ -27,7 +27,8 @@ func newRotateCommand(e *env) *cli.Command {
 			"same root; 'rotate root' makes a new root and intermediate, and while the old root is trusted every\n" +
 			"ca.pem carries both roots and new certificates also carry the intermediate cross-signed by the old root.\n" +
 			"'rotate status' lists what still depends on an old generation; 'rotate finish' retires the old root.\n" +
-			"Stop 'dockca serve' before rotating and start it again afterwards: it loads the CA's keys at start.",
+			"Stop 'dockca serve' before rotating and start it again afterwards: it loads the CA's keys at start\n" +
+			"(with an etcd store, rotate from any host and restart the replicas one at a time afterwards).",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "intermediate",
