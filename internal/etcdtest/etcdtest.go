@@ -27,9 +27,13 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/dockca/dockca/internal/dockerdtest"
 )
 
-// Binary finds etcd, or skips the test (fails it under CI=true).
+// Binary finds etcd ($DOCKCA_ETCD, Debian's /usr/bin/etcd, else $PATH), or
+// skips the test as dockerdtest does for a missing command (fails it under
+// CI=true).
 func Binary(t testing.TB) string {
 	t.Helper()
 	for _, p := range []string{os.Getenv("DOCKCA_ETCD"), "/usr/bin/etcd"} {
@@ -40,14 +44,7 @@ func Binary(t testing.TB) string {
 			return p
 		}
 	}
-	if p, err := exec.LookPath("etcd"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("etcd is not installed (apt-get install etcd-server); CI must not skip")
-	}
-	t.Skip("etcd is not installed (apt-get install etcd-server)")
-	return ""
+	return dockerdtest.RequireCommand(t, "etcd")
 }
 
 // Member is one etcd process.

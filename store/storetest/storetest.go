@@ -36,6 +36,28 @@ func rec(serial int64, name string, kind pki.Kind, notAfter time.Time) *store.Ce
 	}
 }
 
+// race runs op n times at once and returns how many calls succeeded; a
+// failure that does not match loser (when loser is set) fails the test.
+func race(t *testing.T, n int, loser error, op func(i int) error) int {
+	t.Helper()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := op(i); {
+			case err == nil:
+				wins.Add(1)
+			case loser != nil && !errors.Is(err, loser):
+				t.Errorf("a losing call failed with %v, want %v", err, loser)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(wins.Load())
+}
+
 // Run checks the store's domain contract.
 func Run(t *testing.T, open Opener) {
 	ctx := context.Background()
@@ -85,20 +107,10 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("Certificate(8) = %v, want ErrNotFound", err)
 		}
 		// The same serial raced from many goroutines: stored once.
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for i := range 16 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if s.PutCertificate(ctx, rec(9, fmt.Sprintf("n%d", i), pki.KindClient, now.Add(time.Hour))) == nil {
-					wins.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		if wins.Load() != 1 {
-			t.Fatalf("%d writers stored serial 9, want exactly 1", wins.Load())
+		if wins := race(t, 16, nil, func(i int) error {
+			return s.PutCertificate(ctx, rec(9, fmt.Sprintf("n%d", i), pki.KindClient, now.Add(time.Hour)))
+		}); wins != 1 {
+			t.Fatalf("%d writers stored serial 9, want exactly 1", wins)
 		}
 		byName, err := s.List(ctx, store.Filter{})
 		if err != nil || len(byName) != 2 {
@@ -110,26 +122,12 @@ func Run(t *testing.T, open Opener) {
 		s := open(t)
 		now := time.Now()
 		const n = 50
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := rec(int64(100+i), "host", pki.KindDaemon, now.Add(time.Hour))
-				c.TokenID = "tok-1"
-				err := s.PutCertificate(ctx, c)
-				switch {
-				case err == nil:
-					wins.Add(1)
-				case !errors.Is(err, store.ErrTokenUsed):
-					t.Errorf("PutCertificate with a spent token = %v, want ErrTokenUsed", err)
-				}
-			}()
-		}
-		wg.Wait()
-		if wins.Load() != 1 {
-			t.Fatalf("%d certificates bought with one token, want exactly 1", wins.Load())
+		if wins := race(t, n, store.ErrTokenUsed, func(i int) error {
+			c := rec(int64(100+i), "host", pki.KindDaemon, now.Add(time.Hour))
+			c.TokenID = "tok-1"
+			return s.PutCertificate(ctx, c)
+		}); wins != 1 {
+			t.Fatalf("%d certificates bought with one token, want exactly 1", wins)
 		}
 		all, err := s.List(ctx, store.Filter{})
 		if err != nil || len(all) != 1 {
@@ -232,24 +230,10 @@ func Run(t *testing.T, open Opener) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for range 20 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := s.Revoke(ctx, big.NewInt(2), &store.Revocation{ReasonCode: 4, Reason: "superseded", RevokedAt: now, ExpiresAt: now.Add(time.Hour)})
-				switch {
-				case err == nil:
-					wins.Add(1)
-				case !errors.Is(err, store.ErrAlreadyRevoked):
-					t.Errorf("Revoke = %v", err)
-				}
-			}()
-		}
-		wg.Wait()
-		if wins.Load() != 1 {
-			t.Fatalf("%d revocations of one serial succeeded, want 1", wins.Load())
+		if wins := race(t, 20, store.ErrAlreadyRevoked, func(int) error {
+			return s.Revoke(ctx, big.NewInt(2), &store.Revocation{ReasonCode: 4, Reason: "superseded", RevokedAt: now, ExpiresAt: now.Add(time.Hour)})
+		}); wins != 1 {
+			t.Fatalf("%d revocations of one serial succeeded, want 1", wins)
 		}
 		seq1, _ := s.RevocationSeq(ctx)
 		if seq1 != seq0+1 {
