@@ -1,17 +1,16 @@
 package examples
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/dockca/dockca/internal/dockerdtest"
 	"github.com/dockca/dockca/internal/etcdtest"
+	"github.com/dockca/dockca/internal/servetest"
 )
 
 // TestReplicaUnitAsWritten runs replicas/dockca-replica.service's
@@ -40,7 +39,6 @@ func TestReplicaUnitAsWritten(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(creds, credID), []byte("replica-unit-password"), 0o400); err != nil {
 		t.Fatal(err)
 	}
-	fpRE := regexp.MustCompile(`Root fingerprint:\s+([0-9a-f]{64})`)
 	type replica struct{ home, url, fp string }
 	// The replicas' public names differ (localhost and 127.0.0.1), as
 	// ca1.example.com and ca2.example.com would.
@@ -74,32 +72,11 @@ func TestReplicaUnitAsWritten(t *testing.T) {
 		line = strings.ReplaceAll(line, "${CREDENTIALS_DIRECTORY}", creds)
 		cmd := exec.Command("sh", "-c", "exec "+line)
 		cmd.Env = env
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
+		svc := servetest.Run(t, cmd, &servetest.Service{Bin: bin, Home: r.home})
+		if svc.URL != r.url {
+			t.Fatalf("replica %s serves %s, want the unit's DOCKCA_ADDRESS %s", name, svc.URL, r.url)
 		}
-		logs := &dockerdtest.LockedBuffer{}
-		cmd.Stderr = logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := fpRE.FindStringSubmatch(sc.Text()); m != nil {
-				r.fp = m[1]
-			}
-			if strings.HasPrefix(sc.Text(), "Mint a one-time token") {
-				break
-			}
-		}
-		go func() {
-			for sc.Scan() {
-			}
-		}()
-		if r.fp == "" {
-			t.Fatalf("replica %s printed no fingerprint:\n%s", name, logs.String())
-		}
+		r.fp = svc.FP
 		return r
 	}
 	a := start("ca1", "localhost")

@@ -81,15 +81,28 @@ func startService(t testing.TB, bin string, o Options) *Service {
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
 	}
-	s := &Service{Bin: bin, Home: o.Home, logs: &dockerdtest.LockedBuffer{}, done: make(chan error, 1)}
+	s := &Service{Bin: bin, Home: o.Home}
 	args := []string{"--home", s.Home}
 	if o.Store != "" {
 		args = append(args, "--store", o.Store)
 		s.Store = o.Store
 	}
 	args = append(args, "serve", "--no-password", "--listen", o.Listen, "--log-format", "json")
-	s.cmd = exec.Command(bin, append(args, o.Args...)...)
-	s.cmd.Env = append(os.Environ(), o.Env...)
+	cmd := exec.Command(bin, append(args, o.Args...)...)
+	cmd.Env = append(os.Environ(), o.Env...)
+	return Run(t, cmd, s)
+}
+
+// Run starts cmd, a dockca serve command line made elsewhere (a unit's
+// ExecStart, say), and waits for its banner; s carries what the caller
+// knows of it (Bin, Home, Store), or is nil. The service is killed when
+// the test ends.
+func Run(t testing.TB, cmd *exec.Cmd, s *Service) *Service {
+	t.Helper()
+	if s == nil {
+		s = &Service{}
+	}
+	s.cmd, s.logs, s.done = cmd, &dockerdtest.LockedBuffer{}, make(chan error, 1)
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
