@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"sort"
@@ -207,7 +208,19 @@ func successorOf(tx kv.Tx, key []byte) string {
 	var last []byte
 	cur := b.Cursor()
 	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
-		last = k[len(prefix):]
+		// A longer serial that starts with this one and a 0 byte shares
+		// the prefix; only a renewal that names this one counts.
+		v := tx.Bucket(bucketCerts).Get(k[len(prefix):])
+		if v == nil {
+			continue
+		}
+		c, err := decodeCert(v)
+		if err != nil {
+			continue
+		}
+		if f, err := serialKeyFromHex(c.RenewedFrom); err == nil && bytes.Equal(f, key) {
+			last = k[len(prefix):]
+		}
 	}
 	if last == nil {
 		return ""
@@ -232,8 +245,16 @@ func (s *Store) RenewalsOf(ctx context.Context, serial string, now time.Time) ([
 		cur := b.Cursor()
 		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
 			c, err := getCert(tx, k[len(prefix):])
+			if errors.Is(err, ErrNotFound) {
+				continue // another serial's entry, split elsewhere (below)
+			}
 			if err != nil {
 				return err
+			}
+			// A longer serial that starts with this one and a 0 byte
+			// shares the prefix; its renewals are not this one's.
+			if f, err := serialKeyFromHex(c.RenewedFrom); err != nil || !bytes.Equal(f, from) {
+				continue
 			}
 			if now.Before(c.NotAfter) {
 				out = append(out, c)

@@ -100,10 +100,19 @@ func (s *Store) Check(ctx context.Context) (*CheckResult, error) {
 			return nil
 		})
 		_ = tx.Bucket(bucketRenewals).ForEach(func(k, _ []byte) error {
-			i := bytes.IndexByte(k, 0)
-			if i < 0 {
+			// A serial's bytes may themselves contain 0, so the separator
+			// is any 0 that splits the entry into two stored serials.
+			split := false
+			for i, b := range k {
+				if b == 0 && i > 0 && certs.Get(k[:i]) != nil && certs.Get(k[i+1:]) != nil {
+					split = true
+					break
+				}
+			}
+			switch {
+			case bytes.IndexByte(k, 0) < 0:
 				add("index renewals", "malformed entry %x", k)
-			} else if certs.Get(k[:i]) == nil || certs.Get(k[i+1:]) == nil {
+			case !split:
 				add("index renewals", "entry %x names a certificate that has no record", k)
 			}
 			return nil
