@@ -68,6 +68,15 @@ func NewLocal(st *store.Store, o LocalOptions) *Local {
 
 var _ Admin = (*Local)(nil)
 
+// SetAuthority replaces the unlocked authority a Local was made with
+// (dockca serve, after a rotation made elsewhere): operations started
+// afterwards use a. The Local still never closes it.
+func (l *Local) SetAuthority(a *ca.Authority) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.a, l.o.Authority, l.withCRL = a, a, true
+}
+
 // Store is the database the Local works on.
 func (l *Local) Store() *store.Store { return l.st }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/smallstep/certificates/authority"
@@ -144,6 +145,20 @@ func Open(ctx context.Context, st *store.Store, o OpenOptions) (*Authority, erro
 		}
 	}
 	return a, nil
+}
+
+// Outdated reports whether the CA record in the store is no longer the one
+// a was opened from: a rotation (intermediate, root or finish) made
+// elsewhere, by another replica's host on a shared store. A long-running
+// holder (dockca serve) then opens the authority again; until it does,
+// what a issues is still valid, since every rotation keeps the previous
+// generation trusted.
+func (a *Authority) Outdated(ctx context.Context) (bool, error) {
+	rec, err := a.st.CA(ctx)
+	if err != nil {
+		return false, err
+	}
+	return !reflect.DeepEqual(rec, a.rec), nil
 }
 
 // Close stops the embedded authority's background work. The store stays

@@ -19,7 +19,7 @@ func (s *Server) requireAdmin(r *http.Request) (*store.Certificate, error) {
 	if peer == nil {
 		return nil, errorf(http.StatusUnauthorized, "this needs an admin client certificate presented over mutual TLS")
 	}
-	rec, err := s.a.Holder(r.Context(), peer, time.Now())
+	rec, err := s.auth().Holder(r.Context(), peer, time.Now())
 	switch {
 	case errors.Is(err, ca.ErrRevoked), errors.Is(err, ca.ErrNotRenewable):
 		return nil, errorf(http.StatusForbidden, "the certificate presented is not a valid certificate of this CA: %v", err)

@@ -98,7 +98,7 @@ func (s *Server) adminRoutes() http.Handler {
 
 func (s *Server) handleAdminChain(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	t := s.a.Trust()
+	t := s.auth().Trust()
 	_, err := w.Write(append(t.RootsPEM(), pki.PEMChain(t.Issuers...)...))
 	return err
 }

@@ -44,7 +44,7 @@ func TestServiceCertificateRenewedWhileServing(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	pool := x509.NewCertPool()
-	pool.AddCert(s.a.Root())
+	pool.AddCert(s.auth().Root())
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		conn, err := tls.Dial("tcp", s.Addr(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})

@@ -231,7 +231,7 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	iss, err := s.a.IssueWithToken(r.Context(), req.Token, csr)
+	iss, err := s.auth().IssueWithToken(r.Context(), req.Token, csr)
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	iss, err := s.a.Renew(r.Context(), peer, csr)
+	iss, err := s.auth().Renew(r.Context(), peer, csr)
 	if err != nil {
 		return err
 	}
@@ -283,7 +283,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	var res *ca.RevokeResult
 	switch peer := peerCert(r); {
 	case req.Token != "":
-		res, err = s.a.RevokeWithToken(r.Context(), req.Token, reason)
+		res, err = s.auth().RevokeWithToken(r.Context(), req.Token, reason)
 	case peer != nil:
 		if req.Serial != "" {
 			n, perr := pki.ParseSerial(req.Serial)
@@ -291,7 +291,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 				return errorf(http.StatusForbidden, "a certificate may only revoke itself; use an admin revoke token for others")
 			}
 		}
-		res, err = s.a.RevokeHolder(r.Context(), peer, reason)
+		res, err = s.auth().RevokeHolder(r.Context(), peer, reason)
 	default:
 		return errorf(http.StatusUnauthorized, "revocation needs the certificate over mutual TLS or an admin revoke token")
 	}
@@ -320,7 +320,7 @@ func parseReason(name string) (pki.Reason, error) {
 }
 
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) error {
-	if issuer := r.URL.Query().Get("issuer"); issuer != "" && !s.a.IsCurrentIssuer(issuer) {
+	if issuer := r.URL.Query().Get("issuer"); issuer != "" && !s.auth().IsCurrentIssuer(issuer) {
 		return s.handleIssuerCRL(w, r, issuer)
 	}
 	c, err := s.currentCRL(r.Context())
@@ -419,7 +419,7 @@ func (s *Server) currentCRL(ctx context.Context) (*servedCRL, error) {
 	// Many clients notice a stale CRL at once; GenerateCRL gives them
 	// (and revocations under way) shared regenerations, each started after
 	// its callers arrived, so none gets a CRL older than its request.
-	crl, err := s.a.GenerateCRL(ctx)
+	crl, err := s.auth().GenerateCRL(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -432,7 +432,7 @@ func (s *Server) currentCRL(ctx context.Context) (*servedCRL, error) {
 // (GET /v1/crl?issuer=FINGERPRINT), made on demand and cached by the
 // authority until a revocation.
 func (s *Server) handleIssuerCRL(w http.ResponseWriter, r *http.Request, issuer string) error {
-	der, err := s.a.IssuerCRL(r.Context(), issuer)
+	der, err := s.auth().IssuerCRL(r.Context(), issuer)
 	if errors.Is(err, ca.ErrUnknownIssuer) {
 		return errorf(http.StatusNotFound, "no issuer of this CA has the SHA-256 fingerprint %q", issuer)
 	}
@@ -450,7 +450,7 @@ func (s *Server) handleIssuerCRL(w http.ResponseWriter, r *http.Request, issuer 
 func (s *Server) handleRoots(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	_, err := w.Write(s.rootPEM)
+	_, err := w.Write(s.auth().Trust().RootsPEM())
 	return err
 }
 

@@ -5,8 +5,9 @@
 // unix socket in the dockca home, so that every admin command keeps
 // working while the service holds the database's exclusive lock.
 //
-// The service unlocks the CA keys once at start, is the only process with
-// the database open, and issues its own HTTPS certificate from the
+// The service unlocks the CA keys at start (and again when a rotation made
+// by another host on a shared etcd store changes the CA record), is the
+// only process with a bbolt database open, and issues its own HTTPS certificate from the
 // intermediate for the names of its URL and listen address, renewing it
 // while it runs.
 package serve
@@ -41,6 +42,7 @@ const (
 	DefaultSignRate  = 10 // per client IP per second
 	DefaultSignBurst = 20
 	shutdownTimeout  = 30 * time.Second
+	DefaultCAReload  = 5 * time.Second
 )
 
 // GCPercent is the garbage collector's target that dockca serve runs with
@@ -75,17 +77,26 @@ type Options struct {
 	// /debug/pprof profiles (CPU, allocations, goroutines) while the
 	// service runs.
 	DebugPprof string
+	// CAReload is how often the service looks for a rotation made by
+	// another host on a shared (etcd) store, and then unlocks the new
+	// generation; default DefaultCAReload.
+	CAReload time.Duration
 }
 
 // Server is a running service.
 type Server struct {
-	a       *ca.Authority
-	st      *store.Store
-	minter  *ca.TokenMinter
-	o       Options
-	log     *slog.Logger
-	m       *metrics
-	limiter *ipLimiter
+	// a is the unlocked authority; followRotations replaces it when the
+	// CA record changes in a shared store, and retired keeps the ones it
+	// replaced until Serve ends (handlers may still hold them).
+	a        atomic.Pointer[ca.Authority]
+	retired  []*ca.Authority
+	password []byte
+	st       *store.Store
+	minter   *ca.TokenMinter
+	o        Options
+	log      *slog.Logger
+	m        *metrics
+	limiter  *ipLimiter
 	// local performs the admin operations (and serves the CRL) on the
 	// service's store and unlocked authority.
 	local *admin.Local
@@ -98,7 +109,6 @@ type Server struct {
 	inflight sync.WaitGroup
 	names    []string
 	url      string
-	rootPEM  []byte
 	cert     atomic.Pointer[tls.Certificate]
 	// certRenewAt is the fraction of the service certificate's lifetime
 	// at which it is renewed (2/3; tests lower it).
@@ -174,17 +184,20 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.CAReload == 0 {
+		o.CAReload = DefaultCAReload
+	}
 	names, base, err := Names(o)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{st: st, o: o, log: o.Logger, names: names,
+	s := &Server{st: st, o: o, log: o.Logger, names: names, password: append([]byte(nil), password...),
 		m: newMetrics(), limiter: newIPLimiter(o.SignRate, o.SignBurst), certRenewAt: 2.0 / 3}
 	defer func() {
 		if err != nil {
 			s.closeListeners()
-			if s.a != nil {
-				s.a.Close()
+			if a := s.a.Load(); a != nil {
+				a.Close()
 			}
 		}
 	}()
@@ -210,10 +223,11 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 	if s.minter, err = ca.UnlockTokenKey(ctx, st, password); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	if s.a, err = ca.Open(ctx, st, ca.OpenOptions{Password: password, Actor: "serve", CRL: true, DNSNames: names}); err != nil {
+	a, err := s.openAuthority(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	s.rootPEM = s.a.Trust().RootsPEM()
+	s.a.Store(a)
 	keyProblems := ca.CheckKeys(rec, root, inter, password)
 	for _, p := range keyProblems {
 		s.log.Warn("CA key check failed", "key", p.Where, "problem", p.Problem)
@@ -230,7 +244,7 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 	if err := st.SetSetting(ctx, SettingURL, []byte(s.url)); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	s.local = admin.NewLocal(st, admin.LocalOptions{Authority: s.a, Minter: s.minter, CAURL: s.url,
+	s.local = admin.NewLocal(st, admin.LocalOptions{Authority: a, Minter: s.minter, CAURL: s.url,
 		KeysChecked: "decrypted with the password when dockca serve started", KeyProblems: keyProblems})
 	s.https = &http.Server{
 		Handler:           s.routes(),
@@ -261,7 +275,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) Names() []string { return append([]string(nil), s.names...) }
 
 // RootFingerprint is the SHA-256 of the root, for clients to pin.
-func (s *Server) RootFingerprint() string { return pki.Fingerprint(s.a.Root()) }
+func (s *Server) RootFingerprint() string { return pki.Fingerprint(s.auth().Root()) }
 
 // AdminSocket is the admin socket's path, or "".
 func (s *Server) AdminSocket() string {
@@ -288,7 +302,7 @@ func (s *Server) tlsConfig() *tls.Config {
 
 // renewServiceCert issues a new service certificate and swaps it in.
 func (s *Server) renewServiceCert(ctx context.Context) error {
-	iss, err := s.a.IssueService(ctx, s.names, s.o.CertTTL)
+	iss, err := s.auth().IssueService(ctx, s.names, s.o.CertTTL)
 	if err != nil {
 		return fmt.Errorf("serve: service certificate: %w", err)
 	}
@@ -329,8 +343,9 @@ func (s *Server) keepServiceCertFresh(ctx context.Context) {
 func (s *Server) Serve(ctx context.Context) error {
 	bg, stop := context.WithCancel(context.Background())
 	defer stop()
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() { defer s.wg.Done(); s.keepServiceCertFresh(bg) }()
+	go func() { defer s.wg.Done(); s.followRotations(bg) }()
 	go func() { defer s.wg.Done(); s.keepCRLFresh(bg, 10*time.Minute) }()
 	go func() { defer s.wg.Done(); s.limiter.sweep(bg, time.Minute) }()
 	errc := make(chan error, 2)
@@ -371,8 +386,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	stop()
 	s.wg.Wait()
 	s.inflight.Wait()
-	if e := s.a.Close(); e != nil && err == nil {
-		err = e
+	for _, a := range append(s.retired, s.auth()) {
+		if e := a.Close(); e != nil && err == nil {
+			err = e
+		}
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -391,7 +408,7 @@ func (s *Server) keepCRLFresh(ctx context.Context, every time.Duration) {
 		case <-time.After(every):
 		}
 		if current, err := ca.CurrentCRLHeader(ctx, s.st, time.Now()); err == nil && current == nil {
-			if _, err := s.a.GenerateCRL(ctx); err != nil && ctx.Err() == nil {
+			if _, err := s.auth().GenerateCRL(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("CRL regeneration failed", "err", err)
 			}
 		}
@@ -414,7 +431,55 @@ func (s *Server) closeListeners() {
 func (s *Server) Logger() *slog.Logger { return s.log }
 
 // Authority exposes the unlocked authority (for tests and tools).
-func (s *Server) Authority() *ca.Authority { return s.a }
+func (s *Server) Authority() *ca.Authority { return s.auth() }
+
+// auth is the current authority.
+func (s *Server) auth() *ca.Authority { return s.a.Load() }
+
+func (s *Server) openAuthority(ctx context.Context) (*ca.Authority, error) {
+	return ca.Open(ctx, s.st, ca.OpenOptions{Password: s.password, Actor: "serve", CRL: true, DNSNames: s.names})
+}
+
+// followRotations checks every CAReload whether the CA record changed in
+// the store, which on a shared store means another host rotated the CA
+// (dockca --store etcd://… rotate …). It then unlocks the new generation,
+// swaps it in for the handlers and the admin socket, and issues the
+// service's certificate from it, so every replica follows a rotation
+// without a restart. Until it does, what it issues is still valid: a
+// rotation keeps the previous generation trusted. A failure is logged and
+// retried at the next tick; the service keeps the generation it has.
+func (s *Server) followRotations(ctx context.Context) {
+	t := time.NewTicker(s.o.CAReload)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.reloadIfRotated(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("following a CA rotation failed; retrying", "err", err)
+		}
+	}
+}
+
+func (s *Server) reloadIfRotated(ctx context.Context) error {
+	old := s.auth()
+	if outdated, err := old.Outdated(ctx); err != nil || !outdated {
+		return err
+	}
+	a, err := s.openAuthority(ctx)
+	if err != nil {
+		return fmt.Errorf("unlock the new CA generation: %w", err)
+	}
+	s.a.Store(a)
+	s.local.SetAuthority(a)
+	s.retired = append(s.retired, old)
+	s.crl.Store(nil)
+	s.log.Info("CA rotated in the store: now issuing from the new generation",
+		"root_sha256", pki.Fingerprint(a.Root()), "intermediate_sha256", pki.Fingerprint(a.Intermediate()))
+	return s.renewServiceCert(ctx)
+}
 
 // peerCert is the client certificate of a mutual-TLS request, or nil.
 func peerCert(r *http.Request) *x509.Certificate {

@@ -86,7 +86,7 @@ func (s *Server) handleUI(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p := uiPage{CA: s.a.Root().Subject.CommonName, Admin: holder.Name, Now: rfc3339(now)}
+	p := uiPage{CA: s.auth().Root().Subject.CommonName, Admin: holder.Name, Now: rfc3339(now)}
 	for _, a := range access {
 		groups := strings.Join(a.Groups, ", ")
 		if groups == "" {

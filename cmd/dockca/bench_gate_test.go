@@ -26,7 +26,8 @@ import (
 // /containers/json over mutual TLS (1 and 4 client loops) against the same
 // dockerd directly on its own TLS listener (no plugin), through dockca gate
 // (a process of its own, forwarding to that dockerd's unix socket), and
-// against a second dockerd with the dockca authorization plugin; then the
+// against a second dockerd with the dockca authorization plugin, and through
+// a blind TLS-to-unix relay (the floor any front door process has); then the
 // latency the gate adds, and a hijacked stream (docker exec writing 100 MB
 // to stdout) through the gate and directly. The setups are measured in
 // alternating windows so that drift on a shared machine hits all alike.
@@ -69,12 +70,27 @@ func TestGateThroughput(t *testing.T) {
 	o.Args = []string{"--authorization-plugin=dockca-bench-" + fmt.Sprint(os.Getpid())}
 	withPlugin := dockerdtest.Start(t, o)
 
+	// The floor: a blind relay, a process of its own that terminates the
+	// same mutual TLS and copies bytes to and from dockerd's unix socket,
+	// with no parsing, no judging and no revocation check. No front door
+	// of this shape can be faster; measured in the same run, it shows what
+	// the extra hop itself costs on this machine.
+	relayAddr := fmt.Sprintf("127.0.0.1:%d", dockerdtest.FreePort(t, "127.0.0.1"))
+	relay := exec.Command(os.Args[0], "-test.run=^TestBlindRelayProcess$")
+	relay.Env = append(os.Environ(), "DOCKCA_BENCH_RELAY="+relayAddr+","+direct.Socket+","+dd)
+	relay.Stderr = os.Stderr
+	if err := relay.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Process.Kill(); relay.Wait() })
+	waitTCP(t, relayAddr)
+
 	client := mtlsClient(t, filepath.Join(dir, "ada"), 8)
 	// CPU time is read per process from /proc, so that what each hop costs
 	// is visible: the client (this process), the gate, each dockerd, the
 	// plugin.
 	procs := map[string]int{"client": os.Getpid(), "gate": gate.Process.Pid, "plugin": plugin.Process.Pid,
-		"dockerd": direct.Pid(), "dockerd (plugin)": withPlugin.Pid()}
+		"dockerd": direct.Pid(), "dockerd (plugin)": withPlugin.Pid(), "relay": relay.Process.Pid}
 	setups := []struct {
 		name, addr string
 		procs      []string
@@ -82,6 +98,7 @@ func TestGateThroughput(t *testing.T) {
 		{"dockerd TLS", direct.Addr, []string{"client", "dockerd"}},
 		{"gate", gateAddr, []string{"client", "gate", "dockerd"}},
 		{"dockerd + plugin", withPlugin.Addr, []string{"client", "dockerd (plugin)", "plugin"}},
+		{"blind relay", relayAddr, []string{"client", "relay", "dockerd"}},
 	}
 	rounds, window := benchRounds(t)
 	for _, loops := range []int{1, 4} {
@@ -132,6 +149,9 @@ func TestGateThroughput(t *testing.T) {
 		t.Logf("  gate / dockerd TLS %s (target >= 0.9); gate / dockerd + plugin %s (target >= 3); added latency p50 %s, p99 %s (target p99 <= 1ms)",
 			spread(ratio("gate", "dockerd TLS"), "%.2f"), spread(ratio("gate", "dockerd + plugin"), "%.2f"),
 			(q("gate", .5) - q("dockerd TLS", .5)).Round(time.Microsecond), (q("gate", .99) - q("dockerd TLS", .99)).Round(time.Microsecond))
+		t.Logf("  the floor: blind relay / dockerd TLS %s; gate / blind relay %s; latency the relay adds p50 %s, p99 %s",
+			spread(ratio("blind relay", "dockerd TLS"), "%.2f"), spread(ratio("gate", "blind relay"), "%.2f"),
+			(q("blind relay", .5) - q("dockerd TLS", .5)).Round(time.Microsecond), (q("blind relay", .99) - q("dockerd TLS", .99)).Round(time.Microsecond))
 	}
 	if os.Getenv("DOCKCA_GATE_BENCH_STREAM") == "0" {
 		return
@@ -173,6 +193,53 @@ func TestGateThroughput(t *testing.T) {
 		float64(med("gate"))/float64(med("dockerd TLS")))
 	t.Logf("  CPU per stream (mean; the client is the docker CLI, not counted): dockerd TLS: dockerd %s; gate: gate %s, dockerd %s",
 		streamCPU["dockerd TLS dockerd"].Round(time.Millisecond), streamCPU["gate gate"].Round(time.Millisecond), streamCPU["gate dockerd"].Round(time.Millisecond))
+}
+
+// TestBlindRelayProcess is the blind relay of TestGateThroughput, run as a
+// process of its own (this test binary again) when DOCKCA_BENCH_RELAY is
+// "LISTEN,DOCKER-SOCKET,CERT-DIR": mutual TLS as the gate does it (TLS 1.2+,
+// a client certificate from ca.pem required), one unix connection to dockerd
+// per client connection, two io.Copys. It serves until killed.
+func TestBlindRelayProcess(t *testing.T) {
+	spec := os.Getenv("DOCKCA_BENCH_RELAY")
+	if spec == "" {
+		t.Skip("only run by TestGateThroughput")
+	}
+	parts := strings.Split(spec, ",")
+	if len(parts) != 3 {
+		t.Fatalf("DOCKCA_BENCH_RELAY=%q: want LISTEN,DOCKER-SOCKET,CERT-DIR", spec)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(parts[2], "server-cert.pem"), filepath.Join(parts[2], "server-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(parts[2], "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	ln, err := tls.Listen("tcp", parts[0], &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool,
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			defer c.Close()
+			d, err := net.Dial("unix", parts[1])
+			if err != nil {
+				return
+			}
+			defer d.Close()
+			go func() { _, _ = io.Copy(d, c); d.Close() }()
+			_, _ = io.Copy(c, d)
+		}()
+	}
 }
 
 // benchRounds is the number of interleaved rounds and the length of each

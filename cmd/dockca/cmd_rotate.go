@@ -27,8 +27,9 @@ func newRotateCommand(e *env) *cli.Command {
 			"same root; 'rotate root' makes a new root and intermediate, and while the old root is trusted every\n" +
 			"ca.pem carries both roots and new certificates also carry the intermediate cross-signed by the old root.\n" +
 			"'rotate status' lists what still depends on an old generation; 'rotate finish' retires the old root.\n" +
-			"Stop 'dockca serve' before rotating and start it again afterwards: it loads the CA's keys at start\n" +
-			"(with an etcd store, rotate from any host and restart the replicas one at a time afterwards).",
+			"Stop 'dockca serve' before rotating and start it again afterwards: it holds the database's lock.\n" +
+			"With an etcd store, rotate from any host while the replicas run: each notices the new generation\n" +
+			"within 5 seconds and issues from it (and a new service certificate) without a restart.",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "intermediate",
@@ -174,8 +175,8 @@ func rotate(ctx context.Context, st *store.Store, what string, o ca.RotateOption
 }
 
 // openForRotation opens the store for writing; a service running for
-// home is refused, since it keeps the keys it loaded at start. (Replicas
-// on etcd are restarted one at a time after the rotation, see the README.)
+// home is refused, since it holds the database's lock. (Replicas on etcd
+// keep running and follow the rotation: serve.Server.followRotations.)
 func openForRotation(ctx context.Context, home string, cfg store.Config) (*store.Store, error) {
 	if !cfg.IsEtcd() && !store.Exists(home) {
 		return nil, fmt.Errorf("%w in %s (run 'dockca init', or set --home / DOCKCA_HOME)", admin.ErrNoHome, home)

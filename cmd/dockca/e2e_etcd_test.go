@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +20,10 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/enroll"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/etcdtest"
 	"github.com/dockca/dockca/internal/servetest"
+	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/pki"
 	"github.com/dockca/dockca/store"
 )
@@ -484,4 +490,137 @@ func TestRotateOnEtcd(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "carol", "ca.pem")); strings.Count(string(b), "BEGIN CERTIFICATE") != 1 {
 		t.Fatalf("ca.pem after finish on etcd: %s", b)
 	}
+}
+
+// TestReplicasFollowRotation: replicas on one etcd store follow a root
+// rotation and its finish made from another host, without a restart:
+// within a few seconds each serves both roots, presents a service
+// certificate of the new generation that clients of either root accept,
+// and issues from the new intermediate; after finish, the new root alone.
+func TestReplicasFollowRotation(t *testing.T) {
+	bin := buildDockca(t)
+	cluster := etcdtest.Start(t, nil)
+	url := cluster.URL("dockca/follow")
+	reps := startReplicas(t, bin, url, 2)
+	clients := replicaClients(t, reps)
+	ctx := context.Background()
+	oldRoot := clients[0].Root()
+	elsewhere := t.TempDir()
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := execOut(bin, append([]string{"--home", elsewhere, "--store", url}, args...)...); err != nil {
+			t.Fatalf("dockca %v: %v\n%s", args, err, out)
+		}
+	}
+	// follow waits until every replica serves exactly want roots and
+	// presents a service certificate that each of them verifies alone.
+	follow := func(step string, want int) []*x509.Certificate {
+		t.Helper()
+		start := time.Now()
+		var roots []*x509.Certificate
+		for i, r := range reps {
+			for {
+				roots = servedRoots(t, r.URL)
+				chain := servedChain(t, r.URL)
+				fresh := len(roots) == want
+				for _, root := range roots {
+					fresh = fresh && verifies(chain[0], chain[1:], root, x509.ExtKeyUsageServerAuth)
+				}
+				if fresh {
+					break
+				}
+				if time.Since(start) > 20*time.Second {
+					t.Fatalf("%s: replica %d still serves %d roots and a service certificate of the old generation after 20 s\n%s", step, i, len(roots), r.Logs())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		t.Logf("%s: every replica followed within %v", step, time.Since(start).Round(time.Millisecond))
+		return roots
+	}
+	// enrollUnder enrolls a client through every replica (its client
+	// verifying the service and the answer) and checks that
+	// its certificate verifies under root alone, with the chain it got.
+	enrollUnder := func(step string, root *x509.Certificate, chainLen int) {
+		t.Helper()
+		for i, r := range reps {
+			res, err := clients[i].Enroll(ctx, r.Token(t, "--kind", "client", fmt.Sprintf("%s-%d", step, i)), "")
+			if err != nil {
+				t.Fatalf("%s: enrollment through replica %d: %v", step, i, err)
+			}
+			chain, err := tlsbundle.Certs([]byte(res.Resp.Chain))
+			if err != nil || len(chain) != chainLen {
+				t.Fatalf("%s: replica %d's chain: %d certificates (want %d), %v", step, i, len(chain), chainLen, err)
+			}
+			if !verifies(res.Leaf, chain[1:], root, x509.ExtKeyUsageClientAuth) {
+				t.Fatalf("%s: the certificate from replica %d does not chain to %s alone", step, i, root.Subject.CommonName)
+			}
+		}
+	}
+
+	run("rotate", "root", "--overlap", "10d")
+	roots := follow("rotate root", 2)
+	var newRoot *x509.Certificate
+	for _, r := range roots {
+		if !r.Equal(oldRoot) {
+			newRoot = r
+		}
+	}
+	if newRoot == nil {
+		t.Fatal("rotate root: the replicas serve no new root")
+	}
+	enrollUnder("overlap", newRoot, 3) // leaf, new intermediate, its cross-signed twin
+	run("rotate", "finish")
+	if roots := follow("rotate finish", 1); !roots[0].Equal(newRoot) {
+		t.Fatalf("rotate finish: the replicas serve %s, not the new root", roots[0].Subject.CommonName)
+	}
+	// Clients that took the new bundle during the overlap (as every
+	// renewal does) trust the new root alone now.
+	for i, r := range reps {
+		c, err := enroll.NewWithRoots([]string{r.URL}, []*x509.Certificate{newRoot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+	}
+	enrollUnder("finished", newRoot, 2)
+}
+
+// servedRoots is the trust bundle a service hands out (GET /v1/roots).
+func servedRoots(t *testing.T, base string) []*x509.Certificate {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // only the content is judged here
+	resp, err := c.Get(base + api.PathRoots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	roots, err := tlsbundle.Certs(b)
+	if err != nil {
+		t.Fatalf("%s%s: %v", base, api.PathRoots, err)
+	}
+	return roots
+}
+
+// servedChain is the certificate chain a service presents in its handshake.
+func servedChain(t *testing.T, base string) []*x509.Certificate {
+	t.Helper()
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(base, "https://"), &tls.Config{InsecureSkipVerify: true}) // verified by the caller
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates
+}
+
+func verifies(leaf *x509.Certificate, presented []*x509.Certificate, root *x509.Certificate, usage x509.ExtKeyUsage) bool {
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(root)
+	for _, c := range presented {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}})
+	return err == nil
 }
