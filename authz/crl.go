@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,8 +58,13 @@ type CRLOptions struct {
 	// dockca serve holds the database). URL is then only a label.
 	Socket string
 	// Client overrides the HTTP client (tests); by default TLS 1.2+ with
-	// only Root trusted.
+	// the roots trusted now (Root, then the service's bundle), following a
+	// rotation.
 	Client *http.Client
+	// Failover, with URLs, spreads the default client's requests over the
+	// replicas (enroll.Client.Failover); every connection is still
+	// verified against the roots trusted now and the host it reaches.
+	Failover func(http.RoundTripper) http.RoundTripper
 	// Log receives a warning when the CRL turns stale (nil: none).
 	Log *slog.Logger
 	// Now is the clock (tests).
@@ -134,14 +140,19 @@ func NewCRLSource(o CRLOptions) (*CRLSource, error) {
 	s := &CRLSource{o: o, url: strings.TrimRight(o.URL, "/") + api.PathCRL, signer: map[string]*x509.Certificate{}, warn: staleWarner{log: o.Log},
 		roots: append([]*x509.Certificate{o.Root}, o.OtherRoots...)}
 	if o.Client == nil {
-		cfg, err := s.serviceTLS()
-		if err != nil {
-			return nil, err
+		if u, err := url.Parse(o.URL); err != nil || u.Hostname() == "" {
+			return nil, fmt.Errorf("%w: CRL URL %q has no host", ErrOptions, o.URL)
 		}
-		s.o.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: cfg,
-			Proxy:           nil, // the service is reached directly, never through a proxy
-		}}
+		var rt http.RoundTripper = &http.Transport{
+			// Each connection is verified for the host it reaches,
+			// which with replicas is not always URL's.
+			DialTLSContext: s.dialService,
+			Proxy:          nil, // the service is reached directly, never through a proxy
+		}
+		if o.Failover != nil {
+			rt = o.Failover(rt)
+		}
+		s.o.Client = &http.Client{Timeout: 30 * time.Second, Transport: rt}
 		s.followRoots = true
 	}
 	if len(o.Issuers) > 0 {

@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/tlsbundle"
@@ -36,16 +37,12 @@ func (s *CRLSource) Roots() []*x509.Certificate {
 }
 
 // serviceTLS is the TLS configuration of the default client: the
-// service's certificate must chain to a root trusted now and be for the
-// service's host (refreshRoots also wants dockca's service certificate).
-func (s *CRLSource) serviceTLS() (*tls.Config, error) {
-	u, err := url.Parse(s.o.URL)
-	if err != nil || u.Hostname() == "" {
-		return nil, fmt.Errorf("%w: CRL URL %q has no host", ErrOptions, s.o.URL)
-	}
-	host := u.Hostname()
+// service's certificate must chain to a root trusted now and be for host,
+// the one dialled (refreshRoots also wants dockca's service certificate).
+func (s *CRLSource) serviceTLS(host string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
+		ServerName: host,
 		// Verified below against the roots trusted now, which a
 		// rotation changes while the client lives.
 		InsecureSkipVerify: true,
@@ -69,7 +66,18 @@ func (s *CRLSource) serviceTLS() (*tls.Config, error) {
 			s.learnIssuers(&tls.ConnectionState{VerifiedChains: chains})
 			return nil
 		},
-	}, nil
+	}
+}
+
+// dialService connects to the service at addr over TLS, verified by
+// serviceTLS for addr's host.
+func (s *CRLSource) dialService(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}, Config: s.serviceTLS(host)}
+	return d.DialContext(ctx, network, addr)
 }
 
 // refreshRoots reads the service's trust bundle and trusts it. Only over

@@ -89,7 +89,15 @@ func oneShot(ctx context.Context) context.Context {
 type failover struct {
 	urls []string
 	pref *preference
-	next *http.Transport
+	next http.RoundTripper
+}
+
+// Failover is next (a transport that verifies the service itself) sending
+// each request to the client's URLs in turn, by the rules above: for a
+// caller that keeps its own trust, as the authorization plugin's and the
+// gate's CRL source does, which follows the roots through a rotation.
+func (c *Client) Failover(next http.RoundTripper) http.RoundTripper {
+	return &failover{urls: c.urls, pref: c.pref, next: next}
 }
 
 // AllFailedError is returned when no URL of the list could be used; it
@@ -129,7 +137,11 @@ func newTransport(cfg *tls.Config) *http.Transport {
 	}
 }
 
-func (f *failover) CloseIdleConnections() { f.next.CloseIdleConnections() }
+func (f *failover) CloseIdleConnections() {
+	if c, ok := f.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
 
 func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,7 +144,7 @@ func engineOptions(c *cli.Context, e *env, cmd, cacheName string, containers aut
 			return nil, fmt.Errorf("%s: %w", cmd, err)
 		}
 		src, err := authz.NewCRLSource(authz.CRLOptions{
-			URLs: client.URLs(), Client: crlClient(client), Root: client.Root(), OtherRoots: client.Roots()[1:], Issuers: issuers,
+			URLs: client.URLs(), Failover: client.Failover, Root: client.Root(), OtherRoots: client.Roots()[1:], Issuers: issuers,
 			CacheDir: filepath.Join(home, cmd+"-crl", cacheName),
 			Refresh:  c.Duration("refresh"), MaxStale: c.Duration("max-stale"), Log: log,
 		})
@@ -407,17 +406,4 @@ func storedPolicy(home string, client *enroll.Client) func(context.Context) (*au
 		sum := sha256.Sum256(yaml)
 		return p, fmt.Sprintf("stored by the CA (dockca policy set, sha256 %x), from %s", sum[:6], from), nil
 	}
-}
-
-// crlClient is the HTTP client of a remote plugin's or gate's CRL fetches:
-// with one CA URL, none, so that the CRL source makes its own, which
-// follows the service's trust bundle through a root rotation; with
-// several, the service client's, which fails over among them (and trusts
-// the roots it was started with: restart the plugin after a root
-// rotation's finish).
-func crlClient(c *enroll.Client) *http.Client {
-	if len(c.URLs()) == 1 {
-		return nil
-	}
-	return c.HTTPClient()
 }

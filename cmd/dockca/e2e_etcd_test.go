@@ -13,12 +13,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dockca/dockca/authz"
 	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/internal/etcdtest"
@@ -497,6 +499,7 @@ func TestRotateOnEtcd(t *testing.T) {
 // within a few seconds each serves both roots, presents a service
 // certificate of the new generation that clients of either root accept,
 // and issues from the new intermediate; after finish, the new root alone.
+// A revocation source over both replicas' URLs follows the roots too.
 func TestReplicasFollowRotation(t *testing.T) {
 	bin := buildDockca(t)
 	cluster := etcdtest.Start(t, nil)
@@ -558,6 +561,37 @@ func TestReplicasFollowRotation(t *testing.T) {
 		}
 	}
 
+	// A remote plugin's or gate's revocation source over both replicas
+	// (authz --ca-url URL1,URL2) follows the roots as well.
+	both, err := enroll.Bootstrap(ctx, []string{reps[0].URL, reps[1].URL}, reps[0].FP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuers, err := both.Issuers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := authz.NewCRLSource(authz.CRLOptions{URLs: both.URLs(), Failover: both.Failover, Root: both.Root(),
+		Issuers: issuers, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refresh := func(step string, want ...*x509.Certificate) {
+		t.Helper()
+		if err := src.Refresh(ctx); err != nil {
+			t.Fatalf("%s: the two-URL revocation source: %v", step, err)
+		}
+		got := src.Roots()
+		ok := len(got) == len(want)
+		for _, w := range want {
+			ok = ok && slices.ContainsFunc(got, w.Equal)
+		}
+		if !ok {
+			t.Fatalf("%s: the two-URL revocation source trusts %d roots, want %d", step, len(got), len(want))
+		}
+	}
+	refresh("before", oldRoot)
+
 	run("rotate", "root", "--overlap", "10d")
 	roots := follow("rotate root", 2)
 	var newRoot *x509.Certificate
@@ -570,6 +604,7 @@ func TestReplicasFollowRotation(t *testing.T) {
 		t.Fatal("rotate root: the replicas serve no new root")
 	}
 	enrollUnder("overlap", newRoot, 3) // leaf, new intermediate, its cross-signed twin
+	refresh("rotate root", oldRoot, newRoot)
 	run("rotate", "finish")
 	if roots := follow("rotate finish", 1); !roots[0].Equal(newRoot) {
 		t.Fatalf("rotate finish: the replicas serve %s, not the new root", roots[0].Subject.CommonName)
@@ -584,6 +619,10 @@ func TestReplicasFollowRotation(t *testing.T) {
 		clients[i] = c
 	}
 	enrollUnder("finished", newRoot, 2)
+	// With the first replica gone, the source fails over to the second,
+	// which it now verifies under the new root alone.
+	reps[0].Kill()
+	refresh("rotate finish, first replica killed", newRoot)
 }
 
 // servedRoots is the trust bundle a service hands out (GET /v1/roots).
