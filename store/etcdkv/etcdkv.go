@@ -74,7 +74,7 @@ func New(cli *clientv3.Client, prefix, location string, readOnly, own bool) *Bac
 	}
 	b := &Backend{cli: cli, prefix: prefix, location: location, readOnly: readOnly, own: own}
 	// Shared commits outlive the writer that happens to run them.
-	b.group = &kv.GroupCommit{MaxCalls: batchCalls, Update: func(fn func(kv.Tx) error) error {
+	b.group = &kv.GroupCommit{MaxCalls: batchCalls, Lanes: batchLanes, Update: func(fn func(kv.Tx) error) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		return b.Update(ctx, fn)
@@ -192,6 +192,12 @@ func (b *Backend) Batch(ctx context.Context, fn func(kv.Tx) error) error {
 // batchCalls is how many writers share a transaction: an issuance writes
 // four keys and guards two, well within etcd's 128 operations.
 const batchCalls = 16
+
+// batchLanes is how many shared transactions run at once: one reads its
+// keys (a round trip each) while another commits (a round of consensus).
+// Issuances touch keys of their own, so lanes rarely conflict, and a
+// conflict costs a retry, never a wrong answer (the commit's guards).
+const batchLanes = 8
 
 type write struct {
 	key    string

@@ -26,17 +26,23 @@ type GroupCommit struct {
 	// MaxCalls caps the writers sharing one transaction (0: no cap), for
 	// a backend that caps a transaction's size.
 	MaxCalls int
+	// Lanes is how many shared transactions may run at once (0: one). A
+	// backend whose transactions are optimistic and remote (etcd) spends
+	// most of one in round trips, reading and then committing; a second
+	// lane reads while the first commits. bbolt has one writer anyway.
+	Lanes int
 
 	mu      sync.Mutex
 	pending []*groupCall
-	running bool
+	running int // lanes committing
 }
 
 type groupCall struct {
-	fn   func(Tx) error
-	err  error
-	done chan struct{} // closed when err is final
-	lead chan struct{} // signalled when this call is to commit the queue
+	fn      func(Tx) error
+	err     error
+	done    chan struct{} // closed when err is final
+	lead    chan struct{} // signalled when this call is to commit the queue
+	leading bool          // lead was signalled (at most once: one lane each)
 }
 
 // do runs fn in a write transaction shared with the writers queued at the
@@ -46,16 +52,27 @@ func (g *GroupCommit) Do(fn func(Tx) error) error {
 	c := &groupCall{fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	g.mu.Lock()
 	g.pending = append(g.pending, c)
-	if !g.running {
-		g.running = true
+	if g.running < max(g.Lanes, 1) {
+		// c runs a lane of its own: no other lane is passed to it.
+		c.leading = true
+		g.running++
 		g.mu.Unlock()
 		g.commitQueue()
 	} else {
 		g.mu.Unlock()
 		select {
-		case <-c.done:
 		case <-c.lead:
 			g.commitQueue()
+		case <-c.done:
+			// Another lane committed this call after a lane had been
+			// passed to it: the lane must still run, or it is lost.
+			g.mu.Lock()
+			passed := c.leading
+			g.mu.Unlock()
+			if passed {
+				<-c.lead
+				g.commitQueue()
+			}
 		}
 	}
 	<-c.done
@@ -77,13 +94,18 @@ func (g *GroupCommit) commitQueue() {
 
 	g.commitCalls(calls)
 
+	// The lane passes to the first writer still waiting that no other
+	// lane has called on yet; it stops when there is none.
 	g.mu.Lock()
-	if len(g.pending) > 0 {
-		g.pending[0].lead <- struct{}{}
-	} else {
-		g.running = false
+	defer g.mu.Unlock()
+	for _, c := range g.pending {
+		if !c.leading {
+			c.leading = true
+			c.lead <- struct{}{}
+			return
+		}
 	}
-	g.mu.Unlock()
+	g.running--
 }
 
 // commitCalls runs calls in one transaction. A function that fails is taken
