@@ -451,15 +451,23 @@ func (s *Server) openAuthority(ctx context.Context) (*ca.Authority, error) {
 func (s *Server) followRotations(ctx context.Context) {
 	t := time.NewTicker(s.o.CAReload)
 	defer t.Stop()
+	failing := false // logged once per outage, not at every tick
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := s.reloadIfRotated(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("following a CA rotation failed; retrying", "err", err)
+		err := s.reloadIfRotated(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !failing:
+			s.log.Error("cannot check the store for a CA rotation; retrying every tick", "err", err, "every", s.o.CAReload)
+		case err == nil && failing:
+			s.log.Info("checking the store for a CA rotation works again")
 		}
+		failing = err != nil
 	}
 }
 
