@@ -7,9 +7,9 @@
 //
 // The service unlocks the CA keys at start (and again when a rotation made
 // by another host on a shared etcd store changes the CA record), is the
-// only process with a bbolt database open, and issues its own HTTPS certificate from the
-// intermediate for the names of its URL and listen address, renewing it
-// while it runs.
+// only process with a bbolt database open, and issues its own HTTPS
+// certificate from the intermediate for the names of its URL and listen
+// address, renewing it while it runs.
 package serve
 
 import (
@@ -91,12 +91,15 @@ type Server struct {
 	a        atomic.Pointer[ca.Authority]
 	retired  []*ca.Authority
 	password []byte
-	st       *store.Store
-	minter   *ca.TokenMinter
-	o        Options
-	log      *slog.Logger
-	m        *metrics
-	limiter  *ipLimiter
+	// serviceCertOwed: the authority changed and the service certificate
+	// is not yet from the new one (followRotations' goroutine only).
+	serviceCertOwed bool
+	st              *store.Store
+	minter          *ca.TokenMinter
+	o               Options
+	log             *slog.Logger
+	m               *metrics
+	limiter         *ipLimiter
 	// local performs the admin operations (and serves the CRL) on the
 	// service's store and unlocked authority.
 	local *admin.Local
@@ -463,9 +466,9 @@ func (s *Server) followRotations(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case err != nil && !failing:
-			s.log.Error("cannot check the store for a CA rotation; retrying every tick", "err", err, "every", s.o.CAReload)
+			s.log.Error("following the CA in the store (rotations made elsewhere) failed; retrying every tick", "err", err, "every", s.o.CAReload)
 		case err == nil && failing:
-			s.log.Info("checking the store for a CA rotation works again")
+			s.log.Info("following the CA in the store works again")
 		}
 		failing = err != nil
 	}
@@ -473,20 +476,32 @@ func (s *Server) followRotations(ctx context.Context) {
 
 func (s *Server) reloadIfRotated(ctx context.Context) error {
 	old := s.auth()
-	if outdated, err := old.Outdated(ctx); err != nil || !outdated {
+	outdated, err := old.Outdated(ctx)
+	if err != nil {
 		return err
 	}
-	a, err := s.openAuthority(ctx)
-	if err != nil {
-		return fmt.Errorf("unlock the new CA generation: %w", err)
+	if outdated {
+		a, err := s.openAuthority(ctx)
+		if err != nil {
+			return fmt.Errorf("unlock the new CA generation: %w", err)
+		}
+		s.a.Store(a)
+		s.local.SetAuthority(a)
+		s.retired = append(s.retired, old)
+		s.crl.Store(nil)
+		s.serviceCertOwed = true
+		s.log.Info("CA rotated in the store: now issuing from the new generation",
+			"root_sha256", pki.Fingerprint(a.Root()), "intermediate_sha256", pki.Fingerprint(a.Intermediate()))
 	}
-	s.a.Store(a)
-	s.local.SetAuthority(a)
-	s.retired = append(s.retired, old)
-	s.crl.Store(nil)
-	s.log.Info("CA rotated in the store: now issuing from the new generation",
-		"root_sha256", pki.Fingerprint(a.Root()), "intermediate_sha256", pki.Fingerprint(a.Intermediate()))
-	return s.renewServiceCert(ctx)
+	// Owed until it succeeds: a failed issuance is retried at the next
+	// tick, not left to the certificate's regular renewal.
+	if s.serviceCertOwed {
+		if err := s.renewServiceCert(ctx); err != nil {
+			return err
+		}
+		s.serviceCertOwed = false
+	}
+	return nil
 }
 
 // peerCert is the client certificate of a mutual-TLS request, or nil.
