@@ -11,11 +11,12 @@ import (
 //
 // bbolt's own DB.Batch holds every batch open for MaxBatchDelay hoping for
 // more writers; a lone writer (one client, or the CLI) pays that delay on
-// every commit. Here a writer that finds no commit running commits at
-// once, alone if need be. Writers that arrive while that commit (and its
-// fsync) runs queue up, and when it finishes the first of them commits the
-// whole queue in one transaction. Under load every commit carries what
-// arrived during the previous one; idle, a commit costs one transaction.
+// every commit. Here a writer that finds a lane free (no commit running,
+// with one lane) commits at once, alone if need be. Writers that arrive
+// while the lanes are busy queue up, and when a commit finishes the first
+// of them commits the queue (up to MaxCalls) in one transaction. Under
+// load every commit carries what arrived during the previous one; idle, a
+// commit costs one transaction.
 //
 // A writer returns only after the transaction holding its change has been
 // committed (and fsynced, unless the store was opened with NoSync), so
@@ -45,7 +46,7 @@ type groupCall struct {
 	leading bool          // lead was signalled (at most once: one lane each)
 }
 
-// do runs fn in a write transaction shared with the writers queued at the
+// Do runs fn in a write transaction shared with the writers queued at the
 // same moment. fn may run more than once (when another writer's function
 // fails, the rest are retried without it) and must be idempotent.
 func (g *GroupCommit) Do(fn func(Tx) error) error {
