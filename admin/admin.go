@@ -1,6 +1,6 @@
 // Package admin is the one definition of each operation an administrator
 // performs on a dockca CA: issue and sign, list and show, revoke, the CRL,
-// backup, tokens, check and the stored policy. Admin is the interface;
+// backup, tokens, check, the stored policy and CA rotation. Admin is the interface;
 // Local implements it on the database (and, once a key is needed, the
 // unlocked authority); Client implements it over the admin socket of a
 // running `dockca serve`, whose handlers (Handler) are a thin adapter over
@@ -62,6 +62,10 @@ type Admin interface {
 	// RotationStatus lists what still depends on an earlier CA generation
 	// (dockca rotate status).
 	RotationStatus(ctx context.Context) (*ca.RotationStatus, error)
+	// Rotate runs dockca rotate intermediate, root or finish. With the
+	// service's unlocked authority (over its admin socket), the service
+	// issues from the new generation as soon as it answers.
+	Rotate(ctx context.Context, r api.AdminRotateRequest) (*api.AdminRotateResponse, error)
 	// Close releases the database or the connection.
 	Close() error
 }

@@ -309,6 +309,15 @@ func (c *Client) RotationStatus(ctx context.Context) (*ca.RotationStatus, error)
 	return &out, nil
 }
 
+// Rotate implements Admin.
+func (c *Client) Rotate(ctx context.Context, r api.AdminRotateRequest) (*api.AdminRotateResponse, error) {
+	var out api.AdminRotateResponse
+	if err := c.do(ctx, http.MethodPost, api.PathAdminRotate, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Policy implements Admin.
 func (c *Client) Policy(ctx context.Context) (*store.Policy, error) {
 	var out store.Policy

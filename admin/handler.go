@@ -41,6 +41,7 @@ func Handler(l *Local, o HandlerOptions) http.Handler {
 	route("GET "+api.PathAdminRoot, h.root)
 	route("GET "+api.PathAdminCheck, h.check)
 	route("GET "+api.PathAdminRotation, h.rotation)
+	route("POST "+api.PathAdminRotate, h.rotate)
 	route("GET "+api.PathAdminPolicy, h.policy)
 	route("PUT "+api.PathAdminPolicy, h.setPolicy)
 	route("POST "+api.PathAdminAccess, h.access)
@@ -87,6 +88,8 @@ func Status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, ca.ErrRotationInProgress), errors.Is(err, ca.ErrNoRotation), errors.Is(err, ca.ErrStillInUse):
+		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }
@@ -312,6 +315,23 @@ func (h *handler) rotation(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (h *handler) rotate(w http.ResponseWriter, r *http.Request) error {
+	var req api.AdminRotateRequest
+	if err := decode(r.Body, &req); err != nil {
+		return err
+	}
+	out, err := h.l.Rotate(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	h.log.Info("CA rotated through the admin socket", "what", out.What, "generation", out.Generation, "sha256", out.SHA256, "forced", out.Forced)
+	if out.Warning != "" {
+		h.log.Error("after the rotation", "warning", out.Warning)
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

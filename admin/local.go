@@ -43,6 +43,10 @@ type LocalOptions struct {
 	KeyProblems []store.Problem
 	// OwnsStore closes the store with the Local.
 	OwnsStore bool
+	// Reload, with Authority, swaps in a new CA generation after Rotate
+	// (dockca serve: it unlocks the new keys and issues its certificate
+	// from them).
+	Reload func(context.Context) error
 }
 
 // Local performs the admin operations on the database itself.
@@ -67,6 +71,88 @@ func NewLocal(st *store.Store, o LocalOptions) *Local {
 }
 
 var _ Admin = (*Local)(nil)
+
+// Rotate implements Admin.
+func (l *Local) Rotate(ctx context.Context, r api.AdminRotateRequest) (*api.AdminRotateResponse, error) {
+	out := &api.AdminRotateResponse{What: r.What}
+	if r.What == "finish" {
+		stat, err := ca.FinishRotation(ctx, l.st, r.Force, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		out.Generation, out.Root, out.OldRoots = stat.Generation, stat.Root, stat.OldRoots
+		for _, d := range stat.Dependents {
+			if d.OldRoot {
+				out.Forced++
+			}
+		}
+		out.Warning = l.afterRotation(ctx, false)
+		return out, nil
+	}
+	o := ca.RotateOptions{TTL: time.Duration(r.TTL) * time.Second, Overlap: time.Duration(r.Overlap) * time.Second}
+	if r.KeyType != "" {
+		kt, err := pki.ParseKeyType(r.KeyType)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errBadRequest, err)
+		}
+		o.KeyType = kt
+	}
+	var (
+		res *ca.RotationResult
+		err error
+	)
+	switch r.What {
+	case "intermediate", "root":
+		if o.Password, err = l.password(ctx); err != nil {
+			return nil, err
+		}
+		if r.What == "root" {
+			res, err = ca.RotateRoot(ctx, l.st, o)
+		} else {
+			res, err = ca.RotateIntermediate(ctx, l.st, o)
+		}
+	default:
+		return nil, fmt.Errorf("%w: rotate %q: want intermediate, root or finish", errBadRequest, r.What)
+	}
+	if err != nil {
+		return nil, err
+	}
+	made := res.Intermediate
+	if r.What == "root" {
+		made = res.Root
+		out.OverlapUntil = &res.OverlapUntil
+	}
+	out.Generation, out.Subject, out.SHA256, out.NotAfter = res.Generation, made.Subject.CommonName, pki.Fingerprint(made), made.NotAfter.UTC()
+	out.Warning = l.afterRotation(ctx, true)
+	return out, nil
+}
+
+// afterRotation moves the authority to the new generation: the service's
+// through Reload; here, an authority unlocked before is dropped, and a
+// new intermediate's CRL is made at once (the old one's stays available
+// per issuer from the service). What failed is returned as a warning: the
+// rotation itself is made, and the rest happens later by itself.
+func (l *Local) afterRotation(ctx context.Context, newIssuer bool) string {
+	if l.o.Reload != nil {
+		if err := l.o.Reload(ctx); err != nil {
+			return fmt.Sprintf("rotated, but the service did not switch to the new generation yet (it retries every few seconds): %v", err)
+		}
+		return ""
+	}
+	l.mu.Lock()
+	if l.a != nil && l.o.Authority == nil {
+		l.a.Close()
+		l.a = nil
+	}
+	l.mu.Unlock()
+	if !newIssuer {
+		return ""
+	}
+	if _, err := l.authority(ctx, true); err != nil {
+		return fmt.Sprintf("rotated, but the CRL of the new intermediate was not made (the next revocation or start of the service makes it): %v", err)
+	}
+	return ""
+}
 
 // SetAuthority replaces the unlocked authority a Local was made with
 // (dockca serve, after a rotation made elsewhere): operations started

@@ -91,8 +91,10 @@ type Server struct {
 	a        atomic.Pointer[ca.Authority]
 	retired  []*ca.Authority
 	password []byte
-	// serviceCertOwed: the authority changed and the service certificate
-	// is not yet from the new one (followRotations' goroutine only).
+	// followMu serialises reloadIfRotated (the follower's ticks, and a
+	// rotation through the admin socket); serviceCertOwed: the authority
+	// changed and the service certificate is not yet from the new one.
+	followMu        sync.Mutex
 	serviceCertOwed bool
 	st              *store.Store
 	minter          *ca.TokenMinter
@@ -248,7 +250,12 @@ func New(ctx context.Context, st *store.Store, password []byte, o Options) (_ *S
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	s.local = admin.NewLocal(st, admin.LocalOptions{Authority: a, Minter: s.minter, CAURL: s.url,
-		KeysChecked: "decrypted with the password when dockca serve started", KeyProblems: keyProblems})
+		KeysChecked: "decrypted with the password when dockca serve started", KeyProblems: keyProblems,
+		// dockca rotate through the admin socket: the new keys are
+		// encrypted under the password the service holds, and the
+		// service switches to them before it answers.
+		Password: func() ([]byte, error) { return s.password, nil },
+		Reload:   s.reloadIfRotated})
 	s.https = &http.Server{
 		Handler:           s.routes(),
 		TLSConfig:         s.tlsConfig(),
@@ -389,7 +396,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	stop()
 	s.wg.Wait()
 	s.inflight.Wait()
-	for _, a := range append(s.retired, s.auth()) {
+	s.followMu.Lock()
+	authorities := append(s.retired, s.auth())
+	s.followMu.Unlock()
+	for _, a := range authorities {
 		if e := a.Close(); e != nil && err == nil {
 			err = e
 		}
@@ -475,6 +485,8 @@ func (s *Server) followRotations(ctx context.Context) {
 }
 
 func (s *Server) reloadIfRotated(ctx context.Context) error {
+	s.followMu.Lock()
+	defer s.followMu.Unlock()
 	old := s.auth()
 	outdated, err := old.Outdated(ctx)
 	if err != nil {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -14,8 +12,8 @@ import (
 
 	"github.com/dockca/dockca/admin"
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/internal/api"
 	"github.com/dockca/dockca/pki"
-	"github.com/dockca/dockca/store"
 )
 
 func newRotateCommand(e *env) *cli.Command {
@@ -27,9 +25,10 @@ func newRotateCommand(e *env) *cli.Command {
 			"same root; 'rotate root' makes a new root and intermediate, and while the old root is trusted every\n" +
 			"ca.pem carries both roots and new certificates also carry the intermediate cross-signed by the old root.\n" +
 			"'rotate status' lists what still depends on an old generation; 'rotate finish' retires the old root.\n" +
-			"Stop 'dockca serve' before rotating and start it again afterwards: it holds the database's lock.\n" +
-			"With an etcd store, rotate from any host while the replicas run: each notices the new generation\n" +
-			"within 5 seconds and issues from it (and a new service certificate) without a restart.",
+			"While 'dockca serve' runs for the home, the rotation goes through its admin socket and the service\n" +
+			"issues from the new generation (and presents a service certificate from it) before the command returns.\n" +
+			"With an etcd store, rotate from any host while the replicas run: the others notice the new generation\n" +
+			"within 5 seconds and switch to it without a restart.",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "intermediate",
@@ -80,25 +79,27 @@ func newRotateCommand(e *env) *cli.Command {
 	}
 }
 
-// runRotate parses the flags of a changing rotate subcommand, opens the
-// database for writing (refused while dockca serve holds it) and runs it.
+// runRotate parses the flags of a changing rotate subcommand and runs it
+// on the CA: through the admin socket while dockca serve runs for the home
+// (the service switches to the new generation before it answers), else on
+// the database.
 func runRotate(c *cli.Context, e *env, what string) error {
 	cmd := "rotate " + what
 	if err := argsExactly(c, 0, ""); err != nil {
 		return err
 	}
-	var o ca.RotateOptions
+	req := api.AdminRotateRequest{What: what, Force: c.Bool("force")}
 	if kt := c.String("key-type"); c.IsSet("key-type") {
 		k, err := pki.ParseKeyType(kt)
 		if err != nil {
 			return usagef("%s: %v", cmd, err)
 		}
-		o.KeyType = k
+		req.KeyType = string(k)
 	}
 	for _, f := range []struct {
 		name string
-		dst  *time.Duration
-	}{{"ttl", &o.TTL}, {"overlap", &o.Overlap}} {
+		dst  *int64
+	}{{"ttl", &req.TTL}, {"overlap", &req.Overlap}} {
 		if !c.IsSet(f.name) && c.String(f.name) == "" {
 			continue
 		}
@@ -106,93 +107,43 @@ func runRotate(c *cli.Context, e *env, what string) error {
 		if err != nil {
 			return usagef("%s: --%s: %v", cmd, f.name, err)
 		}
-		*f.dst = d
+		*f.dst = int64(d / time.Second)
 	}
-	home, cfg, err := homeAndStore(c, e)
-	if err != nil {
-		return err
-	}
-	st, err := openForRotation(c.Context, home, cfg)
-	if err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
-	}
-	defer st.Close()
-	w := c.App.Writer
-	if what == "finish" {
-		stat, err := ca.FinishRotation(c.Context, st, c.Bool("force"), time.Now())
+	return withAdmin(c, e, true, func(adm admin.Admin) error {
+		res, err := adm.Rotate(c.Context, req)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "Retired the old root (SHA-256 %s); trusted root: %s\n", strings.Join(stat.OldRoots, ", "), stat.Root)
-		if n := countOldRoot(stat.Dependents); n > 0 {
-			fmt.Fprintf(w, "Forced: %d certificates under the old root stop working; their holders must enroll again.\n", n)
+		writeRotated(c.App.Writer, res)
+		if res.Warning != "" {
+			fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", res.Warning)
+		}
+		return nil
+	})
+}
+
+// writeRotated says what a rotation made.
+func writeRotated(w io.Writer, res *api.AdminRotateResponse) {
+	switch res.What {
+	case "finish":
+		fmt.Fprintf(w, "Retired the old root (SHA-256 %s); trusted root: %s\n", strings.Join(res.OldRoots, ", "), res.Root)
+		if res.Forced > 0 {
+			fmt.Fprintf(w, "Forced: %d certificates under the old root stop working; their holders must enroll again.\n", res.Forced)
 		}
 		fmt.Fprintln(w, "Every ca.pem dockca writes now carries this root only, and certificates under the old one are refused.")
-		return nil
-	}
-	rec, err := st.CA(c.Context)
-	if err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
-	}
-	if rec.Encrypted {
-		if o.Password, err = readPassword(c, e, false); err != nil {
-			return fmt.Errorf("%s: %w", cmd, err)
-		}
-	}
-	if err := rotate(c.Context, st, what, o, w); err != nil {
-		return err
-	}
-	// The stored CRL becomes the new intermediate's at once (the old
-	// one's stays available per issuer from the service).
-	a, err := ca.Open(c.Context, st, ca.OpenOptions{Password: o.Password, Actor: actor(), CRL: true})
-	if err != nil {
-		return fmt.Errorf("%s: rotated, but the CRL of the new intermediate was not made (the next revocation or start of the service makes it): %w", cmd, err)
-	}
-	return a.Close()
-}
-
-// rotate runs rotate intermediate or rotate root on an open store and
-// says what it made.
-func rotate(ctx context.Context, st *store.Store, what string, o ca.RotateOptions, w io.Writer) error {
-	if what == "intermediate" {
-		res, err := ca.RotateIntermediate(ctx, st, o)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "New intermediate %q (generation %d, SHA-256 %s), expires %s\n", res.Intermediate.Subject.CommonName,
-			res.Generation, pki.Fingerprint(res.Intermediate), res.Intermediate.NotAfter.UTC().Format(time.RFC3339))
+	case "intermediate":
+		fmt.Fprintf(w, "New intermediate %q (generation %d, SHA-256 %s), expires %s\n", res.Subject,
+			res.Generation, res.SHA256, res.NotAfter.UTC().Format(time.RFC3339))
 		fmt.Fprintln(w, "New certificates are signed by it; the old intermediate's certificates stay valid until they expire.")
-		return nil
-	}
-	res, err := ca.RotateRoot(ctx, st, o)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "New root %q (generation %d)\nRoot fingerprint (SHA-256): %s\n", res.Root.Subject.CommonName, res.Generation, pki.Fingerprint(res.Root))
-	fmt.Fprintf(w, "Overlap until %s: every ca.pem carries both roots. Renew every daemon and context, check 'dockca rotate status', then run 'dockca rotate finish'.\n",
-		res.OverlapUntil.UTC().Format(time.RFC3339))
-	return nil
-}
-
-// openForRotation opens the store for writing; a service running for
-// home is refused, since it holds the database's lock. (Replicas on etcd
-// keep running and follow the rotation: serve.Server.followRotations.)
-func openForRotation(ctx context.Context, home string, cfg store.Config) (*store.Store, error) {
-	if !cfg.IsEtcd() && !store.Exists(home) {
-		return nil, fmt.Errorf("%w in %s (run 'dockca init', or set --home / DOCKCA_HOME)", admin.ErrNoHome, home)
-	}
-	if c, err := admin.Dial(home); err == nil {
-		c.Close()
-		return nil, errors.New("dockca serve is running for this home: stop it, rotate, and start it again (it loads the CA's keys at start)")
-	}
-	if cfg.IsEtcd() {
-		if ok, err := cfg.Exists(ctx); err != nil {
-			return nil, err
-		} else if !ok {
-			return nil, fmt.Errorf("%w in %s", admin.ErrNoHome, cfg.URL)
+	default:
+		fmt.Fprintf(w, "New root %q (generation %d)\nRoot fingerprint (SHA-256): %s\n", res.Subject, res.Generation, res.SHA256)
+		until := time.Time{}
+		if res.OverlapUntil != nil {
+			until = *res.OverlapUntil
 		}
+		fmt.Fprintf(w, "Overlap until %s: every ca.pem carries both roots. Renew every daemon and context, check 'dockca rotate status', then run 'dockca rotate finish'.\n",
+			until.UTC().Format(time.RFC3339))
 	}
-	return store.OpenConfig(ctx, cfg, nil)
 }
 
 func writeRotationStatus(w io.Writer, st *ca.RotationStatus, asJSON bool) error {
@@ -223,14 +174,4 @@ func writeRotationStatus(w io.Writer, st *ca.RotationStatus, asJSON bool) error 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.Kind, d.Name, d.Serial, d.NotAfter.UTC().Format(time.RFC3339), d.Generation, old)
 	}
 	return tw.Flush()
-}
-
-func countOldRoot(deps []ca.Dependent) int {
-	n := 0
-	for _, d := range deps {
-		if d.OldRoot {
-			n++
-		}
-	}
-	return n
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -19,7 +21,9 @@ import (
 	"time"
 
 	"github.com/dockca/dockca/ca"
+	"github.com/dockca/dockca/enroll"
 	"github.com/dockca/dockca/internal/dockerdtest"
+	"github.com/dockca/dockca/internal/servetest"
 	"github.com/dockca/dockca/internal/tlsbundle"
 	"github.com/dockca/dockca/pki"
 )
@@ -417,4 +421,112 @@ func httpsGet(t *testing.T, url, caFile string) ([]byte, int) {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return b, resp.StatusCode
+}
+
+// TestRotateWhileServing: every rotate command works while dockca serve
+// runs for the home (bbolt, password-protected CA): through the admin
+// socket, with the password the service holds, and the service serves the
+// new generation (roots, service certificate, issuance) the moment the
+// command returns, without a restart. Afterwards, stopped, every
+// generation's keys decrypt with the CA password.
+func TestRotateWhileServing(t *testing.T) {
+	bin := buildDockca(t)
+	home := filepath.Join(dockerdtest.ShortTempDir(t), "home")
+	const pw = "rotate-while-serving-pw"
+	cmd := exec.Command(bin, "--home", home, "serve", "--listen", "127.0.0.1:0", "--log-format", "json")
+	cmd.Env = append(os.Environ(), "DOCKCA_PASSWORD="+pw)
+	svc := servetest.Run(t, cmd, &servetest.Service{Bin: bin, Home: home})
+	ctx := context.Background()
+	client, err := enroll.Bootstrap(ctx, []string{svc.URL}, svc.FP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRoot := client.Root()
+	if _, err := client.Enroll(ctx, svc.Token(t, "--kind", "client", "alice"), ""); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"DOCKCA_HOME": home} // no password: the service's is used
+	run := func(want int, args ...string) (string, string) {
+		t.Helper()
+		out, errOut, code := svcRun(t, vars, args...)
+		if code != want {
+			t.Fatalf("dockca %v: exit %d, want %d\n%s%s", args, code, want, out, errOut)
+		}
+		return out, errOut
+	}
+	// served checks, with no wait, that the service hands out exactly
+	// roots and presents a certificate each of them verifies alone.
+	served := func(step string, roots ...*x509.Certificate) {
+		t.Helper()
+		got, chain := servedRoots(t, svc.URL), servedChain(t, svc.URL)
+		if len(got) != len(roots) {
+			t.Fatalf("%s: the service serves %d roots, want %d", step, len(got), len(roots))
+		}
+		for _, r := range roots {
+			if !slices.ContainsFunc(got, r.Equal) || !verifies(chain[0], chain[1:], r, x509.ExtKeyUsageServerAuth) {
+				t.Fatalf("%s: %s is not served, or the service certificate does not verify under it alone", step, r.Subject.CommonName)
+			}
+		}
+	}
+	enrollUnder := func(name string, root *x509.Certificate, chainLen int) []*x509.Certificate {
+		t.Helper()
+		res, err := client.Enroll(ctx, svc.Token(t, "--kind", "client", name), "")
+		if err != nil {
+			t.Fatalf("enroll %s: %v", name, err)
+		}
+		chain, err := tlsbundle.Certs([]byte(res.Resp.Chain))
+		if err != nil || len(chain) != chainLen || !verifies(res.Leaf, chain[1:], root, x509.ExtKeyUsageClientAuth) {
+			t.Fatalf("enroll %s: a chain of %d (want %d) that does not verify under %s alone (%v)", name, len(chain), chainLen, root.Subject.CommonName, err)
+		}
+		return chain
+	}
+
+	out, _ := run(0, "rotate", "root", "--overlap", "10d")
+	m := regexp.MustCompile(`Root fingerprint \(SHA-256\): ([0-9a-f]{64})`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("rotate root through the service:\n%s", out)
+	}
+	var newRoot *x509.Certificate
+	for _, r := range servedRoots(t, svc.URL) {
+		if pki.Fingerprint(r) == m[1] {
+			newRoot = r
+		}
+	}
+	if newRoot == nil {
+		t.Fatalf("the service does not serve the new root %s right after rotate root", m[1])
+	}
+	served("rotate root", oldRoot, newRoot)
+	enrollUnder("bob", newRoot, 3)
+	enrollUnder("bob-old-view", oldRoot, 3)
+	if out, _ := run(0, "rotate", "status"); !strings.Contains(out, "alice") || strings.Contains(out, "bob") {
+		t.Fatalf("rotate status through the service:\n%s", out)
+	}
+	if _, errOut := run(1, "rotate", "intermediate"); !strings.Contains(errOut, "rotation is in progress") {
+		t.Fatalf("rotate intermediate during the overlap: %q", errOut)
+	}
+	if _, errOut := run(1, "rotate", "finish"); !strings.Contains(errOut, `client "alice"`) || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("rotate finish with a dependent, through the service: %q", errOut)
+	}
+	if out, _ := run(0, "rotate", "finish", "--force"); !strings.Contains(out, "Forced: 1 certificates") {
+		t.Fatalf("rotate finish --force through the service:\n%s", out)
+	}
+	served("rotate finish", newRoot)
+	// The client now trusts the new root alone, as one that renewed would.
+	if client, err = enroll.NewWithRoots([]string{svc.URL}, []*x509.Certificate{newRoot}); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = run(0, "rotate", "intermediate")
+	m = regexp.MustCompile(`SHA-256 ([0-9a-f]{64})`).FindStringSubmatch(out)
+	if chain := enrollUnder("carol", newRoot, 2); m == nil || pki.Fingerprint(chain[1]) != m[1] {
+		t.Fatalf("after rotate intermediate through the service, carol's intermediate is not the new one:\n%s", out)
+	}
+	svc.Stop(t)
+	vars["DOCKCA_PASSWORD"] = pw
+	if out, _ := run(0, "check"); !strings.Contains(out, "No problems found") {
+		t.Fatalf("check with the CA password after rotations through the service:\n%s", out)
+	}
+	vars["DOCKCA_PASSWORD"] = "not-the-password"
+	if out, errOut, code := svcRun(t, vars, "check"); code == 0 {
+		t.Fatalf("check with a wrong password passed:\n%s%s", out, errOut)
+	}
 }

@@ -62,6 +62,9 @@ const (
 	PathAdminCheck  = "/admin/v1/check"
 	// PathAdminRotation answers ca.RotationStatus (dockca rotate status).
 	PathAdminRotation = "/admin/v1/rotation"
+	// PathAdminRotate runs a rotation (POST AdminRotateRequest, answers
+	// AdminRotateResponse): dockca rotate while dockca serve runs.
+	PathAdminRotate = "/admin/v1/rotate"
 	PathAdminPolicy   = "/admin/v1/policy"
 	PathAdminAccess   = "/admin/v1/access"
 
@@ -249,6 +252,35 @@ type AdminTokensResponse struct {
 }
 
 // AdminPolicyRequest stores a policy (YAML, the authz --policy format).
+// AdminRotateRequest is dockca rotate intermediate|root|finish.
+type AdminRotateRequest struct {
+	What    string `json:"what"`               // "intermediate", "root" or "finish"
+	KeyType string `json:"key_type,omitempty"` // default: the CA's
+	TTL     int64  `json:"ttl_seconds,omitempty"`
+	Overlap int64  `json:"overlap_seconds,omitempty"`
+	Force   bool   `json:"force,omitempty"` // finish with dependents left
+}
+
+// AdminRotateResponse says what a rotation made.
+type AdminRotateResponse struct {
+	What       string `json:"what"`
+	Generation int    `json:"generation"`
+	// Subject and SHA256 name the new intermediate (rotate intermediate)
+	// or the new root (rotate root); NotAfter is its expiry.
+	Subject      string     `json:"subject,omitempty"`
+	SHA256       string     `json:"sha256,omitempty"`
+	NotAfter     time.Time  `json:"not_after,omitzero"`
+	OverlapUntil *time.Time `json:"overlap_until,omitempty"`
+	// Root and OldRoots (rotate finish): the root trusted now and the
+	// ones retired; Forced counts certificates under them left valid.
+	Root     string   `json:"root_sha256,omitempty"`
+	OldRoots []string `json:"old_roots_sha256,omitempty"`
+	Forced   int      `json:"forced,omitempty"`
+	// Warning: the rotation is made, but what follows it did not happen
+	// yet (the new generation's CRL, the service switching over).
+	Warning string `json:"warning,omitempty"`
+}
+
 type AdminPolicyRequest struct {
 	YAML string `json:"yaml"`
 	By   string `json:"by,omitempty"`
