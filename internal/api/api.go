@@ -65,8 +65,8 @@ const (
 	// PathAdminRotate runs a rotation (POST AdminRotateRequest, answers
 	// AdminRotateResponse): dockca rotate while dockca serve runs.
 	PathAdminRotate = "/admin/v1/rotate"
-	PathAdminPolicy   = "/admin/v1/policy"
-	PathAdminAccess   = "/admin/v1/access"
+	PathAdminPolicy = "/admin/v1/policy"
+	PathAdminAccess = "/admin/v1/access"
 
 	PathAdminTokenSets = "/admin/v1/token-sets"
 	// PathAdminChain answers the trusted roots (current first), then the
