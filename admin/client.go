@@ -159,7 +159,7 @@ func (c *Client) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 
 func (c *Client) issueRequest(r ca.Request) api.AdminIssueRequest {
 	return api.AdminIssueRequest{Kind: string(r.Kind), Name: r.Name, Role: r.Role, SANs: r.SANs, Groups: r.Groups,
-		TTLSeconds: int64(r.TTL / time.Second), By: c.Actor, RenewedFrom: r.RenewedFrom}
+		TTLSeconds: int64(r.TTL / time.Second), By: c.Actor, RenewedFrom: r.RenewedFrom, Holder: r.Holder}
 }
 
 // CheckRequest implements Admin.

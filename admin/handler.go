@@ -217,7 +217,7 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	cr := ca.Request{Kind: pki.Kind(req.Kind), Name: req.Name, Role: req.Role, SANs: req.SANs, Groups: req.Groups,
-		TTL: time.Duration(req.TTLSeconds) * time.Second, Actor: "socket:" + req.By, RenewedFrom: req.RenewedFrom}
+		TTL: time.Duration(req.TTLSeconds) * time.Second, Actor: "socket:" + req.By, RenewedFrom: req.RenewedFrom, Holder: req.Holder}
 	if req.CSR != "" {
 		csr, err := ca.ParseCSR([]byte(req.CSR))
 		if err != nil {

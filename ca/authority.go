@@ -205,6 +205,7 @@ func (a *Authority) record(leaf *x509.Certificate, kind pki.Kind, prov Provenanc
 		DER:         leaf.Raw,
 		TokenID:     prov.TokenID,
 		RenewedFrom: prov.RenewedFrom,
+		Holder:      prov.Holder,
 	}
 	switch kind {
 	case pki.KindClient:

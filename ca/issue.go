@@ -37,6 +37,9 @@ type Request struct {
 	// Actor, when set, is recorded as the issuer instead of the
 	// authority's own actor (an admin command run through the service).
 	Actor string
+	// Holder is where the certificate goes, for the record (the folder
+	// an admin command writes it to); see store.Certificate.Holder.
+	Holder string
 }
 
 // Issued is a signed certificate with what a client needs to use it.
@@ -87,6 +90,8 @@ type Provenance struct {
 	TokenID string
 	// RenewedFrom is the serial of the certificate renewed, if any.
 	RenewedFrom string
+	// Holder is where the certificate goes (store.Certificate.Holder).
+	Holder string
 }
 
 // Normalized is a request after policy: the exact subject, names, role and
@@ -247,6 +252,9 @@ func (a *Authority) issue(ctx context.Context, r Request, x issueExtra) (*Issued
 	}
 	if prov.Actor == "" {
 		prov.Actor = a.actor
+	}
+	if prov.Holder == "" {
+		prov.Holder = pki.HolderLabel(r.Holder)
 	}
 	if r.RenewedFrom != "" {
 		if err := a.checkPredecessor(ctx, r.RenewedFrom, n); err != nil {

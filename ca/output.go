@@ -62,6 +62,7 @@ type ListEntry struct {
 	Status      string     `json:"status"`
 	IssuedAt    time.Time  `json:"issued_at"`
 	IssuedBy    string     `json:"issued_by"`
+	Holder      string     `json:"holder,omitempty"` // where it went, where dockca knows it
 	Fingerprint string     `json:"sha256"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	Reason      string     `json:"revocation_reason,omitempty"`
@@ -79,7 +80,7 @@ func Entry(c *store.Certificate, now time.Time) ListEntry {
 		Serial: c.Serial, Name: c.Name, Kind: c.Kind, Role: c.Role, SANs: c.SANs, Groups: c.Groups,
 		AllGroups: c.Kind == pki.KindClient && len(c.Groups) == 0,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), Status: string(c.Status(now)),
-		IssuedAt: c.IssuedAt.UTC(), IssuedBy: c.IssuedBy, Fingerprint: c.Fingerprint,
+		IssuedAt: c.IssuedAt.UTC(), IssuedBy: c.IssuedBy, Holder: c.Holder, Fingerprint: c.Fingerprint,
 		RenewedFrom: c.RenewedFrom, SupersededBy: c.SupersededBy,
 	}
 	if r := c.Revocation; r != nil {
@@ -178,6 +179,9 @@ func WriteShow(w io.Writer, e ListEntry, asJSON, withPEM bool) error {
 	}
 	row("Issued at", e.IssuedAt.UTC().Format(time.RFC3339))
 	row("Issued by", e.IssuedBy)
+	if e.Holder != "" {
+		row("Held by", e.Holder)
+	}
 	row("SHA-256", e.Fingerprint)
 	return tw.Flush()
 }

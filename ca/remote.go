@@ -120,8 +120,9 @@ func stripPort(raw string) string {
 // IssueWithToken signs csr under the binding of a one-time token. The
 // CSR's names must be the token's; the certificate gets dockca's profile
 // for the token's kind, name, role and lifetime, and the token is spent in
-// the transaction that stores the certificate.
-func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.CertificateRequest) (*Issued, error) {
+// the transaction that stores the certificate. holder is recorded as where
+// it went (store.Certificate.Holder).
+func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.CertificateRequest, holder string) (*Issued, error) {
 	c, err := a.VerifyToken(ctx, tok, provisioner.SignMethod)
 	if err != nil {
 		return nil, err
@@ -160,7 +161,7 @@ func (a *Authority) IssueWithToken(ctx context.Context, tok string, csr *x509.Ce
 	}
 	// The actor is a description for ls and show ("token:" and the ID);
 	// the store spends the token by its typed ID, never by parsing this.
-	iss, err := a.issue(ctx, r, issueExtra{prov: Provenance{Actor: "token:" + c.ID, TokenID: c.ID}})
+	iss, err := a.issue(ctx, r, issueExtra{prov: Provenance{Actor: "token:" + c.ID, TokenID: c.ID, Holder: holder}})
 	if errors.Is(err, store.ErrTokenUsed) {
 		return nil, ErrTokenUsed
 	}
@@ -209,8 +210,9 @@ func (a *Authority) Holder(ctx context.Context, cert *x509.Certificate, now time
 // Renew issues a new certificate with the identity, kind, role, names and
 // lifetime of the presented one. With csr the key changes (its names must
 // be within the old certificate's); without, the old public key is
-// certified again.
-func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509.CertificateRequest) (*Issued, error) {
+// certified again. holder is recorded as where the renewal went; empty
+// keeps the presented certificate's.
+func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509.CertificateRequest, holder string) (*Issued, error) {
 	rec, err := a.Holder(ctx, cert, time.Now())
 	if err != nil {
 		return nil, err
@@ -227,7 +229,10 @@ func (a *Authority) Renew(ctx context.Context, cert *x509.Certificate, csr *x509
 			}
 		}
 	}
-	x := issueExtra{prov: Provenance{Actor: "renew:" + rec.Serial, RenewedFrom: rec.Serial}}
+	if holder == "" {
+		holder = rec.Holder
+	}
+	x := issueExtra{prov: Provenance{Actor: "renew:" + rec.Serial, RenewedFrom: rec.Serial, Holder: holder}}
 	if csr != nil {
 		if rec.Kind == pki.KindDaemon {
 			allowed := map[string]bool{}

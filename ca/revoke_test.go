@@ -39,7 +39,7 @@ func TestRenewalFromRevokedSourceIsNotStored(t *testing.T) {
 		t.Fatal("the refused renewal was stored")
 	}
 	// And through the authority, with the revoked certificate presented.
-	if _, err := a.Renew(ctx, src.Leaf, nil); !errors.Is(err, ErrRevoked) {
+	if _, err := a.Renew(ctx, src.Leaf, nil, ""); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("renew with a revoked certificate: %v", err)
 	}
 }
@@ -53,14 +53,14 @@ func TestRevokeTargetsFollowsRenewalsOnKeyCompromise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := a.Renew(ctx, first.Leaf, nil)
+	second, err := a.Renew(ctx, first.Leaf, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if second.Record.RenewedFrom != first.Record.Serial {
 		t.Fatalf("renewal records %q as its source, want %s", second.Record.RenewedFrom, first.Record.Serial)
 	}
-	third, err := a.Renew(ctx, second.Leaf, nil)
+	third, err := a.Renew(ctx, second.Leaf, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestRevokeTargetsFollowsRenewalsOnKeyCompromise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Renew(ctx, other.Leaf, nil); err != nil {
+	if _, err := a.Renew(ctx, other.Leaf, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	res, err = a.RevokeTargets(ctx, []string{"frank"}, pki.Reason{Name: "cessation-of-operation", Code: 5})
@@ -140,7 +140,7 @@ func TestProvenanceIsTyped(t *testing.T) {
 	if r := second.Record; r.RenewedFrom != first.Record.Serial || r.IssuedBy != "socket:root" || r.TokenID != "" {
 		t.Fatalf("admin renewal: renewed from %q, token %q, by %q", r.RenewedFrom, r.TokenID, r.IssuedBy)
 	}
-	third, err := a.Renew(ctx, second.Leaf, nil)
+	third, err := a.Renew(ctx, second.Leaf, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -406,6 +406,9 @@ type Dependent struct {
 	// OldRoot is true when the certificate chains to a root that a
 	// finished rotation would retire (not only to an old intermediate).
 	OldRoot bool `json:"old_root"`
+	// Holder is where it went, where dockca knows it (the context or
+	// folder its enrollment named, and the address it came from).
+	Holder string `json:"holder,omitempty"`
 }
 
 // RotationStatus is what still depends on old generations.
@@ -468,7 +471,7 @@ func Status(ctx context.Context, st *store.Store, now time.Time) (*RotationStatu
 		for _, g := range gens {
 			if issuedBy(leaf, g.issuers) {
 				out.Dependents = append(out.Dependents, Dependent{Serial: c.Serial, Kind: c.Kind, Name: c.Name,
-					NotAfter: c.NotAfter.UTC(), Generation: g.n, OldRoot: g.oldRoot})
+					NotAfter: c.NotAfter.UTC(), Generation: g.n, OldRoot: g.oldRoot, Holder: c.Holder})
 				break
 			}
 		}

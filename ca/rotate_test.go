@@ -229,7 +229,7 @@ func TestRotateRootCrossSignedAndFinish(t *testing.T) {
 		t.Fatalf("finish with a dependent: %v", err)
 	}
 	// Renew alice: the old certificate is superseded, and nothing is left.
-	if _, err := a.Renew(ctx, old.Leaf, nil); err != nil {
+	if _, err := a.Renew(ctx, old.Leaf, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	if stat, err := Status(ctx, st, time.Now()); err != nil || len(stat.Dependents) != 0 || stat.OverlapUntil == nil {

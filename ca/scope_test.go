@@ -63,7 +63,7 @@ func TestScopeAndGroupsInCertificateAndRecord(t *testing.T) {
 	}
 
 	// A renewal keeps the scope.
-	rn, err := a.Renew(ctx, cl.Leaf, nil)
+	rn, err := a.Renew(ctx, cl.Leaf, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,14 +90,14 @@ func TestIssueWithToken(t *testing.T) {
 	}
 
 	tok := mint(TokenRequest{Kind: "client", Name: "alice", Role: pki.RoleReadonly, CertTTL: 2 * time.Hour})
-	iss, err := a.IssueWithToken(ctx, tok, testCSR(t, "alice", nil, nil))
+	iss, err := a.IssueWithToken(ctx, tok, testCSR(t, "alice", nil, nil), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if pki.RoleOf(iss.Leaf) != pki.RoleReadonly || iss.Record.TokenID == "" || iss.Leaf.NotAfter.Sub(iss.Leaf.NotBefore) > 2*time.Hour+2*time.Minute {
 		t.Fatalf("unexpected certificate: role %q, token %q, life %s", pki.RoleOf(iss.Leaf), iss.Record.TokenID, iss.Leaf.NotAfter.Sub(iss.Leaf.NotBefore))
 	}
-	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "alice", nil, nil)); !errors.Is(err, ErrTokenUsed) {
+	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "alice", nil, nil), ""); !errors.Is(err, ErrTokenUsed) {
 		t.Fatalf("replay: %v", err)
 	}
 	toks, err := st.Tokens(ctx)
@@ -107,15 +107,15 @@ func TestIssueWithToken(t *testing.T) {
 
 	// The CSR's names must be the token's.
 	tok = mint(TokenRequest{Kind: "client", Name: "bob"})
-	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "mallory", nil, nil)); !errors.Is(err, pki.ErrPolicy) {
+	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "mallory", nil, nil), ""); !errors.Is(err, pki.ErrPolicy) {
 		t.Fatalf("wrong CN: %v", err)
 	}
 	tok = mint(TokenRequest{Kind: "daemon", Name: "host1.test", SANs: []string{"10.0.0.1"}})
-	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "host1.test", []string{"evil.test"}, nil)); !errors.Is(err, pki.ErrPolicy) {
+	if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "host1.test", []string{"evil.test"}, nil), ""); !errors.Is(err, pki.ErrPolicy) {
 		t.Fatalf("extra SAN: %v", err)
 	}
 	// Refusals leave the token unspent.
-	d, err := a.IssueWithToken(ctx, tok, testCSR(t, "", []string{"host1.test"}, []net.IP{net.ParseIP("10.0.0.1")}))
+	d, err := a.IssueWithToken(ctx, tok, testCSR(t, "", []string{"host1.test"}, []net.IP{net.ParseIP("10.0.0.1")}), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestIssueWithToken(t *testing.T) {
 
 	// A revoke token does not enroll; an enroll token does not revoke.
 	rtok := mint(TokenRequest{Kind: pki.TokenKindRevoke, Name: d.Record.Serial})
-	if _, err := a.IssueWithToken(ctx, rtok, testCSR(t, "alice", nil, nil)); !errors.Is(err, pki.ErrTokenInvalid) {
+	if _, err := a.IssueWithToken(ctx, rtok, testCSR(t, "alice", nil, nil), ""); !errors.Is(err, pki.ErrTokenInvalid) {
 		t.Fatalf("revoke token used to enroll: %v", err)
 	}
 	etok := mint(TokenRequest{Kind: "client", Name: "carol"})
@@ -153,7 +153,7 @@ func TestIssueWithToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.IssueWithToken(ctx, expired, testCSR(t, "dave", nil, nil)); !errors.Is(err, pki.ErrTokenInvalid) {
+	if _, err := a.IssueWithToken(ctx, expired, testCSR(t, "dave", nil, nil), ""); !errors.Is(err, pki.ErrTokenInvalid) {
 		t.Fatalf("expired: %v", err)
 	}
 	other, _, _ := openWithTokens(t)
@@ -165,7 +165,7 @@ func TestIssueWithToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.IssueWithToken(ctx, foreign, testCSR(t, "eve", nil, nil)); !errors.Is(err, pki.ErrTokenInvalid) {
+	if _, err := a.IssueWithToken(ctx, foreign, testCSR(t, "eve", nil, nil), ""); !errors.Is(err, pki.ErrTokenInvalid) {
 		t.Fatalf("foreign: %v", err)
 	}
 	// A token names the CA by its token key as well as by the URL it was
@@ -175,7 +175,7 @@ func TestIssueWithToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.IssueWithToken(ctx, elsewhere, testCSR(t, "frank", nil, nil)); err != nil {
+	if _, err := a.IssueWithToken(ctx, elsewhere, testCSR(t, "frank", nil, nil), ""); err != nil {
 		t.Fatalf("a token of this CA minted for another replica's address: %v", err)
 	}
 	// A token of this key whose audiences name neither this service nor
@@ -193,7 +193,7 @@ func TestIssueWithToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "gina", nil, nil)); !errors.Is(err, pki.ErrTokenInvalid) {
+		if _, err := a.IssueWithToken(ctx, tok, testCSR(t, "gina", nil, nil), ""); !errors.Is(err, pki.ErrTokenInvalid) {
 			t.Fatalf("audience %v: %v", aud, err)
 		}
 	}
@@ -206,7 +206,7 @@ func TestRenew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	same, err := a.Renew(ctx, iss.Leaf, nil)
+	same, err := a.Renew(ctx, iss.Leaf, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,13 +217,13 @@ func TestRenew(t *testing.T) {
 	if err := VerifyChain(a.Root(), a.Intermediate(), same.Leaf, x509.ExtKeyUsageServerAuth, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Renew(ctx, iss.Leaf, testCSR(t, "h.test", []string{"other.test"}, nil)); !errors.Is(err, pki.ErrPolicy) {
+	if _, err := a.Renew(ctx, iss.Leaf, testCSR(t, "h.test", []string{"other.test"}, nil), ""); !errors.Is(err, pki.ErrPolicy) {
 		t.Fatalf("renew widening names: %v", err)
 	}
 	if _, err := a.Revoke(ctx, iss.Leaf.SerialNumber, pki.Reasons[0]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Renew(ctx, iss.Leaf, nil); !errors.Is(err, ErrRevoked) {
+	if _, err := a.Renew(ctx, iss.Leaf, nil, ""); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("renew revoked: %v", err)
 	}
 	_, other := newCA(t, pki.KeyECP256, "pw")
@@ -231,7 +231,7 @@ func TestRenew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Renew(ctx, foreign.Leaf, nil); !errors.Is(err, ErrNotRenewable) {
+	if _, err := a.Renew(ctx, foreign.Leaf, nil, ""); !errors.Is(err, ErrNotRenewable) {
 		t.Fatalf("renew foreign: %v", err)
 	}
 }

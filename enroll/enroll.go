@@ -39,6 +39,11 @@ var ErrFingerprintMismatch = errors.New("the CA's root certificate does not matc
 // root (and, during a CA rotation's overlap, the other root of the bundle
 // it holds).
 type Client struct {
+	// Holder, when set, tells the CA where the certificates this client
+	// enrolls or renews go ("docker context prod on laptop-7"), for its
+	// record (rotate status, show); see pki.HolderHere.
+	Holder string
+
 	urls  []string
 	pref  *preference
 	root  *x509.Certificate
@@ -252,7 +257,7 @@ func (c *Client) Enroll(ctx context.Context, token string, keyType pki.KeyType) 
 		return nil, err
 	}
 	var resp api.CertResponse
-	if err := api.Do(oneShot(ctx), c.hc, http.MethodPost, c.endpoint(api.PathSign), api.SignRequest{CSR: string(csrPEM), Token: token}, &resp); err != nil {
+	if err := api.DoHeader(oneShot(ctx), c.hc, http.MethodPost, c.endpoint(api.PathSign), c.holderHeader(), api.SignRequest{CSR: string(csrPEM), Token: token}, &resp); err != nil {
 		return nil, fmt.Errorf("request a certificate: %w", tokenUsedHint(unwrapURLError(err)))
 	}
 	return c.result(resp, key, key.Public())
@@ -278,7 +283,7 @@ func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, ke
 	hc := c.httpClient(&cert)
 	defer hc.CloseIdleConnections()
 	var resp api.CertResponse
-	if err := api.Do(ctx, hc, http.MethodPost, c.endpoint(api.PathRenew), req, &resp); err != nil {
+	if err := api.DoHeader(ctx, hc, http.MethodPost, c.endpoint(api.PathRenew), c.holderHeader(), req, &resp); err != nil {
 		return nil, fmt.Errorf("request a renewal: %w", unwrapURLError(err))
 	}
 	want := leaf.PublicKey
@@ -286,6 +291,13 @@ func (c *Client) Renew(ctx context.Context, cert tls.Certificate, rekey bool, ke
 		want = key.Public()
 	}
 	return c.result(resp, key, want)
+}
+
+func (c *Client) holderHeader() http.Header {
+	if l := pki.HolderLabel(c.Holder); l != "" {
+		return http.Header{api.HeaderHolder: {l}}
+	}
+	return nil
 }
 
 // Revoke revokes the certificate presented as cert (its holder's right).

@@ -231,7 +231,11 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	iss, err := s.auth().IssueWithToken(r.Context(), req.Token, csr)
+	holder := holderOf(r)
+	if holder == "" {
+		holder = "from " + clientIP(r)
+	}
+	iss, err := s.auth().IssueWithToken(r.Context(), req.Token, csr, holder)
 	if err != nil {
 		return err
 	}
@@ -258,7 +262,7 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	iss, err := s.auth().Renew(r.Context(), peer, csr)
+	iss, err := s.auth().Renew(r.Context(), peer, csr, holderOf(r)) // none: the old record's
 	if err != nil {
 		return err
 	}
@@ -482,6 +486,17 @@ func limiterKey(ip string) string {
 // clientIP is the peer's IP. X-Forwarded-For is ignored on purpose: the
 // service is meant to be reached directly, and trusting the header would
 // let any client pick its own rate-limit bucket.
+// holderOf is where a certificate goes, for its record: the client's
+// label (api.HeaderHolder) and the address the request came from; ""
+// without a label.
+func holderOf(r *http.Request) string {
+	label := pki.HolderLabel(r.Header.Get(api.HeaderHolder))
+	if label == "" {
+		return ""
+	}
+	return label + " (from " + clientIP(r) + ")"
+}
+
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -52,6 +52,10 @@ type Certificate struct {
 	// It must still be unrevoked when this record is written, checked in
 	// the same transaction, so a renewal cannot outrun a revocation.
 	RenewedFrom string `json:"renewed_from,omitempty"`
+	// Holder is where the certificate went, as far as dockca knows: the
+	// label the enrolling or renewing client gave (pki.HolderLabel) and
+	// the address it came from, or the folder an admin command wrote.
+	Holder string `json:"holder,omitempty"`
 	// SupersededBy is the serial of a renewal made from this
 	// certificate, filled on reads from the renewals index (never stored).
 	SupersededBy string `json:"-"`

@@ -89,6 +89,7 @@ func newContextCommand(e *env) *cli.Command {
 						return fmt.Errorf("context add %s: %w", o.Name, err)
 					}
 					if r != nil {
+						r.holder = pki.HolderHere("docker context " + o.Name)
 						return addRemoteContext(c, r, o, scope)
 					}
 					l := newLocalCA(c, e)

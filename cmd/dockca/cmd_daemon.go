@@ -72,6 +72,7 @@ func newDaemonCommand(e *env) *cli.Command {
 					}
 					if r != nil {
 						groups = r.claims.Dockca.Groups
+						r.holder = pki.HolderHere("dockerd's TLS files in " + o.TLSDir)
 					}
 					o.Groups = groups
 					if c.Bool("gate") {

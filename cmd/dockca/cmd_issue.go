@@ -174,7 +174,9 @@ func runIssue(ctx context.Context, adm admin.Admin, o issueOptions, w io.Writer)
 	if err := preflightDir(dir, o.req.Kind, o.force); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	iss, err := adm.Issue(ctx, o.req)
+	req := o.req
+	req.Holder = pki.HolderHere(dir)
+	iss, err := adm.Issue(ctx, req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

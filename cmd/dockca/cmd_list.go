@@ -23,7 +23,7 @@ func newListCommand(e *env) *cli.Command {
 			"--json prints an array of objects with serial, name, kind, role, groups, all_groups, not_after, status\n" +
 			"and more; -q prints the serials only, one a line. --format takes a Go template over each certificate's\n" +
 			"fields: .Serial .Name .Kind .Role .SANs .Groups .AllGroups .NotBefore .NotAfter .Status .IssuedAt\n" +
-			".IssuedBy .Fingerprint .RevokedAt .Reason\n" +
+			".IssuedBy .Holder .Fingerprint .RevokedAt .Reason\n" +
 			"('{{json .}}' is one --json object a line; 'table {{.Name}}\\t{{.Serial}}' aligns columns).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kind", Usage: "only certificates of `KIND` client, daemon or service (dockca serve's own)"},

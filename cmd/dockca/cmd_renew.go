@@ -148,6 +148,7 @@ func newEnrollCommand(e *env) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("enroll: %w", err)
 			}
+			cl.Holder = pki.HolderHere(dir)
 			res, err := cl.Enroll(c.Context, c.String("token"), kt)
 			if err != nil {
 				return fmt.Errorf("enroll: %w", err)

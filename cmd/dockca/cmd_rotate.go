@@ -165,13 +165,16 @@ func writeRotationStatus(w io.Writer, st *ca.RotationStatus, asJSON bool) error 
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tNAME\tSERIAL\tNOT AFTER\tGENERATION\tOLD ROOT")
+	fmt.Fprintln(tw, "KIND\tNAME\tSERIAL\tNOT AFTER\tGENERATION\tOLD ROOT\tHELD BY")
 	for _, d := range st.Dependents {
-		old := "no"
+		old, holder := "no", d.Holder
 		if d.OldRoot {
 			old = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.Kind, d.Name, d.Serial, d.NotAfter.UTC().Format(time.RFC3339), d.Generation, old)
+		if holder == "" {
+			holder = "-" // issued before dockca recorded it, or by a path that does not say
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Kind, d.Name, d.Serial, d.NotAfter.UTC().Format(time.RFC3339), d.Generation, old, holder)
 	}
 	return tw.Flush()
 }

@@ -180,9 +180,19 @@ func TestRotateRootEndToEnd(t *testing.T) {
 			t.Fatalf("%s: rotate status --json: %v\n%s", step, err, out)
 		}
 		var got []string
+		host, _ := os.Hostname()
 		for _, d := range st.Dependents {
 			if !d.OldRoot || d.NotAfter.IsZero() {
 				t.Errorf("%s: dependent %+v", step, d)
+			}
+			// Where it went: the context its enrollment named and the
+			// address it came from; a daemon's folder (dockca issue).
+			want := " on " + host
+			if d.Kind == pki.KindClient {
+				want = "docker context " + d.Name + " on " + host + " (from 127.0.0.1)"
+			}
+			if !strings.Contains(d.Holder, want) {
+				t.Errorf("%s: %s %s is held by %q, want %q in it", step, d.Kind, d.Name, d.Holder, want)
 			}
 			got = append(got, string(d.Kind)+":"+d.Name)
 		}
@@ -498,7 +508,9 @@ func TestRotateWhileServing(t *testing.T) {
 	served("rotate root", oldRoot, newRoot)
 	enrollUnder("bob", newRoot, 3)
 	enrollUnder("bob-old-view", oldRoot, 3)
-	if out, _ := run(0, "rotate", "status"); !strings.Contains(out, "alice") || strings.Contains(out, "bob") {
+	// alice's enrollment named no holder: the service recorded where it came from.
+	if out, _ := run(0, "rotate", "status"); !strings.Contains(out, "alice") || strings.Contains(out, "bob") ||
+		!strings.Contains(out, "HELD BY") || !strings.Contains(out, "from 127.0.0.1") {
 		t.Fatalf("rotate status through the service:\n%s", out)
 	}
 	if _, errOut := run(1, "rotate", "intermediate"); !strings.Contains(errOut, "rotation is in progress") {

@@ -30,6 +30,8 @@ type remoteCA struct {
 	token       string
 	claims      *pki.TokenClaims
 	client      *enroll.Client
+	// holder tells the CA where the certificate goes (pki.HolderHere).
+	holder string
 }
 
 // newRemoteCA checks the token's shape and kind before anything is sent.
@@ -105,6 +107,7 @@ func (r *remoteCA) connect(ctx context.Context) (*enroll.Client, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.Holder = r.holder
 		r.client = c
 	}
 	return r.client, nil

@@ -101,6 +101,12 @@ type SignRequest struct {
 	Token string `json:"token"` // JWT from `dockca token create`
 }
 
+// HeaderHolder, on an enrollment or a renewal, says where the certificate
+// goes ("docker context prod on laptop-7"), for the CA's record (the
+// service adds the address the request came from). A header, so that a
+// service that predates it ignores it instead of refusing the request.
+const HeaderHolder = "Dockca-Holder"
+
 // RenewRequest optionally carries a CSR for a new key; empty renews the key
 // of the presented certificate.
 type RenewRequest struct {
@@ -228,6 +234,8 @@ type AdminIssueRequest struct {
 	// RenewedFrom is the serial of the certificate this one replaces
 	// (a local context renew): recorded as its predecessor.
 	RenewedFrom string `json:"renewed_from,omitempty"`
+	// Holder is where the certificate goes (the folder written).
+	Holder string `json:"holder,omitempty"`
 }
 
 // AdminIssueCheck is what the policy made of an AdminIssueRequest.

@@ -31,6 +31,15 @@ func Do(ctx context.Context, hc *http.Client, method, url string, in, out any) e
 
 // DoLimit is Do reading at most limit bytes of response.
 func DoLimit(ctx context.Context, hc *http.Client, method, url string, in, out any, limit int64) error {
+	return do(ctx, hc, method, url, nil, in, out, limit)
+}
+
+// DoHeader is Do with more request headers.
+func DoHeader(ctx context.Context, hc *http.Client, method, url string, hdr http.Header, in, out any) error {
+	return do(ctx, hc, method, url, hdr, in, out, maxResponseBytes)
+}
+
+func do(ctx context.Context, hc *http.Client, method, url string, hdr http.Header, in, out any, limit int64) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -42,6 +51,9 @@ func DoLimit(ctx context.Context, hc *http.Client, method, url string, in, out a
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
